@@ -1,0 +1,426 @@
+//! The domain model: what a conversation, a message, a receipt and an event are.
+//!
+//! These types are what stores return and what the service hands to transports. They
+//! serialize with serde to the field names of the wire protocol, so an application that
+//! exposes them in its own API gets the same shapes clients of the server see.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::id::{ConversationId, MessageId, UserId};
+use crate::time::Timestamp;
+
+/// The kind of a conversation. Only direct (two-member) conversations exist today; the enum
+/// keeps the wire field honest and leaves room for more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ConversationKind {
+    /// Between exactly two users, unique per (unordered pair, context).
+    Direct,
+}
+
+/// A conversation between two users.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Its id.
+    pub id: ConversationId,
+    /// Always [`ConversationKind::Direct`] today.
+    pub kind: ConversationKind,
+    /// The application's key (a listing, a match, an order); `None` when missing or empty.
+    pub context: Option<String>,
+    /// The two members, lower id first.
+    pub members: [UserId; 2],
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When the newest message was sent; `None` without messages.
+    pub last_message_at: Option<Timestamp>,
+    /// The seq of the newest message; 0 without messages.
+    pub last_seq: u64,
+}
+
+impl Conversation {
+    /// Whether `user` is one of the two members.
+    #[must_use]
+    pub fn has_member(&self, user: UserId) -> bool {
+        self.members.contains(&user)
+    }
+
+    /// The other member, if `user` is a member.
+    #[must_use]
+    pub fn peer_of(&self, user: UserId) -> Option<UserId> {
+        match self.members {
+            [a, b] if a == user => Some(b),
+            [a, b] if b == user => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Last activity: the newest message, else creation. Edits and deletes are not activity.
+    #[must_use]
+    pub fn activity_at(&self) -> Timestamp {
+        self.last_message_at.unwrap_or(self.created_at)
+    }
+}
+
+/// One message. A deleted message is a tombstone: `deleted`, empty body, no metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// Its id.
+    pub id: MessageId,
+    /// The conversation it belongs to.
+    pub conversation_id: ConversationId,
+    /// Position in the conversation: from 1, no gaps.
+    pub seq: u64,
+    /// Who sent it.
+    pub sender_id: UserId,
+    /// The text; empty for a tombstone.
+    pub body: String,
+    /// A JSON object of the application's, compared as a JSON value.
+    pub metadata: Option<serde_json::Value>,
+    /// The sender's idempotency key, if one was given.
+    pub client_msg_id: Option<String>,
+    /// When it was sent.
+    pub created_at: Timestamp,
+    /// When it was last edited.
+    pub edited_at: Option<Timestamp>,
+    /// Whether it is a tombstone.
+    pub deleted: bool,
+}
+
+/// A conversation as one of its members sees it in their list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    /// The conversation.
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    /// The newest message, a tombstone included.
+    pub last_message: Option<Message>,
+    /// Messages from the peer after `read_seq` that are not deleted.
+    pub unread_count: u64,
+    /// The viewer's read marker.
+    pub read_seq: u64,
+    /// The peer's read marker.
+    pub peer_read_seq: u64,
+    /// The peer's delivered marker.
+    pub peer_delivered_seq: u64,
+}
+
+/// Which marker a receipt moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// The member has read up to a seq.
+    Read,
+    /// The member's device has received up to a seq.
+    Delivered,
+}
+
+/// A marker position of one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member whose marker this is.
+    pub user_id: UserId,
+    /// Which marker.
+    pub kind: ReceiptKind,
+    /// The marker's value.
+    pub seq: u64,
+}
+
+/// Unread totals of a user over all their conversations.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadTotals {
+    /// Unread messages in all conversations.
+    pub total: u64,
+    /// Conversations with at least one unread message.
+    pub conversations: u64,
+}
+
+/// Whether a user is online, as another user may see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceStatus {
+    /// The user.
+    pub user_id: UserId,
+    /// Whether they hold at least one session.
+    pub online: bool,
+    /// When their last session closed; `None` while online or if never seen.
+    pub last_seen: Option<Timestamp>,
+}
+
+/// A durable event: written to the log in the transaction of the change it describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A conversation was created (only when it was new).
+    ConversationCreated(Conversation),
+    /// A message was sent.
+    MessageCreated(Message),
+    /// A message was edited.
+    MessageEdited(Message),
+    /// A message was deleted; carries the tombstone.
+    MessageDeleted(Message),
+    /// A member's read or delivered marker moved forward.
+    Receipt(Receipt),
+}
+
+impl Event {
+    /// The protocol's name for this event.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::ConversationCreated(_) => "conversation.created",
+            Self::MessageCreated(_) => "message.created",
+            Self::MessageEdited(_) => "message.edited",
+            Self::MessageDeleted(_) => "message.deleted",
+            Self::Receipt(r) => match r.kind {
+                ReceiptKind::Read => "receipt.read",
+                ReceiptKind::Delivered => "receipt.delivered",
+            },
+        }
+    }
+
+    /// The conversation the event belongs to.
+    #[must_use]
+    pub fn conversation_id(&self) -> ConversationId {
+        match self {
+            Self::ConversationCreated(c) => c.id,
+            Self::MessageCreated(m) | Self::MessageEdited(m) | Self::MessageDeleted(m) => {
+                m.conversation_id
+            }
+            Self::Receipt(r) => r.conversation_id,
+        }
+    }
+
+    /// The message the event carries, if any.
+    #[must_use]
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Self::MessageCreated(m) | Self::MessageEdited(m) | Self::MessageDeleted(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// A durable event at its position in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedEvent {
+    /// Dense, in commit order, from 1.
+    pub position: u64,
+    /// What happened.
+    pub event: Event,
+}
+
+impl LoggedEvent {
+    /// The cursor just after this event.
+    #[must_use]
+    pub fn cursor(&self) -> Cursor {
+        Cursor::at(self.position)
+    }
+}
+
+/// A committed event with the users who may see it, as the feed hands it to fan-out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedEvent {
+    /// The event at its position.
+    pub logged: LoggedEvent,
+    /// The users whose sessions receive it.
+    pub audience: Vec<UserId>,
+}
+
+/// An ephemeral signal: never stored, never replayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signal {
+    /// A member started or stopped typing.
+    Typing {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who is typing.
+        user_id: UserId,
+        /// Started or stopped.
+        state: TypingState,
+        /// When receivers should drop the indicator.
+        expires_in_ms: u64,
+    },
+    /// A user's first session opened or last session closed.
+    Presence(PresenceStatus),
+}
+
+impl Signal {
+    /// The protocol's name for this signal.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Typing { .. } => "typing",
+            Self::Presence(_) => "presence",
+        }
+    }
+}
+
+/// Typing state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TypingState {
+    /// Started typing (repeat at most every half of `expires_in_ms`).
+    Started,
+    /// Stopped typing.
+    Stopped,
+}
+
+/// A value shared by every recipient, with a slot for the transport's encoding of it, so a
+/// frame is serialized once however many sessions receive it.
+#[derive(Debug)]
+pub struct Shared<T> {
+    value: T,
+    encoded: OnceLock<Bytes>,
+}
+
+impl<T> Shared<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Self { value, encoded: OnceLock::new() }
+    }
+
+    /// The value.
+    pub fn get(&self) -> &T {
+        &self.value
+    }
+
+    /// The transport's encoding, computed by the first caller and reused by the rest.
+    pub fn encoded(&self, encode: impl FnOnce(&T) -> Bytes) -> Bytes {
+        self.encoded.get_or_init(|| encode(&self.value)).clone()
+    }
+}
+
+/// An opaque, versioned position in the event log, as clients keep it.
+///
+/// The text form is `v1` followed by the position in lowercase hex; clients must treat it
+/// as opaque. A later version can change the encoding and still read `v1` cursors.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cursor(u64);
+
+impl Cursor {
+    const PREFIX: &'static str = "v1";
+
+    /// The cursor just after the event at `position` (0: before every event).
+    #[must_use]
+    pub const fn at(position: u64) -> Self {
+        Self(position)
+    }
+
+    /// The log position this cursor stands after.
+    #[must_use]
+    pub const fn position(self) -> u64 {
+        self.0
+    }
+
+    /// Parses the text form; anything this library did not produce is `Invalid`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("cursor was not issued by this server");
+        let hex = s.strip_prefix(Self::PREFIX).ok_or_else(bad)?;
+        if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad());
+        }
+        if hex.bytes().any(|b| b.is_ascii_uppercase()) || (hex.len() > 1 && hex.starts_with('0'))
+        {
+            return Err(bad());
+        }
+        u64::from_str_radix(hex, 16).map(Self).map_err(|_| bad())
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{:x}", Self::PREFIX, self.0)
+    }
+}
+
+impl fmt::Debug for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Cursor({})", self.0)
+    }
+}
+
+/// Where a page of a user's conversation list starts: strictly older than this activity,
+/// ties broken by conversation id (descending).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActivityKey {
+    /// Last activity of the conversation the previous page ended with.
+    pub at: Timestamp,
+    /// Its id.
+    pub id: ConversationId,
+}
+
+impl ActivityKey {
+    const PREFIX: &'static str = "p1";
+
+    /// The key of a conversation.
+    #[must_use]
+    pub fn of(conversation: &Conversation) -> Self {
+        Self { at: conversation.activity_at(), id: conversation.id }
+    }
+
+    /// The opaque text form handed to clients as `next`.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        format!("{}{:016x}{}", Self::PREFIX, self.at.as_millis(), self.id.as_uuid().simple())
+    }
+
+    /// Parses the text form of [`ActivityKey::encode`].
+    pub fn decode(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("page cursor was not issued by this server");
+        let rest = s.strip_prefix(Self::PREFIX).ok_or_else(bad)?;
+        if rest.len() != 48 || !rest.is_ascii() {
+            return Err(bad());
+        }
+        let (millis, id) = rest.split_at(16);
+        let millis = u64::from_str_radix(millis, 16).map_err(|_| bad())?;
+        let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
+        Ok(Self {
+            at: Timestamp::from_millis(millis.cast_signed()),
+            id: ConversationId::from_uuid(id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_refuses_foreign_text() {
+        for p in [0, 1, 255, u64::MAX] {
+            let c = Cursor::at(p);
+            assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
+        }
+        for bad in ["", "v1", "v2a", "v1xyz", "v10a", "v1A", "12", "v1 1", "v1ffffffffffffffffff"] {
+            assert!(Cursor::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn activity_key_round_trips() {
+        let key = ActivityKey { at: Timestamp::now(), id: ConversationId::new() };
+        assert_eq!(ActivityKey::decode(&key.encode()).unwrap(), key);
+        assert!(ActivityKey::decode("p1zz").is_err());
+        assert!(ActivityKey::decode(&key.encode().replace("p1", "p2")).is_err());
+    }
+
+    #[test]
+    fn shared_encodes_once() {
+        let shared = Shared::new(5_u32);
+        let mut calls = 0;
+        let a = shared.encoded(|v| {
+            calls += 1;
+            Bytes::from(v.to_string())
+        });
+        let b = shared.encoded(|_| unreachable!());
+        assert_eq!((a, b, calls), (Bytes::from("5"), Bytes::from("5"), 1));
+    }
+}

@@ -1,0 +1,870 @@
+//! [`Messenger`]: every rule of the messaging service, in one place.
+//!
+//! Transports (the WebSocket server, an application's own HTTP handlers) call these methods
+//! with the authenticated user as the explicit `actor`; nothing here trusts a user id taken
+//! from a payload. The Messenger validates input, checks membership, blocks and the access
+//! policy, decides which durable events a change produces and for whom (the store writes
+//! them in the change's transaction), and publishes ephemeral signals itself.
+//!
+//! A [`Session`] is one connection of a user: it registers presence, subscribes to the
+//! user's pushes and carries the hello cursor that bounds its `sync`.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::fanout::{Fanout, Hub, Push, RecvError, Subscription};
+use crate::id::{ConversationId, MessageId, SessionId, UserId};
+use crate::limits::Limits;
+use crate::membership::MembershipCache;
+use crate::model::{
+    ActivityKey, Conversation, ConversationKind, ConversationSummary, Cursor, LoggedEvent,
+    Message, PresenceStatus, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
+};
+use crate::policy::{AccessPolicy, AllowAll};
+use crate::presence::{LocalPresence, Presence};
+use crate::search::query_terms;
+use crate::store::{
+    ConversationPage, DeleteMessage, EditMessage, HistoryWindow, MarkUpdate, NewConversation,
+    NewMessage, Opened, SearchQuery, Store,
+};
+use crate::time::Timestamp;
+use crate::validate;
+
+const MEMBERSHIP_CACHE_CAPACITY: usize = 100_000;
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendTarget {
+    /// An existing conversation the sender is a member of.
+    Conversation(ConversationId),
+    /// The direct conversation with `peer` about `context`, opened if needed.
+    Peer {
+        /// The other user.
+        peer: UserId,
+        /// The conversation's context.
+        context: Option<String>,
+    },
+}
+
+/// A message to send.
+#[derive(Clone, Debug)]
+pub struct SendMessage {
+    /// Where it goes.
+    pub to: SendTarget,
+    /// The text.
+    pub body: String,
+    /// Idempotency key: a retry with the same key returns the original message.
+    pub client_msg_id: Option<String>,
+    /// A JSON object of the application's.
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl SendMessage {
+    /// A message to an existing conversation.
+    pub fn to_conversation(conversation_id: ConversationId, body: impl Into<String>) -> Self {
+        Self {
+            to: SendTarget::Conversation(conversation_id),
+            body: body.into(),
+            client_msg_id: None,
+            metadata: None,
+        }
+    }
+
+    /// A message to a peer, opening the conversation about `context` if needed.
+    pub fn to_peer(peer: UserId, context: Option<&str>, body: impl Into<String>) -> Self {
+        Self {
+            to: SendTarget::Peer { peer, context: context.map(str::to_owned) },
+            body: body.into(),
+            client_msg_id: None,
+            metadata: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn client_msg_id(mut self, id: impl Into<String>) -> Self {
+        self.client_msg_id = Some(id.into());
+        self
+    }
+
+    /// Sets the metadata object.
+    #[must_use]
+    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+}
+
+/// Which part of a history to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// The messages just before this seq.
+    pub before_seq: Option<u64>,
+    /// The messages just after this seq.
+    pub after_seq: Option<u64>,
+    /// Page size (default 50, 1–100).
+    pub limit: Option<usize>,
+}
+
+/// A page of history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryPage {
+    /// Ascending seq.
+    pub messages: Vec<Message>,
+    /// Whether more exist beyond the page in its direction.
+    pub has_more: bool,
+}
+
+/// A page of a conversation list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationsPage {
+    /// Newest activity first.
+    pub conversations: Vec<ConversationSummary>,
+    /// Pass as `before` for the next page; `None` exactly when nothing follows.
+    pub next: Option<String>,
+}
+
+/// A page of `sync`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncPage {
+    /// Durable events after the cursor, in log order, in their objects' current state.
+    pub events: Vec<LoggedEvent>,
+    /// Where to continue from.
+    pub cursor: Cursor,
+    /// Whether more events exist before the bound.
+    pub has_more: bool,
+}
+
+/// Builds a [`Messenger`].
+pub struct MessengerBuilder {
+    store: Arc<dyn Store>,
+    fanout: Option<Arc<dyn Fanout>>,
+    presence: Option<Arc<dyn Presence>>,
+    policy: Arc<dyn AccessPolicy>,
+    limits: Limits,
+}
+
+impl MessengerBuilder {
+    /// Uses this fan-out instead of an in-process [`Hub`].
+    #[must_use]
+    pub fn fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    /// Uses this presence instead of [`LocalPresence`].
+    #[must_use]
+    pub fn presence(mut self, presence: Arc<dyn Presence>) -> Self {
+        self.presence = Some(presence);
+        self
+    }
+
+    /// The application's access policy (default [`AllowAll`]).
+    #[must_use]
+    pub fn policy(mut self, policy: impl AccessPolicy + 'static) -> Self {
+        self.policy = Arc::new(policy);
+        self
+    }
+
+    /// Limits (default: the protocol's).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Attaches the fan-out to the store's feed and returns the messenger.
+    pub async fn build(self) -> Result<Messenger> {
+        let fanout = self
+            .fanout
+            .unwrap_or_else(|| Arc::new(Hub::new(self.limits.max_queue_frames)));
+        self.store.attach_feed(fanout.clone()).await?;
+        Ok(Messenger {
+            inner: Arc::new(Inner {
+                store: self.store,
+                fanout,
+                presence: self.presence.unwrap_or_else(|| Arc::new(LocalPresence::default())),
+                policy: self.policy,
+                limits: self.limits,
+                members: MembershipCache::new(MEMBERSHIP_CACHE_CAPACITY),
+            }),
+        })
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    fanout: Arc<dyn Fanout>,
+    presence: Arc<dyn Presence>,
+    policy: Arc<dyn AccessPolicy>,
+    limits: Limits,
+    members: MembershipCache,
+}
+
+/// The messaging service over one store. Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(store: std::sync::Arc<dyn messaging_core::Store>) -> messaging_core::Result<()> {
+/// use messaging_core::{Messenger, SendMessage, UserId};
+///
+/// let messenger = Messenger::new(store).await?;
+/// let (alice, bob) = (UserId::new(), UserId::new());
+/// let message = messenger.send(alice, SendMessage::to_peer(bob, None, "hi")).await?;
+/// assert_eq!(message.seq, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Messenger {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Messenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messenger").field("limits", &self.inner.limits).finish_non_exhaustive()
+    }
+}
+
+impl Messenger {
+    /// A builder over `store`.
+    pub fn builder(store: Arc<dyn Store>) -> MessengerBuilder {
+        MessengerBuilder {
+            store,
+            fanout: None,
+            presence: None,
+            policy: Arc::new(AllowAll),
+            limits: Limits::default(),
+        }
+    }
+
+    /// A messenger with the defaults: in-process fan-out and presence, allow-all policy.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Self> {
+        Self::builder(store).build().await
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The fan-out.
+    #[must_use]
+    pub fn fanout(&self) -> &Arc<dyn Fanout> {
+        &self.inner.fanout
+    }
+
+    /// Opens a session of `user`: registers presence (announcing it to the user's peers if
+    /// it is the first session), subscribes to pushes and takes the hello cursor.
+    pub async fn connect(&self, user: UserId) -> Result<Session> {
+        let id = SessionId::new();
+        let (subscription, position) = self.inner.fanout.subscribe(user);
+        let first = self.inner.presence.session_opened(user, id).await?;
+        let session = Session {
+            id,
+            user,
+            cursor: Cursor::at(position),
+            subscription,
+            messenger: self.clone(),
+            closed: false,
+        };
+        if first {
+            self.announce(PresenceStatus { user_id: user, online: true, last_seen: None })
+                .await?;
+        }
+        Ok(session)
+    }
+
+    async fn disconnect(&self, user: UserId, session: SessionId) -> Result<()> {
+        if self.inner.presence.session_closed(user, session).await? {
+            let now = Timestamp::now();
+            self.inner.store.set_last_seen(user, now).await?;
+            self.announce(PresenceStatus { user_id: user, online: false, last_seen: Some(now) })
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn announce(&self, status: PresenceStatus) -> Result<()> {
+        let peers = self.inner.store.peers(status.user_id).await?;
+        if peers.is_empty() {
+            return Ok(());
+        }
+        self.inner.fanout.signal(Signal::Presence(status), &peers).await
+    }
+
+    /// The conversation `id` if `actor` is a member; `NotFound` otherwise (membership is
+    /// never revealed).
+    async fn member_conversation(&self, actor: UserId, id: ConversationId) -> Result<Conversation> {
+        let conversation = match self.inner.members.get(id) {
+            Some(c) => c,
+            None => {
+                let c = self.inner.store.conversation(id).await?.ok_or_else(not_found)?;
+                self.inner.members.insert(&c);
+                c
+            }
+        };
+        if conversation.has_member(actor) { Ok(conversation) } else { Err(not_found()) }
+    }
+
+    /// Blocks both ways, then the policy's `may_open`.
+    async fn check_open(&self, actor: UserId, peer: UserId, context: Option<&str>) -> Result<()> {
+        self.check_not_blocked(actor, peer).await?;
+        self.inner.policy.may_open(actor, peer, context).await?.into_result()
+    }
+
+    async fn check_not_blocked(&self, a: UserId, b: UserId) -> Result<()> {
+        if self.inner.store.is_blocked_between(a, b).await? {
+            return Err(Error::forbidden("one of the users blocks the other"));
+        }
+        Ok(())
+    }
+
+    /// Opens (or finds) the direct conversation of `actor` and `peer` about `context`.
+    ///
+    /// `peer == actor`: `Invalid`. Blocked either way or refused by the policy: `Forbidden`.
+    /// Creating it writes a `conversation.created` event for both members.
+    pub async fn open(
+        &self,
+        actor: UserId,
+        peer: UserId,
+        context: Option<&str>,
+    ) -> Result<Opened> {
+        let context = validate::context(context, self.inner.limits.max_context_bytes)?;
+        if peer == actor {
+            return Err(Error::invalid("cannot open a conversation with yourself"));
+        }
+        self.check_open(actor, peer, context.as_deref()).await?;
+        self.open_checked(actor, peer, context).await
+    }
+
+    async fn open_checked(
+        &self,
+        actor: UserId,
+        peer: UserId,
+        context: Option<String>,
+    ) -> Result<Opened> {
+        if let Some(existing) = self.inner.store.find_direct(actor, peer, context.as_deref()).await?
+        {
+            self.inner.members.insert(&existing);
+            return Ok(Opened { conversation: existing, created: false });
+        }
+        let members = ordered(actor, peer);
+        let opened = self
+            .inner
+            .store
+            .open_direct(NewConversation {
+                id: ConversationId::new(),
+                members,
+                context,
+                created_at: Timestamp::now(),
+                audience: members.to_vec(),
+            })
+            .await?;
+        self.inner.members.insert(&opened.conversation);
+        Ok(opened)
+    }
+
+    /// Sends a message.
+    ///
+    /// Validation first (`Invalid`, `TooLarge`), then membership (`NotFound`). A retry with
+    /// the same `client_msg_id` returns the original message in its current state and emits
+    /// nothing, even if the users have blocked each other or the policy refuses since.
+    /// Otherwise blocks and the policy are checked (`Forbidden`); with [`SendTarget::Peer`]
+    /// the conversation is opened exactly as [`Messenger::open`] would.
+    pub async fn send(&self, actor: UserId, message: SendMessage) -> Result<Message> {
+        let limits = &self.inner.limits;
+        validate::body(&message.body, limits.max_body_bytes)?;
+        if let Some(id) = &message.client_msg_id {
+            validate::client_msg_id(id, limits.max_client_msg_id_bytes)?;
+        }
+        if let Some(metadata) = &message.metadata {
+            validate::metadata(metadata, limits.max_metadata_bytes)?;
+        }
+        let conversation = match &message.to {
+            SendTarget::Conversation(id) => {
+                let conversation = self.member_conversation(actor, *id).await?;
+                let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
+                let allowed = self.check_send(actor, peer, &conversation, None).await;
+                self.recognise_retry(actor, &conversation, &message, allowed).await?
+            }
+            SendTarget::Peer { peer, context } => {
+                let context = validate::context(context.as_deref(), limits.max_context_bytes)?;
+                if *peer == actor {
+                    return Err(Error::invalid("cannot send to yourself"));
+                }
+                match self.inner.store.find_direct(actor, *peer, context.as_deref()).await? {
+                    Some(conversation) => {
+                        self.inner.members.insert(&conversation);
+                        let allowed =
+                            self.check_send(actor, *peer, &conversation, Some(&context)).await;
+                        self.recognise_retry(actor, &conversation, &message, allowed).await?
+                    }
+                    None => {
+                        let members = ordered(actor, *peer);
+                        let prospective = Conversation {
+                            id: ConversationId::new(),
+                            kind: ConversationKind::Direct,
+                            context: context.clone(),
+                            members,
+                            created_at: Timestamp::now(),
+                            last_message_at: None,
+                            last_seq: 0,
+                        };
+                        self.check_send(actor, *peer, &prospective, Some(&context)).await?;
+                        Resolved::Send(self.open_checked(actor, *peer, context).await?.conversation)
+                    }
+                }
+            }
+        };
+        match conversation {
+            Resolved::Retry(existing) => Ok(existing),
+            Resolved::Send(conversation) => {
+                let appended = self
+                    .inner
+                    .store
+                    .append(NewMessage {
+                        id: MessageId::new(),
+                        conversation_id: conversation.id,
+                        sender_id: actor,
+                        body: message.body,
+                        metadata: message.metadata,
+                        client_msg_id: message.client_msg_id,
+                        created_at: Timestamp::now(),
+                        audience: conversation.members.to_vec(),
+                    })
+                    .await?;
+                Ok(appended.message)
+            }
+        }
+    }
+
+    /// Blocks, the policy's `may_open` when opening by peer, then `may_send`.
+    async fn check_send(
+        &self,
+        actor: UserId,
+        peer: UserId,
+        conversation: &Conversation,
+        opening_with: Option<&Option<String>>,
+    ) -> Result<()> {
+        self.check_not_blocked(actor, peer).await?;
+        if let Some(context) = opening_with {
+            self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
+        }
+        self.inner.policy.may_send(actor, conversation).await?.into_result()
+    }
+
+    /// A refused send that is a retry of a stored one returns the original; other refusals
+    /// stand. Allowed sends go on (the store recognises retries itself, in the transaction).
+    async fn recognise_retry(
+        &self,
+        actor: UserId,
+        conversation: &Conversation,
+        message: &SendMessage,
+        allowed: Result<()>,
+    ) -> Result<Resolved> {
+        match allowed {
+            Ok(()) => Ok(Resolved::Send(conversation.clone())),
+            Err(refusal) => {
+                if let Some(key) = &message.client_msg_id {
+                    if let Some(existing) = self
+                        .inner
+                        .store
+                        .find_by_client_msg_id(conversation.id, actor, key)
+                        .await?
+                    {
+                        return Ok(Resolved::Retry(existing));
+                    }
+                }
+                Err(refusal)
+            }
+        }
+    }
+
+    /// A page of a conversation's history, in ascending seq.
+    pub async fn history(
+        &self,
+        actor: UserId,
+        conversation_id: ConversationId,
+        query: HistoryQuery,
+    ) -> Result<HistoryPage> {
+        let limit = validate::page("limit", query.limit, self.inner.limits.history_page)?;
+        let window = match (query.before_seq, query.after_seq) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid("give before_seq or after_seq, not both"));
+            }
+            (Some(before), None) => HistoryWindow::Before(before),
+            (None, Some(after)) => HistoryWindow::After(after),
+            (None, None) => HistoryWindow::Latest,
+        };
+        self.member_conversation(actor, conversation_id).await?;
+        let mut messages = self.inner.store.history(conversation_id, window, limit + 1).await?;
+        let has_more = messages.len() > limit;
+        if has_more {
+            match window {
+                HistoryWindow::After(_) => {
+                    messages.truncate(limit);
+                }
+                HistoryWindow::Before(_) | HistoryWindow::Latest => {
+                    messages.remove(0);
+                }
+            }
+        }
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    /// A page of `actor`'s conversations, newest activity first.
+    pub async fn conversations(
+        &self,
+        actor: UserId,
+        limit: Option<usize>,
+        before: Option<&str>,
+    ) -> Result<ConversationsPage> {
+        let limit = validate::page("limit", limit, self.inner.limits.conversations_page)?;
+        let before = before.map(ActivityKey::decode).transpose()?;
+        let mut conversations = self
+            .inner
+            .store
+            .conversations(ConversationPage { user: actor, before, limit: limit + 1 })
+            .await?;
+        let next = if conversations.len() > limit {
+            conversations.truncate(limit);
+            conversations.last().map(|s| ActivityKey::of(&s.conversation).encode())
+        } else {
+            None
+        };
+        Ok(ConversationsPage { conversations, next })
+    }
+
+    /// Moves `actor`'s read marker forward (clamped to `last_seq`; never backwards).
+    pub async fn mark_read(
+        &self,
+        actor: UserId,
+        conversation_id: ConversationId,
+        up_to_seq: u64,
+    ) -> Result<Receipt> {
+        self.mark(actor, conversation_id, ReceiptKind::Read, up_to_seq).await
+    }
+
+    /// Moves `actor`'s delivered marker forward (clamped to `last_seq`; never backwards).
+    pub async fn mark_delivered(
+        &self,
+        actor: UserId,
+        conversation_id: ConversationId,
+        up_to_seq: u64,
+    ) -> Result<Receipt> {
+        self.mark(actor, conversation_id, ReceiptKind::Delivered, up_to_seq).await
+    }
+
+    async fn mark(
+        &self,
+        actor: UserId,
+        conversation_id: ConversationId,
+        kind: ReceiptKind,
+        up_to_seq: u64,
+    ) -> Result<Receipt> {
+        let conversation = self.member_conversation(actor, conversation_id).await?;
+        let marked = self
+            .inner
+            .store
+            .mark(MarkUpdate {
+                conversation_id,
+                user_id: actor,
+                kind,
+                up_to_seq,
+                audience: conversation.members.to_vec(),
+            })
+            .await?;
+        Ok(Receipt { conversation_id, user_id: actor, kind, seq: marked.seq })
+    }
+
+    /// The sender's message `id` if `actor` sent it; `NotFound` for anyone else.
+    async fn own_message(&self, actor: UserId, id: MessageId) -> Result<(Message, Conversation)> {
+        let message = self.inner.store.message(id).await?.ok_or_else(not_found)?;
+        if message.sender_id != actor {
+            return Err(not_found());
+        }
+        let conversation = self.member_conversation(actor, message.conversation_id).await?;
+        Ok((message, conversation))
+    }
+
+    /// Replaces the body of `actor`'s own message. A deleted message: `Conflict`.
+    pub async fn edit(&self, actor: UserId, id: MessageId, body: &str) -> Result<Message> {
+        validate::body(body, self.inner.limits.max_body_bytes)?;
+        let (message, conversation) = self.own_message(actor, id).await?;
+        if message.deleted {
+            return Err(Error::conflict("the message was deleted"));
+        }
+        self.inner
+            .store
+            .edit(EditMessage {
+                id,
+                body: body.to_owned(),
+                edited_at: Timestamp::now(),
+                audience: conversation.members.to_vec(),
+            })
+            .await
+    }
+
+    /// Deletes `actor`'s own message; returns the tombstone. Deleting twice returns the
+    /// tombstone again and emits nothing.
+    pub async fn delete(&self, actor: UserId, id: MessageId) -> Result<Message> {
+        let (message, conversation) = self.own_message(actor, id).await?;
+        if message.deleted {
+            return Ok(message);
+        }
+        let deleted = self
+            .inner
+            .store
+            .delete(DeleteMessage { id, audience: conversation.members.to_vec() })
+            .await?;
+        Ok(deleted.message)
+    }
+
+    /// Tells the peer that `actor` started or stopped typing (never stored, never echoed
+    /// to `actor`'s own sessions).
+    pub async fn typing(
+        &self,
+        actor: UserId,
+        conversation_id: ConversationId,
+        state: TypingState,
+    ) -> Result<()> {
+        let conversation = self.member_conversation(actor, conversation_id).await?;
+        let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
+        self.check_not_blocked(actor, peer).await?;
+        let signal = Signal::Typing {
+            conversation_id,
+            user_id: actor,
+            state,
+            expires_in_ms: self.inner.limits.typing_expires_ms,
+        };
+        self.inner.fanout.signal(signal, &[peer]).await
+    }
+
+    /// Full-text search over `actor`'s conversations (or one of them), newest first.
+    pub async fn search(
+        &self,
+        actor: UserId,
+        query: &str,
+        conversation_id: Option<ConversationId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Message>> {
+        if query.is_empty() {
+            return Err(Error::invalid("query is empty"));
+        }
+        validate::text("query", query, self.inner.limits.max_query_bytes)?;
+        let limit = validate::page("limit", limit, self.inner.limits.search_page)?;
+        if let Some(id) = conversation_id {
+            self.member_conversation(actor, id).await?;
+        }
+        let terms = query_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.inner.store.search(SearchQuery { user: actor, terms, conversation_id, limit }).await
+    }
+
+    /// Unread totals of `actor`.
+    pub async fn unread(&self, actor: UserId) -> Result<UnreadTotals> {
+        self.inner.store.unread(actor).await
+    }
+
+    /// Presence of those of `users` who share a conversation with `actor` (others are left
+    /// out), in the order asked.
+    pub async fn presence(&self, actor: UserId, users: &[UserId]) -> Result<Vec<PresenceStatus>> {
+        if users.is_empty() || users.len() > self.inner.limits.max_presence_ids {
+            return Err(Error::invalid(format!(
+                "user_ids must name 1 to {} users",
+                self.inner.limits.max_presence_ids
+            )));
+        }
+        let shared = self.inner.store.peers_among(actor, users).await?;
+        let mut visible: Vec<UserId> = Vec::with_capacity(shared.len());
+        for user in users {
+            if shared.contains(user) && !visible.contains(user) {
+                visible.push(*user);
+            }
+        }
+        let online = self.inner.presence.online(&visible).await?;
+        let offline: Vec<UserId> =
+            visible.iter().zip(&online).filter(|(_, on)| !**on).map(|(u, _)| *u).collect();
+        let seen = if offline.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.store.last_seen(&offline).await?
+        };
+        Ok(visible
+            .into_iter()
+            .zip(online)
+            .map(|(user_id, online)| PresenceStatus {
+                user_id,
+                online,
+                last_seen: if online {
+                    None
+                } else {
+                    seen.iter().find(|(u, _)| *u == user_id).map(|(_, at)| *at)
+                },
+            })
+            .collect())
+    }
+
+    /// `actor` blocks `user`: neither can open, send or type to the other until unblocked.
+    pub async fn block(&self, actor: UserId, user: UserId) -> Result<()> {
+        if actor == user {
+            return Err(Error::invalid("cannot block yourself"));
+        }
+        self.inner.store.block(actor, user).await
+    }
+
+    /// `actor` lifts their block of `user`.
+    pub async fn unblock(&self, actor: UserId, user: UserId) -> Result<()> {
+        if actor == user {
+            return Err(Error::invalid("cannot unblock yourself"));
+        }
+        self.inner.store.unblock(actor, user).await
+    }
+
+    /// Durable events visible to `actor` after `after`, up to the position `up_to` (a
+    /// session's hello cursor). Without a cursor: no events and `up_to`.
+    ///
+    /// A cursor beyond `up_to` that the log has reached (issued by another instance whose
+    /// feed is ahead of this one's) returns no events and the same cursor; a cursor beyond
+    /// the log's head was never issued: `Invalid`.
+    pub async fn sync(
+        &self,
+        actor: UserId,
+        after: Option<Cursor>,
+        up_to: Cursor,
+        limit: Option<usize>,
+    ) -> Result<SyncPage> {
+        let limit = validate::page("limit", limit, self.inner.limits.sync_page)?;
+        let Some(after) = after else {
+            return Ok(SyncPage { events: Vec::new(), cursor: up_to, has_more: false });
+        };
+        if after > up_to {
+            if after.position() > self.inner.store.head().await? {
+                return Err(Error::invalid("cursor was not issued by this server"));
+            }
+            return Ok(SyncPage { events: Vec::new(), cursor: after, has_more: false });
+        }
+        let mut events = self
+            .inner
+            .store
+            .read_events(actor, after.position(), up_to.position(), limit + 1)
+            .await?;
+        let has_more = events.len() > limit;
+        events.truncate(limit);
+        let cursor = match events.last() {
+            Some(last) if has_more => last.cursor(),
+            _ => up_to,
+        };
+        Ok(SyncPage { events, cursor, has_more })
+    }
+}
+
+enum Resolved {
+    Send(Conversation),
+    Retry(Message),
+}
+
+fn ordered(a: UserId, b: UserId) -> [UserId; 2] {
+    if a <= b { [a, b] } else { [b, a] }
+}
+
+fn not_found() -> Error {
+    Error::not_found("no such conversation or message")
+}
+
+/// One connection of a user. Dropping it (or [`Session::close`]) unregisters presence.
+pub struct Session {
+    id: SessionId,
+    user: UserId,
+    cursor: Cursor,
+    subscription: Subscription,
+    messenger: Messenger,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user", &self.user)
+            .field("cursor", &self.cursor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// This session's id.
+    #[must_use]
+    pub fn id(&self) -> SessionId {
+        self.id
+    }
+
+    /// The authenticated user.
+    #[must_use]
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The hello cursor: every durable event after it is pushed to this session, none at or
+    /// before it is.
+    #[must_use]
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// The messenger this session belongs to.
+    #[must_use]
+    pub fn messenger(&self) -> &Messenger {
+        &self.messenger
+    }
+
+    /// The next push. Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Push, RecvError> {
+        self.subscription.recv().await
+    }
+
+    /// The next push if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Result<Option<Push>, RecvError> {
+        self.subscription.try_recv()
+    }
+
+    /// `sync` bounded by this session's hello cursor: together with the pushes, every
+    /// event after `after` exactly once.
+    pub async fn sync(&self, after: Option<Cursor>, limit: Option<usize>) -> Result<SyncPage> {
+        self.messenger.sync(self.user, after, self.cursor, limit).await
+    }
+
+    /// Unregisters presence now (persisting `last_seen` and announcing it if this was the
+    /// user's last session).
+    pub async fn close(mut self) -> Result<()> {
+        self.closed = true;
+        self.messenger.disconnect(self.user, self.id).await
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let (messenger, user, id) = (self.messenger.clone(), self.user, self.id);
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move {
+                    if let Err(error) = messenger.disconnect(user, id).await {
+                        tracing::warn!(%error, %user, "closing a dropped session failed");
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(%user, "session dropped outside a runtime; presence kept"),
+        }
+    }
+}

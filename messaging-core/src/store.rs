@@ -1,0 +1,483 @@
+//! The storage contract.
+//!
+//! A backend implements four small traits, split by concern, and gets [`Store`] (their
+//! union) for free through a blanket impl. One backend object implements all four, so one
+//! transaction can span a conversation, its message and the event log.
+//!
+//! The rules (membership, blocks, policies, validation, which events a change produces and
+//! who sees them) live in [`Messenger`](crate::Messenger); a store keeps data and keeps
+//! its promises, listed on each method in testable sentences. The conformance suite
+//! (feature `testkit`) checks every one of them; run it against a new store with
+//! [`conformance_tests!`](crate::conformance_tests).
+//!
+//! ## Durable events
+//!
+//! Every mutation that changes what a member can see writes its event in the same
+//! transaction as the change, at the next log position: positions are dense `u64`s from 1,
+//! in commit order. The mutation input carries the `audience` (the users who may see the
+//! event), which the store keeps beside the event for [`EventLog::read_events`] and hands
+//! to the feed. After commit, and only after, the store passes the committed events, in
+//! position order, to every attached [`FeedSink`]. A reply to a mutation means the change
+//! is durable.
+//!
+//! ## Using a store
+//!
+//! ```
+//! use std::sync::Arc;
+//! use messaging_core::{Store, UserId};
+//!
+//! async fn unread_badge(store: Arc<dyn Store>, user: UserId) -> messaging_core::Result<u64> {
+//!     Ok(store.unread(user).await?.total)
+//! }
+//! ```
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::oneshot;
+
+use crate::error::Result;
+use crate::id::{ConversationId, MessageId, UserId};
+use crate::model::{
+    ActivityKey, CommittedEvent, Conversation, ConversationSummary, LoggedEvent, Message,
+    ReceiptKind, UnreadTotals,
+};
+use crate::time::Timestamp;
+
+/// A conversation to create if its (pair, context) does not exist yet.
+#[derive(Clone, Debug)]
+pub struct NewConversation {
+    /// The id to use if it is created.
+    pub id: ConversationId,
+    /// The two members, lower id first.
+    pub members: [UserId; 2],
+    /// The context; `None` for none (never `Some("")`).
+    pub context: Option<String>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Who sees the `conversation.created` event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`ConversationStore::open_direct`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// The conversation, new or existing, in its current state.
+    pub conversation: Conversation,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+/// A page request of a user's conversation list.
+#[derive(Clone, Copy, Debug)]
+pub struct ConversationPage {
+    /// Whose list.
+    pub user: UserId,
+    /// Start strictly after this key (older); `None` for the newest.
+    pub before: Option<ActivityKey>,
+    /// Most rows to return.
+    pub limit: usize,
+}
+
+/// A marker update: `read` or `delivered`.
+#[derive(Clone, Debug)]
+pub struct MarkUpdate {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member moving their marker.
+    pub user_id: UserId,
+    /// Which marker.
+    pub kind: ReceiptKind,
+    /// The requested value (clamped to `last_seq` by the store).
+    pub up_to_seq: u64,
+    /// Who sees the receipt event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`ConversationStore::mark`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Marked {
+    /// The marker's value after the call.
+    pub seq: u64,
+    /// Whether it moved (and so whether an event was written).
+    pub moved: bool,
+}
+
+/// A message to append.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Its id.
+    pub id: MessageId,
+    /// The conversation (must exist).
+    pub conversation_id: ConversationId,
+    /// The sender (a member).
+    pub sender_id: UserId,
+    /// The body, validated.
+    pub body: String,
+    /// The metadata object, validated.
+    pub metadata: Option<serde_json::Value>,
+    /// The idempotency key.
+    pub client_msg_id: Option<String>,
+    /// Send time.
+    pub created_at: Timestamp,
+    /// Who sees the `message.created` event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`MessageStore::append`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The stored message (for a duplicate: the original, in its current state).
+    pub message: Message,
+    /// False when the idempotency key matched an existing message.
+    pub created: bool,
+}
+
+/// Which part of a conversation's history to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryWindow {
+    /// The newest messages.
+    Latest,
+    /// The messages just before this seq.
+    Before(u64),
+    /// The messages just after this seq.
+    After(u64),
+}
+
+/// An edit of a message body.
+#[derive(Clone, Debug)]
+pub struct EditMessage {
+    /// The message.
+    pub id: MessageId,
+    /// The new body, validated.
+    pub body: String,
+    /// Edit time.
+    pub edited_at: Timestamp,
+    /// Who sees the `message.edited` event.
+    pub audience: Vec<UserId>,
+}
+
+/// A deletion of a message.
+#[derive(Clone, Debug)]
+pub struct DeleteMessage {
+    /// The message.
+    pub id: MessageId,
+    /// Who sees the `message.deleted` event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`MessageStore::delete`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deleted {
+    /// The tombstone.
+    pub message: Message,
+    /// False when it was already deleted (and no event was written).
+    pub changed: bool,
+}
+
+/// A full-text search.
+#[derive(Clone, Debug)]
+pub struct SearchQuery {
+    /// Only this user's conversations are searched.
+    pub user: UserId,
+    /// Words from [`query_terms`](crate::search::query_terms): all must match; never empty.
+    pub terms: Vec<String>,
+    /// Only this conversation, if given (the user is a member).
+    pub conversation_id: Option<ConversationId>,
+    /// Most results.
+    pub limit: usize,
+}
+
+/// Conversations: creation, lookup, the per-user list, members' markers.
+///
+/// ```
+/// use messaging_core::{ConversationStore, UserId};
+///
+/// async fn peer_count(store: &dyn ConversationStore, me: UserId) -> messaging_core::Result<usize> {
+///     Ok(store.peers(me).await?.len())
+/// }
+/// ```
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    /// Returns the direct conversation of (`members`, `context`), creating it when missing.
+    ///
+    /// Race-free: of any number of concurrent calls for the same pair and context (in either
+    /// member order), exactly one returns `created: true` and all return the same id. A
+    /// missing context is one value: two calls without context find the same conversation.
+    /// When it creates, it writes one `ConversationCreated` event for `audience` in the same
+    /// transaction; when it finds, it writes nothing.
+    async fn open_direct(&self, new: NewConversation) -> Result<Opened>;
+
+    /// The conversation with this id in its current state, or `None`.
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>>;
+
+    /// The direct conversation of this unordered pair and context, or `None`.
+    async fn find_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        context: Option<&str>,
+    ) -> Result<Option<Conversation>>;
+
+    /// A page of `page.user`'s conversations, newest activity first (activity: the last
+    /// message's time, else creation; ties by id descending), strictly after `page.before`,
+    /// at most `page.limit` rows, each with its last message (tombstones included), unread
+    /// count and markers. Costs a bounded number of queries whatever the page size.
+    async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>>;
+
+    /// Moves `update.kind`'s marker of `update.user_id` forward to
+    /// `min(update.up_to_seq, last_seq)`. A value at or below the current marker changes
+    /// nothing and returns the current value with `moved: false`. When it moves, one
+    /// receipt event is written for `audience` in the same transaction. Unknown
+    /// conversation or non-member: `NotFound`.
+    async fn mark(&self, update: MarkUpdate) -> Result<Marked>;
+
+    /// Every user who shares a conversation with `user`, once each.
+    async fn peers(&self, user: UserId) -> Result<Vec<UserId>>;
+
+    /// Those of `candidates` who share a conversation with `user`, once each.
+    async fn peers_among(&self, user: UserId, candidates: &[UserId]) -> Result<Vec<UserId>>;
+}
+
+/// Messages: append with idempotency, history, edit, delete, search, unread.
+///
+/// ```
+/// use messaging_core::{ConversationId, HistoryWindow, MessageStore};
+///
+/// async fn newest(store: &dyn MessageStore, id: ConversationId) -> messaging_core::Result<()> {
+///     let page = store.history(id, HistoryWindow::Latest, 10).await?;
+///     assert!(page.windows(2).all(|w| w[0].seq < w[1].seq));
+///     Ok(())
+/// }
+/// ```
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Appends a message at the conversation's next seq (from 1, no gaps, even under
+    /// concurrent appends: the seq is taken inside the insert's transaction) and sets the
+    /// conversation's `last_seq` and `last_message_at`. Writes one `MessageCreated` event
+    /// for `audience` in the same transaction.
+    ///
+    /// Idempotent on (conversation, sender, `client_msg_id`): if such a message exists
+    /// (stored earlier or concurrently), it is returned in its current state with
+    /// `created: false`, nothing is written, and no event. Unknown conversation: `NotFound`.
+    async fn append(&self, new: NewMessage) -> Result<Appended>;
+
+    /// The message with this id in its current state, or `None`.
+    async fn message(&self, id: MessageId) -> Result<Option<Message>>;
+
+    /// The message a sender stored with this idempotency key in a conversation, or `None`.
+    async fn find_by_client_msg_id(
+        &self,
+        conversation_id: ConversationId,
+        sender_id: UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>>;
+
+    /// At most `limit` messages of the window, in ascending seq: the ones closest to the
+    /// anchor (`Before(s)`: the highest seqs below `s`; `After(s)`: the lowest above `s`;
+    /// `Latest`: the highest). Tombstones included. Keyset access: the cost does not grow
+    /// with the depth of the window.
+    async fn history(
+        &self,
+        conversation_id: ConversationId,
+        window: HistoryWindow,
+        limit: usize,
+    ) -> Result<Vec<Message>>;
+
+    /// Replaces the body and sets `edited_at`, writing one `MessageEdited` event for
+    /// `audience` in the same transaction. A tombstone: `Conflict`. Unknown: `NotFound`.
+    async fn edit(&self, edit: EditMessage) -> Result<Message>;
+
+    /// Turns the message into a tombstone (empty body, no metadata, `deleted`), removes it
+    /// from search and writes one `MessageDeleted` event for `audience`. Already deleted:
+    /// returns the tombstone with `changed: false` and writes nothing. Unknown: `NotFound`.
+    async fn delete(&self, delete: DeleteMessage) -> Result<Deleted>;
+
+    /// Messages of the user's conversations (or of one of them) that contain every term as
+    /// a word, newest first, never tombstones.
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Message>>;
+
+    /// Unread totals of `user`: messages from peers with `seq > read_seq`, not deleted.
+    async fn unread(&self, user: UserId) -> Result<UnreadTotals>;
+}
+
+/// The event log: reading it back, and the feed of committed events.
+///
+/// ```
+/// use messaging_core::{EventLog, UserId};
+///
+/// async fn replay(log: &dyn EventLog, user: UserId) -> messaging_core::Result<()> {
+///     let head = log.head().await?;
+///     for event in log.read_events(user, 0, head, 100).await? {
+///         assert!(event.position <= head);
+///     }
+///     Ok(())
+/// }
+/// ```
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// The position of the newest committed event (0 when the log is empty).
+    async fn head(&self) -> Result<u64>;
+
+    /// Events visible to `user` with `after < position <= up_to`, ascending, at most
+    /// `limit`. Each message event carries the message in its current state (a message
+    /// deleted since is a tombstone, an edited one has its latest body); a conversation
+    /// event carries the conversation in its current state.
+    async fn read_events(
+        &self,
+        user: UserId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>>;
+
+    /// Attaches a sink to the feed. The store first calls [`FeedSink::start`] with the
+    /// head at attach time, then [`FeedSink::committed`] with every later commit's events,
+    /// in position order, with no gap and no repeat, after each commit. The store keeps
+    /// only a weak reference: dropping the sink detaches it.
+    async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()>;
+}
+
+/// Blocks between users and the last-seen time of each user.
+///
+/// ```
+/// use messaging_core::{SocialStore, UserId};
+///
+/// async fn may_talk(store: &dyn SocialStore, a: UserId, b: UserId) -> messaging_core::Result<bool> {
+///     Ok(!store.is_blocked_between(a, b).await?)
+/// }
+/// ```
+#[async_trait]
+pub trait SocialStore: Send + Sync {
+    /// Records that `blocker` blocks `blocked`; doing it twice is not an error.
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()>;
+
+    /// Removes that block; removing a missing block is not an error.
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()>;
+
+    /// Whether either user blocks the other.
+    async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool>;
+
+    /// Records when a user's last session closed (replacing an earlier value).
+    async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()>;
+
+    /// The recorded last-seen times of those of `users` that have one.
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>>;
+}
+
+/// A complete store: the union of the four contracts, implemented by one backend.
+///
+/// ```
+/// use std::sync::Arc;
+/// use messaging_core::Store;
+///
+/// fn share(store: Arc<dyn Store>) -> (Arc<dyn Store>, Arc<dyn Store>) {
+///     (store.clone(), store)
+/// }
+/// ```
+pub trait Store: ConversationStore + MessageStore + EventLog + SocialStore {}
+
+impl<T: ConversationStore + MessageStore + EventLog + SocialStore + ?Sized> Store for T {}
+
+/// Receives the feed of committed events (see [`EventLog::attach_feed`]).
+///
+/// Implementations must not block: the feed is shared by every session of the process.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use messaging_core::{CommittedEvent, FeedSink};
+///
+/// #[derive(Default)]
+/// struct Counter(AtomicU64);
+///
+/// impl FeedSink for Counter {
+///     fn start(&self, head: u64) {
+///         self.0.store(head, Ordering::Relaxed);
+///     }
+///     fn committed(&self, events: &[CommittedEvent]) {
+///         if let Some(last) = events.last() {
+///             self.0.store(last.logged.position, Ordering::Relaxed);
+///         }
+///     }
+/// }
+/// ```
+pub trait FeedSink: Send + Sync {
+    /// The feed starts after `head`.
+    fn start(&self, head: u64);
+
+    /// One commit's events (or several commits'), in position order, never empty.
+    fn committed(&self, events: &[CommittedEvent]);
+}
+
+/// Optional capability of stores whose writers can commit out of position order
+/// (several writers on one database): hold a write after it has taken its log position,
+/// so tests can commit a later position first.
+///
+/// ```
+/// use messaging_core::CommitHold;
+///
+/// async fn hold(store: &dyn CommitHold) -> messaging_core::Result<()> {
+///     let held = store.hold_next_write().await?;
+///     held.release();
+///     Ok(())
+/// }
+/// ```
+#[async_trait]
+pub trait CommitHold: Send + Sync {
+    /// Arms a hold on the next durable write this store object starts: that write takes its
+    /// log position, reports it through [`HeldCommit::positioned`], and waits before
+    /// committing until the [`HeldCommit`] is released or dropped.
+    async fn hold_next_write(&self) -> Result<HeldCommit>;
+}
+
+/// The test's side of a [`CommitHold`].
+#[derive(Debug)]
+pub struct HeldCommit {
+    positioned: Option<oneshot::Receiver<u64>>,
+    release: Option<oneshot::Sender<()>>,
+}
+
+/// The store's side of a [`CommitHold`].
+#[derive(Debug)]
+pub struct HoldPoint {
+    positioned: oneshot::Sender<u64>,
+    release: oneshot::Receiver<()>,
+}
+
+impl HeldCommit {
+    /// A connected pair: the test keeps the [`HeldCommit`], the store the [`HoldPoint`].
+    #[must_use]
+    pub fn pair() -> (Self, HoldPoint) {
+        let (positioned_tx, positioned_rx) = oneshot::channel();
+        let (release_tx, release_rx) = oneshot::channel();
+        (
+            Self { positioned: Some(positioned_rx), release: Some(release_tx) },
+            HoldPoint { positioned: positioned_tx, release: release_rx },
+        )
+    }
+
+    /// Waits until the held write has taken its position; returns the position.
+    pub async fn positioned(&mut self) -> Result<u64> {
+        let rx = self
+            .positioned
+            .take()
+            .ok_or_else(|| crate::Error::invalid("positioned() was already awaited"))?;
+        rx.await.map_err(|_| crate::Error::unavailable("the held write ended before its position"))
+    }
+
+    /// Lets the held write commit.
+    pub fn release(mut self) {
+        if let Some(tx) = self.release.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl HoldPoint {
+    /// Called by the store once the write has its position: reports it, then waits for the
+    /// release (or for the test's side to be dropped).
+    pub async fn hold(self, position: u64) {
+        let _ = self.positioned.send(position);
+        let _ = self.release.await;
+    }
+}
