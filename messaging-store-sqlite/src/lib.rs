@@ -1,1 +1,306 @@
-//! placeholder
+//! SQLite store for `messaging-core`: the embedded default.
+//!
+//! One file, WAL journal, one writer thread with group commit (see [`writer`]), a small
+//! pool of read connections, FTS5 search, and migrations on a `user_version` ladder.
+//!
+//! ```no_run
+//! # async fn demo() -> messaging_core::Result<()> {
+//! use std::sync::Arc;
+//! use messaging_core::Messenger;
+//! use messaging_store_sqlite::SqliteStore;
+//!
+//! let store = SqliteStore::open("messaging.db").await?;
+//! let messenger = Messenger::new(Arc::new(store)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! One process writes a database file at a time: log positions are assigned by the
+//! writer thread in memory.
+//!
+//! ## Durability
+//!
+//! [`Synchronous::Full`] (the default) fsyncs the WAL at every commit: a reply means the
+//! message survives a power cut. [`Synchronous::Normal`] skips that fsync; a power cut
+//! (not a process crash) may lose the last commits. Group commit makes `Full` cheap under
+//! concurrent load, since one fsync covers a whole batch.
+
+mod codec;
+mod read;
+mod schema;
+mod write;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use messaging_core::{
+    Appended, Conversation, ConversationId, ConversationPage, ConversationStore,
+    ConversationSummary, DeleteMessage, Deleted, EditMessage, EventLog, FeedSink, HistoryWindow,
+    LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore, NewConversation,
+    NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals, UserId,
+};
+use rusqlite::Connection;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::codec::db_err;
+use crate::read::ReadPool;
+use crate::writer::Writer;
+
+/// When SQLite fsyncs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// fsync at every commit (default): durable against power loss.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: durable against process crashes, not power loss.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// Settings of a [`SqliteStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// fsync policy (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// Read connections (default 4).
+    pub readers: usize,
+    /// Most jobs the writer commits in one transaction (default 512).
+    pub max_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { synchronous: Synchronous::Full, readers: 4, max_batch: 512 }
+    }
+}
+
+impl SqliteOptions {
+    /// Sets the fsync policy.
+    #[must_use]
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Sets the number of read connections.
+    #[must_use]
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+}
+
+struct Inner {
+    writer: Writer,
+    readers: ReadPool,
+    path: PathBuf,
+}
+
+/// A [`Store`](messaging_core::Store) in one SQLite file. Cheap to clone; dropping the last
+/// clone finishes queued writes and closes the file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database at `path` with the defaults.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database at `path` with `options`. A database whose schema is newer than
+    /// this build refuses to open with `Unavailable`.
+    pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let opened_path = path.clone();
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut conn = Connection::open(&opened_path).map_err(db_err)?;
+            conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+            conn.pragma_update(None, "synchronous", options.synchronous.pragma())
+                .map_err(db_err)?;
+            conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+            conn.set_prepared_statement_cache_capacity(64);
+            schema::migrate(&mut conn)?;
+            let head = read::head(&conn)?;
+            let readers = ReadPool::open(&opened_path, options.readers)?;
+            let writer = Writer::start(conn, head, options.max_batch)?;
+            Ok((writer, readers))
+        })
+        .await
+        .map_err(messaging_core::Error::backend)??;
+        Ok(Self { inner: Arc::new(Inner { writer, readers, path }) })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T, F>(&self, query: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.inner.readers.read(query).await
+    }
+}
+
+#[async_trait]
+impl ConversationStore for SqliteStore {
+    async fn open_direct(&self, new: NewConversation) -> Result<Opened> {
+        self.inner.writer.write(move |ctx| write::open_direct(ctx, &new)).await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
+        self.read(move |conn| read::conversation(conn, id)).await
+    }
+
+    async fn find_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        context: Option<&str>,
+    ) -> Result<Option<Conversation>> {
+        let context = context.unwrap_or("").to_owned();
+        self.read(move |conn| read::find_direct(conn, a, b, &context)).await
+    }
+
+    async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
+        self.read(move |conn| read::conversations(conn, page)).await
+    }
+
+    async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
+        self.inner.writer.write(move |ctx| write::mark(ctx, &update)).await
+    }
+
+    async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
+        self.read(move |conn| read::peers(conn, user)).await
+    }
+
+    async fn peers_among(&self, user: UserId, candidates: &[UserId]) -> Result<Vec<UserId>> {
+        let peers = self.peers(user).await?;
+        let mut among: Vec<UserId> = Vec::new();
+        for candidate in candidates {
+            if peers.contains(candidate) && !among.contains(candidate) {
+                among.push(*candidate);
+            }
+        }
+        Ok(among)
+    }
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn append(&self, new: NewMessage) -> Result<Appended> {
+        self.inner.writer.write(move |ctx| write::append(ctx, &new)).await
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>> {
+        self.read(move |conn| read::message(conn, id)).await
+    }
+
+    async fn find_by_client_msg_id(
+        &self,
+        conversation_id: ConversationId,
+        sender_id: UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>> {
+        let key = client_msg_id.to_owned();
+        self.read(move |conn| read::find_by_client_msg_id(conn, conversation_id, sender_id, &key))
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation_id: ConversationId,
+        window: HistoryWindow,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        self.read(move |conn| read::history(conn, conversation_id, window, limit)).await
+    }
+
+    async fn edit(&self, edit: EditMessage) -> Result<Message> {
+        self.inner.writer.write(move |ctx| write::edit(ctx, &edit)).await
+    }
+
+    async fn delete(&self, delete: DeleteMessage) -> Result<Deleted> {
+        self.inner.writer.write(move |ctx| write::delete(ctx, &delete)).await
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
+        if query.terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |conn| read::search(conn, &query)).await
+    }
+
+    async fn unread(&self, user: UserId) -> Result<UnreadTotals> {
+        self.read(move |conn| read::unread(conn, user)).await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn head(&self) -> Result<u64> {
+        self.read(read::head).await
+    }
+
+    async fn read_events(
+        &self,
+        user: UserId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        self.read(move |conn| read::read_events(conn, user, after, up_to, limit)).await
+    }
+
+    async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()> {
+        self.inner.writer.attach(&sink).await
+    }
+}
+
+#[async_trait]
+impl SocialStore for SqliteStore {
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
+        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, true)).await
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
+        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, false)).await
+    }
+
+    async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
+        self.read(move |conn| read::is_blocked_between(conn, a, b)).await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {
+        self.inner.writer.write(move |ctx| write::set_last_seen(ctx, user, at)).await
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
+        let users = users.to_vec();
+        self.read(move |conn| read::last_seen(conn, &users)).await
+    }
+}

@@ -1,0 +1,103 @@
+//! Conversions between rows and the core model, and from SQLite errors to the core error.
+//!
+//! Column lists and their decoders live side by side so a query and its decoder cannot
+//! drift apart: every query that returns a message selects [`MESSAGE_COLUMNS`] and decodes
+//! with [`message`].
+
+use messaging_core::{
+    Conversation, ConversationId, ConversationKind, Error, Message, MessageId, Timestamp, UserId,
+};
+use rusqlite::{ErrorCode, Row};
+
+/// Maps a SQLite error to the core error: contention is `Unavailable` (retryable), the rest
+/// is a backend failure.
+pub(crate) fn db_err(error: rusqlite::Error) -> Error {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            Error::unavailable(format!("database busy: {error}"))
+        }
+        _ => Error::backend(error),
+    }
+}
+
+/// A `u64` as SQLite's signed integer; values above `i64::MAX` saturate (no stored seq or
+/// position comes near it, so comparisons stay right).
+pub(crate) fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored non-negative integer back as `u64`.
+pub(crate) fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+pub(crate) fn user(row: &Row<'_>, index: usize) -> rusqlite::Result<UserId> {
+    Ok(UserId::from_bytes(row.get(index)?))
+}
+
+pub(crate) fn conversation_id(row: &Row<'_>, index: usize) -> rusqlite::Result<ConversationId> {
+    Ok(ConversationId::from_bytes(row.get(index)?))
+}
+
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    Ok(Timestamp::from_millis(row.get(index)?))
+}
+
+fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+    Ok(row.get::<_, Option<i64>>(index)?.map(Timestamp::from_millis))
+}
+
+/// The columns [`message`] decodes, for a `messages` table aliased `m`.
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.body, \
+     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted";
+
+/// Number of columns in [`MESSAGE_COLUMNS`].
+pub(crate) const MESSAGE_WIDTH: usize = 10;
+
+/// Decodes [`MESSAGE_COLUMNS`] starting at column `at`.
+pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
+    let metadata = match row.get_ref(at + 5)?.as_str_or_null()? {
+        None => None,
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(at + 5, rusqlite::types::Type::Text, e.into())
+        })?),
+    };
+    Ok(Message {
+        id: MessageId::from_bytes(row.get(at)?),
+        conversation_id: conversation_id(row, at + 1)?,
+        seq: uint(row.get(at + 2)?),
+        sender_id: user(row, at + 3)?,
+        body: row.get(at + 4)?,
+        metadata,
+        client_msg_id: row.get(at + 6)?,
+        created_at: timestamp(row, at + 7)?,
+        edited_at: optional_timestamp(row, at + 8)?,
+        deleted: row.get(at + 9)?,
+    })
+}
+
+/// The columns [`conversation`] decodes, for a `conversations` table aliased `c`.
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "c.id, c.user_lo, c.user_hi, c.context, c.created_at, c.last_message_at, c.last_seq";
+
+/// Number of columns in [`CONVERSATION_COLUMNS`].
+pub(crate) const CONVERSATION_WIDTH: usize = 7;
+
+/// Decodes [`CONVERSATION_COLUMNS`] starting at column `at`.
+pub(crate) fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<Conversation> {
+    let context: String = row.get(at + 3)?;
+    Ok(Conversation {
+        id: conversation_id(row, at)?,
+        kind: ConversationKind::Direct,
+        context: (!context.is_empty()).then_some(context),
+        members: [user(row, at + 1)?, user(row, at + 2)?],
+        created_at: timestamp(row, at + 4)?,
+        last_message_at: optional_timestamp(row, at + 5)?,
+        last_seq: uint(row.get(at + 6)?),
+    })
+}
+
+/// Metadata as stored: compact JSON text.
+pub(crate) fn metadata_text(metadata: Option<&serde_json::Value>) -> Option<String> {
+    metadata.map(serde_json::Value::to_string)
+}

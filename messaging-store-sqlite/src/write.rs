@@ -1,0 +1,384 @@
+//! The SQL of every mutation, run by the writer inside its batch transaction.
+//!
+//! Each function makes one change and writes its event rows (the event, then one audience
+//! row per recipient) in the same transaction, at the next log position.
+
+use messaging_core::search::index_text;
+use messaging_core::{
+    Appended, CommittedEvent, Conversation, ConversationId, DeleteMessage, Deleted, EditMessage,
+    Error, Event, LoggedEvent, MarkUpdate, Marked, Message, MessageId, NewConversation,
+    NewMessage, Opened, Receipt, ReceiptKind, Result, Timestamp, UserId,
+};
+use rusqlite::{OptionalExtension, params};
+
+use crate::codec::{
+    self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, db_err, int, metadata_text, uint,
+};
+use crate::writer::WriteCtx;
+
+/// Event kinds as stored in `events.kind`.
+pub(crate) mod kind {
+    pub(crate) const CONVERSATION_CREATED: i64 = 1;
+    pub(crate) const MESSAGE_CREATED: i64 = 2;
+    pub(crate) const MESSAGE_EDITED: i64 = 3;
+    pub(crate) const MESSAGE_DELETED: i64 = 4;
+    pub(crate) const RECEIPT_READ: i64 = 5;
+    pub(crate) const RECEIPT_DELIVERED: i64 = 6;
+}
+
+/// What an event row points at.
+struct LogRow {
+    kind: i64,
+    conversation_id: ConversationId,
+    message_pk: Option<i64>,
+    receipt: Option<(UserId, u64)>,
+}
+
+fn log(ctx: &mut WriteCtx<'_>, row: &LogRow, event: Event, audience: &[UserId]) -> Result<()> {
+    let position = ctx.next_position();
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO events (position, kind, conversation_id, message_pk, user_id, seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                int(position),
+                row.kind,
+                row.conversation_id.as_bytes(),
+                row.message_pk,
+                row.receipt.map(|(u, _)| *u.as_bytes()),
+                row.receipt.map(|(_, s)| int(s)),
+            ])
+        })
+        .map_err(db_err)?;
+    let mut audience_stmt = ctx
+        .conn
+        .prepare_cached("INSERT OR IGNORE INTO event_audience (user_id, position) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for user in audience {
+        audience_stmt.execute(params![user.as_bytes(), int(position)]).map_err(db_err)?;
+    }
+    ctx.emit(CommittedEvent {
+        logged: LoggedEvent { position, event },
+        audience: audience.to_vec(),
+    });
+    Ok(())
+}
+
+fn find_pair(ctx: &WriteCtx<'_>, members: [UserId; 2], context: &str) -> Result<Conversation> {
+    ctx.conn
+        .prepare_cached(&format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+             WHERE c.user_lo = ?1 AND c.user_hi = ?2 AND c.context = ?3"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![members[0].as_bytes(), members[1].as_bytes(), context],
+                |row| codec::conversation(row, 0),
+            )
+        })
+        .map_err(db_err)
+}
+
+pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Result<Opened> {
+    let mut members = new.members;
+    members.sort();
+    let context = new.context.as_deref().unwrap_or("");
+    let inserted = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_lo, user_hi, context) DO NOTHING",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                new.id.as_bytes(),
+                members[0].as_bytes(),
+                members[1].as_bytes(),
+                context,
+                new.created_at.as_millis(),
+            ])
+        })
+        .map_err(db_err)?;
+    if inserted == 0 {
+        return Ok(Opened { conversation: find_pair(ctx, members, context)?, created: false });
+    }
+    let mut member_stmt = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO members (user_id, conversation_id, peer_id, activity_at) \
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(db_err)?;
+    for (user, peer) in [(members[0], members[1]), (members[1], members[0])] {
+        member_stmt
+            .execute(params![
+                user.as_bytes(),
+                new.id.as_bytes(),
+                peer.as_bytes(),
+                new.created_at.as_millis()
+            ])
+            .map_err(db_err)?;
+    }
+    drop(member_stmt);
+    let conversation = Conversation {
+        id: new.id,
+        kind: messaging_core::ConversationKind::Direct,
+        context: new.context.clone().filter(|c| !c.is_empty()),
+        members,
+        created_at: new.created_at,
+        last_message_at: None,
+        last_seq: 0,
+    };
+    let row = LogRow {
+        kind: kind::CONVERSATION_CREATED,
+        conversation_id: new.id,
+        message_pk: None,
+        receipt: None,
+    };
+    log(ctx, &row, Event::ConversationCreated(conversation.clone()), &new.audience)?;
+    Ok(Opened { conversation, created: true })
+}
+
+/// The message with this id and its row key.
+fn message_by_id(ctx: &WriteCtx<'_>, id: MessageId) -> Result<Option<(i64, Message)>> {
+    ctx.conn
+        .prepare_cached(&format!("SELECT m.pk, {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id.as_bytes()], |row| Ok((row.get(0)?, codec::message(row, 1)?)))
+                .optional()
+        })
+        .map_err(db_err)
+}
+
+pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appended> {
+    if let Some(key) = &new.client_msg_id {
+        let existing = ctx
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1 \
+                 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![new.conversation_id.as_bytes(), new.sender_id.as_bytes(), key],
+                    |row| codec::message(row, 0),
+                )
+                .optional()
+            })
+            .map_err(db_err)?;
+        if let Some(message) = existing {
+            return Ok(Appended { message, created: false });
+        }
+    }
+    let at = new.created_at.as_millis();
+    let (seq, lo, hi): (i64, [u8; 16], [u8; 16]) = ctx
+        .conn
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?2 \
+             WHERE id = ?1 RETURNING last_seq, user_lo, user_hi",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![new.conversation_id.as_bytes(), at], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()
+        })
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("no such conversation"))?;
+    let pk = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, \
+             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING pk",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    new.id.as_bytes(),
+                    new.conversation_id.as_bytes(),
+                    seq,
+                    new.sender_id.as_bytes(),
+                    new.body,
+                    metadata_text(new.metadata.as_ref()),
+                    new.client_msg_id,
+                    at,
+                ],
+                |row| row.get::<_, i64>(0),
+            )
+        })
+        .map_err(db_err)?;
+    ctx.conn
+        .prepare_cached("INSERT INTO messages_fts (rowid, words) VALUES (?1, ?2)")
+        .and_then(|mut stmt| stmt.execute(params![pk, index_text(&new.body)]))
+        .map_err(db_err)?;
+    ctx.conn
+        .prepare_cached(
+            "UPDATE members SET activity_at = ?3 \
+             WHERE conversation_id = ?1 AND user_id IN (?2, ?4)",
+        )
+        .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), lo, at, hi]))
+        .map_err(db_err)?;
+    let message = Message {
+        id: new.id,
+        conversation_id: new.conversation_id,
+        seq: uint(seq),
+        sender_id: new.sender_id,
+        body: new.body.clone(),
+        metadata: new.metadata.clone(),
+        client_msg_id: new.client_msg_id.clone(),
+        created_at: new.created_at,
+        edited_at: None,
+        deleted: false,
+    };
+    let row = LogRow {
+        kind: kind::MESSAGE_CREATED,
+        conversation_id: new.conversation_id,
+        message_pk: Some(pk),
+        receipt: None,
+    };
+    log(ctx, &row, Event::MessageCreated(message.clone()), &new.audience)?;
+    Ok(Appended { message, created: true })
+}
+
+pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message> {
+    let (pk, mut message) =
+        message_by_id(ctx, edit.id)?.ok_or_else(|| Error::not_found("no such message"))?;
+    if message.deleted {
+        return Err(Error::conflict("the message was deleted"));
+    }
+    ctx.conn
+        .prepare_cached("UPDATE messages SET body = ?2, edited_at = ?3 WHERE pk = ?1")
+        .and_then(|mut stmt| stmt.execute(params![pk, edit.body, edit.edited_at.as_millis()]))
+        .map_err(db_err)?;
+    ctx.conn
+        .prepare_cached("UPDATE messages_fts SET words = ?2 WHERE rowid = ?1")
+        .and_then(|mut stmt| stmt.execute(params![pk, index_text(&edit.body)]))
+        .map_err(db_err)?;
+    message.body.clone_from(&edit.body);
+    message.edited_at = Some(edit.edited_at);
+    let row = LogRow {
+        kind: kind::MESSAGE_EDITED,
+        conversation_id: message.conversation_id,
+        message_pk: Some(pk),
+        receipt: None,
+    };
+    log(ctx, &row, Event::MessageEdited(message.clone()), &edit.audience)?;
+    Ok(message)
+}
+
+pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<Deleted> {
+    let (pk, mut message) =
+        message_by_id(ctx, delete.id)?.ok_or_else(|| Error::not_found("no such message"))?;
+    if message.deleted {
+        return Ok(Deleted { message, changed: false });
+    }
+    ctx.conn
+        .prepare_cached(
+            "UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![pk]))
+        .map_err(db_err)?;
+    ctx.conn
+        .prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")
+        .and_then(|mut stmt| stmt.execute(params![pk]))
+        .map_err(db_err)?;
+    message.deleted = true;
+    message.body.clear();
+    message.metadata = None;
+    let row = LogRow {
+        kind: kind::MESSAGE_DELETED,
+        conversation_id: message.conversation_id,
+        message_pk: Some(pk),
+        receipt: None,
+    };
+    log(ctx, &row, Event::MessageDeleted(message.clone()), &delete.audience)?;
+    Ok(Deleted { message, changed: true })
+}
+
+pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked> {
+    let column = match update.kind {
+        ReceiptKind::Read => "read_seq",
+        ReceiptKind::Delivered => "delivered_seq",
+    };
+    let (current, last_seq): (i64, i64) = ctx
+        .conn
+        .prepare_cached(&format!(
+            "SELECT mb.{column}, c.last_seq FROM members mb \
+             JOIN conversations c ON c.id = mb.conversation_id \
+             WHERE mb.user_id = ?1 AND mb.conversation_id = ?2"
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![update.user_id.as_bytes(), update.conversation_id.as_bytes()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(db_err)?
+        .ok_or_else(|| Error::not_found("no such conversation"))?;
+    let target = int(update.up_to_seq).min(last_seq);
+    if target <= current {
+        return Ok(Marked { seq: uint(current), moved: false });
+    }
+    ctx.conn
+        .prepare_cached(&format!(
+            "UPDATE members SET {column} = ?3 WHERE user_id = ?1 AND conversation_id = ?2"
+        ))
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                update.user_id.as_bytes(),
+                update.conversation_id.as_bytes(),
+                target
+            ])
+        })
+        .map_err(db_err)?;
+    let seq = uint(target);
+    let row = LogRow {
+        kind: match update.kind {
+            ReceiptKind::Read => kind::RECEIPT_READ,
+            ReceiptKind::Delivered => kind::RECEIPT_DELIVERED,
+        },
+        conversation_id: update.conversation_id,
+        message_pk: None,
+        receipt: Some((update.user_id, seq)),
+    };
+    let receipt = Receipt {
+        conversation_id: update.conversation_id,
+        user_id: update.user_id,
+        kind: update.kind,
+        seq,
+    };
+    log(ctx, &row, Event::Receipt(receipt), &update.audience)?;
+    Ok(Marked { seq, moved: true })
+}
+
+pub(crate) fn set_block(
+    ctx: &WriteCtx<'_>,
+    blocker: UserId,
+    blocked: UserId,
+    on: bool,
+) -> Result<()> {
+    let sql = if on {
+        "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)"
+    } else {
+        "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2"
+    };
+    ctx.conn
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params![blocker.as_bytes(), blocked.as_bytes()]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn set_last_seen(ctx: &WriteCtx<'_>, user: UserId, at: Timestamp) -> Result<()> {
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO last_seen (user_id, at) VALUES (?1, ?2) \
+             ON CONFLICT (user_id) DO UPDATE SET at = excluded.at",
+        )
+        .and_then(|mut stmt| stmt.execute(params![user.as_bytes(), at.as_millis()]))
+        .map_err(db_err)?;
+    Ok(())
+}
