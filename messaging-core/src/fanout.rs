@@ -95,7 +95,9 @@ impl HubInner {
     fn lock(&self) -> MutexGuard<'_, HubState> {
         // A panic while holding the lock cannot leave the routing table half-updated in a
         // way that matters (each slot is independent), so a poisoned lock is still usable.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -121,7 +123,11 @@ impl Hub {
     pub fn new(queue_capacity: usize) -> Self {
         Self {
             inner: Arc::new(HubInner {
-                state: Mutex::new(HubState { last_position: 0, next_id: 0, users: HashMap::new() }),
+                state: Mutex::new(HubState {
+                    last_position: 0,
+                    next_id: 0,
+                    users: HashMap::new(),
+                }),
                 queue_capacity: queue_capacity.max(1),
             }),
         }
@@ -150,7 +156,9 @@ impl Hub {
 }
 
 fn route(state: &mut HubState, user: UserId, push: &Push) {
-    let Some(slots) = state.users.get_mut(&user) else { return };
+    let Some(slots) = state.users.get_mut(&user) else {
+        return;
+    };
     slots.retain(|slot| match slot.tx.try_send(push.clone()) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -202,11 +210,20 @@ impl Fanout for Hub {
         let mut state = self.inner.lock();
         let id = state.next_id;
         state.next_id += 1;
-        state.users.entry(user).or_default().push(Slot { id, tx, lagged: lagged.clone() });
+        state.users.entry(user).or_default().push(Slot {
+            id,
+            tx,
+            lagged: lagged.clone(),
+        });
         let position = state.last_position;
         drop(state);
-        let subscription =
-            Subscription { id, user, rx, lagged, hub: Arc::downgrade(&self.inner) };
+        let subscription = Subscription {
+            id,
+            user,
+            rx,
+            lagged,
+            hub: Arc::downgrade(&self.inner),
+        };
         (subscription, position)
     }
 
@@ -227,7 +244,10 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription").field("user", &self.user).field("id", &self.id).finish()
+        f.debug_struct("Subscription")
+            .field("user", &self.user)
+            .field("id", &self.id)
+            .finish()
     }
 }
 
@@ -275,7 +295,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let Some(hub) = self.hub.upgrade() else { return };
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
         let mut state = hub.lock();
         if let Some(slots) = state.users.get_mut(&self.user) {
             slots.retain(|slot| slot.id != self.id);
@@ -289,8 +311,8 @@ impl Drop for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Event, Receipt, ReceiptKind};
     use crate::ConversationId;
+    use crate::model::{Event, Receipt, ReceiptKind};
 
     fn receipt(position: u64, audience: Vec<UserId>) -> CommittedEvent {
         CommittedEvent {
@@ -318,7 +340,9 @@ mod tests {
         let (mut late, at) = hub.subscribe(user);
         assert_eq!(at, 42);
         hub.committed(&[receipt(43, vec![user])]);
-        let Push::Event(e) = late.recv().await.unwrap() else { panic!("not an event") };
+        let Push::Event(e) = late.recv().await.unwrap() else {
+            panic!("not an event")
+        };
         assert_eq!(e.get().position, 43);
     }
 

@@ -41,19 +41,21 @@ pub use id::{ConversationId, MessageId, SessionId, UserId};
 pub use limits::{Limits, PageSize};
 pub use model::{
     ActivityKey, CommittedEvent, Conversation, ConversationKind, ConversationSummary, Cursor,
-    Event, LoggedEvent, Message, PresenceStatus, Receipt, ReceiptKind, Shared, Signal,
-    TypingState, UnreadTotals,
+    Event, LoggedEvent, Message, PresenceStatus, Receipt, ReceiptKind, Shared, Signal, TypingState,
+    UnreadTotals,
 };
-pub use policy::{AccessPolicy, AccessPolicyExt, AllowAll, And, Decision, FirstDegree, SocialGraph};
+pub use policy::{
+    AccessPolicy, AccessPolicyExt, AllowAll, And, Decision, FirstDegree, SocialGraph,
+};
 pub use presence::{LocalPresence, Presence};
 pub use service::{
     ConversationsPage, HistoryPage, HistoryQuery, Messenger, MessengerBuilder, SendMessage,
     SendTarget, Session, SyncPage,
 };
 pub use store::{
-    Appended, CommitHold, ConversationPage, ConversationStore, DeleteMessage, Deleted,
-    EditMessage, EventLog, FeedSink, HeldCommit, HistoryWindow, HoldPoint, MarkUpdate, Marked,
-    MessageStore, NewConversation, NewMessage, Opened, SearchQuery, SocialStore, Store,
+    Appended, CommitHold, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage,
+    EventLog, FeedSink, HeldCommit, HistoryWindow, HoldPoint, MarkUpdate, Marked, MessageStore,
+    NewConversation, NewMessage, Opened, SearchQuery, SocialStore, Store,
 };
 pub use time::Timestamp;
 

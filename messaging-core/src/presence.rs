@@ -49,7 +49,9 @@ pub struct LocalPresence {
 
 impl LocalPresence {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<SessionId>>> {
-        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -64,7 +66,9 @@ impl Presence for LocalPresence {
 
     async fn session_closed(&self, user: UserId, session: SessionId) -> Result<bool> {
         let mut sessions = self.sessions();
-        let Some(list) = sessions.get_mut(&user) else { return Ok(false) };
+        let Some(list) = sessions.get_mut(&user) else {
+            return Ok(false);
+        };
         let before = list.len();
         list.retain(|s| *s != session);
         let removed = list.len() < before;

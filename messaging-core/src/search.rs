@@ -38,7 +38,10 @@ mod tests {
 
     #[test]
     fn operators_are_separators() {
-        assert_eq!(query_terms(r#"foo* -bar "baz" AND (qux)"#), ["foo", "bar", "baz", "and", "qux"]);
+        assert_eq!(
+            query_terms(r#"foo* -bar "baz" AND (qux)"#),
+            ["foo", "bar", "baz", "and", "qux"]
+        );
     }
 
     #[test]

@@ -38,8 +38,8 @@ use async_trait::async_trait;
 use messaging_core::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationStore,
     ConversationSummary, DeleteMessage, Deleted, EditMessage, EventLog, FeedSink, HistoryWindow,
-    LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore, NewConversation,
-    NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals, UserId,
+    LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore, NewConversation, NewMessage,
+    Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals, UserId,
 };
 use rusqlite::Connection;
 
@@ -82,7 +82,11 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { synchronous: Synchronous::Full, readers: 4, max_batch: 512 }
+        Self {
+            synchronous: Synchronous::Full,
+            readers: 4,
+            max_batch: 512,
+        }
     }
 }
 
@@ -102,9 +106,11 @@ impl SqliteOptions {
     }
 }
 
+/// Field order matters: the read connections close first, so the writer's connection is
+/// the last one and checkpoints the WAL into the file (a read-only connection cannot).
 struct Inner {
-    writer: Writer,
     readers: ReadPool,
+    writer: Writer,
     path: PathBuf,
 }
 
@@ -117,7 +123,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
     }
 }
 
@@ -135,10 +143,12 @@ impl SqliteStore {
         let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut conn = Connection::open(&opened_path).map_err(db_err)?;
             conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+            conn.pragma_update(None, "journal_mode", "WAL")
+                .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", options.synchronous.pragma())
                 .map_err(db_err)?;
-            conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+            conn.pragma_update(None, "temp_store", "MEMORY")
+                .map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             schema::migrate(&mut conn)?;
             let head = read::head(&conn)?;
@@ -148,7 +158,13 @@ impl SqliteStore {
         })
         .await
         .map_err(messaging_core::Error::backend)??;
-        Ok(Self { inner: Arc::new(Inner { writer, readers, path }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                readers,
+                writer,
+                path,
+            }),
+        })
     }
 
     /// The database file.
@@ -169,7 +185,10 @@ impl SqliteStore {
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn open_direct(&self, new: NewConversation) -> Result<Opened> {
-        self.inner.writer.write(move |ctx| write::open_direct(ctx, &new)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::open_direct(ctx, &new))
+            .await
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
@@ -183,7 +202,8 @@ impl ConversationStore for SqliteStore {
         context: Option<&str>,
     ) -> Result<Option<Conversation>> {
         let context = context.unwrap_or("").to_owned();
-        self.read(move |conn| read::find_direct(conn, a, b, &context)).await
+        self.read(move |conn| read::find_direct(conn, a, b, &context))
+            .await
     }
 
     async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
@@ -191,7 +211,10 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
-        self.inner.writer.write(move |ctx| write::mark(ctx, &update)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::mark(ctx, &update))
+            .await
     }
 
     async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -213,7 +236,10 @@ impl ConversationStore for SqliteStore {
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append(&self, new: NewMessage) -> Result<Appended> {
-        self.inner.writer.write(move |ctx| write::append(ctx, &new)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::append(ctx, &new))
+            .await
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>> {
@@ -237,15 +263,22 @@ impl MessageStore for SqliteStore {
         window: HistoryWindow,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        self.read(move |conn| read::history(conn, conversation_id, window, limit)).await
+        self.read(move |conn| read::history(conn, conversation_id, window, limit))
+            .await
     }
 
     async fn edit(&self, edit: EditMessage) -> Result<Message> {
-        self.inner.writer.write(move |ctx| write::edit(ctx, &edit)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::edit(ctx, &edit))
+            .await
     }
 
     async fn delete(&self, delete: DeleteMessage) -> Result<Deleted> {
-        self.inner.writer.write(move |ctx| write::delete(ctx, &delete)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::delete(ctx, &delete))
+            .await
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
@@ -273,7 +306,8 @@ impl EventLog for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>> {
-        self.read(move |conn| read::read_events(conn, user, after, up_to, limit)).await
+        self.read(move |conn| read::read_events(conn, user, after, up_to, limit))
+            .await
     }
 
     async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()> {
@@ -284,19 +318,29 @@ impl EventLog for SqliteStore {
 #[async_trait]
 impl SocialStore for SqliteStore {
     async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, true)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::set_block(ctx, blocker, blocked, true))
+            .await
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, false)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::set_block(ctx, blocker, blocked, false))
+            .await
     }
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
-        self.read(move |conn| read::is_blocked_between(conn, a, b)).await
+        self.read(move |conn| read::is_blocked_between(conn, a, b))
+            .await
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::set_last_seen(ctx, user, at)).await
+        self.inner
+            .writer
+            .write(move |ctx| write::set_last_seen(ctx, user, at))
+            .await
     }
 
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {

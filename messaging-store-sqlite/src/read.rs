@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use messaging_core::{
-    ConversationId, ConversationPage, ConversationSummary, Conversation, Error, Event,
+    Conversation, ConversationId, ConversationPage, ConversationSummary, Error, Event,
     HistoryWindow, LoggedEvent, Message, MessageId, Receipt, ReceiptKind, Result, SearchQuery,
     Timestamp, UnreadTotals, UserId,
 };
@@ -39,12 +39,16 @@ impl ReadPool {
                     | OpenFlags::SQLITE_OPEN_URI,
             )
             .map_err(db_err)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             idle.push(conn);
         }
         let permits = Semaphore::new(idle.len());
-        Ok(Self { idle: Mutex::new(idle), permits })
+        Ok(Self {
+            idle: Mutex::new(idle),
+            permits,
+        })
     }
 
     /// Runs `query` on an idle connection on a blocking thread.
@@ -53,8 +57,11 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| Error::unavailable("read pool closed"))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::unavailable("read pool closed"))?;
         let conn = self
             .lock()
             .pop()
@@ -70,16 +77,21 @@ impl ReadPool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
 pub(crate) fn conversation(conn: &Connection, id: ConversationId) -> Result<Option<Conversation>> {
-    conn.prepare_cached(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"))
-        .and_then(|mut stmt| {
-            stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0)).optional()
-        })
-        .map_err(db_err)
+    conn.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0))
+            .optional()
+    })
+    .map_err(db_err)
 }
 
 pub(crate) fn find_direct(
@@ -130,7 +142,12 @@ pub(crate) fn conversations(
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map(
-            params![page.user.as_bytes(), int(page.limit as u64), before_at, before_id],
+            params![
+                page.user.as_bytes(),
+                int(page.limit as u64),
+                before_at,
+                before_id
+            ],
             |row| {
                 let conversation = codec::conversation(row, 0)?;
                 let at = CONVERSATION_WIDTH;
@@ -157,16 +174,21 @@ pub(crate) fn peers(conn: &Connection, user: UserId) -> Result<Vec<UserId>> {
     let mut stmt = conn
         .prepare_cached("SELECT DISTINCT peer_id FROM members WHERE user_id = ?1")
         .map_err(db_err)?;
-    let rows = stmt.query_map(params![user.as_bytes()], |row| codec::user(row, 0)).map_err(db_err)?;
+    let rows = stmt
+        .query_map(params![user.as_bytes()], |row| codec::user(row, 0))
+        .map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
 pub(crate) fn message(conn: &Connection, id: MessageId) -> Result<Option<Message>> {
-    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
-        .and_then(|mut stmt| {
-            stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0)).optional()
-        })
-        .map_err(db_err)
+    conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"
+    ))
+    .and_then(|mut stmt| {
+        stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0))
+            .optional()
+    })
+    .map_err(db_err)
 }
 
 pub(crate) fn find_by_client_msg_id(
@@ -180,9 +202,10 @@ pub(crate) fn find_by_client_msg_id(
          WHERE m.conversation_id = ?1 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
     ))
     .and_then(|mut stmt| {
-        stmt.query_row(params![conversation_id.as_bytes(), sender_id.as_bytes(), key], |row| {
-            codec::message(row, 0)
-        })
+        stmt.query_row(
+            params![conversation_id.as_bytes(), sender_id.as_bytes(), key],
+            |row| codec::message(row, 0),
+        )
         .optional()
     })
     .map_err(db_err)
@@ -199,16 +222,21 @@ pub(crate) fn history(
         HistoryWindow::Before(seq) => ("AND m.seq < ?3", "DESC", Some(int(seq))),
         HistoryWindow::After(seq) => ("AND m.seq > ?3", "ASC", Some(int(seq))),
     };
-    let anchor_unused = if anchor.is_none() { "AND ?3 IS NULL" } else { "" };
+    let anchor_unused = if anchor.is_none() {
+        "AND ?3 IS NULL"
+    } else {
+        ""
+    };
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1 \
          {condition}{anchor_unused} ORDER BY m.seq {order} LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
-        .query_map(params![conversation_id.as_bytes(), int(limit as u64), anchor], |row| {
-            codec::message(row, 0)
-        })
+        .query_map(
+            params![conversation_id.as_bytes(), int(limit as u64), anchor],
+            |row| codec::message(row, 0),
+        )
         .map_err(db_err)?;
     let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?;
     if order == "DESC" {
@@ -272,9 +300,11 @@ pub(crate) fn unread(conn: &Connection, user: UserId) -> Result<UnreadTotals> {
 }
 
 pub(crate) fn head(conn: &Connection) -> Result<u64> {
-    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get::<_, i64>(0))
-        .map(uint)
-        .map_err(db_err)
+    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .map(uint)
+    .map_err(db_err)
 }
 
 pub(crate) fn read_events(
@@ -340,12 +370,15 @@ pub(crate) fn is_blocked_between(conn: &Connection, a: UserId, b: UserId) -> Res
 }
 
 pub(crate) fn last_seen(conn: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1").map_err(db_err)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1")
+        .map_err(db_err)?;
     let mut seen = Vec::new();
     for user in users {
-        let at: Option<i64> =
-            stmt.query_row(params![user.as_bytes()], |row| row.get(0)).optional().map_err(db_err)?;
+        let at: Option<i64> = stmt
+            .query_row(params![user.as_bytes()], |row| row.get(0))
+            .optional()
+            .map_err(db_err)?;
         if let Some(at) = at {
             seen.push((*user, Timestamp::from_millis(at)));
         }

@@ -6,15 +6,13 @@
 use messaging_core::search::index_text;
 use messaging_core::{
     Appended, CommittedEvent, Conversation, ConversationId, DeleteMessage, Deleted, EditMessage,
-    Error, Event, LoggedEvent, MarkUpdate, Marked, Message, MessageId, NewConversation,
-    NewMessage, Opened, Receipt, ReceiptKind, Result, Timestamp, UserId,
+    Error, Event, LoggedEvent, MarkUpdate, Marked, Message, MessageId, NewConversation, NewMessage,
+    Opened, Receipt, ReceiptKind, Result, Timestamp, UserId,
 };
 use rusqlite::{OptionalExtension, params};
 
-use crate::codec::{
-    self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, db_err, int, metadata_text, uint,
-};
-use crate::writer::WriteCtx;
+use crate::codec::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, db_err, int, metadata_text, uint};
+use crate::writer::{FtsChange, WriteCtx};
 
 /// Event kinds as stored in `events.kind`.
 pub(crate) mod kind {
@@ -57,7 +55,9 @@ fn log(ctx: &mut WriteCtx<'_>, row: &LogRow, event: Event, audience: &[UserId]) 
         .prepare_cached("INSERT OR IGNORE INTO event_audience (user_id, position) VALUES (?1, ?2)")
         .map_err(db_err)?;
     for user in audience {
-        audience_stmt.execute(params![user.as_bytes(), int(position)]).map_err(db_err)?;
+        audience_stmt
+            .execute(params![user.as_bytes(), int(position)])
+            .map_err(db_err)?;
     }
     ctx.emit(CommittedEvent {
         logged: LoggedEvent { position, event },
@@ -102,7 +102,10 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
         })
         .map_err(db_err)?;
     if inserted == 0 {
-        return Ok(Opened { conversation: find_pair(ctx, members, context)?, created: false });
+        return Ok(Opened {
+            conversation: find_pair(ctx, members, context)?,
+            created: false,
+        });
     }
     let mut member_stmt = ctx
         .conn
@@ -137,17 +140,29 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
         message_pk: None,
         receipt: None,
     };
-    log(ctx, &row, Event::ConversationCreated(conversation.clone()), &new.audience)?;
-    Ok(Opened { conversation, created: true })
+    log(
+        ctx,
+        &row,
+        Event::ConversationCreated(conversation.clone()),
+        &new.audience,
+    )?;
+    Ok(Opened {
+        conversation,
+        created: true,
+    })
 }
 
 /// The message with this id and its row key.
 fn message_by_id(ctx: &WriteCtx<'_>, id: MessageId) -> Result<Option<(i64, Message)>> {
     ctx.conn
-        .prepare_cached(&format!("SELECT m.pk, {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
+        .prepare_cached(&format!(
+            "SELECT m.pk, {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"
+        ))
         .and_then(|mut stmt| {
-            stmt.query_row(params![id.as_bytes()], |row| Ok((row.get(0)?, codec::message(row, 1)?)))
-                .optional()
+            stmt.query_row(params![id.as_bytes()], |row| {
+                Ok((row.get(0)?, codec::message(row, 1)?))
+            })
+            .optional()
         })
         .map_err(db_err)
 }
@@ -162,14 +177,21 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
             ))
             .and_then(|mut stmt| {
                 stmt.query_row(
-                    params![new.conversation_id.as_bytes(), new.sender_id.as_bytes(), key],
+                    params![
+                        new.conversation_id.as_bytes(),
+                        new.sender_id.as_bytes(),
+                        key
+                    ],
                     |row| codec::message(row, 0),
                 )
                 .optional()
             })
             .map_err(db_err)?;
         if let Some(message) = existing {
-            return Ok(Appended { message, created: false });
+            return Ok(Appended {
+                message,
+                created: false,
+            });
         }
     }
     let at = new.created_at.as_millis();
@@ -209,10 +231,7 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
             )
         })
         .map_err(db_err)?;
-    ctx.conn
-        .prepare_cached("INSERT INTO messages_fts (rowid, words) VALUES (?1, ?2)")
-        .and_then(|mut stmt| stmt.execute(params![pk, index_text(&new.body)]))
-        .map_err(db_err)?;
+    ctx.index(FtsChange::Insert(pk, index_text(&new.body)));
     ctx.conn
         .prepare_cached(
             "UPDATE members SET activity_at = ?3 \
@@ -238,8 +257,16 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         message_pk: Some(pk),
         receipt: None,
     };
-    log(ctx, &row, Event::MessageCreated(message.clone()), &new.audience)?;
-    Ok(Appended { message, created: true })
+    log(
+        ctx,
+        &row,
+        Event::MessageCreated(message.clone()),
+        &new.audience,
+    )?;
+    Ok(Appended {
+        message,
+        created: true,
+    })
 }
 
 pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message> {
@@ -252,10 +279,7 @@ pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message
         .prepare_cached("UPDATE messages SET body = ?2, edited_at = ?3 WHERE pk = ?1")
         .and_then(|mut stmt| stmt.execute(params![pk, edit.body, edit.edited_at.as_millis()]))
         .map_err(db_err)?;
-    ctx.conn
-        .prepare_cached("UPDATE messages_fts SET words = ?2 WHERE rowid = ?1")
-        .and_then(|mut stmt| stmt.execute(params![pk, index_text(&edit.body)]))
-        .map_err(db_err)?;
+    ctx.index(FtsChange::Update(pk, index_text(&edit.body)));
     message.body.clone_from(&edit.body);
     message.edited_at = Some(edit.edited_at);
     let row = LogRow {
@@ -264,7 +288,12 @@ pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message
         message_pk: Some(pk),
         receipt: None,
     };
-    log(ctx, &row, Event::MessageEdited(message.clone()), &edit.audience)?;
+    log(
+        ctx,
+        &row,
+        Event::MessageEdited(message.clone()),
+        &edit.audience,
+    )?;
     Ok(message)
 }
 
@@ -272,18 +301,16 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<D
     let (pk, mut message) =
         message_by_id(ctx, delete.id)?.ok_or_else(|| Error::not_found("no such message"))?;
     if message.deleted {
-        return Ok(Deleted { message, changed: false });
+        return Ok(Deleted {
+            message,
+            changed: false,
+        });
     }
     ctx.conn
-        .prepare_cached(
-            "UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1",
-        )
+        .prepare_cached("UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1")
         .and_then(|mut stmt| stmt.execute(params![pk]))
         .map_err(db_err)?;
-    ctx.conn
-        .prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")
-        .and_then(|mut stmt| stmt.execute(params![pk]))
-        .map_err(db_err)?;
+    ctx.index(FtsChange::Delete(pk));
     message.deleted = true;
     message.body.clear();
     message.metadata = None;
@@ -293,8 +320,16 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<D
         message_pk: Some(pk),
         receipt: None,
     };
-    log(ctx, &row, Event::MessageDeleted(message.clone()), &delete.audience)?;
-    Ok(Deleted { message, changed: true })
+    log(
+        ctx,
+        &row,
+        Event::MessageDeleted(message.clone()),
+        &delete.audience,
+    )?;
+    Ok(Deleted {
+        message,
+        changed: true,
+    })
 }
 
 pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked> {
@@ -320,7 +355,10 @@ pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked
         .ok_or_else(|| Error::not_found("no such conversation"))?;
     let target = int(update.up_to_seq).min(last_seq);
     if target <= current {
-        return Ok(Marked { seq: uint(current), moved: false });
+        return Ok(Marked {
+            seq: uint(current),
+            moved: false,
+        });
     }
     ctx.conn
         .prepare_cached(&format!(

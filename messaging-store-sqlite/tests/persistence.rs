@@ -15,20 +15,35 @@ async fn data_written_before_closing_is_read_after_reopening() {
     let (conversation_id, sent) = {
         let store = SqliteStore::open(&path).await.unwrap();
         let messenger = Messenger::new(Arc::new(store)).await.unwrap();
-        let first = messenger.send(alice, SendMessage::to_peer(bob, None, "one")).await.unwrap();
-        let second = messenger
-            .send(alice, SendMessage::to_conversation(first.conversation_id, "two"))
+        let first = messenger
+            .send(alice, SendMessage::to_peer(bob, None, "one"))
             .await
             .unwrap();
-        messenger.mark_read(bob, first.conversation_id, 1).await.unwrap();
+        let second = messenger
+            .send(
+                alice,
+                SendMessage::to_conversation(first.conversation_id, "two"),
+            )
+            .await
+            .unwrap();
+        messenger
+            .mark_read(bob, first.conversation_id, 1)
+            .await
+            .unwrap();
         (first.conversation_id, vec![first, second])
     };
 
-    let store = SqliteStore::open_with(&path, SqliteOptions::default().synchronous(Synchronous::Normal))
+    let store = SqliteStore::open_with(
+        &path,
+        SqliteOptions::default().synchronous(Synchronous::Normal),
+    )
+    .await
+    .unwrap();
+    let messenger = Messenger::new(Arc::new(store)).await.unwrap();
+    let page = messenger
+        .history(bob, conversation_id, HistoryQuery::default())
         .await
         .unwrap();
-    let messenger = Messenger::new(Arc::new(store)).await.unwrap();
-    let page = messenger.history(bob, conversation_id, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages, sent);
     assert_eq!(messenger.unread(bob).await.unwrap().total, 1);
     let third = messenger
@@ -37,7 +52,11 @@ async fn data_written_before_closing_is_read_after_reopening() {
         .unwrap();
     assert_eq!(third.seq, 3, "seq continues after reopening");
     let session = messenger.connect(alice).await.unwrap();
-    assert_eq!(session.cursor().position(), 5, "log positions continue after reopening");
+    assert_eq!(
+        session.cursor().position(),
+        5,
+        "log positions continue after reopening"
+    );
 }
 
 #[tokio::test]
@@ -47,13 +66,15 @@ async fn a_newer_schema_refuses_to_open() {
     drop(SqliteStore::open(&path).await.unwrap());
     {
         let conn = rusqlite_conn(&path);
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
     }
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.code(), "unavailable");
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
+#[allow(clippy::unwrap_used, reason = "test helper")]
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
 }

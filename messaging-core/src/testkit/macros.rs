@@ -1,0 +1,138 @@
+//! The macros that stamp one `#[tokio::test]` per case into a store crate's test file.
+//!
+//! Each takes the path of an `async fn() -> Fixture` factory, called once per test, so
+//! every case gets a fresh store and its own runtime (never share a pool across tests).
+//! The using crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency:
+//! `#[tokio::test]` expands to paths of the `tokio` crate the caller sees.
+
+/// Stamps one test per case of a list; used by the public macros below.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __messaging_testkit_cases {
+    ($factory:path, $module:ident; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let fixture = $factory().await;
+                ::std::boxed::Box::pin($crate::testkit::$module::$case(fixture)).await;
+            }
+        )+
+    };
+}
+
+/// Stamps out the store conformance suite: one `#[tokio::test]` per case of
+/// [`testkit::conformance`](crate::testkit::conformance), each named as its case.
+///
+/// ```ignore
+/// async fn fresh() -> messaging_core::testkit::Fixture {
+///     // a new, empty store, e.g. in a temporary directory kept by `with_guard`
+/// #   unimplemented!()
+/// }
+/// mod conformance {
+///     messaging_core::conformance_tests!(super::fresh);
+/// }
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::__messaging_testkit_cases!($factory, conformance;
+            // conversations
+            open_creates_once_then_finds,
+            open_with_self_is_bad_request,
+            open_concurrently_from_both_sides_creates_one,
+            store_open_direct_race_creates_one,
+            contexts_separate_conversations,
+            send_to_peer_opens_like_open,
+            non_members_get_not_found,
+            // messages
+            send_assigns_seq_and_updates_conversation,
+            concurrent_sends_get_gap_free_seqs,
+            idempotent_retry_returns_original,
+            concurrent_retries_store_one_message,
+            store_append_is_idempotent,
+            retry_returns_current_state,
+            retry_while_blocked_returns_original,
+            edit_by_sender_only,
+            delete_makes_one_tombstone,
+            metadata_round_trips_as_json,
+            timestamps_agree_everywhere,
+            // validation
+            body_rules,
+            nul_is_refused_everywhere,
+            metadata_rules,
+            context_and_client_msg_id_limits,
+            // history
+            history_windows,
+            history_parameter_rules,
+            history_at_depth,
+            history_includes_tombstones,
+            // receipts
+            receipts_only_move_forward,
+            read_and_delivered_are_independent,
+            sending_moves_no_marker,
+            unread_counts,
+            // listing
+            conversations_ordered_by_activity,
+            conversations_paging,
+            conversations_parameter_rules,
+            conversation_summary_fields,
+            // search
+            search_matches_words_case_insensitively,
+            search_is_scoped_to_the_caller,
+            search_skips_tombstones_and_follows_edits,
+            search_operators_are_plain_text,
+            search_parameter_rules_and_order,
+            // blocks
+            block_forbids_open_send_typing_both_ways,
+            block_leaves_reading_alone,
+            unblock_restores_and_self_block_is_refused,
+            // presence
+            presence_visibility_and_last_seen,
+            // sync
+            sync_without_cursor_returns_hello_cursor,
+            sync_rejects_cursors_never_issued,
+            sync_is_exactly_once_from_any_cursor,
+            sync_is_bounded_by_hello_cursor,
+            sync_serves_current_state,
+            sync_only_returns_the_callers_events,
+            hello_cursor_race_loses_nothing,
+            // feed
+            head_counts_events,
+            read_events_bounds_and_audience,
+            feed_starts_at_head_and_is_dense,
+            pushes_arrive_after_commit,
+        );
+    };
+}
+
+/// Stamps out the service scenarios of [`testkit::scenarios`](crate::testkit::scenarios)
+/// (policies, fan-out, typing, lag, presence over a real store): one `#[tokio::test]` per
+/// scenario, named as it.
+#[macro_export]
+macro_rules! service_scenarios {
+    ($factory:path) => {
+        $crate::__messaging_testkit_cases!($factory, scenarios;
+            first_degree_refuses_strangers_and_allows_connections,
+            blocks_apply_on_top_of_the_policy,
+            fanout_reaches_every_session_of_both_members,
+            typing_reaches_only_the_peer,
+            lagging_subscriber_is_told_so,
+            idempotent_retry_pushes_one_event,
+            presence_follows_first_and_last_session,
+        );
+    };
+}
+
+/// Stamps out the out-of-order-commit cases of
+/// [`testkit::interleaving`](crate::testkit::interleaving), for stores whose writers can
+/// commit out of position order; the factory's fixtures must carry
+/// [`Fixture::with_commit_hold`](crate::testkit::Fixture::with_commit_hold).
+#[macro_export]
+macro_rules! interleaving_tests {
+    ($factory:path) => {
+        $crate::__messaging_testkit_cases!($factory, interleaving;
+            sync_skips_nothing_when_commits_land_out_of_order,
+            pushed_cursor_resume_skips_nothing_out_of_order,
+        );
+    };
+}

@@ -1,0 +1,279 @@
+//! The conformance suite: one set of cases, run by every store.
+//!
+//! A store crate proves that it keeps the storage contract (see [`crate::store`]) and that
+//! the rules of PROTOCOL.md hold over it by running these cases against fresh instances of
+//! itself. The cases use the real store passed in, never a stand-in, and most of them go
+//! through a real [`Messenger`], so they check what clients will see.
+//!
+//! # Running the suite against a store
+//!
+//! 1. Enable the feature in the store crate's dev-dependencies:
+//!
+//!    ```toml
+//!    [dev-dependencies]
+//!    messaging-core = { workspace = true, features = ["testkit"] }
+//!    tokio = { workspace = true, features = ["full"] }
+//!    tempfile.workspace = true
+//!    ```
+//!
+//! 2. Write `tests/conformance.rs` with an `async fn() -> Fixture` factory that builds a
+//!    fresh, empty store (a new file, a new database) every time it is called, and stamp
+//!    the cases out with the macros. Each case becomes one `#[tokio::test]` (multi-thread
+//!    runtime, two workers) named after it, so `cargo test conformance::sync` runs a
+//!    concern and a failure names the case:
+//!
+//!    ```ignore
+//!    use std::sync::Arc;
+//!    use messaging_core::testkit::Fixture;
+//!    use messaging_store_sqlite::{SqliteOptions, SqliteStore};
+//!
+//!    async fn fresh() -> Fixture {
+//!        let dir = tempfile::tempdir().unwrap();
+//!        let store = SqliteStore::open_with(dir.path().join("m.db"), SqliteOptions::default())
+//!            .await
+//!            .unwrap();
+//!        // The guard keeps the directory until the case ends.
+//!        Fixture::new(Arc::new(store)).with_guard(dir)
+//!    }
+//!
+//!    mod sqlite {
+//!        messaging_core::conformance_tests!(super::fresh);
+//!        messaging_core::service_scenarios!(super::fresh);
+//!    }
+//!    ```
+//!
+//! 3. A store whose writers can commit out of log-position order (several writers on one
+//!    database, as with PostgreSQL) also implements [`CommitHold`], declares it with
+//!    [`Fixture::with_commit_hold`], and adds `messaging_core::interleaving_tests!(…)`.
+//!    A single-writer store (SQLite) cannot interleave commits and leaves that macro out.
+//!
+//! Never share a connection pool between tests: every test has its own runtime, and a
+//! pool created on one runtime breaks on another. Cases wait for pushes with
+//! [`PUSH_TIMEOUT`], so a missing event fails the case instead of hanging it.
+//!
+//! The three groups:
+//!
+//! - [`conformance`] (`conformance_tests!`): every storage promise and every PROTOCOL.md
+//!   rule a store carries, including the raw [`Store`] contracts (idempotent `append`,
+//!   racing `open_direct`, `read_events` bounds, the feed's start and order).
+//! - [`scenarios`] (`service_scenarios!`): the service over the store: access policies
+//!   (with a host-side [`Connections`] graph), fan-out, typing, lag, presence.
+//! - [`interleaving`] (`interleaving_tests!`): out-of-order commits, through
+//!   [`CommitHold`].
+//!
+//! # PROTOCOL.md rules and the cases that check them
+//!
+//! Operations, "Rules":
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | `open`/`send` with `peer` equal to the caller → `bad_request` | `open_with_self_is_bad_request` |
+//! | The access policy may refuse → `forbidden` | `first_degree_refuses_strangers_and_allows_connections`, `blocks_apply_on_top_of_the_policy` |
+//! | While either user blocks the other, `open`, `send`, `typing` → `forbidden` both ways | `block_forbids_open_send_typing_both_ways`, `blocks_apply_on_top_of_the_policy`, `unblock_restores_and_self_block_is_refused` |
+//! | … `history`, `read`, `delivered`, `conversations` unaffected | `block_leaves_reading_alone` |
+//! | `send` with `peer` opens exactly as `open` (same checks, same `conversation.created`) | `send_to_peer_opens_like_open`, `contexts_separate_conversations`, `block_forbids_open_send_typing_both_ways`, `first_degree_refuses_strangers_and_allows_connections` |
+//! | A conversation the caller is not in, or that does not exist → `not_found` | `non_members_get_not_found`, `search_is_scoped_to_the_caller` |
+//! | Empty or whitespace-only `body` → `bad_request`; over `max_body_bytes` → `too_large` | `body_rules` |
+//! | `send` is idempotent on (sender, conversation, `client_msg_id`) | `idempotent_retry_returns_original`, `concurrent_retries_store_one_message`, `store_append_is_idempotent`, `idempotent_retry_pushes_one_event` |
+//! | … a retry returns the original in its current state (whatever its body; a tombstone if deleted) and emits no event | `idempotent_retry_returns_original`, `retry_returns_current_state`, `head_counts_events` |
+//! | … recognised after the membership check, before policy and block checks | `non_members_get_not_found`, `retry_while_blocked_returns_original`, `first_degree_refuses_strangers_and_allows_connections` |
+//! | `history`: ascending seq; latest / `before_seq` / `after_seq` windows; `has_more` | `history_windows`, `history_at_depth` |
+//! | … both `before_seq` and `after_seq` → `bad_request` | `history_parameter_rules` |
+//! | … tombstones included; keyset pagination whatever the depth | `history_includes_tombstones`, `history_at_depth` |
+//! | `read`/`delivered` only move forward; a lower value returns the current one; above `last_seq` is clamped | `receipts_only_move_forward`, `read_and_delivered_are_independent` |
+//! | Only `read`/`delivered` move markers (sending moves neither) | `sending_moves_no_marker`, `read_and_delivered_are_independent` |
+//! | A `receipt.*` event only when a marker moves | `receipts_only_move_forward`, `head_counts_events` |
+//! | Unread = the peer's messages with `seq > read_seq`, not deleted; `unread.conversations` | `unread_counts`, `conversation_summary_fields`, `sending_moves_no_marker` |
+//! | `edit`/`delete`: only the sender; anyone else (member or not) → `not_found` | `edit_by_sender_only`, `delete_makes_one_tombstone`, `non_members_get_not_found` |
+//! | Editing a deleted message → `conflict` | `delete_makes_one_tombstone` |
+//! | Deleting twice returns the tombstone again, no second event | `delete_makes_one_tombstone`, `head_counts_events` |
+//! | `conversations` ordered by last activity (new messages; not edits or deletes), newest first | `conversations_ordered_by_activity` |
+//! | … `next` is null exactly when nothing follows the page | `conversations_paging` |
+//! | … a bounded number of queries whatever the page size (no N+1) | not observable through the [`Store`] trait: each store documents and reviews its queries |
+//! | `search`: plain text, words case-insensitive, no operators, never an error for its content | `search_matches_words_case_insensitively`, `search_operators_are_plain_text` |
+//! | … newest first; only the caller's conversations; never tombstones | `search_parameter_rules_and_order`, `search_is_scoped_to_the_caller`, `search_skips_tombstones_and_follows_edits` |
+//! | `presence` answers only for users sharing a conversation; `last_seen` null while online | `presence_visibility_and_last_seen`, `presence_follows_first_and_last_session` |
+//!
+//! Parameters and objects (rules stated outside the table, which stores carry too):
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | Ranges (`limit`s, `user_ids` count, empty query) → `bad_request`, never clamped | `history_parameter_rules`, `conversations_parameter_rules`, `sync_rejects_cursors_never_issued`, `search_parameter_rules_and_order`, `presence_visibility_and_last_seen` |
+//! | Byte limits → `too_large` (body, metadata, context, `client_msg_id`, query) | `body_rules`, `metadata_rules`, `context_and_client_msg_id_limits`, `search_parameter_rules_and_order` |
+//! | U+0000 in any string → `bad_request` | `nul_is_refused_everywhere` |
+//! | `metadata` is a JSON object, compared as a value | `metadata_rules`, `metadata_round_trips_as_json` |
+//! | `seq` per conversation from 1 without gaps; `last_seq` 0 without messages | `send_assigns_seq_and_updates_conversation`, `concurrent_sends_get_gap_free_seqs`, `open_creates_once_then_finds` |
+//! | A tombstone: `deleted`, body `""`, metadata null | `delete_makes_one_tombstone`, `retry_returns_current_state` |
+//! | A missing or empty context is null; one conversation per (pair, context) | `contexts_separate_conversations`, `open_creates_once_then_finds`, `open_concurrently_from_both_sides_creates_one`, `store_open_direct_race_creates_one` |
+//! | Summary: `last_message` (tombstone included), `unread_count`, `read_seq`, `peer_read_seq`, `peer_delivered_seq` | `conversation_summary_fields`, `read_and_delivered_are_independent` |
+//! | Timestamps with millisecond precision, equal everywhere | `timestamps_agree_everywhere` |
+//!
+//! Events:
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | Durable events go to every open session of every member, the causing session included | `fanout_reaches_every_session_of_both_members` |
+//! | Ephemeral events do not go to the sessions of the user who caused them | `typing_reaches_only_the_peer`, `presence_follows_first_and_last_session` |
+//! | `conversation.created` only when a conversation is created | `open_creates_once_then_finds`, `open_concurrently_from_both_sides_creates_one`, `send_to_peer_opens_like_open` |
+//! | `message.created` / `message.edited` / `message.deleted` (tombstone) carry the message | `send_assigns_seq_and_updates_conversation`, `edit_by_sender_only`, `delete_makes_one_tombstone`, `fanout_reaches_every_session_of_both_members` |
+//! | `receipt.read` / `receipt.delivered` carry the marker | `receipts_only_move_forward`, `read_and_delivered_are_independent` |
+//! | `typing` carries its fields and `expires_in_ms`; never stored | `typing_reaches_only_the_peer` |
+//! | `presence` to users sharing a conversation at the first session and the last close | `presence_follows_first_and_last_session` |
+//! | Every durable event after `hello.cursor`, and none at or before it, is pushed | `sync_is_bounded_by_hello_cursor`, `hello_cursor_race_loses_nothing` |
+//! | A pushed event is committed (the feed runs after commit, in position order) | `pushes_arrive_after_commit`, `feed_starts_at_head_and_is_dense`, `sync_skips_nothing_when_commits_land_out_of_order` |
+//! | An overflowing queue is reported as lagged; `sync` recovers everything | `lagging_subscriber_is_told_so` |
+//!
+//! Resuming: `sync`:
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | From a cursor: every durable event visible to the caller after it, in order, `limit`, `has_more`, the cursor to continue | `sync_is_exactly_once_from_any_cursor`, `read_events_bounds_and_audience` |
+//! | Only the caller's events | `sync_only_returns_the_callers_events`, `read_events_bounds_and_audience` |
+//! | Bounded by the session's `hello.cursor` (`has_more: false`, cursor = hello at the end) | `sync_is_bounded_by_hello_cursor`, `sync_is_exactly_once_from_any_cursor` |
+//! | Without a cursor: no events and `hello.cursor` | `sync_without_cursor_returns_hello_cursor` |
+//! | A cursor the server never issued → `bad_request` | `sync_rejects_cursors_never_issued` |
+//! | Sync from the stored cursor, then pushed cursors: every event once, no subscribe race | `hello_cursor_race_loses_nothing`, `lagging_subscriber_is_told_so` |
+//! | … none skipped even when writers commit out of order | `sync_skips_nothing_when_commits_land_out_of_order`, `pushed_cursor_resume_skips_nothing_out_of_order` |
+//! | Events carry current state: tombstones in every event of a deleted message, latest bodies | `sync_serves_current_state` |
+//!
+//! Storage contract promises beyond the protocol: `head_counts_events` (one position per
+//! event, dense), `read_events_bounds_and_audience`, `feed_starts_at_head_and_is_dense`
+//! (`start(head)` first, then dense batches with their audience), `store_append_is_idempotent`,
+//! `store_open_direct_race_creates_one`.
+//!
+//! Not here: what only a transport can show (JSON framing, authentication, rate limits,
+//! heartbeats, close codes, ids that are not UUIDs); the server's end-to-end tests cover it.
+
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::service::{Messenger, MessengerBuilder};
+use crate::store::{CommitHold, Store};
+
+pub mod conformance;
+pub mod interleaving;
+mod macros;
+pub mod scenarios;
+pub(crate) mod support;
+
+pub use support::{Connections, FeedRecorder, PUSH_TIMEOUT};
+
+// The suite reports a failure by panicking, like any test: `expect` and `panic!` name the
+// step that failed.
+
+/// One fresh store for one case.
+pub struct Fixture {
+    /// The store under test (fresh: no data of another case).
+    pub store: Arc<dyn Store>,
+    /// The store's [`CommitHold`] capability, for the interleaving cases.
+    pub commit_hold: Option<Arc<dyn CommitHold>>,
+    guard: Box<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Fixture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fixture")
+            .field("commit_hold", &self.commit_hold.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fixture {
+    /// A fixture over `store`.
+    #[must_use]
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            commit_hold: None,
+            guard: Box::new(()),
+        }
+    }
+
+    /// Keeps `guard` (e.g. a temporary directory) alive as long as the fixture.
+    #[must_use]
+    pub fn with_guard(mut self, guard: impl Any + Send + Sync) -> Self {
+        let previous = std::mem::replace(&mut self.guard, Box::new(()));
+        self.guard = Box::new((previous, guard));
+        self
+    }
+
+    /// Declares the store's [`CommitHold`] capability (needed by the interleaving cases).
+    #[must_use]
+    pub fn with_commit_hold(mut self, hold: Arc<dyn CommitHold>) -> Self {
+        self.commit_hold = Some(hold);
+        self
+    }
+
+    /// A [`Messenger`] with the defaults over the store.
+    pub async fn messenger(&self) -> Messenger {
+        Messenger::new(self.store.clone())
+            .await
+            .expect("Messenger::new over the fixture's store")
+    }
+
+    /// A [`Messenger`] over the store, configured by `configure`.
+    pub async fn messenger_with(
+        &self,
+        configure: impl FnOnce(MessengerBuilder) -> MessengerBuilder,
+    ) -> Messenger {
+        configure(Messenger::builder(self.store.clone()))
+            .build()
+            .await
+            .expect("building a Messenger over the fixture's store")
+    }
+
+    /// The [`CommitHold`] capability; panics with an explanation when the store has none.
+    #[must_use]
+    pub fn commit_hold(&self) -> Arc<dyn CommitHold> {
+        self.commit_hold.clone().expect(
+            "this case needs Fixture::with_commit_hold: only stores whose writers can commit \
+             out of position order run `interleaving_tests!`",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every case is stamped by its macro and named in the rule table above.
+    #[test]
+    fn every_case_is_stamped_and_documented() {
+        let macros = include_str!("macros.rs");
+        let docs = include_str!("mod.rs");
+        let sources = [
+            include_str!("conformance/blocks.rs"),
+            include_str!("conformance/conversations.rs"),
+            include_str!("conformance/feed.rs"),
+            include_str!("conformance/history.rs"),
+            include_str!("conformance/listing.rs"),
+            include_str!("conformance/messages.rs"),
+            include_str!("conformance/presence.rs"),
+            include_str!("conformance/receipts.rs"),
+            include_str!("conformance/search.rs"),
+            include_str!("conformance/sync.rs"),
+            include_str!("conformance/validation.rs"),
+            include_str!("scenarios.rs"),
+            include_str!("interleaving.rs"),
+        ];
+        let mut cases = 0;
+        for source in sources {
+            for line in source.lines() {
+                let Some(rest) = line.strip_prefix("pub async fn ") else {
+                    continue;
+                };
+                let name = rest.split('(').next().unwrap();
+                cases += 1;
+                assert!(
+                    macros.contains(&format!(" {name},")),
+                    "{name} is not stamped by a macro"
+                );
+                assert!(
+                    docs.contains(&format!("`{name}`")),
+                    "{name} is not in the rule table"
+                );
+            }
+        }
+        assert!(cases >= 60, "found {cases} cases");
+    }
+}
