@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit tests, doc tests, the conformance suite on every
+# store, the examples. This is the README's test command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace
+# The embedding example must keep printing the conversation.
+output=$(cargo run --quiet --example embed_sqlite)
+grep -q "history (as alice sees it)" <<<"$output"
+echo "example embed_sqlite: ok"
