@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 
 const DEPTH: u64 = 1_000_000;
 const CONVERSATIONS: u64 = 1_000;
-const SENDERS: usize = 64;
+const SENDERS: usize = 256;
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -58,21 +58,32 @@ CREATE VIRTUAL TABLE messages_fts USING fts5 (
 
 -- kind: 1 conversation.created, 2 message.created, 3 message.edited, 4 message.deleted,
 -- 5 receipt.read, 6 receipt.delivered. Message events point at the message row, so a read
--- of the log serves each message in its current state.
+-- of the log serves each message in its current state. `audience` is the recipients'
+-- ids, 16 bytes each, concatenated: the durable record of who may see the event.
 CREATE TABLE events (
     position        INTEGER PRIMARY KEY,
     kind            INTEGER NOT NULL,
     conversation_id BLOB NOT NULL,
     message_pk      INTEGER,
     user_id         BLOB,
-    seq             INTEGER
+    seq             INTEGER,
+    audience        BLOB NOT NULL
 );
 
+-- Per-user index of the log for `sync`, derived from events.audience and maintained
+-- behind the log in sorted bulk (see writer.rs): meta.audience_indexed_upto says how far.
 CREATE TABLE event_audience (
     user_id  BLOB NOT NULL,
     position INTEGER NOT NULL,
     PRIMARY KEY (user_id, position)
 ) WITHOUT ROWID;
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+INSERT INTO meta (key, value) VALUES ('audience_indexed_upto', 0);
 
 CREATE TABLE blocks (
     blocker    BLOB NOT NULL,

@@ -24,6 +24,7 @@
 //! (not a process crash) may lose the last commits. Group commit makes `Full` cheap under
 //! concurrent load, since one fsync covers a whole batch.
 
+mod blocks;
 mod codec;
 mod read;
 mod schema;
@@ -45,6 +46,7 @@ use rusqlite::Connection;
 
 pub use schema::SCHEMA_VERSION;
 
+use crate::blocks::BlockSet;
 use crate::codec::db_err;
 use crate::read::ReadPool;
 use crate::writer::Writer;
@@ -109,6 +111,7 @@ impl SqliteOptions {
 /// Field order matters: the read connections close first, so the writer's connection is
 /// the last one and checkpoints the WAL into the file (a read-only connection cannot).
 struct Inner {
+    blocks: BlockSet,
     readers: ReadPool,
     writer: Writer,
     path: PathBuf,
@@ -140,26 +143,47 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let opened_path = path.clone();
-        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (writer, readers, blocks) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut conn = Connection::open(&opened_path).map_err(db_err)?;
             conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+            // Small pages: a commit writes every page it dirtied to the WAL, and the
+            // writes of many conversations land on scattered index pages.
+            conn.pragma_update(None, "page_size", 2048)
+                .map_err(db_err)?;
             conn.pragma_update(None, "journal_mode", "WAL")
                 .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", options.synchronous.pragma())
                 .map_err(db_err)?;
             conn.pragma_update(None, "temp_store", "MEMORY")
                 .map_err(db_err)?;
+            // 64 MiB of page cache for the writer: index pages stay hot between batches.
+            conn.pragma_update(None, "cache_size", -65_536)
+                .map_err(db_err)?;
+            // A backstop only: the checkpointer thread normally keeps the WAL short.
+            conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+                .map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             schema::migrate(&mut conn)?;
             let head = read::head(&conn)?;
+            let indexed_upto = read::audience_indexed_upto(&conn)?;
+            let blocks = BlockSet::load(&conn)?;
             let readers = ReadPool::open(&opened_path, options.readers)?;
-            let writer = Writer::start(conn, head, options.max_batch)?;
-            Ok((writer, readers))
+            let checkpoint_conn = Connection::open(&opened_path).map_err(db_err)?;
+            checkpoint_conn
+                .busy_timeout(Duration::from_secs(5))
+                .map_err(db_err)?;
+            checkpoint_conn
+                .pragma_update(None, "synchronous", options.synchronous.pragma())
+                .map_err(db_err)?;
+            let writer =
+                Writer::start(conn, checkpoint_conn, head, indexed_upto, options.max_batch)?;
+            Ok((writer, readers, blocks))
         })
         .await
         .map_err(messaging_core::Error::backend)??;
         Ok(Self {
             inner: Arc::new(Inner {
+                blocks,
                 readers,
                 writer,
                 path,
@@ -306,6 +330,7 @@ impl EventLog for SqliteStore {
         up_to: u64,
         limit: usize,
     ) -> Result<Vec<LoggedEvent>> {
+        self.inner.writer.ensure_indexed(up_to).await?;
         self.read(move |conn| read::read_events(conn, user, after, up_to, limit))
             .await
     }
@@ -321,19 +346,22 @@ impl SocialStore for SqliteStore {
         self.inner
             .writer
             .write(move |ctx| write::set_block(ctx, blocker, blocked, true))
-            .await
+            .await?;
+        self.inner.blocks.set(blocker, blocked, true);
+        Ok(())
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
         self.inner
             .writer
             .write(move |ctx| write::set_block(ctx, blocker, blocked, false))
-            .await
+            .await?;
+        self.inner.blocks.set(blocker, blocked, false);
+        Ok(())
     }
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
-        self.read(move |conn| read::is_blocked_between(conn, a, b))
-            .await
+        Ok(self.inner.blocks.between(a, b))
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {

@@ -307,6 +307,16 @@ pub(crate) fn head(conn: &Connection) -> Result<u64> {
     .map_err(db_err)
 }
 
+pub(crate) fn audience_indexed_upto(conn: &Connection) -> Result<u64> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'audience_indexed_upto'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .map(uint)
+    .map_err(db_err)
+}
+
 pub(crate) fn read_events(
     conn: &Connection,
     user: UserId,
@@ -358,15 +368,6 @@ pub(crate) fn read_events(
         )
         .map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-}
-
-pub(crate) fn is_blocked_between(conn: &Connection, a: UserId, b: UserId) -> Result<bool> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM blocks WHERE (blocker = ?1 AND blocked = ?2) \
-                                            OR (blocker = ?2 AND blocked = ?1))",
-    )
-    .and_then(|mut stmt| stmt.query_row(params![a.as_bytes(), b.as_bytes()], |row| row.get(0)))
-    .map_err(db_err)
 }
 
 pub(crate) fn last_seen(conn: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {

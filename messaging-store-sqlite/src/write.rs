@@ -34,10 +34,11 @@ struct LogRow {
 
 fn log(ctx: &mut WriteCtx<'_>, row: &LogRow, event: Event, audience: &[UserId]) -> Result<()> {
     let position = ctx.next_position();
+    let audience_bytes: Vec<u8> = audience.iter().flat_map(|u| *u.as_bytes()).collect();
     ctx.conn
         .prepare_cached(
-            "INSERT INTO events (position, kind, conversation_id, message_pk, user_id, seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO events (position, kind, conversation_id, message_pk, user_id, seq, \
+             audience) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -47,22 +48,56 @@ fn log(ctx: &mut WriteCtx<'_>, row: &LogRow, event: Event, audience: &[UserId]) 
                 row.message_pk,
                 row.receipt.map(|(u, _)| *u.as_bytes()),
                 row.receipt.map(|(_, s)| int(s)),
+                audience_bytes,
             ])
         })
         .map_err(db_err)?;
-    let mut audience_stmt = ctx
-        .conn
-        .prepare_cached("INSERT OR IGNORE INTO event_audience (user_id, position) VALUES (?1, ?2)")
-        .map_err(db_err)?;
-    for user in audience {
-        audience_stmt
-            .execute(params![user.as_bytes(), int(position)])
-            .map_err(db_err)?;
-    }
     ctx.emit(CommittedEvent {
         logged: LoggedEvent { position, event },
         audience: audience.to_vec(),
     });
+    Ok(())
+}
+
+/// Brings the per-user audience index up to `up_to`: reads the audience of every event
+/// after `from` (a sequential scan of the log's tail), then inserts the rows sorted by
+/// (user, position), so each user's index page is written once per call rather than once
+/// per event. Records the new mark in the same transaction.
+pub(crate) fn index_audience(conn: &rusqlite::Connection, from: u64, up_to: u64) -> Result<()> {
+    if up_to <= from {
+        return Ok(());
+    }
+    let mut rows: Vec<([u8; 16], i64)> = Vec::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT position, audience FROM events WHERE position > ?1 AND position <= ?2",
+            )
+            .map_err(db_err)?;
+        let mut query = stmt.query(params![int(from), int(up_to)]).map_err(db_err)?;
+        while let Some(row) = query.next().map_err(db_err)? {
+            let position: i64 = row.get(0).map_err(db_err)?;
+            let audience = row
+                .get_ref(1)
+                .and_then(|v| Ok(v.as_blob()?))
+                .map_err(db_err)?;
+            for user in audience.chunks_exact(16) {
+                let mut id = [0_u8; 16];
+                id.copy_from_slice(user);
+                rows.push((id, position));
+            }
+        }
+    }
+    rows.sort_unstable();
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO event_audience (user_id, position) VALUES (?1, ?2)")
+        .map_err(db_err)?;
+    for (user, position) in &rows {
+        insert.execute(params![user, position]).map_err(db_err)?;
+    }
+    conn.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'audience_indexed_upto'")
+        .and_then(|mut stmt| stmt.execute(params![int(up_to)]))
+        .map_err(db_err)?;
     Ok(())
 }
 
@@ -195,50 +230,59 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         }
     }
     let at = new.created_at.as_millis();
-    let (seq, lo, hi): (i64, [u8; 16], [u8; 16]) = ctx
+    // No RETURNING: SQLite materializes RETURNING rows in an ephemeral table, which cost
+    // a B-tree open and close per statement on the writer's hot path. The writer is the
+    // only one writing, so reading `last_seq` and then setting it is race-free.
+    let (last_seq, lo, hi): (i64, [u8; 16], [u8; 16]) = ctx
         .conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?2 \
-             WHERE id = ?1 RETURNING last_seq, user_lo, user_hi",
-        )
+        .prepare_cached("SELECT last_seq, user_lo, user_hi FROM conversations WHERE id = ?1")
         .and_then(|mut stmt| {
-            stmt.query_row(params![new.conversation_id.as_bytes(), at], |row| {
+            stmt.query_row(params![new.conversation_id.as_bytes()], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })
             .optional()
         })
         .map_err(db_err)?
         .ok_or_else(|| Error::not_found("no such conversation"))?;
-    let pk = ctx
-        .conn
-        .prepare_cached(
-            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, \
-             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING pk",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![
-                    new.id.as_bytes(),
-                    new.conversation_id.as_bytes(),
-                    seq,
-                    new.sender_id.as_bytes(),
-                    new.body,
-                    metadata_text(new.metadata.as_ref()),
-                    new.client_msg_id,
-                    at,
-                ],
-                |row| row.get::<_, i64>(0),
-            )
-        })
-        .map_err(db_err)?;
-    ctx.index(FtsChange::Insert(pk, index_text(&new.body)));
+    let seq = last_seq + 1;
     ctx.conn
         .prepare_cached(
-            "UPDATE members SET activity_at = ?3 \
-             WHERE conversation_id = ?1 AND user_id IN (?2, ?4)",
+            "UPDATE conversations SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
         )
-        .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), lo, at, hi]))
+        .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), seq, at]))
         .map_err(db_err)?;
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, \
+             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                new.id.as_bytes(),
+                new.conversation_id.as_bytes(),
+                seq,
+                new.sender_id.as_bytes(),
+                new.body,
+                metadata_text(new.metadata.as_ref()),
+                new.client_msg_id,
+                at,
+            ])
+        })
+        .map_err(db_err)?;
+    let pk = ctx.conn.last_insert_rowid();
+    ctx.index(FtsChange::Insert(pk, index_text(&new.body)));
+    let mut activity = ctx
+        .conn
+        .prepare_cached(
+            "UPDATE members SET activity_at = ?3 WHERE user_id = ?1 AND conversation_id = ?2",
+        )
+        .map_err(db_err)?;
+    for member in [lo, hi] {
+        activity
+            .execute(params![member, new.conversation_id.as_bytes(), at])
+            .map_err(db_err)?;
+    }
+    drop(activity);
     let message = Message {
         id: new.id,
         conversation_id: new.conversation_id,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use messaging_core::{HistoryQuery, Messenger, SendMessage, UserId};
+use messaging_core::{Cursor, HistoryQuery, Messenger, SendMessage, UserId};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
