@@ -20,11 +20,7 @@ const CONVERSATIONS: u64 = 1_000;
 const SENDERS: usize = 256;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
 /// A store under test, by name.
@@ -34,20 +30,12 @@ struct Backend {
 }
 
 const BACKENDS: &[Backend] = &[
-    Backend {
-        name: "sqlite-full",
-        synchronous: Synchronous::Full,
-    },
-    Backend {
-        name: "sqlite-normal",
-        synchronous: Synchronous::Normal,
-    },
+    Backend { name: "sqlite-full", synchronous: Synchronous::Full },
+    Backend { name: "sqlite-normal", synchronous: Synchronous::Normal },
 ];
 
 async fn fresh_messenger(backend: &Backend, dir: &tempfile::TempDir) -> Messenger {
-    let store = open_sqlite(&dir.path().join("bench.db"), backend.synchronous)
-        .await
-        .unwrap();
+    let store = open_sqlite(&dir.path().join("bench.db"), backend.synchronous).await.unwrap();
     Messenger::new(Arc::new(store)).await.unwrap()
 }
 
@@ -68,9 +56,7 @@ async fn pairs(
 fn append(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("append");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(8));
+    group.sample_size(10).measurement_time(Duration::from_secs(8));
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let messenger = rt.block_on(fresh_messenger(backend, &dir));
@@ -83,10 +69,7 @@ fn append(c: &mut Criterion) {
                 let messenger = messenger.clone();
                 async move {
                     messenger
-                        .send(
-                            user,
-                            SendMessage::to_conversation(conversation, "hello there"),
-                        )
+                        .send(user, SendMessage::to_conversation(conversation, "hello there"))
                         .await
                         .unwrap()
                 }
@@ -95,40 +78,37 @@ fn append(c: &mut Criterion) {
 
         let per_sender = 50_u64;
         group.throughput(Throughput::Elements(per_sender * SENDERS as u64));
-        group.bench_function(
-            BenchmarkId::new(format!("{SENDERS}_senders"), backend.name),
-            |b| {
-                b.to_async(&rt).iter_custom(|iters| {
-                    let messenger = messenger.clone();
-                    let senders = senders.clone();
-                    async move {
-                        let start = Instant::now();
-                        for _ in 0..iters {
-                            let mut tasks = tokio::task::JoinSet::new();
-                            for (user, conversation) in senders.iter().copied() {
-                                let messenger = messenger.clone();
-                                tasks.spawn(async move {
-                                    for _ in 0..per_sender {
-                                        messenger
-                                            .send(
-                                                user,
-                                                SendMessage::to_conversation(
-                                                    conversation,
-                                                    "hello there",
-                                                ),
-                                            )
-                                            .await
-                                            .unwrap();
-                                    }
-                                });
-                            }
-                            while tasks.join_next().await.is_some() {}
+        group.bench_function(BenchmarkId::new(format!("{SENDERS}_senders"), backend.name), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let messenger = messenger.clone();
+                let senders = senders.clone();
+                async move {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut tasks = tokio::task::JoinSet::new();
+                        for (user, conversation) in senders.iter().copied() {
+                            let messenger = messenger.clone();
+                            tasks.spawn(async move {
+                                for _ in 0..per_sender {
+                                    messenger
+                                        .send(
+                                            user,
+                                            SendMessage::to_conversation(
+                                                conversation,
+                                                "hello there",
+                                            ),
+                                        )
+                                        .await
+                                        .unwrap();
+                                }
+                            });
                         }
-                        start.elapsed()
+                        while tasks.join_next().await.is_some() {}
                     }
-                });
-            },
-        );
+                    start.elapsed()
+                }
+            });
+        });
     }
     group.finish();
 }
@@ -145,27 +125,15 @@ fn history(c: &mut Criterion) {
         ("latest_50", HistoryQuery::default()),
         (
             "before_middle_50",
-            HistoryQuery {
-                before_seq: Some(DEPTH / 2),
-                ..HistoryQuery::default()
-            },
+            HistoryQuery { before_seq: Some(DEPTH / 2), ..HistoryQuery::default() },
         ),
-        (
-            "after_start_50",
-            HistoryQuery {
-                after_seq: Some(10),
-                ..HistoryQuery::default()
-            },
-        ),
+        ("after_start_50", HistoryQuery { after_seq: Some(10), ..HistoryQuery::default() }),
     ] {
         group.bench_function(BenchmarkId::new(label, "sqlite-1M"), |b| {
             b.to_async(&rt).iter(|| {
                 let messenger = messenger.clone();
                 async move {
-                    let page = messenger
-                        .history(reader, conversation, query)
-                        .await
-                        .unwrap();
+                    let page = messenger.history(reader, conversation, query).await.unwrap();
                     assert_eq!(page.messages.len(), 50);
                     page
                 }
@@ -177,37 +145,26 @@ fn history(c: &mut Criterion) {
 
 fn conversations(c: &mut Criterion) {
     let rt = runtime();
-    let path = rt
-        .block_on(sqlite_many_conversations(CONVERSATIONS, 4))
-        .unwrap();
+    let path = rt.block_on(sqlite_many_conversations(CONVERSATIONS, 4)).unwrap();
     let store = rt.block_on(open_sqlite(&path, Synchronous::Full)).unwrap();
     let messenger = rt.block_on(Messenger::new(Arc::new(store))).unwrap();
     let user = ids::busy_user();
     let middle = rt.block_on(async {
         let mut before = None;
         for _ in 0..25 {
-            before = messenger
-                .conversations(user, Some(20), before.as_deref())
-                .await
-                .unwrap()
-                .next;
+            before = messenger.conversations(user, Some(20), before.as_deref()).await.unwrap().next;
         }
         before
     });
     let mut group = c.benchmark_group("conversations");
-    for (label, before) in [
-        ("first_page_20_of_1000", None),
-        ("middle_page_20_of_1000", middle),
-    ] {
+    for (label, before) in [("first_page_20_of_1000", None), ("middle_page_20_of_1000", middle)] {
         group.bench_function(BenchmarkId::new(label, "sqlite"), |b| {
             b.to_async(&rt).iter(|| {
                 let messenger = messenger.clone();
                 let before = before.clone();
                 async move {
-                    let page = messenger
-                        .conversations(user, Some(20), before.as_deref())
-                        .await
-                        .unwrap();
+                    let page =
+                        messenger.conversations(user, Some(20), before.as_deref()).await.unwrap();
                     assert_eq!(page.conversations.len(), 20);
                     page
                 }

@@ -22,16 +22,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opened = messenger.open(alice, bob, Some("listing:42")).await?;
     let conversation = opened.conversation.id;
     messenger
-        .send(
-            alice,
-            SendMessage::to_conversation(conversation, "Hi! Is the bike still for sale?"),
-        )
+        .send(alice, SendMessage::to_conversation(conversation, "Hi! Is the bike still for sale?"))
         .await?;
     messenger
-        .send(
-            bob,
-            SendMessage::to_conversation(conversation, "It is. Want to see it tomorrow?"),
-        )
+        .send(bob, SendMessage::to_conversation(conversation, "It is. Want to see it tomorrow?"))
         .await?;
     messenger
         .send(
@@ -51,36 +45,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report(&format!("bob received live: {}", live.join(", ")));
 
     let unread = messenger.unread(bob).await?;
-    report(&format!(
-        "bob has {} unread in {} conversation(s)",
-        unread.total, unread.conversations
-    ));
+    report(&format!("bob has {} unread in {} conversation(s)", unread.total, unread.conversations));
 
     let receipt = messenger.mark_read(bob, conversation, 3).await?;
     report(&format!("bob read up to seq {}", receipt.seq));
     if let Push::Event(event) = bobs_phone.recv().await?
         && let Event::Receipt(r) = &event.get().event
     {
-        report(&format!(
-            "receipt pushed to bob's session: read_seq {}",
-            r.seq
-        ));
+        report(&format!("receipt pushed to bob's session: read_seq {}", r.seq));
     }
-    report(&format!(
-        "bob now has {} unread",
-        messenger.unread(bob).await?.total
-    ));
+    report(&format!("bob now has {} unread", messenger.unread(bob).await?.total));
 
     report("history (as alice sees it):");
-    let page = messenger
-        .history(alice, conversation, HistoryQuery::default())
-        .await?;
+    let page = messenger.history(alice, conversation, HistoryQuery::default()).await?;
     for message in &page.messages {
-        let who = if message.sender_id == alice {
-            "alice"
-        } else {
-            "bob"
-        };
+        let who = if message.sender_id == alice { "alice" } else { "bob" };
         report(&format!("  #{} {who}: {}", message.seq, message.body));
     }
     bobs_phone.close().await?;

@@ -19,10 +19,8 @@ const FIXTURE_VERSION: u32 = 1;
 /// The directory that keeps fixtures between runs.
 #[must_use]
 pub fn fixture_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
     target.join("bench-fixtures")
 }
 

@@ -95,9 +95,7 @@ impl HubInner {
     fn lock(&self) -> MutexGuard<'_, HubState> {
         // A panic while holding the lock cannot leave the routing table half-updated in a
         // way that matters (each slot is independent), so a poisoned lock is still usable.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -123,11 +121,7 @@ impl Hub {
     pub fn new(queue_capacity: usize) -> Self {
         Self {
             inner: Arc::new(HubInner {
-                state: Mutex::new(HubState {
-                    last_position: 0,
-                    next_id: 0,
-                    users: HashMap::new(),
-                }),
+                state: Mutex::new(HubState { last_position: 0, next_id: 0, users: HashMap::new() }),
                 queue_capacity: queue_capacity.max(1),
             }),
         }
@@ -210,20 +204,10 @@ impl Fanout for Hub {
         let mut state = self.inner.lock();
         let id = state.next_id;
         state.next_id += 1;
-        state.users.entry(user).or_default().push(Slot {
-            id,
-            tx,
-            lagged: lagged.clone(),
-        });
+        state.users.entry(user).or_default().push(Slot { id, tx, lagged: lagged.clone() });
         let position = state.last_position;
         drop(state);
-        let subscription = Subscription {
-            id,
-            user,
-            rx,
-            lagged,
-            hub: Arc::downgrade(&self.inner),
-        };
+        let subscription = Subscription { id, user, rx, lagged, hub: Arc::downgrade(&self.inner) };
         (subscription, position)
     }
 
@@ -244,10 +228,7 @@ pub struct Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("user", &self.user)
-            .field("id", &self.id)
-            .finish()
+        f.debug_struct("Subscription").field("user", &self.user).field("id", &self.id).finish()
     }
 }
 
@@ -340,9 +321,7 @@ mod tests {
         let (mut late, at) = hub.subscribe(user);
         assert_eq!(at, 42);
         hub.committed(&[receipt(43, vec![user])]);
-        let Push::Event(e) = late.recv().await.unwrap() else {
-            panic!("not an event")
-        };
+        let Push::Event(e) = late.recv().await.unwrap() else { panic!("not an event") };
         assert_eq!(e.get().position, 43);
     }
 

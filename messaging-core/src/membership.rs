@@ -20,10 +20,7 @@ pub(crate) struct MembershipCache {
 
 impl MembershipCache {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
-            capacity,
-        }
+        Self { entries: Mutex::new(HashMap::new()), capacity }
     }
 
     pub(crate) fn get(&self, id: ConversationId) -> Option<Conversation> {
@@ -39,8 +36,6 @@ impl MembershipCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConversationId, Conversation>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -284,10 +284,7 @@ pub struct Shared<T> {
 impl<T> Shared<T> {
     /// Wraps a value.
     pub fn new(value: T) -> Self {
-        Self {
-            value,
-            encoded: OnceLock::new(),
-        }
+        Self { value, encoded: OnceLock::new() }
     }
 
     /// The value.
@@ -365,21 +362,13 @@ impl ActivityKey {
     /// The key of a conversation.
     #[must_use]
     pub fn of(conversation: &Conversation) -> Self {
-        Self {
-            at: conversation.activity_at(),
-            id: conversation.id,
-        }
+        Self { at: conversation.activity_at(), id: conversation.id }
     }
 
     /// The opaque text form handed to clients as `next`.
     #[must_use]
     pub fn encode(&self) -> String {
-        format!(
-            "{}{:016x}{}",
-            Self::PREFIX,
-            self.at.as_millis(),
-            self.id.as_uuid().simple()
-        )
+        format!("{}{:016x}{}", Self::PREFIX, self.at.as_millis(), self.id.as_uuid().simple())
     }
 
     /// Parses the text form of [`ActivityKey::encode`].
@@ -409,27 +398,14 @@ mod tests {
             let c = Cursor::at(p);
             assert_eq!(Cursor::parse(&c.to_string()).unwrap(), c);
         }
-        for bad in [
-            "",
-            "v1",
-            "v2a",
-            "v1xyz",
-            "v10a",
-            "v1A",
-            "12",
-            "v1 1",
-            "v1ffffffffffffffffff",
-        ] {
+        for bad in ["", "v1", "v2a", "v1xyz", "v10a", "v1A", "12", "v1 1", "v1ffffffffffffffffff"] {
             assert!(Cursor::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn activity_key_round_trips() {
-        let key = ActivityKey {
-            at: Timestamp::now(),
-            id: ConversationId::new(),
-        };
+        let key = ActivityKey { at: Timestamp::now(), id: ConversationId::new() };
         assert_eq!(ActivityKey::decode(&key.encode()).unwrap(), key);
         assert!(ActivityKey::decode("p1zz").is_err());
         assert!(ActivityKey::decode(&key.encode().replace("p1", "p2")).is_err());

@@ -49,9 +49,7 @@ pub struct LocalPresence {
 
 impl LocalPresence {
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<SessionId>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

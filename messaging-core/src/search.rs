@@ -8,9 +8,7 @@
 
 /// The words of `text`, lowercased, in order, duplicates kept.
 pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
+    text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase)
 }
 
 /// What a store indexes for a message body: its words joined by single spaces.

@@ -73,10 +73,7 @@ impl SendMessage {
     /// A message to a peer, opening the conversation about `context` if needed.
     pub fn to_peer(peer: UserId, context: Option<&str>, body: impl Into<String>) -> Self {
         Self {
-            to: SendTarget::Peer {
-                peer,
-                context: context.map(str::to_owned),
-            },
+            to: SendTarget::Peer { peer, context: context.map(str::to_owned) },
             body: body.into(),
             client_msg_id: None,
             metadata: None,
@@ -178,17 +175,14 @@ impl MessengerBuilder {
 
     /// Attaches the fan-out to the store's feed and returns the messenger.
     pub async fn build(self) -> Result<Messenger> {
-        let fanout = self
-            .fanout
-            .unwrap_or_else(|| Arc::new(Hub::new(self.limits.max_queue_frames)));
+        let fanout =
+            self.fanout.unwrap_or_else(|| Arc::new(Hub::new(self.limits.max_queue_frames)));
         self.store.attach_feed(fanout.clone()).await?;
         Ok(Messenger {
             inner: Arc::new(Inner {
                 store: self.store,
                 fanout,
-                presence: self
-                    .presence
-                    .unwrap_or_else(|| Arc::new(LocalPresence::default())),
+                presence: self.presence.unwrap_or_else(|| Arc::new(LocalPresence::default())),
                 policy: self.policy,
                 limits: self.limits,
                 members: MembershipCache::new(MEMBERSHIP_CACHE_CAPACITY),
@@ -225,9 +219,7 @@ pub struct Messenger {
 
 impl std::fmt::Debug for Messenger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Messenger")
-            .field("limits", &self.inner.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Messenger").field("limits", &self.inner.limits).finish_non_exhaustive()
     }
 }
 
@@ -281,12 +273,7 @@ impl Messenger {
             closed: false,
         };
         if first {
-            self.announce(PresenceStatus {
-                user_id: user,
-                online: true,
-                last_seen: None,
-            })
-            .await?;
+            self.announce(PresenceStatus { user_id: user, online: true, last_seen: None }).await?;
         }
         Ok(session)
     }
@@ -295,12 +282,8 @@ impl Messenger {
         if self.inner.presence.session_closed(user, session).await? {
             let now = Timestamp::now();
             self.inner.store.set_last_seen(user, now).await?;
-            self.announce(PresenceStatus {
-                user_id: user,
-                online: false,
-                last_seen: Some(now),
-            })
-            .await?;
+            self.announce(PresenceStatus { user_id: user, online: false, last_seen: Some(now) })
+                .await?;
         }
         Ok(())
     }
@@ -310,10 +293,7 @@ impl Messenger {
         if peers.is_empty() {
             return Ok(());
         }
-        self.inner
-            .fanout
-            .signal(Signal::Presence(status), &peers)
-            .await
+        self.inner.fanout.signal(Signal::Presence(status), &peers).await
     }
 
     /// The conversation `id` if `actor` is a member; `NotFound` otherwise (membership is
@@ -322,31 +302,18 @@ impl Messenger {
         let conversation = match self.inner.members.get(id) {
             Some(c) => c,
             None => {
-                let c = self
-                    .inner
-                    .store
-                    .conversation(id)
-                    .await?
-                    .ok_or_else(not_found)?;
+                let c = self.inner.store.conversation(id).await?.ok_or_else(not_found)?;
                 self.inner.members.insert(&c);
                 c
             }
         };
-        if conversation.has_member(actor) {
-            Ok(conversation)
-        } else {
-            Err(not_found())
-        }
+        if conversation.has_member(actor) { Ok(conversation) } else { Err(not_found()) }
     }
 
     /// Blocks both ways, then the policy's `may_open`.
     async fn check_open(&self, actor: UserId, peer: UserId, context: Option<&str>) -> Result<()> {
         self.check_not_blocked(actor, peer).await?;
-        self.inner
-            .policy
-            .may_open(actor, peer, context)
-            .await?
-            .into_result()
+        self.inner.policy.may_open(actor, peer, context).await?.into_result()
     }
 
     async fn check_not_blocked(&self, a: UserId, b: UserId) -> Result<()> {
@@ -375,17 +342,11 @@ impl Messenger {
         peer: UserId,
         context: Option<String>,
     ) -> Result<Opened> {
-        if let Some(existing) = self
-            .inner
-            .store
-            .find_direct(actor, peer, context.as_deref())
-            .await?
+        if let Some(existing) =
+            self.inner.store.find_direct(actor, peer, context.as_deref()).await?
         {
             self.inner.members.insert(&existing);
-            return Ok(Opened {
-                conversation: existing,
-                created: false,
-            });
+            return Ok(Opened { conversation: existing, created: false });
         }
         let members = ordered(actor, peer);
         let opened = self
@@ -424,27 +385,19 @@ impl Messenger {
                 let conversation = self.member_conversation(actor, *id).await?;
                 let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
                 let allowed = self.check_send(actor, peer, &conversation, None).await;
-                self.recognise_retry(actor, &conversation, &message, allowed)
-                    .await?
+                self.recognise_retry(actor, &conversation, &message, allowed).await?
             }
             SendTarget::Peer { peer, context } => {
                 let context = validate::context(context.as_deref(), limits.max_context_bytes)?;
                 if *peer == actor {
                     return Err(Error::invalid("cannot send to yourself"));
                 }
-                match self
-                    .inner
-                    .store
-                    .find_direct(actor, *peer, context.as_deref())
-                    .await?
-                {
+                match self.inner.store.find_direct(actor, *peer, context.as_deref()).await? {
                     Some(conversation) => {
                         self.inner.members.insert(&conversation);
-                        let allowed = self
-                            .check_send(actor, *peer, &conversation, Some(&context))
-                            .await;
-                        self.recognise_retry(actor, &conversation, &message, allowed)
-                            .await?
+                        let allowed =
+                            self.check_send(actor, *peer, &conversation, Some(&context)).await;
+                        self.recognise_retry(actor, &conversation, &message, allowed).await?
                     }
                     None => {
                         let members = ordered(actor, *peer);
@@ -457,8 +410,7 @@ impl Messenger {
                             last_message_at: None,
                             last_seq: 0,
                         };
-                        self.check_send(actor, *peer, &prospective, Some(&context))
-                            .await?;
+                        self.check_send(actor, *peer, &prospective, Some(&context)).await?;
                         Resolved::Send(self.open_checked(actor, *peer, context).await?.conversation)
                     }
                 }
@@ -496,17 +448,9 @@ impl Messenger {
     ) -> Result<()> {
         self.check_not_blocked(actor, peer).await?;
         if let Some(context) = opening_with {
-            self.inner
-                .policy
-                .may_open(actor, peer, context.as_deref())
-                .await?
-                .into_result()?;
+            self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
         }
-        self.inner
-            .policy
-            .may_send(actor, conversation)
-            .await?
-            .into_result()
+        self.inner.policy.may_send(actor, conversation).await?.into_result()
     }
 
     /// A refused send that is a retry of a stored one returns the original; other refusals
@@ -522,11 +466,8 @@ impl Messenger {
             Ok(()) => Ok(Resolved::Send(conversation.clone())),
             Err(refusal) => {
                 if let Some(key) = &message.client_msg_id
-                    && let Some(existing) = self
-                        .inner
-                        .store
-                        .find_by_client_msg_id(conversation.id, actor, key)
-                        .await?
+                    && let Some(existing) =
+                        self.inner.store.find_by_client_msg_id(conversation.id, actor, key).await?
                 {
                     return Ok(Resolved::Retry(existing));
                 }
@@ -552,11 +493,7 @@ impl Messenger {
             (None, None) => HistoryWindow::Latest,
         };
         self.member_conversation(actor, conversation_id).await?;
-        let mut messages = self
-            .inner
-            .store
-            .history(conversation_id, window, limit + 1)
-            .await?;
+        let mut messages = self.inner.store.history(conversation_id, window, limit + 1).await?;
         let has_more = messages.len() > limit;
         if has_more {
             match window {
@@ -583,24 +520,15 @@ impl Messenger {
         let mut conversations = self
             .inner
             .store
-            .conversations(ConversationPage {
-                user: actor,
-                before,
-                limit: limit + 1,
-            })
+            .conversations(ConversationPage { user: actor, before, limit: limit + 1 })
             .await?;
         let next = if conversations.len() > limit {
             conversations.truncate(limit);
-            conversations
-                .last()
-                .map(|s| ActivityKey::of(&s.conversation).encode())
+            conversations.last().map(|s| ActivityKey::of(&s.conversation).encode())
         } else {
             None
         };
-        Ok(ConversationsPage {
-            conversations,
-            next,
-        })
+        Ok(ConversationsPage { conversations, next })
     }
 
     /// Moves `actor`'s read marker forward (clamped to `last_seq`; never backwards).
@@ -610,8 +538,7 @@ impl Messenger {
         conversation_id: ConversationId,
         up_to_seq: u64,
     ) -> Result<Receipt> {
-        self.mark(actor, conversation_id, ReceiptKind::Read, up_to_seq)
-            .await
+        self.mark(actor, conversation_id, ReceiptKind::Read, up_to_seq).await
     }
 
     /// Moves `actor`'s delivered marker forward (clamped to `last_seq`; never backwards).
@@ -621,8 +548,7 @@ impl Messenger {
         conversation_id: ConversationId,
         up_to_seq: u64,
     ) -> Result<Receipt> {
-        self.mark(actor, conversation_id, ReceiptKind::Delivered, up_to_seq)
-            .await
+        self.mark(actor, conversation_id, ReceiptKind::Delivered, up_to_seq).await
     }
 
     async fn mark(
@@ -644,12 +570,7 @@ impl Messenger {
                 audience: conversation.members.to_vec(),
             })
             .await?;
-        Ok(Receipt {
-            conversation_id,
-            user_id: actor,
-            kind,
-            seq: marked.seq,
-        })
+        Ok(Receipt { conversation_id, user_id: actor, kind, seq: marked.seq })
     }
 
     /// The sender's message `id` if `actor` sent it; `NotFound` for anyone else.
@@ -658,9 +579,7 @@ impl Messenger {
         if message.sender_id != actor {
             return Err(not_found());
         }
-        let conversation = self
-            .member_conversation(actor, message.conversation_id)
-            .await?;
+        let conversation = self.member_conversation(actor, message.conversation_id).await?;
         Ok((message, conversation))
     }
 
@@ -692,10 +611,7 @@ impl Messenger {
         let deleted = self
             .inner
             .store
-            .delete(DeleteMessage {
-                id,
-                audience: conversation.members.to_vec(),
-            })
+            .delete(DeleteMessage { id, audience: conversation.members.to_vec() })
             .await?;
         Ok(deleted.message)
     }
@@ -740,15 +656,7 @@ impl Messenger {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner
-            .store
-            .search(SearchQuery {
-                user: actor,
-                terms,
-                conversation_id,
-                limit,
-            })
-            .await
+        self.inner.store.search(SearchQuery { user: actor, terms, conversation_id, limit }).await
     }
 
     /// Unread totals of `actor`.
@@ -773,12 +681,8 @@ impl Messenger {
             }
         }
         let online = self.inner.presence.online(&visible).await?;
-        let offline: Vec<UserId> = visible
-            .iter()
-            .zip(&online)
-            .filter(|(_, on)| !**on)
-            .map(|(u, _)| *u)
-            .collect();
+        let offline: Vec<UserId> =
+            visible.iter().zip(&online).filter(|(_, on)| !**on).map(|(u, _)| *u).collect();
         let seen = if offline.is_empty() {
             Vec::new()
         } else {
@@ -830,21 +734,13 @@ impl Messenger {
     ) -> Result<SyncPage> {
         let limit = validate::page("limit", limit, self.inner.limits.sync_page)?;
         let Some(after) = after else {
-            return Ok(SyncPage {
-                events: Vec::new(),
-                cursor: up_to,
-                has_more: false,
-            });
+            return Ok(SyncPage { events: Vec::new(), cursor: up_to, has_more: false });
         };
         if after > up_to {
             if after.position() > self.inner.store.head().await? {
                 return Err(Error::invalid("cursor was not issued by this server"));
             }
-            return Ok(SyncPage {
-                events: Vec::new(),
-                cursor: after,
-                has_more: false,
-            });
+            return Ok(SyncPage { events: Vec::new(), cursor: after, has_more: false });
         }
         let mut events = self
             .inner
@@ -857,11 +753,7 @@ impl Messenger {
             Some(last) if has_more => last.cursor(),
             _ => up_to,
         };
-        Ok(SyncPage {
-            events,
-            cursor,
-            has_more,
-        })
+        Ok(SyncPage { events, cursor, has_more })
     }
 }
 
@@ -937,9 +829,7 @@ impl Session {
     /// `sync` bounded by this session's hello cursor: together with the pushes, every
     /// event after `after` exactly once.
     pub async fn sync(&self, after: Option<Cursor>, limit: Option<usize>) -> Result<SyncPage> {
-        self.messenger
-            .sync(self.user, after, self.cursor, limit)
-            .await
+        self.messenger.sync(self.user, after, self.cursor, limit).await
     }
 
     /// Unregisters presence now (persisting `last_seen` and announcing it if this was the

@@ -451,14 +451,8 @@ impl HeldCommit {
         let (positioned_tx, positioned_rx) = oneshot::channel();
         let (release_tx, release_rx) = oneshot::channel();
         (
-            Self {
-                positioned: Some(positioned_rx),
-                release: Some(release_tx),
-            },
-            HoldPoint {
-                positioned: positioned_tx,
-                release: release_rx,
-            },
+            Self { positioned: Some(positioned_rx), release: Some(release_tx) },
+            HoldPoint { positioned: positioned_tx, release: release_rx },
         )
     }
 
@@ -468,8 +462,7 @@ impl HeldCommit {
             .positioned
             .take()
             .ok_or_else(|| crate::Error::invalid("positioned() was already awaited"))?;
-        rx.await
-            .map_err(|_| crate::Error::unavailable("the held write ended before its position"))
+        rx.await.map_err(|_| crate::Error::unavailable("the held write ended before its position"))
     }
 
     /// Lets the held write commit.

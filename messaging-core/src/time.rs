@@ -85,10 +85,7 @@ mod tests {
     fn formats_with_milliseconds_and_z() {
         let t = Timestamp::from_millis(1_795_255_200_123);
         assert_eq!(t.to_rfc3339(), "2026-11-21T10:00:00.123Z");
-        assert_eq!(
-            Timestamp::parse_rfc3339("2026-11-21T10:00:00.123Z").unwrap(),
-            t
-        );
+        assert_eq!(Timestamp::parse_rfc3339("2026-11-21T10:00:00.123Z").unwrap(), t);
     }
 
     #[test]

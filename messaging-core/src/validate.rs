@@ -12,9 +12,7 @@ pub(crate) fn text(field: &str, value: &str, max_bytes: usize) -> Result<()> {
         return Err(Error::invalid(format!("{field} contains U+0000")));
     }
     if value.len() > max_bytes {
-        return Err(Error::too_large(format!(
-            "{field} is over {max_bytes} bytes"
-        )));
+        return Err(Error::too_large(format!("{field} is over {max_bytes} bytes")));
     }
     Ok(())
 }
@@ -59,9 +57,7 @@ pub(crate) fn metadata(value: &serde_json::Value, max_bytes: usize) -> Result<()
     }
     let size = serde_json::to_vec(value).map_err(Error::backend)?.len();
     if size > max_bytes {
-        return Err(Error::too_large(format!(
-            "metadata is over {max_bytes} bytes"
-        )));
+        return Err(Error::too_large(format!("metadata is over {max_bytes} bytes")));
     }
     Ok(())
 }
@@ -82,10 +78,7 @@ pub(crate) fn page(field: &str, limit: Option<usize>, size: PageSize) -> Result<
     match limit {
         None => Ok(size.default),
         Some(n) if (1..=size.max).contains(&n) => Ok(n),
-        Some(_) => Err(Error::invalid(format!(
-            "{field} must be between 1 and {}",
-            size.max
-        ))),
+        Some(_) => Err(Error::invalid(format!("{field} must be between 1 and {}", size.max))),
     }
 }
 
@@ -104,22 +97,9 @@ mod tests {
 
     #[test]
     fn metadata_rules() {
-        assert_eq!(
-            metadata(&json!([1]), 100).unwrap_err().code(),
-            "bad_request"
-        );
-        assert_eq!(
-            metadata(&json!({"a": {"b\u{0}": 1}}), 100)
-                .unwrap_err()
-                .code(),
-            "bad_request"
-        );
-        assert_eq!(
-            metadata(&json!({"a": "x".repeat(100)}), 100)
-                .unwrap_err()
-                .code(),
-            "too_large"
-        );
+        assert_eq!(metadata(&json!([1]), 100).unwrap_err().code(), "bad_request");
+        assert_eq!(metadata(&json!({"a": {"b\u{0}": 1}}), 100).unwrap_err().code(), "bad_request");
+        assert_eq!(metadata(&json!({"a": "x".repeat(100)}), 100).unwrap_err().code(), "too_large");
         assert!(metadata(&json!({"a": [1, "b"]}), 100).is_ok());
     }
 
@@ -135,9 +115,6 @@ mod tests {
     #[test]
     fn empty_context_is_none() {
         assert_eq!(context(Some(""), 8).unwrap(), None);
-        assert_eq!(
-            context(Some("abcdefghi"), 8).unwrap_err().code(),
-            "too_large"
-        );
+        assert_eq!(context(Some("abcdefghi"), 8).unwrap_err().code(), "too_large");
     }
 }

@@ -24,25 +24,18 @@ pub(crate) struct BlockSet {
 impl BlockSet {
     /// Reads every block of the database.
     pub(crate) fn load(conn: &Connection) -> Result<Self> {
-        let mut stmt = conn
-            .prepare("SELECT blocker, blocked FROM blocks")
-            .map_err(db_err)?;
+        let mut stmt = conn.prepare("SELECT blocker, blocked FROM blocks").map_err(db_err)?;
         let pairs = stmt
             .query_map([], |row| Ok((user(row, 0)?, user(row, 1)?)))
             .map_err(db_err)?
             .collect::<rusqlite::Result<HashSet<_>>>()
             .map_err(db_err)?;
-        Ok(Self {
-            pairs: RwLock::new(pairs),
-        })
+        Ok(Self { pairs: RwLock::new(pairs) })
     }
 
     /// Records a committed block (`on`) or unblock.
     pub(crate) fn set(&self, blocker: UserId, blocked: UserId, on: bool) {
-        let mut pairs = self
-            .pairs
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pairs = self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if on {
             pairs.insert((blocker, blocked));
         } else {
@@ -52,10 +45,7 @@ impl BlockSet {
 
     /// Whether either user blocks the other.
     pub(crate) fn between(&self, a: UserId, b: UserId) -> bool {
-        let pairs = self
-            .pairs
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let pairs = self.pairs.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         !pairs.is_empty() && (pairs.contains(&(a, b)) || pairs.contains(&(b, a)))
     }
 }

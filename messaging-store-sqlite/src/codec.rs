@@ -44,9 +44,7 @@ fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
 }
 
 fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
-    Ok(row
-        .get::<_, Option<i64>>(index)?
-        .map(Timestamp::from_millis))
+    Ok(row.get::<_, Option<i64>>(index)?.map(Timestamp::from_millis))
 }
 
 /// The columns [`message`] decodes, for a `messages` table aliased `m`.

@@ -84,11 +84,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self {
-            synchronous: Synchronous::Full,
-            readers: 4,
-            max_batch: 512,
-        }
+        Self { synchronous: Synchronous::Full, readers: 4, max_batch: 512 }
     }
 }
 
@@ -126,9 +122,7 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish()
     }
 }
 
@@ -148,20 +142,15 @@ impl SqliteStore {
             conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
             // Small pages: a commit writes every page it dirtied to the WAL, and the
             // writes of many conversations land on scattered index pages.
-            conn.pragma_update(None, "page_size", 2048)
-                .map_err(db_err)?;
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(db_err)?;
+            conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
+            conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
             conn.pragma_update(None, "synchronous", options.synchronous.pragma())
                 .map_err(db_err)?;
-            conn.pragma_update(None, "temp_store", "MEMORY")
-                .map_err(db_err)?;
+            conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
             // 64 MiB of page cache for the writer: index pages stay hot between batches.
-            conn.pragma_update(None, "cache_size", -65_536)
-                .map_err(db_err)?;
+            conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
             // A backstop only: the checkpointer thread normally keeps the WAL short.
-            conn.pragma_update(None, "wal_autocheckpoint", 16_384)
-                .map_err(db_err)?;
+            conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             schema::migrate(&mut conn)?;
             let head = read::head(&conn)?;
@@ -169,9 +158,7 @@ impl SqliteStore {
             let blocks = BlockSet::load(&conn)?;
             let readers = ReadPool::open(&opened_path, options.readers)?;
             let checkpoint_conn = Connection::open(&opened_path).map_err(db_err)?;
-            checkpoint_conn
-                .busy_timeout(Duration::from_secs(5))
-                .map_err(db_err)?;
+            checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
             checkpoint_conn
                 .pragma_update(None, "synchronous", options.synchronous.pragma())
                 .map_err(db_err)?;
@@ -181,14 +168,7 @@ impl SqliteStore {
         })
         .await
         .map_err(messaging_core::Error::backend)??;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                blocks,
-                readers,
-                writer,
-                path,
-            }),
-        })
+        Ok(Self { inner: Arc::new(Inner { blocks, readers, writer, path }) })
     }
 
     /// The database file.
@@ -209,10 +189,7 @@ impl SqliteStore {
 #[async_trait]
 impl ConversationStore for SqliteStore {
     async fn open_direct(&self, new: NewConversation) -> Result<Opened> {
-        self.inner
-            .writer
-            .write(move |ctx| write::open_direct(ctx, &new))
-            .await
+        self.inner.writer.write(move |ctx| write::open_direct(ctx, &new)).await
     }
 
     async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
@@ -226,8 +203,7 @@ impl ConversationStore for SqliteStore {
         context: Option<&str>,
     ) -> Result<Option<Conversation>> {
         let context = context.unwrap_or("").to_owned();
-        self.read(move |conn| read::find_direct(conn, a, b, &context))
-            .await
+        self.read(move |conn| read::find_direct(conn, a, b, &context)).await
     }
 
     async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
@@ -235,10 +211,7 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
-        self.inner
-            .writer
-            .write(move |ctx| write::mark(ctx, &update))
-            .await
+        self.inner.writer.write(move |ctx| write::mark(ctx, &update)).await
     }
 
     async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -260,10 +233,7 @@ impl ConversationStore for SqliteStore {
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append(&self, new: NewMessage) -> Result<Appended> {
-        self.inner
-            .writer
-            .write(move |ctx| write::append(ctx, &new))
-            .await
+        self.inner.writer.write(move |ctx| write::append(ctx, &new)).await
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>> {
@@ -287,22 +257,15 @@ impl MessageStore for SqliteStore {
         window: HistoryWindow,
         limit: usize,
     ) -> Result<Vec<Message>> {
-        self.read(move |conn| read::history(conn, conversation_id, window, limit))
-            .await
+        self.read(move |conn| read::history(conn, conversation_id, window, limit)).await
     }
 
     async fn edit(&self, edit: EditMessage) -> Result<Message> {
-        self.inner
-            .writer
-            .write(move |ctx| write::edit(ctx, &edit))
-            .await
+        self.inner.writer.write(move |ctx| write::edit(ctx, &edit)).await
     }
 
     async fn delete(&self, delete: DeleteMessage) -> Result<Deleted> {
-        self.inner
-            .writer
-            .write(move |ctx| write::delete(ctx, &delete))
-            .await
+        self.inner.writer.write(move |ctx| write::delete(ctx, &delete)).await
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
@@ -331,8 +294,7 @@ impl EventLog for SqliteStore {
         limit: usize,
     ) -> Result<Vec<LoggedEvent>> {
         self.inner.writer.ensure_indexed(up_to).await?;
-        self.read(move |conn| read::read_events(conn, user, after, up_to, limit))
-            .await
+        self.read(move |conn| read::read_events(conn, user, after, up_to, limit)).await
     }
 
     async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()> {
@@ -343,19 +305,13 @@ impl EventLog for SqliteStore {
 #[async_trait]
 impl SocialStore for SqliteStore {
     async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner
-            .writer
-            .write(move |ctx| write::set_block(ctx, blocker, blocked, true))
-            .await?;
+        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, true)).await?;
         self.inner.blocks.set(blocker, blocked, true);
         Ok(())
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner
-            .writer
-            .write(move |ctx| write::set_block(ctx, blocker, blocked, false))
-            .await?;
+        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, false)).await?;
         self.inner.blocks.set(blocker, blocked, false);
         Ok(())
     }
@@ -365,10 +321,7 @@ impl SocialStore for SqliteStore {
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {
-        self.inner
-            .writer
-            .write(move |ctx| write::set_last_seen(ctx, user, at))
-            .await
+        self.inner.writer.write(move |ctx| write::set_last_seen(ctx, user, at)).await
     }
 
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {

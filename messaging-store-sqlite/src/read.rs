@@ -39,16 +39,12 @@ impl ReadPool {
                     | OpenFlags::SQLITE_OPEN_URI,
             )
             .map_err(db_err)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(db_err)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             idle.push(conn);
         }
         let permits = Semaphore::new(idle.len());
-        Ok(Self {
-            idle: Mutex::new(idle),
-            permits,
-        })
+        Ok(Self { idle: Mutex::new(idle), permits })
     }
 
     /// Runs `query` on an idle connection on a blocking thread.
@@ -57,15 +53,10 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::unavailable("read pool closed"))?;
-        let conn = self
-            .lock()
-            .pop()
-            .ok_or_else(|| Error::unavailable("no idle read connection"))?;
+        let _permit =
+            self.permits.acquire().await.map_err(|_| Error::unavailable("read pool closed"))?;
+        let conn =
+            self.lock().pop().ok_or_else(|| Error::unavailable("no idle read connection"))?;
         let (conn, result) = tokio::task::spawn_blocking(move || {
             let result = query(&conn);
             (conn, result)
@@ -77,9 +68,7 @@ impl ReadPool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -88,8 +77,7 @@ pub(crate) fn conversation(conn: &Connection, id: ConversationId) -> Result<Opti
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"
     ))
     .and_then(|mut stmt| {
-        stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0))
-            .optional()
+        stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0)).optional()
     })
     .map_err(db_err)
 }
@@ -142,12 +130,7 @@ pub(crate) fn conversations(
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map(
-            params![
-                page.user.as_bytes(),
-                int(page.limit as u64),
-                before_at,
-                before_id
-            ],
+            params![page.user.as_bytes(), int(page.limit as u64), before_at, before_id],
             |row| {
                 let conversation = codec::conversation(row, 0)?;
                 let at = CONVERSATION_WIDTH;
@@ -174,21 +157,17 @@ pub(crate) fn peers(conn: &Connection, user: UserId) -> Result<Vec<UserId>> {
     let mut stmt = conn
         .prepare_cached("SELECT DISTINCT peer_id FROM members WHERE user_id = ?1")
         .map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![user.as_bytes()], |row| codec::user(row, 0))
-        .map_err(db_err)?;
+    let rows =
+        stmt.query_map(params![user.as_bytes()], |row| codec::user(row, 0)).map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
 pub(crate) fn message(conn: &Connection, id: MessageId) -> Result<Option<Message>> {
-    conn.prepare_cached(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"
-    ))
-    .and_then(|mut stmt| {
-        stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0))
-            .optional()
-    })
-    .map_err(db_err)
+    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
+        .and_then(|mut stmt| {
+            stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0)).optional()
+        })
+        .map_err(db_err)
 }
 
 pub(crate) fn find_by_client_msg_id(
@@ -202,10 +181,9 @@ pub(crate) fn find_by_client_msg_id(
          WHERE m.conversation_id = ?1 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
     ))
     .and_then(|mut stmt| {
-        stmt.query_row(
-            params![conversation_id.as_bytes(), sender_id.as_bytes(), key],
-            |row| codec::message(row, 0),
-        )
+        stmt.query_row(params![conversation_id.as_bytes(), sender_id.as_bytes(), key], |row| {
+            codec::message(row, 0)
+        })
         .optional()
     })
     .map_err(db_err)
@@ -222,21 +200,16 @@ pub(crate) fn history(
         HistoryWindow::Before(seq) => ("AND m.seq < ?3", "DESC", Some(int(seq))),
         HistoryWindow::After(seq) => ("AND m.seq > ?3", "ASC", Some(int(seq))),
     };
-    let anchor_unused = if anchor.is_none() {
-        "AND ?3 IS NULL"
-    } else {
-        ""
-    };
+    let anchor_unused = if anchor.is_none() { "AND ?3 IS NULL" } else { "" };
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1 \
          {condition}{anchor_unused} ORDER BY m.seq {order} LIMIT ?2"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
-        .query_map(
-            params![conversation_id.as_bytes(), int(limit as u64), anchor],
-            |row| codec::message(row, 0),
-        )
+        .query_map(params![conversation_id.as_bytes(), int(limit as u64), anchor], |row| {
+            codec::message(row, 0)
+        })
         .map_err(db_err)?;
     let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?;
     if order == "DESC" {
@@ -247,11 +220,7 @@ pub(crate) fn history(
 
 /// Every term quoted, so no character of the user's reaches FTS5's query syntax.
 fn match_expression(terms: &[String]) -> String {
-    terms
-        .iter()
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
+    terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
 }
 
 pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Message>> {
@@ -290,29 +259,22 @@ pub(crate) fn unread(conn: &Connection, user: UserId) -> Result<UnreadTotals> {
     )
     .and_then(|mut stmt| {
         stmt.query_row(params![user.as_bytes()], |row| {
-            Ok(UnreadTotals {
-                total: uint(row.get(0)?),
-                conversations: uint(row.get(1)?),
-            })
+            Ok(UnreadTotals { total: uint(row.get(0)?), conversations: uint(row.get(1)?) })
         })
     })
     .map_err(db_err)
 }
 
 pub(crate) fn head(conn: &Connection) -> Result<u64> {
-    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| {
-        row.get::<_, i64>(0)
-    })
-    .map(uint)
-    .map_err(db_err)
+    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get::<_, i64>(0))
+        .map(uint)
+        .map_err(db_err)
 }
 
 pub(crate) fn audience_indexed_upto(conn: &Connection) -> Result<u64> {
-    conn.query_row(
-        "SELECT value FROM meta WHERE key = 'audience_indexed_upto'",
-        [],
-        |row| row.get::<_, i64>(0),
-    )
+    conn.query_row("SELECT value FROM meta WHERE key = 'audience_indexed_upto'", [], |row| {
+        row.get::<_, i64>(0)
+    })
     .map(uint)
     .map_err(db_err)
 }
@@ -337,43 +299,39 @@ pub(crate) fn read_events(
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
-        .query_map(
-            params![user.as_bytes(), int(after), int(up_to), int(limit as u64)],
-            |row| {
-                let position = uint(row.get(0)?);
-                let kind: i64 = row.get(1)?;
-                let receipt = |kind| -> rusqlite::Result<Event> {
-                    Ok(Event::Receipt(Receipt {
-                        conversation_id: codec::conversation_id(row, 2)?,
-                        user_id: codec::user(row, 3)?,
-                        kind,
-                        seq: uint(row.get(4)?),
-                    }))
-                };
-                let event = match kind {
-                    kind::CONVERSATION_CREATED => {
-                        Event::ConversationCreated(codec::conversation(row, 5 + MESSAGE_WIDTH)?)
-                    }
-                    kind::MESSAGE_CREATED => Event::MessageCreated(codec::message(row, 5)?),
-                    kind::MESSAGE_EDITED => Event::MessageEdited(codec::message(row, 5)?),
-                    kind::MESSAGE_DELETED => Event::MessageDeleted(codec::message(row, 5)?),
-                    kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
-                    kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
-                    other => {
-                        return Err(rusqlite::Error::IntegralValueOutOfRange(1, other));
-                    }
-                };
-                Ok(LoggedEvent { position, event })
-            },
-        )
+        .query_map(params![user.as_bytes(), int(after), int(up_to), int(limit as u64)], |row| {
+            let position = uint(row.get(0)?);
+            let kind: i64 = row.get(1)?;
+            let receipt = |kind| -> rusqlite::Result<Event> {
+                Ok(Event::Receipt(Receipt {
+                    conversation_id: codec::conversation_id(row, 2)?,
+                    user_id: codec::user(row, 3)?,
+                    kind,
+                    seq: uint(row.get(4)?),
+                }))
+            };
+            let event = match kind {
+                kind::CONVERSATION_CREATED => {
+                    Event::ConversationCreated(codec::conversation(row, 5 + MESSAGE_WIDTH)?)
+                }
+                kind::MESSAGE_CREATED => Event::MessageCreated(codec::message(row, 5)?),
+                kind::MESSAGE_EDITED => Event::MessageEdited(codec::message(row, 5)?),
+                kind::MESSAGE_DELETED => Event::MessageDeleted(codec::message(row, 5)?),
+                kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
+                kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
+                other => {
+                    return Err(rusqlite::Error::IntegralValueOutOfRange(1, other));
+                }
+            };
+            Ok(LoggedEvent { position, event })
+        })
         .map_err(db_err)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
 }
 
 pub(crate) fn last_seen(conn: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1")
-        .map_err(db_err)?;
+    let mut stmt =
+        conn.prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1").map_err(db_err)?;
     let mut seen = Vec::new();
     for user in users {
         let at: Option<i64> = stmt

@@ -77,10 +77,7 @@ pub(crate) fn index_audience(conn: &rusqlite::Connection, from: u64, up_to: u64)
         let mut query = stmt.query(params![int(from), int(up_to)]).map_err(db_err)?;
         while let Some(row) = query.next().map_err(db_err)? {
             let position: i64 = row.get(0).map_err(db_err)?;
-            let audience = row
-                .get_ref(1)
-                .and_then(|v| Ok(v.as_blob()?))
-                .map_err(db_err)?;
+            let audience = row.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(db_err)?;
             for user in audience.chunks_exact(16) {
                 let mut id = [0_u8; 16];
                 id.copy_from_slice(user);
@@ -108,10 +105,9 @@ fn find_pair(ctx: &WriteCtx<'_>, members: [UserId; 2], context: &str) -> Result<
              WHERE c.user_lo = ?1 AND c.user_hi = ?2 AND c.context = ?3"
         ))
         .and_then(|mut stmt| {
-            stmt.query_row(
-                params![members[0].as_bytes(), members[1].as_bytes(), context],
-                |row| codec::conversation(row, 0),
-            )
+            stmt.query_row(params![members[0].as_bytes(), members[1].as_bytes(), context], |row| {
+                codec::conversation(row, 0)
+            })
         })
         .map_err(db_err)
 }
@@ -137,10 +133,7 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
         })
         .map_err(db_err)?;
     if inserted == 0 {
-        return Ok(Opened {
-            conversation: find_pair(ctx, members, context)?,
-            created: false,
-        });
+        return Ok(Opened { conversation: find_pair(ctx, members, context)?, created: false });
     }
     let mut member_stmt = ctx
         .conn
@@ -175,29 +168,17 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
         message_pk: None,
         receipt: None,
     };
-    log(
-        ctx,
-        &row,
-        Event::ConversationCreated(conversation.clone()),
-        &new.audience,
-    )?;
-    Ok(Opened {
-        conversation,
-        created: true,
-    })
+    log(ctx, &row, Event::ConversationCreated(conversation.clone()), &new.audience)?;
+    Ok(Opened { conversation, created: true })
 }
 
 /// The message with this id and its row key.
 fn message_by_id(ctx: &WriteCtx<'_>, id: MessageId) -> Result<Option<(i64, Message)>> {
     ctx.conn
-        .prepare_cached(&format!(
-            "SELECT m.pk, {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"
-        ))
+        .prepare_cached(&format!("SELECT m.pk, {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
         .and_then(|mut stmt| {
-            stmt.query_row(params![id.as_bytes()], |row| {
-                Ok((row.get(0)?, codec::message(row, 1)?))
-            })
-            .optional()
+            stmt.query_row(params![id.as_bytes()], |row| Ok((row.get(0)?, codec::message(row, 1)?)))
+                .optional()
         })
         .map_err(db_err)
 }
@@ -212,21 +193,14 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
             ))
             .and_then(|mut stmt| {
                 stmt.query_row(
-                    params![
-                        new.conversation_id.as_bytes(),
-                        new.sender_id.as_bytes(),
-                        key
-                    ],
+                    params![new.conversation_id.as_bytes(), new.sender_id.as_bytes(), key],
                     |row| codec::message(row, 0),
                 )
                 .optional()
             })
             .map_err(db_err)?;
         if let Some(message) = existing {
-            return Ok(Appended {
-                message,
-                created: false,
-            });
+            return Ok(Appended { message, created: false });
         }
     }
     let at = new.created_at.as_millis();
@@ -278,9 +252,7 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         )
         .map_err(db_err)?;
     for member in [lo, hi] {
-        activity
-            .execute(params![member, new.conversation_id.as_bytes(), at])
-            .map_err(db_err)?;
+        activity.execute(params![member, new.conversation_id.as_bytes(), at]).map_err(db_err)?;
     }
     drop(activity);
     let message = Message {
@@ -301,16 +273,8 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         message_pk: Some(pk),
         receipt: None,
     };
-    log(
-        ctx,
-        &row,
-        Event::MessageCreated(message.clone()),
-        &new.audience,
-    )?;
-    Ok(Appended {
-        message,
-        created: true,
-    })
+    log(ctx, &row, Event::MessageCreated(message.clone()), &new.audience)?;
+    Ok(Appended { message, created: true })
 }
 
 pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message> {
@@ -332,12 +296,7 @@ pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message
         message_pk: Some(pk),
         receipt: None,
     };
-    log(
-        ctx,
-        &row,
-        Event::MessageEdited(message.clone()),
-        &edit.audience,
-    )?;
+    log(ctx, &row, Event::MessageEdited(message.clone()), &edit.audience)?;
     Ok(message)
 }
 
@@ -345,10 +304,7 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<D
     let (pk, mut message) =
         message_by_id(ctx, delete.id)?.ok_or_else(|| Error::not_found("no such message"))?;
     if message.deleted {
-        return Ok(Deleted {
-            message,
-            changed: false,
-        });
+        return Ok(Deleted { message, changed: false });
     }
     ctx.conn
         .prepare_cached("UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1")
@@ -364,16 +320,8 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<D
         message_pk: Some(pk),
         receipt: None,
     };
-    log(
-        ctx,
-        &row,
-        Event::MessageDeleted(message.clone()),
-        &delete.audience,
-    )?;
-    Ok(Deleted {
-        message,
-        changed: true,
-    })
+    log(ctx, &row, Event::MessageDeleted(message.clone()), &delete.audience)?;
+    Ok(Deleted { message, changed: true })
 }
 
 pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked> {
@@ -399,10 +347,7 @@ pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked
         .ok_or_else(|| Error::not_found("no such conversation"))?;
     let target = int(update.up_to_seq).min(last_seq);
     if target <= current {
-        return Ok(Marked {
-            seq: uint(current),
-            moved: false,
-        });
+        return Ok(Marked { seq: uint(current), moved: false });
     }
     ctx.conn
         .prepare_cached(&format!(

@@ -182,12 +182,7 @@ impl Writer {
             .name("messaging-sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(Error::backend)?;
-        Ok(Self {
-            indexed,
-            tx: Some(tx),
-            thread: Some(thread),
-            checkpointer: Some(checkpointer),
-        })
+        Ok(Self { indexed, tx: Some(tx), thread: Some(thread), checkpointer: Some(checkpointer) })
     }
 
     /// Runs `work` in the next batch; resolves after the batch committed.
@@ -197,14 +192,9 @@ impl Writer {
         F: FnMut(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let job = Box::new(FnJob {
-            work,
-            outcome: None,
-            reply,
-        });
+        let job = Box::new(FnJob { work, outcome: None, reply });
         self.send(Command::Job(job)).await?;
-        rx.await
-            .map_err(|_| Error::unavailable("the SQLite writer stopped"))?
+        rx.await.map_err(|_| Error::unavailable("the SQLite writer stopped"))?
     }
 
     /// Makes sure the audience index covers every event up to `position`.
@@ -222,20 +212,14 @@ impl Writer {
     /// Attaches a feed sink; resolves once it has been started.
     pub(crate) async fn attach(&self, sink: &Arc<dyn FeedSink>) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Attach(Arc::downgrade(sink), reply))
-            .await?;
-        rx.await
-            .map_err(|_| Error::unavailable("the SQLite writer stopped"))
+        self.send(Command::Attach(Arc::downgrade(sink), reply)).await?;
+        rx.await.map_err(|_| Error::unavailable("the SQLite writer stopped"))
     }
 
     async fn send(&self, command: Command) -> Result<()> {
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| Error::unavailable("the SQLite store is closed"))?;
-        tx.send(command)
-            .await
-            .map_err(|_| Error::unavailable("the SQLite writer stopped"))
+        let tx =
+            self.tx.as_ref().ok_or_else(|| Error::unavailable("the SQLite store is closed"))?;
+        tx.send(command).await.map_err(|_| Error::unavailable("the SQLite writer stopped"))
     }
 }
 

@@ -47,11 +47,7 @@ async fn race(
     c1: &Conversation,
     c2: &Conversation,
 ) -> Race {
-    let mut held = fx
-        .commit_hold()
-        .hold_next_write()
-        .await
-        .must("hold_next_write");
+    let mut held = fx.commit_hold().hold_next_write().await.must("hold_next_write");
     let first = tokio::spawn({
         let m = m.clone();
         let to = SendMessage::to_conversation(c1.id, "held back");
@@ -72,18 +68,9 @@ async fn race(
     };
     let overtook = second.is_ok();
     if overtook {
-        assert!(
-            !first.is_finished(),
-            "the held write does not finish while held"
-        );
+        assert!(!first.is_finished(), "the held write does not finish while held");
     }
-    Race {
-        held_position,
-        first,
-        second,
-        held,
-        overtook,
-    }
+    Race { held_position, first, second, held, overtook }
 }
 
 impl Race {
@@ -115,36 +102,22 @@ pub async fn sync_skips_nothing_when_commits_land_out_of_order(fx: Fixture) {
     let c1 = open(&m, alice, bob, Some("one")).await;
     let c2 = open(&m, alice, bob, Some("two")).await;
     let recorder = Arc::new(FeedRecorder::default());
-    fx.store
-        .attach_feed(recorder.clone())
-        .await
-        .must("attach_feed");
+    fx.store.attach_feed(recorder.clone()).await.must("attach_feed");
     let before = Cursor::at(fx.store.head().await.must("head"));
     events_until(&mut watcher, before.position(), "settle").await;
 
     let race = race(&fx, &m, alice, bob, &c1, &c2).await;
     let p = race.held_position;
-    assert_eq!(
-        p,
-        before.position() + 1,
-        "the held write takes the next position"
-    );
+    assert_eq!(p, before.position() + 1, "the held write takes the next position");
     let during = m.connect(bob).await.must("connect during the hold");
     assert!(
         during.cursor().position() < p,
         "a hello cursor never passes an uncommitted position (hello at {}, held {p}, later write {})",
         during.cursor().position(),
-        if race.overtook {
-            "committed"
-        } else {
-            "waiting"
-        }
+        if race.overtook { "committed" } else { "waiting" }
     );
     let (early, _) = sync_all(&during, before, 1).await;
-    assert!(
-        early.iter().all(|e| e.position < p),
-        "sync never returns past a held position"
-    );
+    assert!(early.iter().all(|e| e.position < p), "sync never returns past a held position");
     assert!(
         recorder.events().iter().all(|e| e.logged.position < p),
         "the feed never passes an uncommitted position"
@@ -153,10 +126,8 @@ pub async fn sync_skips_nothing_when_commits_land_out_of_order(fx: Fixture) {
     let (held, later) = race.finish().await;
     let head = fx.store.head().await.must("head");
     let log = log_of(fx.store.as_ref(), bob).await;
-    let after_before: Vec<&LoggedEvent> = log
-        .iter()
-        .filter(|e| e.position > before.position())
-        .collect();
+    let after_before: Vec<&LoggedEvent> =
+        log.iter().filter(|e| e.position > before.position()).collect();
     let ids: Vec<_> = after_before.iter().map(|e| carried(&e.event).id).collect();
     assert_eq!(ids.len(), 2, "both writes are logged");
     assert!(ids.contains(&held.id) && ids.contains(&later.id));
@@ -186,15 +157,8 @@ pub async fn sync_skips_nothing_when_commits_land_out_of_order(fx: Fixture) {
         "sync from before both returns both"
     );
 
-    assert!(
-        recorder.wait_for(head, PUSH_TIMEOUT).await,
-        "the feed reaches the head"
-    );
-    let fed: Vec<u64> = recorder
-        .events()
-        .iter()
-        .map(|e| e.logged.position)
-        .collect();
+    assert!(recorder.wait_for(head, PUSH_TIMEOUT).await, "the feed reaches the head");
+    let fed: Vec<u64> = recorder.events().iter().map(|e| e.logged.position).collect();
     assert_eq!(
         fed,
         (before.position() + 1..=head).collect::<Vec<_>>(),
@@ -253,17 +217,9 @@ pub async fn pushed_cursor_resume_skips_nothing_out_of_order(fx: Fixture) {
     }
     assert_ascending(&seen, "pushed before, then synced, then pushed");
     let log = log_of(fx.store.as_ref(), bob).await;
-    let want: Vec<LoggedEvent> = log
-        .into_iter()
-        .filter(|e| e.position > start.position())
-        .collect();
-    assert_eq!(
-        seen, want,
-        "every event after the client's cursor exactly once"
-    );
+    let want: Vec<LoggedEvent> =
+        log.into_iter().filter(|e| e.position > start.position()).collect();
+    assert_eq!(seen, want, "every event after the client's cursor exactly once");
     let ids: Vec<_> = seen.iter().map(|e| carried(&e.event).id).collect();
-    assert!(
-        ids.contains(&held.id) && ids.contains(&later.id),
-        "both messages arrive"
-    );
+    assert!(ids.contains(&held.id) && ids.contains(&later.id), "both messages arrive");
 }

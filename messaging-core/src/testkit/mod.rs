@@ -184,11 +184,7 @@ impl Fixture {
     /// A fixture over `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            commit_hold: None,
-            guard: Box::new(()),
-        }
+        Self { store, commit_hold: None, guard: Box::new(()) }
     }
 
     /// Keeps `guard` (e.g. a temporary directory) alive as long as the fixture.
@@ -208,9 +204,7 @@ impl Fixture {
 
     /// A [`Messenger`] with the defaults over the store.
     pub async fn messenger(&self) -> Messenger {
-        Messenger::new(self.store.clone())
-            .await
-            .expect("Messenger::new over the fixture's store")
+        Messenger::new(self.store.clone()).await.expect("Messenger::new over the fixture's store")
     }
 
     /// A [`Messenger`] over the store, configured by `configure`.
@@ -264,14 +258,8 @@ mod tests {
                 };
                 let name = rest.split('(').next().unwrap();
                 cases += 1;
-                assert!(
-                    macros.contains(&format!(" {name},")),
-                    "{name} is not stamped by a macro"
-                );
-                assert!(
-                    docs.contains(&format!("`{name}`")),
-                    "{name} is not in the rule table"
-                );
+                assert!(macros.contains(&format!(" {name},")), "{name} is not stamped by a macro");
+                assert!(docs.contains(&format!("`{name}`")), "{name} is not in the rule table");
             }
         }
         assert!(cases >= 60, "found {cases} cases");

@@ -29,40 +29,26 @@ use crate::testkit::{Connections, Fixture, PUSH_TIMEOUT};
 /// disconnection refuses new sends in an existing conversation but not retries or reads.
 pub async fn first_degree_refuses_strangers_and_allows_connections(fx: Fixture) {
     let graph = Arc::new(Connections::default());
-    let m = fx
-        .messenger_with(|b| b.policy(AllowAll.and(FirstDegree::new(graph.clone()))))
-        .await;
+    let m = fx.messenger_with(|b| b.policy(AllowAll.and(FirstDegree::new(graph.clone())))).await;
     let (alice, bob) = two_users();
     let carol = UserId::new();
     graph.connect(alice, bob);
 
-    let c = m
-        .open(alice, bob, None)
-        .await
-        .must("connected users open")
-        .conversation;
+    let c = m.open(alice, bob, None).await.must("connected users open").conversation;
     let original = m
-        .send(
-            bob,
-            SendMessage::to_conversation(c.id, "hi").client_msg_id("k"),
-        )
+        .send(bob, SendMessage::to_conversation(c.id, "hi").client_msg_id("k"))
         .await
         .must("connected users send");
     for (from, to) in [(alice, carol), (carol, alice)] {
         assert_code(m.open(from, to, None).await, "forbidden", "strangers open");
         assert_code(
-            m.send(from, SendMessage::to_peer(to, Some("x"), "hello"))
-                .await,
+            m.send(from, SendMessage::to_peer(to, Some("x"), "hello")).await,
             "forbidden",
             "strangers send by peer",
         );
     }
     assert!(
-        fx.store
-            .find_direct(alice, carol, None)
-            .await
-            .must("find")
-            .is_none(),
+        fx.store.find_direct(alice, carol, None).await.must("find").is_none(),
         "nothing created"
     );
     assert!(log_of(fx.store.as_ref(), carol).await.is_empty());
@@ -73,51 +59,32 @@ pub async fn first_degree_refuses_strangers_and_allows_connections(fx: Fixture) 
 
     graph.disconnect(alice, bob);
     assert_code(
-        m.send(bob, SendMessage::to_conversation(c.id, "still there?"))
-            .await,
+        m.send(bob, SendMessage::to_conversation(c.id, "still there?")).await,
         "forbidden",
         "a disconnected member sends",
     );
-    assert_code(
-        m.open(alice, bob, None).await,
-        "forbidden",
-        "reopening after disconnecting",
-    );
+    assert_code(m.open(alice, bob, None).await, "forbidden", "reopening after disconnecting");
     let retry = m
-        .send(
-            bob,
-            SendMessage::to_conversation(c.id, "hi again").client_msg_id("k"),
-        )
+        .send(bob, SendMessage::to_conversation(c.id, "hi again").client_msg_id("k"))
         .await
         .must("a retry is recognised before the policy");
     assert_eq!(retry, original);
-    let history = m
-        .history(alice, c.id, HistoryQuery::default())
-        .await
-        .must("history");
+    let history = m.history(alice, c.id, HistoryQuery::default()).await.must("history");
     assert_eq!(history.messages, vec![original]);
-    m.mark_read(alice, c.id, 1)
-        .await
-        .must("receipts are not policed");
+    m.mark_read(alice, c.id, 1).await.must("receipts are not policed");
 }
 
 /// Blocks apply on top of an allowing policy, in both directions, and lifting them gives
 /// the policy the word again.
 pub async fn blocks_apply_on_top_of_the_policy(fx: Fixture) {
     let graph = Arc::new(Connections::default());
-    let m = fx
-        .messenger_with(|b| b.policy(FirstDegree::new(graph.clone())))
-        .await;
+    let m = fx.messenger_with(|b| b.policy(FirstDegree::new(graph.clone()))).await;
     let (alice, bob) = two_users();
     graph.connect(alice, bob);
     let c = open(&m, alice, bob, None).await;
     m.block(alice, bob).await.must("block");
     for (from, to) in [(alice, bob), (bob, alice)] {
-        assert_code(
-            m.open(from, to, Some("y")).await,
-            "forbidden",
-            "blocked open",
-        );
+        assert_code(m.open(from, to, Some("y")).await, "forbidden", "blocked open");
         assert_code(
             m.send(from, SendMessage::to_conversation(c.id, "x")).await,
             "forbidden",
@@ -164,28 +131,16 @@ pub async fn fanout_reaches_every_session_of_both_members(fx: Fixture) {
         let names: Vec<&str> = got.iter().map(|e| e.event.name()).collect();
         assert_eq!(
             names,
-            [
-                "conversation.created",
-                "message.created",
-                "receipt.read",
-                "message.edited"
-            ],
+            ["conversation.created", "message.created", "receipt.read", "message.edited"],
             "session {i}"
         );
         assert_eq!(
             got.iter().map(|e| e.position).collect::<Vec<_>>(),
             log.iter().map(|e| e.position).collect::<Vec<_>>()
         );
-        assert_eq!(
-            got[1].event,
-            Event::MessageCreated(sent.clone()),
-            "pushed as committed"
-        );
+        assert_eq!(got[1].event, Event::MessageCreated(sent.clone()), "pushed as committed");
         assert_eq!(got[3].event, Event::MessageEdited(edited.clone()));
-        assert!(
-            session.try_recv().expect("open").is_none(),
-            "session {i}: nothing more"
-        );
+        assert!(session.try_recv().expect("open").is_none(), "session {i}: nothing more");
     }
     let theirs = open(&m, carol, dave, None).await;
     let first = next_event(&mut carols, "carol's own event").await;
@@ -199,31 +154,16 @@ pub async fn fanout_reaches_every_session_of_both_members(fx: Fixture) {
 /// Typing reaches every session of the peer with its fields, is not stored, and never
 /// echoes to the typing user's own sessions.
 pub async fn typing_reaches_only_the_peer(fx: Fixture) {
-    let m = fx
-        .messenger_with(|b| b.limits(Limits::default().with_typing_expires_ms(4000)))
-        .await;
+    let m = fx.messenger_with(|b| b.limits(Limits::default().with_typing_expires_ms(4000))).await;
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
-    let mut alices = [
-        m.connect(alice).await.must("connect"),
-        m.connect(alice).await.must("connect"),
-    ];
-    let mut bobs = [
-        m.connect(bob).await.must("connect"),
-        m.connect(bob).await.must("connect"),
-    ];
+    let mut alices =
+        [m.connect(alice).await.must("connect"), m.connect(alice).await.must("connect")];
+    let mut bobs = [m.connect(bob).await.must("connect"), m.connect(bob).await.must("connect")];
     let head = fx.store.head().await.must("head");
-    m.typing(alice, c.id, TypingState::Started)
-        .await
-        .must("typing started");
-    m.typing(alice, c.id, TypingState::Stopped)
-        .await
-        .must("typing stopped");
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head,
-        "typing is never stored"
-    );
+    m.typing(alice, c.id, TypingState::Started).await.must("typing started");
+    m.typing(alice, c.id, TypingState::Stopped).await.must("typing stopped");
+    assert_eq!(fx.store.head().await.must("head"), head, "typing is never stored");
     for session in &mut bobs {
         for state in [TypingState::Started, TypingState::Stopped] {
             let signal = next_signal(session, "typing at the peer").await;
@@ -242,9 +182,7 @@ pub async fn typing_reaches_only_the_peer(fx: Fixture) {
     for session in &mut alices {
         let pushes = pushes_until_message(session, barrier.id, "alice's pushes").await;
         assert!(
-            pushes
-                .iter()
-                .all(|p| !matches!(p, Push::Signal(s) if s.get().name() == "typing")),
+            pushes.iter().all(|p| !matches!(p, Push::Signal(s) if s.get().name() == "typing")),
             "typing never echoes to the typing user's sessions"
         );
     }
@@ -253,9 +191,7 @@ pub async fn typing_reaches_only_the_peer(fx: Fixture) {
 /// A session whose queue overflows (nobody reads it) is told it lagged; the others go on;
 /// the lagging client resumes with `sync` from its last cursor and loses nothing.
 pub async fn lagging_subscriber_is_told_so(fx: Fixture) {
-    let m = fx
-        .messenger_with(|b| b.limits(Limits::default().with_max_queue_frames(4)))
-        .await;
+    let m = fx.messenger_with(|b| b.limits(Limits::default().with_max_queue_frames(4))).await;
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     let mut slow = m.connect(bob).await.must("connect");
@@ -265,11 +201,7 @@ pub async fn lagging_subscriber_is_told_so(fx: Fixture) {
     for i in 0..8 {
         let message = send(&m, alice, c.id, &format!("flood {i}")).await;
         let pushed = next_event(&mut fast, "the reading session").await;
-        assert_eq!(
-            carried(&pushed.event).id,
-            message.id,
-            "the reading session keeps up"
-        );
+        assert_eq!(carried(&pushed.event).id, message.id, "the reading session keeps up");
         sent.push(message);
     }
     let lagged = tokio::time::timeout(PUSH_TIMEOUT, async {
@@ -282,30 +214,14 @@ pub async fn lagging_subscriber_is_told_so(fx: Fixture) {
     })
     .await
     .expect("the slow session ends");
-    assert_eq!(
-        lagged,
-        RecvError::Lagged,
-        "the slow session is told it lagged"
-    );
-    assert_eq!(
-        slow.try_recv().expect_err("lagged"),
-        RecvError::Lagged,
-        "and stays lagged"
-    );
+    assert_eq!(lagged, RecvError::Lagged, "the slow session is told it lagged");
+    assert_eq!(slow.try_recv().expect_err("lagged"), RecvError::Lagged, "and stays lagged");
     drop(slow);
 
     let resumed = m.connect(bob).await.must("reconnect");
     let (events, _) = sync_all(&resumed, kept, 3).await;
-    let ids: Vec<_> = events
-        .iter()
-        .filter_map(|e| e.event.message())
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(
-        ids,
-        sent.iter().map(|m| m.id).collect::<Vec<_>>(),
-        "nothing is lost"
-    );
+    let ids: Vec<_> = events.iter().filter_map(|e| e.event.message()).map(|m| m.id).collect();
+    assert_eq!(ids, sent.iter().map(|m| m.id).collect::<Vec<_>>(), "nothing is lost");
 }
 
 /// Sequential and concurrent retries of one `client_msg_id` push exactly one
@@ -314,10 +230,8 @@ pub async fn idempotent_retry_pushes_one_event(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
-    let mut sessions = [
-        m.connect(bob).await.must("connect"),
-        m.connect(alice).await.must("connect"),
-    ];
+    let mut sessions =
+        [m.connect(bob).await.must("connect"), m.connect(alice).await.must("connect")];
     let keyed = SendMessage::to_conversation(c.id, "once").client_msg_id("retry-me");
     let original = m.send(alice, keyed.clone()).await.must("send");
     m.send(alice, keyed.clone()).await.must("sequential retry");
@@ -327,10 +241,7 @@ pub async fn idempotent_retry_pushes_one_event(fx: Fixture) {
         tasks.spawn(async move { m.send(alice, keyed).await });
     }
     while let Some(joined) = tasks.join_next().await {
-        assert_eq!(
-            joined.expect("task").must("concurrent retry").id,
-            original.id
-        );
+        assert_eq!(joined.expect("task").must("concurrent retry").id, original.id);
     }
     let barrier = send(&m, alice, c.id, "barrier").await;
     for session in &mut sessions {
@@ -358,11 +269,7 @@ pub async fn presence_follows_first_and_last_session(fx: Fixture) {
     let online = next_signal(&mut alices, "bob comes online").await;
     assert_eq!(
         online,
-        Signal::Presence(PresenceStatus {
-            user_id: bob,
-            online: true,
-            last_seen: None
-        })
+        Signal::Presence(PresenceStatus { user_id: bob, online: true, last_seen: None })
     );
     let second = m.connect(bob).await.must("bob's second session");
     first.close().await.must("close the first");
@@ -386,15 +293,9 @@ pub async fn presence_follows_first_and_last_session(fx: Fixture) {
         panic!("expected presence, got {}", offline.name())
     };
     assert_eq!((status.user_id, status.online), (bob, false));
-    let seen = status
-        .last_seen
-        .expect("last_seen is set when the last session closes");
+    let seen = status.last_seen.expect("last_seen is set when the last session closes");
     let stored = fx.store.last_seen(&[bob]).await.must("last_seen");
-    assert_eq!(
-        stored,
-        vec![(bob, seen)],
-        "the announced last_seen is the stored one"
-    );
+    assert_eq!(stored, vec![(bob, seen)], "the announced last_seen is the stored one");
 
     let theirs = open(&m, carol, dave, None).await;
     let push = next_push(&mut carols, "carol's first push").await;

@@ -70,9 +70,7 @@ pub(crate) async fn send(
     conversation: ConversationId,
     body: &str,
 ) -> Message {
-    m.send(sender, SendMessage::to_conversation(conversation, body))
-        .await
-        .must("send")
+    m.send(sender, SendMessage::to_conversation(conversation, body)).await.must("send")
 }
 
 /// Sends `n` messages from `sender`, one after the other, with bodies `"{prefix} {i}"`.
@@ -96,10 +94,7 @@ pub(crate) async fn log_of(store: &dyn Store, user: UserId) -> Vec<LoggedEvent> 
     let mut events = Vec::new();
     let mut after = 0;
     loop {
-        let page = store
-            .read_events(user, after, head, 500)
-            .await
-            .must("read_events");
+        let page = store.read_events(user, after, head, 500).await.must("read_events");
         let Some(last) = page.last() else { break };
         after = last.position;
         events.extend(page);
@@ -181,22 +176,11 @@ pub(crate) async fn sync_all(
     let mut cursor = from;
     for _ in 0..100_000 {
         let page = session.sync(Some(cursor), Some(limit)).await.must("sync");
-        assert!(
-            page.events.len() <= limit,
-            "sync returned more than its limit"
-        );
+        assert!(page.events.len() <= limit, "sync returned more than its limit");
         if page.has_more {
-            assert_eq!(
-                page.events.len(),
-                limit,
-                "a page with has_more must be full"
-            );
+            assert_eq!(page.events.len(), limit, "a page with has_more must be full");
             let last = page.events.last().map(LoggedEvent::cursor);
-            assert_eq!(
-                Some(page.cursor),
-                last,
-                "has_more: the cursor is the last event's"
-            );
+            assert_eq!(Some(page.cursor), last, "has_more: the cursor is the last event's");
         }
         for event in &page.events {
             assert!(
@@ -240,9 +224,7 @@ pub(crate) async fn after_millisecond(t: Timestamp) {
 /// The message carried by a message event (panics on other events).
 #[track_caller]
 pub(crate) fn carried(event: &Event) -> &Message {
-    event
-        .message()
-        .unwrap_or_else(|| panic!("{} carries no message", event.name()))
+    event.message().unwrap_or_else(|| panic!("{} carries no message", event.name()))
 }
 
 /// A [`FeedSink`] that records what the store hands it, for checking the feed contract.
@@ -273,18 +255,13 @@ struct Recorded {
 
 impl Default for FeedRecorder {
     fn default() -> Self {
-        Self {
-            log: Mutex::new(Recorded::default()),
-            last: watch::Sender::new(0),
-        }
+        Self { log: Mutex::new(Recorded::default()), last: watch::Sender::new(0) }
     }
 }
 
 impl FeedRecorder {
     fn lock(&self) -> std::sync::MutexGuard<'_, Recorded> {
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The head passed to [`FeedSink::start`], if it was called.
@@ -320,10 +297,7 @@ impl FeedRecorder {
     /// Waits until an event at `position` or later was received; false after `timeout`.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         let mut rx = self.last.subscribe();
-        matches!(
-            tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await,
-            Ok(Ok(_))
-        )
+        matches!(tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await, Ok(Ok(_)))
     }
 }
 
@@ -359,9 +333,7 @@ pub struct Connections {
 
 impl Connections {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<(UserId, UserId)>> {
-        self.pairs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pairs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Connects `a` and `b` (both directions).

@@ -70,60 +70,33 @@ pub async fn read_events_bounds_and_audience(fx: Fixture) {
     let head = fx.store.head().await.must("head");
     let alices = log_of(fx.store.as_ref(), alice).await;
     let carols = log_of(fx.store.as_ref(), carol).await;
-    assert_eq!(
-        alices,
-        log_of(fx.store.as_ref(), bob).await,
-        "both members see the same events"
-    );
+    assert_eq!(alices, log_of(fx.store.as_ref(), bob).await, "both members see the same events");
     assert_eq!(carols, log_of(fx.store.as_ref(), dave).await);
     assert_eq!((alices.len(), carols.len()), (7, 6));
-    assert!(
-        alices.iter().all(|e| e.event.conversation_id() == ab.id),
-        "only alice's"
-    );
-    assert!(
-        carols.iter().all(|e| e.event.conversation_id() == cd.id),
-        "only carol's"
-    );
+    assert!(alices.iter().all(|e| e.event.conversation_id() == ab.id), "only alice's");
+    assert!(carols.iter().all(|e| e.event.conversation_id() == cd.id), "only carol's");
     assert_ascending(&alices, "alice's events");
     let all: BTreeSet<u64> = alices.iter().chain(&carols).map(|e| e.position).collect();
-    assert_eq!(
-        all,
-        (1..=head).collect::<BTreeSet<_>>(),
-        "positions are dense from 1"
-    );
+    assert_eq!(all, (1..=head).collect::<BTreeSet<_>>(), "positions are dense from 1");
 
     for after in 0..=head {
         for up_to in after..=head + 1 {
             let up_to = up_to.min(head);
             for limit in [1, 2, 500] {
-                let got = fx
-                    .store
-                    .read_events(alice, after, up_to, limit)
-                    .await
-                    .must("read_events");
+                let got =
+                    fx.store.read_events(alice, after, up_to, limit).await.must("read_events");
                 let want: Vec<_> = alices
                     .iter()
                     .filter(|e| e.position > after && e.position <= up_to)
                     .take(limit)
                     .cloned()
                     .collect();
-                assert_eq!(
-                    got, want,
-                    "read_events(after {after}, up_to {up_to}, limit {limit})"
-                );
+                assert_eq!(got, want, "read_events(after {after}, up_to {up_to}, limit {limit})");
             }
         }
     }
-    let stranger = fx
-        .store
-        .read_events(UserId::new(), 0, head, 500)
-        .await
-        .must("read_events");
-    assert!(
-        stranger.is_empty(),
-        "a user outside every audience sees nothing"
-    );
+    let stranger = fx.store.read_events(UserId::new(), 0, head, 500).await.must("read_events");
+    assert!(stranger.is_empty(), "a user outside every audience sees nothing");
 }
 
 /// An attached feed first gets `start(head)`, then every later commit's events once, in
@@ -136,15 +109,8 @@ pub async fn feed_starts_at_head_and_is_dense(fx: Fixture) {
     send(&m, alice, c.id, "before attach").await;
     let start = fx.store.head().await.must("head");
     let recorder = Arc::new(FeedRecorder::default());
-    fx.store
-        .attach_feed(recorder.clone())
-        .await
-        .must("attach_feed");
-    assert_eq!(
-        recorder.start(),
-        Some(start),
-        "start is called with the head at attach time"
-    );
+    fx.store.attach_feed(recorder.clone()).await.must("attach_feed");
+    assert_eq!(recorder.start(), Some(start), "start is called with the head at attach time");
 
     let mut tasks = JoinSet::new();
     for t in 0..4 {
@@ -169,41 +135,20 @@ pub async fn feed_starts_at_head_and_is_dense(fx: Fixture) {
         joined.expect("writer task");
     }
     let head = fx.store.head().await.must("head");
-    assert!(
-        recorder.wait_for(head, PUSH_TIMEOUT).await,
-        "the feed reaches the head"
-    );
+    assert!(recorder.wait_for(head, PUSH_TIMEOUT).await, "the feed reaches the head");
     assert_eq!(recorder.starts(), 1);
-    assert!(
-        !recorder.committed_before_start(),
-        "start comes before any commit"
-    );
-    assert!(
-        recorder.batches().iter().all(|b| !b.is_empty()),
-        "batches are never empty"
-    );
+    assert!(!recorder.committed_before_start(), "start comes before any commit");
+    assert!(recorder.batches().iter().all(|b| !b.is_empty()), "batches are never empty");
     let events = recorder.events();
     let got: Vec<u64> = events.iter().map(|e| e.logged.position).collect();
-    assert_eq!(
-        got,
-        (start + 1..=head).collect::<Vec<_>>(),
-        "dense, ascending, no repeat"
-    );
+    assert_eq!(got, (start + 1..=head).collect::<Vec<_>>(), "dense, ascending, no repeat");
     for committed in &events {
         let conversation_id = committed.logged.event.conversation_id();
-        let conversation = fx
-            .store
-            .conversation(conversation_id)
-            .await
-            .must("conversation")
-            .expect("exists");
+        let conversation =
+            fx.store.conversation(conversation_id).await.must("conversation").expect("exists");
         let mut audience = committed.audience.clone();
         audience.sort();
-        assert_eq!(
-            audience,
-            conversation.members.to_vec(),
-            "the audience is the two members"
-        );
+        assert_eq!(audience, conversation.members.to_vec(), "the audience is the two members");
         let logged = fx
             .store
             .read_events(
@@ -214,11 +159,7 @@ pub async fn feed_starts_at_head_and_is_dense(fx: Fixture) {
             )
             .await
             .must("read_events");
-        assert_eq!(
-            logged.len(),
-            1,
-            "the fed event is in the log at its position"
-        );
+        assert_eq!(logged.len(), 1, "the fed event is in the log at its position");
         assert_eq!(logged[0].event.name(), committed.logged.event.name());
         assert_eq!(
             logged[0].event.message().map(|m| m.id),
@@ -227,10 +168,7 @@ pub async fn feed_starts_at_head_and_is_dense(fx: Fixture) {
     }
 
     let late = Arc::new(FeedRecorder::default());
-    fx.store
-        .attach_feed(late.clone())
-        .await
-        .must("attach another feed");
+    fx.store.attach_feed(late.clone()).await.must("attach another feed");
     assert_eq!(late.start(), Some(head));
     drop(recorder);
     let last = send(&m, alice, c.id, "after a sink was dropped").await;
@@ -269,33 +207,16 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
     let mut previous = session.cursor().position();
     for _ in 0..N {
         let pushed = next_event(&mut session, "a pushed message").await;
-        assert!(
-            pushed.position > previous,
-            "pushes come in ascending positions"
-        );
+        assert!(pushed.position > previous, "pushes come in ascending positions");
         previous = pushed.position;
         let message = carried(&pushed.event).clone();
         let stored = fx.store.message(message.id).await.must("message");
-        assert_eq!(
-            stored.as_ref(),
-            Some(&message),
-            "the pushed message is committed"
-        );
-        let around = fx
-            .store
-            .history(c.id, HistoryWindow::After(message.seq - 1), 1)
-            .await
-            .must("history");
-        assert_eq!(
-            around.first().map(|m| m.id),
-            Some(message.id),
-            "history has it"
-        );
+        assert_eq!(stored.as_ref(), Some(&message), "the pushed message is committed");
+        let around =
+            fx.store.history(c.id, HistoryWindow::After(message.seq - 1), 1).await.must("history");
+        assert_eq!(around.first().map(|m| m.id), Some(message.id), "history has it");
         let head = fx.store.head().await.must("head");
-        assert!(
-            head >= pushed.position,
-            "the head includes a pushed position"
-        );
+        assert!(head >= pushed.position, "the head includes a pushed position");
         let logged = fx
             .store
             .read_events(bob, pushed.position - 1, pushed.position, 1)
@@ -305,14 +226,7 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
     }
     writer.await.expect("writer");
     let history = m
-        .history(
-            bob,
-            c.id,
-            HistoryQuery {
-                limit: Some(100),
-                ..HistoryQuery::default()
-            },
-        )
+        .history(bob, c.id, HistoryQuery { limit: Some(100), ..HistoryQuery::default() })
         .await
         .must("history");
     assert_eq!(history.messages.len(), usize::try_from(N).expect("small"));

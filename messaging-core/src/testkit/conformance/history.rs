@@ -17,17 +17,9 @@ async fn window(
     after_seq: Option<u64>,
     limit: usize,
 ) -> HistoryPage {
-    m.history(
-        user,
-        c,
-        HistoryQuery {
-            before_seq,
-            after_seq,
-            limit: Some(limit),
-        },
-    )
-    .await
-    .must("history")
+    m.history(user, c, HistoryQuery { before_seq, after_seq, limit: Some(limit) })
+        .await
+        .must("history")
 }
 
 /// An empty window.
@@ -60,32 +52,14 @@ pub async fn history_windows(fx: Fixture) {
     assert_window(&w(None, None, 10).await, 1..=10, false, "latest 10 of 10");
     assert_window(&w(None, None, 11).await, 1..=10, false, "latest 11 of 10");
     assert_window(&w(Some(5), None, 3).await, 2..=4, true, "before 5");
-    assert_window(
-        &w(Some(4), None, 3).await,
-        1..=3,
-        false,
-        "before 4 reaches the start",
-    );
+    assert_window(&w(Some(4), None, 3).await, 1..=3, false, "before 4 reaches the start");
     assert_window(&w(Some(1), None, 3).await, NONE, false, "before 1");
-    assert_window(
-        &w(Some(1000), None, 2).await,
-        9..=10,
-        true,
-        "before beyond the end",
-    );
+    assert_window(&w(Some(1000), None, 2).await, 9..=10, true, "before beyond the end");
     assert_window(&w(None, Some(6), 3).await, 7..=9, true, "after 6");
-    assert_window(
-        &w(None, Some(7), 3).await,
-        8..=10,
-        false,
-        "after 7 reaches the end",
-    );
+    assert_window(&w(None, Some(7), 3).await, 8..=10, false, "after 7 reaches the end");
     assert_window(&w(None, Some(10), 3).await, NONE, false, "after the last");
     assert_window(&w(None, Some(0), 4).await, 1..=4, true, "after 0");
-    let page = m
-        .history(alice, c.id, HistoryQuery::default())
-        .await
-        .must("default limit");
+    let page = m.history(alice, c.id, HistoryQuery::default()).await.must("default limit");
     assert_window(&page, 1..=10, false, "default limit (50)");
     assert_eq!(page.messages, sent, "history returns the messages as sent");
 }
@@ -97,35 +71,13 @@ pub async fn history_parameter_rules(fx: Fixture) {
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     send_n(&m, alice, c.id, 3, "m").await;
-    let q = |before_seq, after_seq, limit| HistoryQuery {
-        before_seq,
-        after_seq,
-        limit,
-    };
-    assert_code(
-        m.history(alice, c.id, q(Some(3), Some(1), None)).await,
-        "bad_request",
-        "both",
-    );
-    assert_code(
-        m.history(alice, c.id, q(None, None, Some(0))).await,
-        "bad_request",
-        "limit 0",
-    );
-    assert_code(
-        m.history(alice, c.id, q(None, None, Some(101))).await,
-        "bad_request",
-        "limit 101",
-    );
-    let one = m
-        .history(alice, c.id, q(None, None, Some(1)))
-        .await
-        .must("limit 1");
+    let q = |before_seq, after_seq, limit| HistoryQuery { before_seq, after_seq, limit };
+    assert_code(m.history(alice, c.id, q(Some(3), Some(1), None)).await, "bad_request", "both");
+    assert_code(m.history(alice, c.id, q(None, None, Some(0))).await, "bad_request", "limit 0");
+    assert_code(m.history(alice, c.id, q(None, None, Some(101))).await, "bad_request", "limit 101");
+    let one = m.history(alice, c.id, q(None, None, Some(1))).await.must("limit 1");
     assert_window(&one, 3..=3, true, "limit 1");
-    let hundred = m
-        .history(alice, c.id, q(None, None, Some(100)))
-        .await
-        .must("limit 100");
+    let hundred = m.history(alice, c.id, q(None, None, Some(100))).await.must("limit 100");
     assert_window(&hundred, 1..=3, false, "limit 100");
 }
 
@@ -143,12 +95,9 @@ pub async fn history_at_depth(fx: Fixture) {
         tasks.spawn(async move {
             for i in 0..N / 20 {
                 let sender = if i % 2 == 0 { alice } else { bob };
-                m.send(
-                    sender,
-                    SendMessage::to_conversation(c.id, format!("t{t} m{i}")),
-                )
-                .await
-                .must("send");
+                m.send(sender, SendMessage::to_conversation(c.id, format!("t{t} m{i}")))
+                    .await
+                    .must("send");
             }
         });
     }
@@ -168,35 +117,16 @@ pub async fn history_at_depth(fx: Fixture) {
         }
         before = first;
     }
-    assert_eq!(
-        seen,
-        (1..=N).collect::<Vec<_>>(),
-        "paging back visits every seq once"
-    );
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>(), "paging back visits every seq once");
     let w = |b, a, l| window(&m, bob, c.id, b, a, l);
     assert_window(&w(None, Some(0), 100).await, 1..=100, true, "first page");
     assert_window(&w(None, Some(5), 10).await, 6..=15, true, "near the start");
     assert_window(&w(Some(101), None, 100).await, 1..=100, false, "before 101");
     assert_window(&w(Some(102), None, 100).await, 2..=101, true, "before 102");
     assert_window(&w(Some(50), None, 10).await, 40..=49, true, "before 50");
-    assert_window(
-        &w(None, Some(1900), 100).await,
-        1901..=2000,
-        false,
-        "after 1900",
-    );
-    assert_window(
-        &w(None, Some(1899), 100).await,
-        1900..=1999,
-        true,
-        "after 1899",
-    );
-    assert_window(
-        &w(Some(2001), None, 100).await,
-        1901..=2000,
-        true,
-        "before 2001",
-    );
+    assert_window(&w(None, Some(1900), 100).await, 1901..=2000, false, "after 1900");
+    assert_window(&w(None, Some(1899), 100).await, 1900..=1999, true, "after 1899");
+    assert_window(&w(Some(2001), None, 100).await, 1901..=2000, true, "before 2001");
     assert_window(&w(None, None, 7).await, 1994..=2000, true, "latest");
     assert_window(&w(None, Some(1000), 3).await, 1001..=1003, true, "middle");
     assert_window(&w(Some(1000), None, 3).await, 997..=999, true, "middle");

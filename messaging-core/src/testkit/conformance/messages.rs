@@ -23,10 +23,7 @@ pub async fn send_assigns_seq_and_updates_conversation(fx: Fixture) {
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     let one = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "  hello  ").client_msg_id("c-1"),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "  hello  ").client_msg_id("c-1"))
         .await
         .must("send");
     assert_eq!(one.seq, 1);
@@ -42,18 +39,10 @@ pub async fn send_assigns_seq_and_updates_conversation(fx: Fixture) {
     assert_eq!((two.seq, three.seq), (2, 3));
     assert_eq!(two.client_msg_id, None);
 
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 3);
     assert_eq!(stored.last_message_at, Some(three.created_at));
-    assert_eq!(
-        fx.store.message(one.id).await.must("message"),
-        Some(one.clone())
-    );
+    assert_eq!(fx.store.message(one.id).await.must("message"), Some(one.clone()));
 
     let log = log_of(fx.store.as_ref(), bob).await;
     for sent in [&one, &two, &three] {
@@ -75,11 +64,7 @@ pub async fn concurrent_sends_get_gap_free_seqs(fx: Fixture) {
         let m = m.clone();
         let sender = if i % 2 == 0 { alice } else { bob };
         tasks.spawn(async move {
-            m.send(
-                sender,
-                SendMessage::to_conversation(c.id, format!("message {i}")),
-            )
-            .await
+            m.send(sender, SendMessage::to_conversation(c.id, format!("message {i}"))).await
         });
     }
     let mut seqs = Vec::new();
@@ -87,27 +72,11 @@ pub async fn concurrent_sends_get_gap_free_seqs(fx: Fixture) {
         seqs.push(joined.expect("task").must("concurrent send").seq);
     }
     seqs.sort_unstable();
-    assert_eq!(
-        seqs,
-        (1..=N).collect::<Vec<_>>(),
-        "seqs are 1..=N, gap-free"
-    );
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "seqs are 1..=N, gap-free");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, N);
     let history = m
-        .history(
-            alice,
-            c.id,
-            HistoryQuery {
-                limit: Some(100),
-                ..HistoryQuery::default()
-            },
-        )
+        .history(alice, c.id, HistoryQuery { limit: Some(100), ..HistoryQuery::default() })
         .await
         .must("history");
     let got: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
@@ -118,11 +87,7 @@ pub async fn concurrent_sends_get_gap_free_seqs(fx: Fixture) {
         .filter(|e| e.event.name() == "message.created")
         .map(|e| carried(&e.event).seq)
         .collect();
-    assert_eq!(
-        created,
-        (1..=N).collect::<Vec<_>>(),
-        "one event per message, in seq order"
-    );
+    assert_eq!(created, (1..=N).collect::<Vec<_>>(), "one event per message, in seq order");
 }
 
 /// A retry with the same `client_msg_id` returns the original message (whatever body the
@@ -138,56 +103,31 @@ pub async fn idempotent_retry_returns_original(fx: Fixture) {
     };
     let original = send_key(alice, "first", "k-1").await.must("send");
     let head = fx.store.head().await.must("head");
-    let retry = send_key(alice, "a different body", "k-1")
-        .await
-        .must("retry");
+    let retry = send_key(alice, "a different body", "k-1").await.must("retry");
     assert_eq!(retry, original, "the retry returns the original");
     let retry_by_peer = m
-        .send(
-            alice,
-            SendMessage::to_peer(bob, None, "again").client_msg_id("k-1"),
-        )
+        .send(alice, SendMessage::to_peer(bob, None, "again").client_msg_id("k-1"))
         .await
         .must("retry addressed by peer");
-    assert_eq!(
-        retry_by_peer, original,
-        "a retry addressed by peer is recognised too"
-    );
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head,
-        "retries write no event"
-    );
+    assert_eq!(retry_by_peer, original, "a retry addressed by peer is recognised too");
+    assert_eq!(fx.store.head().await.must("head"), head, "retries write no event");
 
     let other_key = send_key(alice, "second", "k-2").await.must("send");
     assert_eq!(other_key.seq, 2);
-    let bobs = send_key(bob, "bob's", "k-1")
-        .await
-        .must("same key, other sender");
+    let bobs = send_key(bob, "bob's", "k-1").await.must("same key, other sender");
     assert_ne!(bobs.id, original.id, "the key is per sender");
     assert_eq!(bobs.seq, 3);
     let other = open(&m, alice, bob, Some("elsewhere")).await;
     let elsewhere = m
-        .send(
-            alice,
-            SendMessage::to_conversation(other.id, "x").client_msg_id("k-1"),
-        )
+        .send(alice, SendMessage::to_conversation(other.id, "x").client_msg_id("k-1"))
         .await
         .must("same key, other conversation");
     assert_ne!(elsewhere.id, original.id, "the key is per conversation");
     assert_eq!(elsewhere.seq, 1);
 
     let log = log_of(fx.store.as_ref(), alice).await;
-    assert_eq!(
-        message_events(&log, "message.created", original.id).len(),
-        1
-    );
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    assert_eq!(message_events(&log, "message.created", original.id).len(), 1);
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 3);
 }
 
@@ -212,18 +152,10 @@ pub async fn concurrent_retries_store_one_message(fx: Fixture) {
     }
     assert_eq!(ids.len(), 1, "one message");
     assert_eq!(seqs.into_iter().collect::<Vec<_>>(), [1], "one seq");
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 1);
     let log = log_of(fx.store.as_ref(), bob).await;
-    let created: Vec<_> = log
-        .iter()
-        .filter(|e| e.event.name() == "message.created")
-        .collect();
+    let created: Vec<_> = log.iter().filter(|e| e.event.name() == "message.created").collect();
     assert_eq!(created.len(), 1, "exactly one message.created event");
 }
 
@@ -247,34 +179,13 @@ pub async fn store_append_is_idempotent(fx: Fixture) {
     assert!(first.created);
     assert_eq!(first.message.seq, 1);
     let head = fx.store.head().await.must("head");
-    let again = fx
-        .store
-        .append(new("other body", "s-1"))
-        .await
-        .must("append again");
+    let again = fx.store.append(new("other body", "s-1")).await.must("append again");
     assert!(!again.created, "a duplicate key is not created");
-    assert_eq!(
-        again.message, first.message,
-        "the duplicate returns the original"
-    );
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head,
-        "a duplicate writes no event"
-    );
-    let found = fx
-        .store
-        .find_by_client_msg_id(c.id, alice, "s-1")
-        .await
-        .must("find");
+    assert_eq!(again.message, first.message, "the duplicate returns the original");
+    assert_eq!(fx.store.head().await.must("head"), head, "a duplicate writes no event");
+    let found = fx.store.find_by_client_msg_id(c.id, alice, "s-1").await.must("find");
     assert_eq!(found, Some(first.message.clone()));
-    assert_eq!(
-        fx.store
-            .find_by_client_msg_id(c.id, bob, "s-1")
-            .await
-            .must("find"),
-        None
-    );
+    assert_eq!(fx.store.find_by_client_msg_id(c.id, bob, "s-1").await.must("find"), None);
 
     let mut tasks = JoinSet::new();
     for i in 0..16 {
@@ -289,22 +200,9 @@ pub async fn store_append_is_idempotent(fx: Fixture) {
         created += usize::from(appended.created);
         ids.insert(appended.message.id);
     }
-    assert_eq!(
-        (created, ids.len()),
-        (1, 1),
-        "one append of the key creates, all get it"
-    );
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head + 1,
-        "one event for the key"
-    );
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    assert_eq!((created, ids.len()), (1, 1), "one append of the key creates, all get it");
+    assert_eq!(fx.store.head().await.must("head"), head + 1, "one event for the key");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 2);
 }
 
@@ -317,10 +215,7 @@ pub async fn retry_returns_current_state(fx: Fixture) {
     let msg = |key: &str| SendMessage::to_conversation(c.id, "original").client_msg_id(key);
     let edited = m.send(alice, msg("e")).await.must("send");
     let edited = m.edit(alice, edited.id, "edited body").await.must("edit");
-    let deleted = m
-        .send(alice, msg("d").metadata(json!({"a": 1})))
-        .await
-        .must("send");
+    let deleted = m.send(alice, msg("d").metadata(json!({"a": 1}))).await.must("send");
     let tombstone = m.delete(alice, deleted.id).await.must("delete");
     let head = fx.store.head().await.must("head");
 
@@ -332,11 +227,7 @@ pub async fn retry_returns_current_state(fx: Fixture) {
     assert!(retry.deleted);
     assert_eq!(retry.body, "");
     assert_eq!(retry.metadata, None);
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head,
-        "retries write nothing"
-    );
+    assert_eq!(fx.store.head().await.must("head"), head, "retries write nothing");
 }
 
 /// A retry while either user blocks the other still returns the original (the retry is
@@ -346,47 +237,29 @@ pub async fn retry_while_blocked_returns_original(fx: Fixture) {
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     let original = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "hi").client_msg_id("b-1"),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "hi").client_msg_id("b-1"))
         .await
         .must("send");
     for (blocker, blocked) in [(bob, alice), (alice, bob)] {
         m.block(blocker, blocked).await.must("block");
         let retry = m
-            .send(
-                alice,
-                SendMessage::to_conversation(c.id, "retry").client_msg_id("b-1"),
-            )
+            .send(alice, SendMessage::to_conversation(c.id, "retry").client_msg_id("b-1"))
             .await
             .must("retry while blocked");
         assert_eq!(retry, original);
         let by_peer = m
-            .send(
-                alice,
-                SendMessage::to_peer(bob, None, "retry").client_msg_id("b-1"),
-            )
+            .send(alice, SendMessage::to_peer(bob, None, "retry").client_msg_id("b-1"))
             .await
             .must("retry by peer while blocked");
         assert_eq!(by_peer, original);
         assert_code(
-            m.send(
-                alice,
-                SendMessage::to_conversation(c.id, "new").client_msg_id("b-2"),
-            )
-            .await,
+            m.send(alice, SendMessage::to_conversation(c.id, "new").client_msg_id("b-2")).await,
             "forbidden",
             "a new key while blocked",
         );
         m.unblock(blocker, blocked).await.must("unblock");
     }
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 1, "nothing new was stored");
 }
 
@@ -399,59 +272,25 @@ pub async fn edit_by_sender_only(fx: Fixture) {
     let carol = UserId::new();
     let c = open(&m, alice, bob, None).await;
     let sent = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "typo").metadata(json!({"k": "v"})),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "typo").metadata(json!({"k": "v"})))
         .await
         .must("send");
-    assert_code(
-        m.edit(bob, sent.id, "peer edit").await,
-        "not_found",
-        "the peer edits",
-    );
-    assert_code(
-        m.edit(carol, sent.id, "outsider").await,
-        "not_found",
-        "an outsider edits",
-    );
-    assert_code(
-        m.edit(alice, MessageId::new(), "x").await,
-        "not_found",
-        "unknown message",
-    );
-    assert_code(
-        m.edit(alice, sent.id, "  ").await,
-        "bad_request",
-        "blank body",
-    );
+    assert_code(m.edit(bob, sent.id, "peer edit").await, "not_found", "the peer edits");
+    assert_code(m.edit(carol, sent.id, "outsider").await, "not_found", "an outsider edits");
+    assert_code(m.edit(alice, MessageId::new(), "x").await, "not_found", "unknown message");
+    assert_code(m.edit(alice, sent.id, "  ").await, "bad_request", "blank body");
 
     let edited = m.edit(alice, sent.id, "fixed").await.must("edit");
     assert_eq!(edited.body, "fixed");
-    assert_eq!(
-        (edited.id, edited.seq, edited.created_at),
-        (sent.id, sent.seq, sent.created_at)
-    );
+    assert_eq!((edited.id, edited.seq, edited.created_at), (sent.id, sent.seq, sent.created_at));
     assert_eq!(edited.metadata, sent.metadata, "an edit keeps the metadata");
     let at = edited.edited_at.expect("edited_at is set");
     assert!(at >= sent.created_at);
-    let history = m
-        .history(bob, c.id, HistoryQuery::default())
-        .await
-        .must("history");
+    let history = m.history(bob, c.id, HistoryQuery::default()).await.must("history");
     assert_eq!(history.messages, vec![edited.clone()]);
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 1, "an edit is not a new message");
-    assert_eq!(
-        stored.last_message_at,
-        Some(sent.created_at),
-        "an edit is not activity"
-    );
+    assert_eq!(stored.last_message_at, Some(sent.created_at), "an edit is not activity");
     let log = log_of(fx.store.as_ref(), bob).await;
     let events = message_events(&log, "message.edited", sent.id);
     assert_eq!(events.len(), 1);
@@ -468,70 +307,30 @@ pub async fn delete_makes_one_tombstone(fx: Fixture) {
     let carol = UserId::new();
     let c = open(&m, alice, bob, None).await;
     let sent = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "oops").metadata(json!({"x": [1, 2]})),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "oops").metadata(json!({"x": [1, 2]})))
         .await
         .must("send");
     send(&m, bob, c.id, "reply").await;
-    assert_code(
-        m.delete(bob, sent.id).await,
-        "not_found",
-        "the peer deletes",
-    );
-    assert_code(
-        m.delete(carol, sent.id).await,
-        "not_found",
-        "an outsider deletes",
-    );
-    assert_code(
-        m.delete(alice, MessageId::new()).await,
-        "not_found",
-        "unknown message",
-    );
+    assert_code(m.delete(bob, sent.id).await, "not_found", "the peer deletes");
+    assert_code(m.delete(carol, sent.id).await, "not_found", "an outsider deletes");
+    assert_code(m.delete(alice, MessageId::new()).await, "not_found", "unknown message");
 
     let tombstone = m.delete(alice, sent.id).await.must("delete");
     assert!(tombstone.deleted);
     assert_eq!(tombstone.body, "");
     assert_eq!(tombstone.metadata, None);
-    assert_eq!(
-        (tombstone.id, tombstone.seq, tombstone.sender_id),
-        (sent.id, 1, alice)
-    );
+    assert_eq!((tombstone.id, tombstone.seq, tombstone.sender_id), (sent.id, 1, alice));
     assert_eq!(tombstone.created_at, sent.created_at);
     let head = fx.store.head().await.must("head");
     let again = m.delete(alice, sent.id).await.must("delete twice");
-    assert_eq!(
-        again, tombstone,
-        "deleting twice returns the tombstone again"
-    );
-    assert_eq!(
-        fx.store.head().await.must("head"),
-        head,
-        "and writes no event"
-    );
-    assert_code(
-        m.edit(alice, sent.id, "revive").await,
-        "conflict",
-        "editing a tombstone",
-    );
+    assert_eq!(again, tombstone, "deleting twice returns the tombstone again");
+    assert_eq!(fx.store.head().await.must("head"), head, "and writes no event");
+    assert_code(m.edit(alice, sent.id, "revive").await, "conflict", "editing a tombstone");
 
-    let history = m
-        .history(bob, c.id, HistoryQuery::default())
-        .await
-        .must("history");
+    let history = m.history(bob, c.id, HistoryQuery::default()).await.must("history");
     assert_eq!(history.messages.len(), 2);
-    assert_eq!(
-        history.messages[0], tombstone,
-        "history shows the tombstone"
-    );
-    let stored = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    assert_eq!(history.messages[0], tombstone, "history shows the tombstone");
+    let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 2, "a delete does not change last_seq");
     let log = log_of(fx.store.as_ref(), bob).await;
     let deleted = message_events(&log, "message.deleted", sent.id);
@@ -551,42 +350,19 @@ pub async fn metadata_round_trips_as_json(fx: Fixture) {
         "big": 9_007_199_254_740_993_u64, "empty": {}, "list": [], "s": "quote \" and \\"
     });
     let sent = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "with data").metadata(metadata.clone()),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "with data").metadata(metadata.clone()))
         .await
         .must("send");
     assert_eq!(sent.metadata.as_ref(), Some(&metadata), "the reply");
-    let stored = fx
-        .store
-        .message(sent.id)
-        .await
-        .must("message")
-        .expect("stored");
+    let stored = fx.store.message(sent.id).await.must("message").expect("stored");
     assert_eq!(stored.metadata.as_ref(), Some(&metadata), "the store");
-    let history = m
-        .history(bob, c.id, HistoryQuery::default())
-        .await
-        .must("history");
-    assert_eq!(
-        history.messages[0].metadata.as_ref(),
-        Some(&metadata),
-        "history"
-    );
+    let history = m.history(bob, c.id, HistoryQuery::default()).await.must("history");
+    assert_eq!(history.messages[0].metadata.as_ref(), Some(&metadata), "history");
     let pushed = next_event(&mut bobs, "the pushed message").await;
-    assert_eq!(
-        carried(&pushed.event).metadata.as_ref(),
-        Some(&metadata),
-        "the push"
-    );
+    assert_eq!(carried(&pushed.event).metadata.as_ref(), Some(&metadata), "the push");
     let log = log_of(fx.store.as_ref(), bob).await;
     let logged = message_events(&log, "message.created", sent.id);
-    assert_eq!(
-        carried(&logged[0].event).metadata.as_ref(),
-        Some(&metadata),
-        "the log"
-    );
+    assert_eq!(carried(&logged[0].event).metadata.as_ref(), Some(&metadata), "the log");
     let reordered: serde_json::Value = serde_json::from_str(
         r#"{"s":"quote \" and \\","list":[],"empty":{},"big":9007199254740993,
             "alpha":{"nested":[1,2.5,-3,true,null,"ü€𝄞"]},"zeta":1}"#,
@@ -605,10 +381,7 @@ pub async fn timestamps_agree_everywhere(fx: Fixture) {
     let opened = m.open(alice, bob, None).await.must("open").conversation;
     let pushed_conversation = next_event(&mut bobs, "conversation.created").await;
     let Event::ConversationCreated(pushed_c) = &pushed_conversation.event else {
-        panic!(
-            "expected conversation.created, got {}",
-            pushed_conversation.event.name()
-        )
+        panic!("expected conversation.created, got {}", pushed_conversation.event.name())
     };
     assert_eq!(pushed_c.created_at, opened.created_at);
 
@@ -616,53 +389,25 @@ pub async fn timestamps_agree_everywhere(fx: Fixture) {
     let edited = m.edit(alice, sent.id, "timed, edited").await.must("edit");
     let pushed_created = next_event(&mut bobs, "message.created").await;
     let pushed_edited = next_event(&mut bobs, "message.edited").await;
-    assert_eq!(
-        carried(&pushed_created.event).created_at,
-        sent.created_at,
-        "push vs reply"
-    );
-    assert_eq!(
-        carried(&pushed_edited.event).edited_at,
-        edited.edited_at,
-        "edited_at"
-    );
+    assert_eq!(carried(&pushed_created.event).created_at, sent.created_at, "push vs reply");
+    assert_eq!(carried(&pushed_edited.event).edited_at, edited.edited_at, "edited_at");
     assert_eq!(carried(&pushed_edited.event).created_at, sent.created_at);
 
-    let history = m
-        .history(bob, opened.id, HistoryQuery::default())
-        .await
-        .must("history");
-    assert_eq!(
-        history.messages[0].created_at, sent.created_at,
-        "history vs reply"
-    );
+    let history = m.history(bob, opened.id, HistoryQuery::default()).await.must("history");
+    assert_eq!(history.messages[0].created_at, sent.created_at, "history vs reply");
     assert_eq!(history.messages[0].edited_at, edited.edited_at);
-    let list = m
-        .conversations(bob, None, None)
-        .await
-        .must("list")
-        .conversations;
+    let list = m.conversations(bob, None, None).await.must("list").conversations;
     assert_eq!(list[0].conversation.created_at, opened.created_at);
     assert_eq!(list[0].conversation.last_message_at, Some(sent.created_at));
     let last = list[0].last_message.as_ref().expect("last message");
-    assert_eq!(
-        (last.created_at, last.edited_at),
-        (sent.created_at, edited.edited_at)
-    );
+    assert_eq!((last.created_at, last.edited_at), (sent.created_at, edited.edited_at));
 
     let later = m.connect(bob).await.must("connect");
     let page = later.sync(Some(bobs.cursor()), None).await.must("sync");
-    let synced: Vec<_> = page
-        .events
-        .iter()
-        .filter_map(|e| e.event.message())
-        .collect();
+    let synced: Vec<_> = page.events.iter().filter_map(|e| e.event.message()).collect();
     assert!(!synced.is_empty());
     for message in synced {
-        assert_eq!(
-            (message.created_at, message.edited_at),
-            (sent.created_at, edited.edited_at)
-        );
+        assert_eq!((message.created_at, message.edited_at), (sent.created_at, edited.edited_at));
     }
     let now = Timestamp::now();
     assert!(sent.created_at <= now && now.as_millis() - sent.created_at.as_millis() < 60_000);

@@ -21,63 +21,30 @@ pub async fn presence_visibility_and_last_seen(fx: Fixture) {
     assert_code(m.presence(alice, &many).await, "bad_request", "101 ids");
     m.presence(alice, &many[..100]).await.must("100 ids");
 
-    let answer = m
-        .presence(alice, &[bob, stranger, never, carol, bob])
-        .await
-        .must("presence");
+    let answer = m.presence(alice, &[bob, stranger, never, carol, bob]).await.must("presence");
     let users: Vec<UserId> = answer.iter().map(|p| p.user_id).collect();
-    assert_eq!(
-        users,
-        [bob, carol],
-        "only users sharing a conversation, in the order asked, once"
-    );
-    assert!(
-        answer.iter().all(|p| !p.online && p.last_seen.is_none()),
-        "never seen yet"
-    );
+    assert_eq!(users, [bob, carol], "only users sharing a conversation, in the order asked, once");
+    assert!(answer.iter().all(|p| !p.online && p.last_seen.is_none()), "never seen yet");
 
     let first = m.connect(bob).await.must("connect");
     let second = m.connect(bob).await.must("connect again");
     let answer = m.presence(alice, &[bob]).await.must("presence");
-    assert!(
-        answer[0].online && answer[0].last_seen.is_none(),
-        "online, last_seen null"
-    );
+    assert!(answer[0].online && answer[0].last_seen.is_none(), "online, last_seen null");
     first.close().await.must("close one session");
     let answer = m.presence(alice, &[bob]).await.must("presence");
-    assert!(
-        answer[0].online && answer[0].last_seen.is_none(),
-        "still online with one session"
-    );
+    assert!(answer[0].online && answer[0].last_seen.is_none(), "still online with one session");
     second.close().await.must("close the last session");
     let answer = m.presence(alice, &[bob]).await.must("presence");
     assert!(!answer[0].online, "offline after the last session");
-    let seen = answer[0]
-        .last_seen
-        .expect("last_seen is set after the last session closed");
+    let seen = answer[0].last_seen.expect("last_seen is set after the last session closed");
     let stored = fx.store.last_seen(&[bob, carol]).await.must("last_seen");
-    assert_eq!(
-        stored,
-        vec![(bob, seen)],
-        "the store keeps the last-seen time"
-    );
+    assert_eq!(stored, vec![(bob, seen)], "the store keeps the last-seen time");
 
     let again = m.connect(bob).await.must("reconnect");
     let answer = m.presence(alice, &[bob]).await.must("presence");
-    assert!(
-        answer[0].online && answer[0].last_seen.is_none(),
-        "online again: null"
-    );
+    assert!(answer[0].online && answer[0].last_seen.is_none(), "online again: null");
     again.close().await.must("close");
-    let later = m.presence(alice, &[bob]).await.must("presence")[0]
-        .last_seen
-        .expect("set");
+    let later = m.presence(alice, &[bob]).await.must("presence")[0].last_seen.expect("set");
     assert!(later >= seen, "last_seen is replaced by the later close");
-    assert!(
-        m.presence(stranger, &[bob])
-            .await
-            .must("presence")
-            .is_empty(),
-        "stranger"
-    );
+    assert!(m.presence(stranger, &[bob]).await.must("presence").is_empty(), "stranger");
 }

@@ -31,9 +31,7 @@ async fn varied_history(m: &Messenger) -> (UserId, UserId) {
         m.mark_read(bob, ab.id, a.seq).await.must("read");
         m.mark_delivered(carol, bc.id, 100).await.must("delivered");
         if round % 2 == 0 {
-            m.edit(alice, a.id, &format!("alice {round}, edited"))
-                .await
-                .must("edit");
+            m.edit(alice, a.id, &format!("alice {round}, edited")).await.must("edit");
             m.delete(bob, b.id).await.must("delete");
         }
         send(m, carol, cd.id, "noise").await;
@@ -78,21 +76,12 @@ pub async fn sync_without_cursor_returns_hello_cursor(fx: Fixture) {
     assert!(page.events.is_empty(), "no cursor: no events");
     assert_eq!(page.cursor, session.cursor(), "no cursor: the hello cursor");
     assert!(!page.has_more);
-    let page = session
-        .sync(Some(session.cursor()), None)
-        .await
-        .must("sync from hello");
+    let page = session.sync(Some(session.cursor()), None).await.must("sync from hello");
     assert!(page.events.is_empty() && !page.has_more);
     assert_eq!(page.cursor, session.cursor());
     let fresh = m.connect(UserId::new()).await.must("connect a new user");
-    let page = fresh
-        .sync(Some(Cursor::at(0)), None)
-        .await
-        .must("sync from the start");
-    assert!(
-        page.events.is_empty(),
-        "a user without conversations has no events"
-    );
+    let page = fresh.sync(Some(Cursor::at(0)), None).await.must("sync from the start");
+    assert!(page.events.is_empty(), "a user without conversations has no events");
     assert_eq!(page.cursor, fresh.cursor());
 }
 
@@ -112,39 +101,16 @@ pub async fn sync_rejects_cursors_never_issued(fx: Fixture) {
             &format!("a cursor at {position}, beyond the head {head}"),
         );
     }
-    for text in [
-        "",
-        "garbage",
-        "v1",
-        "v2a",
-        "V1A",
-        "v1G",
-        "v100000000000000000",
-        "v1 1",
-        "1",
-        "v1-1",
-    ] {
-        assert_code(
-            Cursor::parse(text),
-            "bad_request",
-            &format!("cursor text {text:?}"),
-        );
+    for text in
+        ["", "garbage", "v1", "v2a", "V1A", "v1G", "v100000000000000000", "v1 1", "1", "v1-1"]
+    {
+        assert_code(Cursor::parse(text), "bad_request", &format!("cursor text {text:?}"));
     }
     let issued = Cursor::parse(&session.cursor().to_string()).must("an issued cursor parses");
-    session
-        .sync(Some(issued), None)
-        .await
-        .must("sync from an issued cursor");
+    session.sync(Some(issued), None).await.must("sync from an issued cursor");
     assert_code(session.sync(None, Some(0)).await, "bad_request", "limit 0");
-    assert_code(
-        session.sync(Some(Cursor::at(0)), Some(501)).await,
-        "bad_request",
-        "limit 501",
-    );
-    session
-        .sync(Some(Cursor::at(0)), Some(500))
-        .await
-        .must("limit 500");
+    assert_code(session.sync(Some(Cursor::at(0)), Some(501)).await, "bad_request", "limit 501");
+    session.sync(Some(Cursor::at(0)), Some(500)).await.must("limit 500");
 }
 
 /// Paging `sync` from every cursor (every position of the log, every cursor a page or an
@@ -162,10 +128,7 @@ pub async fn sync_is_exactly_once_from_any_cursor(fx: Fixture) {
     assert_ascending(&expected, "the log");
 
     let (all, end) = sync_all(&session, Cursor::at(0), 500).await;
-    assert_eq!(
-        all, expected,
-        "sync from the start returns every event of the caller's"
-    );
+    assert_eq!(all, expected, "sync from the start returns every event of the caller's");
     assert_eq!(end, hello, "and ends at the hello cursor");
 
     let mut cursors: Vec<Cursor> = (0..=hello.position()).map(Cursor::at).collect();
@@ -186,15 +149,10 @@ pub async fn sync_is_exactly_once_from_any_cursor(fx: Fixture) {
     for (i, cursor) in cursors.iter().enumerate() {
         let limit = [2, 5, 500][i % 3];
         let (events, end) = sync_all(&session, *cursor, limit).await;
-        let want: Vec<&LoggedEvent> = expected
-            .iter()
-            .filter(|e| e.position > cursor.position())
-            .collect();
+        let want: Vec<&LoggedEvent> =
+            expected.iter().filter(|e| e.position > cursor.position()).collect();
         let got: Vec<&LoggedEvent> = events.iter().collect();
-        assert_eq!(
-            got, want,
-            "sync from {cursor} (limit {limit}): every later event once"
-        );
+        assert_eq!(got, want, "sync from {cursor} (limit {limit}): every later event once");
         assert_eq!(end, hello, "sync from {cursor} ends at the hello cursor");
     }
 }
@@ -217,42 +175,23 @@ pub async fn sync_is_bounded_by_hello_cursor(fx: Fixture) {
 
     let (synced, end) = sync_all(&session, Cursor::at(0), 2).await;
     assert_eq!(end, hello, "sync ends at the hello cursor");
-    assert!(
-        synced.iter().all(|e| e.position <= hello.position()),
-        "nothing after hello"
-    );
-    let want: Vec<LoggedEvent> = log
-        .iter()
-        .filter(|e| e.position <= hello.position())
-        .cloned()
-        .collect();
+    assert!(synced.iter().all(|e| e.position <= hello.position()), "nothing after hello");
+    let want: Vec<LoggedEvent> =
+        log.iter().filter(|e| e.position <= hello.position()).cloned().collect();
     assert_eq!(synced, want);
-    let page = session
-        .sync(Some(hello), Some(500))
-        .await
-        .must("sync from hello");
+    let page = session.sync(Some(hello), Some(500)).await.must("sync from hello");
     assert!(page.events.is_empty() && !page.has_more && page.cursor == hello);
 
     let pushed = events_until(&mut session, last, "pushes after hello").await;
-    let want_pushed: Vec<u64> = log
-        .iter()
-        .map(|e| e.position)
-        .filter(|p| *p > hello.position())
-        .collect();
-    assert_eq!(
-        positions(&pushed),
-        want_pushed,
-        "every later event pushed once, in order"
-    );
+    let want_pushed: Vec<u64> =
+        log.iter().map(|e| e.position).filter(|p| *p > hello.position()).collect();
+    assert_eq!(positions(&pushed), want_pushed, "every later event pushed once, in order");
     assert_eq!(carried(&pushed[0].event).id, later[0].id);
 
     // A cursor past this session's hello (e.g. kept from a pushed event) that the log
     // has reached: nothing to return, the same cursor back.
     let ahead = pushed[1].cursor();
-    let page = session
-        .sync(Some(ahead), None)
-        .await
-        .must("sync from a cursor past hello");
+    let page = session.sync(Some(ahead), None).await.must("sync from a cursor past hello");
     assert!(page.events.is_empty() && !page.has_more);
     assert_eq!(page.cursor, ahead);
 }
@@ -266,10 +205,7 @@ pub async fn sync_serves_current_state(fx: Fixture) {
     let mut watcher = m.connect(bob).await.must("connect");
     let c = open(&m, alice, bob, None).await;
     let kept = m
-        .send(
-            alice,
-            SendMessage::to_conversation(c.id, "v1").metadata(serde_json::json!({"v": 1})),
-        )
+        .send(alice, SendMessage::to_conversation(c.id, "v1").metadata(serde_json::json!({"v": 1})))
         .await
         .must("send");
     let gone = m
@@ -286,18 +222,9 @@ pub async fn sync_serves_current_state(fx: Fixture) {
     let tombstone = m.delete(alice, gone.id).await.must("delete");
     send(&m, bob, c.id, "last").await;
     let session = settled_session(&fx, &m, bob, &mut watcher).await;
-    let current: HashMap<MessageId, _> = [
-        (kept.id, latest.clone()),
-        (gone.id, tombstone.clone()),
-        (plain.id, plain.clone()),
-    ]
-    .into();
-    let conversation_now = fx
-        .store
-        .conversation(c.id)
-        .await
-        .must("conversation")
-        .expect("exists");
+    let current: HashMap<MessageId, _> =
+        [(kept.id, latest.clone()), (gone.id, tombstone.clone()), (plain.id, plain.clone())].into();
+    let conversation_now = fx.store.conversation(c.id).await.must("conversation").expect("exists");
 
     for limit in [1, 500] {
         let (events, _) = sync_all(&session, Cursor::at(0), limit).await;
@@ -305,10 +232,7 @@ pub async fn sync_serves_current_state(fx: Fixture) {
         for event in &events {
             match &event.event {
                 Event::ConversationCreated(conversation) => {
-                    assert_eq!(
-                        conversation, &conversation_now,
-                        "the conversation as it is now"
-                    );
+                    assert_eq!(conversation, &conversation_now, "the conversation as it is now");
                 }
                 other => {
                     if let Some(message) = other.message() {
@@ -327,15 +251,10 @@ pub async fn sync_serves_current_state(fx: Fixture) {
                 }
             }
         }
-        assert_eq!(
-            carrying_gone, 3,
-            "created, edited and deleted events all carry the tombstone"
-        );
+        assert_eq!(carrying_gone, 3, "created, edited and deleted events all carry the tombstone");
         let log = log_of(fx.store.as_ref(), alice).await;
         assert!(
-            log.iter()
-                .filter_map(|e| e.event.message())
-                .all(|m| !m.body.contains("secret")),
+            log.iter().filter_map(|e| e.event.message()).all(|m| !m.body.contains("secret")),
             "deleted content is never served again"
         );
     }
@@ -351,12 +270,7 @@ pub async fn sync_only_returns_the_callers_events(fx: Fixture) {
     assert!(!events.is_empty());
     for event in &events {
         let id = event.event.conversation_id();
-        let conversation = fx
-            .store
-            .conversation(id)
-            .await
-            .must("conversation")
-            .expect("exists");
+        let conversation = fx.store.conversation(id).await.must("conversation").expect("exists");
         assert!(
             conversation.has_member(bob),
             "{} of a conversation bob is not in",
@@ -365,18 +279,10 @@ pub async fn sync_only_returns_the_callers_events(fx: Fixture) {
     }
     let alices = m.connect(alice).await.must("connect");
     let (theirs, _) = sync_all(&alices, Cursor::at(0), 50).await;
-    assert!(
-        theirs.len() < events.len(),
-        "alice sees only her conversation with bob"
-    );
+    assert!(theirs.len() < events.len(), "alice sees only her conversation with bob");
     for event in &theirs {
         let id = event.event.conversation_id();
-        let conversation = fx
-            .store
-            .conversation(id)
-            .await
-            .must("conversation")
-            .expect("exists");
+        let conversation = fx.store.conversation(id).await.must("conversation").expect("exists");
         assert!(conversation.has_member(alice));
     }
 }
@@ -401,9 +307,7 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
                     .await
                     .must("writer");
                 if i % 10 == 9 {
-                    m.mark_delivered(bob, c.id, message.seq)
-                        .await
-                        .must("delivered");
+                    m.mark_delivered(bob, c.id, message.seq).await.must("delivered");
                 }
                 last = Some(message);
                 progress.send_replace(i + 1);
@@ -421,18 +325,14 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
         kept = hello;
     }
     let last = writer.await.expect("writer").expect("a last message");
-    let hellos: Vec<u64> = sessions
-        .iter()
-        .map(|(_, s)| s.cursor().position())
-        .collect();
+    let hellos: Vec<u64> = sessions.iter().map(|(_, s)| s.cursor().position()).collect();
     assert!(
         hellos.first() < hellos.last(),
         "the sessions opened while the writer was writing: hellos {hellos:?}"
     );
     let log = log_of(fx.store.as_ref(), bob).await;
     assert!(
-        log.iter()
-            .any(|e| e.event.name() == "message.created" && carried(&e.event).id == last.id),
+        log.iter().any(|e| e.event.name() == "message.created" && carried(&e.event).id == last.id),
         "the writer's last message is logged"
     );
     let target = log.last().expect("events").position;
@@ -442,10 +342,8 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
         if session.cursor().position() < target {
             seen.extend(events_until(&mut session, target, "pushes").await);
         }
-        let want: Vec<&LoggedEvent> = log
-            .iter()
-            .filter(|e| e.position > start.position())
-            .collect();
+        let want: Vec<&LoggedEvent> =
+            log.iter().filter(|e| e.position > start.position()).collect();
         let got: Vec<&LoggedEvent> = seen.iter().collect();
         assert_eq!(
             positions(&seen),
