@@ -101,6 +101,8 @@ macro_rules! conformance_tests {
             read_events_bounds_and_audience,
             feed_starts_at_head_and_is_dense,
             pushes_arrive_after_commit,
+            feed_sees_only_committed_state,
+            failed_writes_leave_no_trace,
         );
     };
 }

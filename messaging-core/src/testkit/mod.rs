@@ -120,7 +120,7 @@
 //! | `typing` carries its fields and `expires_in_ms`; never stored | `typing_reaches_only_the_peer` |
 //! | `presence` to users sharing a conversation at the first session and the last close | `presence_follows_first_and_last_session` |
 //! | Every durable event after `hello.cursor`, and none at or before it, is pushed | `sync_is_bounded_by_hello_cursor`, `hello_cursor_race_loses_nothing` |
-//! | A pushed event is committed (the feed runs after commit, in position order) | `pushes_arrive_after_commit`, `feed_starts_at_head_and_is_dense`, `sync_skips_nothing_when_commits_land_out_of_order` |
+//! | A pushed event is committed (the feed runs after commit, in position order) | `pushes_arrive_after_commit`, `feed_sees_only_committed_state`, `feed_starts_at_head_and_is_dense`, `sync_skips_nothing_when_commits_land_out_of_order` |
 //! | An overflowing queue is reported as lagged; `sync` recovers everything | `lagging_subscriber_is_told_so` |
 //!
 //! Resuming: `sync`:
@@ -139,7 +139,8 @@
 //! Storage contract promises beyond the protocol: `head_counts_events` (one position per
 //! event, dense), `read_events_bounds_and_audience`, `feed_starts_at_head_and_is_dense`
 //! (`start(head)` first, then dense batches with their audience), `store_append_is_idempotent`,
-//! `store_open_direct_race_creates_one`.
+//! `store_open_direct_race_creates_one`, `failed_writes_leave_no_trace` (a failing write
+//! committed beside others takes no position and feeds nothing).
 //!
 //! Not here: what only a transport can show (JSON framing, authentication, rate limits,
 //! heartbeats, close codes, ids that are not UUIDs); the server's end-to-end tests cover it.

@@ -231,3 +231,192 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
         .must("history");
     assert_eq!(history.messages.len(), usize::try_from(N).expect("small"));
 }
+
+/// A feed sink that, for every event it is handed, checks from another thread (another
+/// connection, another snapshot) that the change is already visible in the store: the
+/// message or conversation exists and `head` has reached the position. It blocks the feed
+/// while it looks, which a real sink must not do; here it turns "published before commit"
+/// from a rare race into a certain failure.
+struct CommitProbe {
+    store: Arc<dyn crate::Store>,
+    runtime: tokio::runtime::Handle,
+    seen: std::sync::Mutex<(usize, Vec<String>)>,
+}
+
+impl crate::FeedSink for CommitProbe {
+    fn start(&self, _head: u64) {}
+
+    fn committed(&self, events: &[crate::CommittedEvent]) {
+        let (store, runtime, events) = (self.store.clone(), self.runtime.clone(), events.to_vec());
+        let misses = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let mut misses = Vec::new();
+                for committed in &events {
+                    let position = committed.logged.position;
+                    let visible = match &committed.logged.event {
+                        Event::ConversationCreated(c) => {
+                            store.conversation(c.id).await.ok().flatten().is_some()
+                        }
+                        other => match other.message() {
+                            Some(m) => store
+                                .message(m.id)
+                                .await
+                                .ok()
+                                .flatten()
+                                .is_some_and(|stored| stored.seq == m.seq),
+                            None => true,
+                        },
+                    };
+                    let head = store.head().await.unwrap_or(0);
+                    if !visible || head < position {
+                        misses.push(format!(
+                            "{} at {position} not committed (head {head})",
+                            committed.logged.event.name()
+                        ));
+                    }
+                }
+                (events.len(), misses)
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| (0, vec!["the probe thread panicked".to_owned()]));
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.0 += misses.0;
+        seen.1.extend(misses.1);
+    }
+}
+
+/// The feed only ever hands over committed changes: every event, checked from another
+/// connection at the moment the feed delivers it, is already visible in the store.
+pub async fn feed_sees_only_committed_state(fx: Fixture) {
+    const N: usize = 40;
+    let m = fx.messenger().await;
+    let probe = Arc::new(CommitProbe {
+        store: fx.store.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        seen: std::sync::Mutex::new((0, Vec::new())),
+    });
+    fx.store.attach_feed(probe.clone()).await.must("attach the probe");
+    let (alice, bob) = two_users();
+    let c = open(&m, alice, bob, None).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..N {
+        let m = m.clone();
+        tasks.spawn(async move {
+            let sent = m
+                .send(alice, SendMessage::to_conversation(c.id, format!("c{i}")))
+                .await
+                .must("send");
+            if i % 3 == 0 {
+                m.edit(alice, sent.id, "edited").await.must("edit");
+            }
+            if i % 5 == 0 {
+                m.delete(alice, sent.id).await.must("delete");
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task");
+    }
+    let head = fx.store.head().await.must("head");
+    let seen = probe.seen.lock().expect("probe").clone();
+    assert!(seen.1.is_empty(), "the feed ran before commit: {:?}", seen.1);
+    let written = usize::try_from(head).expect("small");
+    assert_eq!(seen.0, written, "the probe saw every event once");
+}
+
+/// A write that fails (unknown conversation, editing a tombstone, marking a conversation
+/// that does not exist) leaves no trace, even when it is committed together with others:
+/// it takes no position and feeds no event, and the writes around it all succeed.
+pub async fn failed_writes_leave_no_trace(fx: Fixture) {
+    use crate::store::{EditMessage, MarkUpdate, NewMessage};
+    use crate::{ConversationId, MessageId, ReceiptKind, Timestamp};
+
+    let m = fx.messenger().await;
+    let (alice, bob) = two_users();
+    let c = open(&m, alice, bob, None).await;
+    let gone = send(&m, alice, c.id, "to be deleted").await;
+    m.delete(alice, gone.id).await.must("delete");
+    let recorder = Arc::new(FeedRecorder::default());
+    fx.store.attach_feed(recorder.clone()).await.must("attach");
+    let start = fx.store.head().await.must("head");
+
+    let mut tasks = JoinSet::new();
+    for i in 0..60_u32 {
+        let store = fx.store.clone();
+        tasks.spawn(async move {
+            let outcome = match i % 4 {
+                0 => store
+                    .append(NewMessage {
+                        id: MessageId::new(),
+                        conversation_id: ConversationId::new(),
+                        sender_id: alice,
+                        body: "nowhere".into(),
+                        metadata: None,
+                        client_msg_id: None,
+                        created_at: Timestamp::now(),
+                        audience: vec![alice, bob],
+                    })
+                    .await
+                    .map(|_| ()),
+                1 => store
+                    .edit(EditMessage {
+                        id: gone.id,
+                        body: "too late".into(),
+                        edited_at: Timestamp::now(),
+                        audience: vec![alice, bob],
+                    })
+                    .await
+                    .map(|_| ()),
+                2 => store
+                    .mark(MarkUpdate {
+                        conversation_id: ConversationId::new(),
+                        user_id: bob,
+                        kind: ReceiptKind::Read,
+                        up_to_seq: 1,
+                        audience: vec![alice, bob],
+                    })
+                    .await
+                    .map(|_| ()),
+                _ => store
+                    .append(NewMessage {
+                        id: MessageId::new(),
+                        conversation_id: c.id,
+                        sender_id: alice,
+                        body: format!("good {i}"),
+                        metadata: None,
+                        client_msg_id: None,
+                        created_at: Timestamp::now(),
+                        audience: vec![alice, bob],
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            (i % 4, outcome.map_err(|e| e.code()))
+        });
+    }
+    let mut good = 0_u64;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.expect("task") {
+            (3, Ok(())) => good += 1,
+            (0 | 2, Err(code)) => assert_eq!(code, "not_found"),
+            (1, Err(code)) => assert_eq!(code, "conflict"),
+            (kind, outcome) => panic!("write of kind {kind} ended {outcome:?}"),
+        }
+    }
+    assert_eq!(good, 15, "every good write succeeded");
+    let head = fx.store.head().await.must("head");
+    assert_eq!(head, start + good, "failed writes took no position");
+    assert!(recorder.wait_for(head, PUSH_TIMEOUT).await, "the feed reached the head");
+    let fed: Vec<u64> = recorder.events().iter().map(|e| e.logged.position).collect();
+    assert_eq!(fed, (start + 1..=head).collect::<Vec<_>>(), "dense, and nothing for failures");
+    let seqs: Vec<u64> = fx
+        .store
+        .history(c.id, HistoryWindow::Latest, 100)
+        .await
+        .must("history")
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, (1..=16).collect::<Vec<_>>(), "seqs stay gap-free around failures");
+}
