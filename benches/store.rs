@@ -17,7 +17,7 @@ use tokio::runtime::Runtime;
 
 const DEPTH: u64 = 1_000_000;
 const CONVERSATIONS: u64 = 1_000;
-const SENDERS: usize = 256;
+const SENDER_COUNTS: [usize; 2] = [64, 256];
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -60,11 +60,11 @@ fn append(c: &mut Criterion) {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let messenger = rt.block_on(fresh_messenger(backend, &dir));
-        let senders = rt.block_on(pairs(&messenger, SENDERS));
+        let all_senders = rt.block_on(pairs(&messenger, SENDER_COUNTS[1]));
 
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::new("one_sender", backend.name), |b| {
-            let (user, conversation) = senders[0];
+            let (user, conversation) = all_senders[0];
             b.to_async(&rt).iter(|| {
                 let messenger = messenger.clone();
                 async move {
@@ -76,41 +76,53 @@ fn append(c: &mut Criterion) {
             });
         });
 
-        let per_sender = 50_u64;
-        group.throughput(Throughput::Elements(per_sender * SENDERS as u64));
-        group.bench_function(BenchmarkId::new(format!("{SENDERS}_senders"), backend.name), |b| {
-            b.to_async(&rt).iter_custom(|iters| {
-                let messenger = messenger.clone();
-                let senders = senders.clone();
-                async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let mut tasks = tokio::task::JoinSet::new();
-                        for (user, conversation) in senders.iter().copied() {
-                            let messenger = messenger.clone();
-                            tasks.spawn(async move {
-                                for _ in 0..per_sender {
-                                    messenger
-                                        .send(
-                                            user,
-                                            SendMessage::to_conversation(
-                                                conversation,
-                                                "hello there",
-                                            ),
-                                        )
-                                        .await
-                                        .unwrap();
-                                }
-                            });
-                        }
-                        while tasks.join_next().await.is_some() {}
-                    }
-                    start.elapsed()
-                }
-            });
-        });
+        for count in SENDER_COUNTS {
+            let senders = &all_senders[..count];
+            concurrent_senders(&mut group, &rt, &messenger, backend.name, senders);
+        }
     }
     group.finish();
+}
+
+/// Every sender sends 50 messages in its own conversation, one after another; all senders
+/// at once. Batches grow with the number of senders, which is what group commit exploits.
+fn concurrent_senders(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &Runtime,
+    messenger: &Messenger,
+    backend: &str,
+    senders: &[(UserId, messaging_core::ConversationId)],
+) {
+    let per_sender = 50_u64;
+    group.throughput(Throughput::Elements(per_sender * senders.len() as u64));
+    group.bench_function(BenchmarkId::new(format!("{}_senders", senders.len()), backend), |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let messenger = messenger.clone();
+            let senders = senders.to_vec();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for (user, conversation) in senders.iter().copied() {
+                        let messenger = messenger.clone();
+                        tasks.spawn(async move {
+                            for _ in 0..per_sender {
+                                messenger
+                                    .send(
+                                        user,
+                                        SendMessage::to_conversation(conversation, "hello there"),
+                                    )
+                                    .await
+                                    .unwrap();
+                            }
+                        });
+                    }
+                    while tasks.join_next().await.is_some() {}
+                }
+                start.elapsed()
+            }
+        });
+    });
 }
 
 fn history(c: &mut Criterion) {

@@ -14,7 +14,7 @@ use messaging_core::{
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 /// Bumped when what a fixture contains changes.
-const FIXTURE_VERSION: u32 = 1;
+const FIXTURE_VERSION: u32 = 2;
 
 /// The directory that keeps fixtures between runs.
 #[must_use]
