@@ -3,7 +3,8 @@
 //! WAL lets readers run beside the writer without blocking it. A small pool of read-only
 //! connections serves queries on tokio's blocking threads; each query starts a fresh read
 //! transaction, so it sees everything committed before it started (in particular, every
-//! write whose reply the caller has already received).
+//! write whose reply the caller has already received). The writer uses the same lookups
+//! (by pair, by idempotency key) on its own connection, inside its transaction.
 
 use std::path::Path;
 use std::sync::Mutex;

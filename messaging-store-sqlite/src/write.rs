@@ -11,7 +11,8 @@ use messaging_core::{
 };
 use rusqlite::{OptionalExtension, params};
 
-use crate::codec::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, db_err, int, metadata_text, uint};
+use crate::codec::{self, MESSAGE_COLUMNS, db_err, int, metadata_text, uint};
+use crate::read;
 use crate::writer::{FtsChange, WriteCtx};
 
 /// Event kinds as stored in `events.kind`.
@@ -98,20 +99,6 @@ pub(crate) fn index_audience(conn: &rusqlite::Connection, from: u64, up_to: u64)
     Ok(())
 }
 
-fn find_pair(ctx: &WriteCtx<'_>, members: [UserId; 2], context: &str) -> Result<Conversation> {
-    ctx.conn
-        .prepare_cached(&format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
-             WHERE c.user_lo = ?1 AND c.user_hi = ?2 AND c.context = ?3"
-        ))
-        .and_then(|mut stmt| {
-            stmt.query_row(params![members[0].as_bytes(), members[1].as_bytes(), context], |row| {
-                codec::conversation(row, 0)
-            })
-        })
-        .map_err(db_err)
-}
-
 pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Result<Opened> {
     let mut members = new.members;
     members.sort();
@@ -133,7 +120,9 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
         })
         .map_err(db_err)?;
     if inserted == 0 {
-        return Ok(Opened { conversation: find_pair(ctx, members, context)?, created: false });
+        let existing = read::find_direct(ctx.conn, members[0], members[1], context)?
+            .ok_or_else(|| Error::unavailable("conversation vanished during open"))?;
+        return Ok(Opened { conversation: existing, created: false });
     }
     let mut member_stmt = ctx
         .conn
@@ -184,24 +173,11 @@ fn message_by_id(ctx: &WriteCtx<'_>, id: MessageId) -> Result<Option<(i64, Messa
 }
 
 pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appended> {
-    if let Some(key) = &new.client_msg_id {
-        let existing = ctx
-            .conn
-            .prepare_cached(&format!(
-                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1 \
-                 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
-            ))
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![new.conversation_id.as_bytes(), new.sender_id.as_bytes(), key],
-                    |row| codec::message(row, 0),
-                )
-                .optional()
-            })
-            .map_err(db_err)?;
-        if let Some(message) = existing {
-            return Ok(Appended { message, created: false });
-        }
+    if let Some(key) = &new.client_msg_id
+        && let Some(message) =
+            read::find_by_client_msg_id(ctx.conn, new.conversation_id, new.sender_id, key)?
+    {
+        return Ok(Appended { message, created: false });
     }
     let at = new.created_at.as_millis();
     // No RETURNING: SQLite materializes RETURNING rows in an ephemeral table, which cost

@@ -341,24 +341,24 @@ pub async fn failed_writes_leave_no_trace(fx: Fixture) {
     fx.store.attach_feed(recorder.clone()).await.must("attach");
     let start = fx.store.head().await.must("head");
 
+    let message = move |conversation_id, body| NewMessage {
+        id: MessageId::new(),
+        conversation_id,
+        sender_id: alice,
+        body,
+        metadata: None,
+        client_msg_id: None,
+        created_at: Timestamp::now(),
+        audience: vec![alice, bob],
+    };
     let mut tasks = JoinSet::new();
     for i in 0..60_u32 {
         let store = fx.store.clone();
         tasks.spawn(async move {
             let outcome = match i % 4 {
-                0 => store
-                    .append(NewMessage {
-                        id: MessageId::new(),
-                        conversation_id: ConversationId::new(),
-                        sender_id: alice,
-                        body: "nowhere".into(),
-                        metadata: None,
-                        client_msg_id: None,
-                        created_at: Timestamp::now(),
-                        audience: vec![alice, bob],
-                    })
-                    .await
-                    .map(|_| ()),
+                0 => {
+                    store.append(message(ConversationId::new(), "nowhere".into())).await.map(|_| ())
+                }
                 1 => store
                     .edit(EditMessage {
                         id: gone.id,
@@ -378,19 +378,7 @@ pub async fn failed_writes_leave_no_trace(fx: Fixture) {
                     })
                     .await
                     .map(|_| ()),
-                _ => store
-                    .append(NewMessage {
-                        id: MessageId::new(),
-                        conversation_id: c.id,
-                        sender_id: alice,
-                        body: format!("good {i}"),
-                        metadata: None,
-                        client_msg_id: None,
-                        created_at: Timestamp::now(),
-                        audience: vec![alice, bob],
-                    })
-                    .await
-                    .map(|_| ()),
+                _ => store.append(message(c.id, format!("good {i}"))).await.map(|_| ()),
             };
             (i % 4, outcome.map_err(|e| e.code()))
         });
