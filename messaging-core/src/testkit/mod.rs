@@ -181,6 +181,24 @@ impl std::fmt::Debug for Fixture {
     }
 }
 
+/// What a factory may return: a [`Fixture`], or `None` to skip the case.
+pub trait IntoFixture {
+    /// The fixture, or `None` to skip.
+    fn into_fixture(self) -> Option<Fixture>;
+}
+
+impl IntoFixture for Fixture {
+    fn into_fixture(self) -> Option<Fixture> {
+        Some(self)
+    }
+}
+
+impl IntoFixture for Option<Fixture> {
+    fn into_fixture(self) -> Option<Fixture> {
+        self
+    }
+}
+
 impl Fixture {
     /// A fixture over `store`.
     #[must_use]

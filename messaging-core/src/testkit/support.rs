@@ -53,14 +53,37 @@ pub(crate) fn two_users() -> (UserId, UserId) {
     (UserId::new(), UserId::new())
 }
 
-/// Opens (or finds) the conversation of `a` and `b` about `context`.
+/// Opens (or finds) the conversation of `a` and `b` about `context`, and waits until the
+/// feed has dispatched it, so sessions connected afterwards start after its event.
 pub(crate) async fn open(
     m: &Messenger,
     a: UserId,
     b: UserId,
     context: Option<&str>,
 ) -> Conversation {
-    m.open(a, b, context).await.must("open").conversation
+    let conversation = m.open(a, b, context).await.must("open").conversation;
+    settle(m).await;
+    conversation
+}
+
+/// Waits until the messenger's feed has dispatched everything committed so far.
+///
+/// A store may feed asynchronously (PostgreSQL's log tailer): a reply means the change is
+/// committed, not yet pushed. A subscription of a user nobody talks to reads the fan-out's
+/// last dispatched position without side effects.
+pub(crate) async fn settle(m: &Messenger) {
+    let head = m.store().head().await.must("head");
+    let waited = tokio::time::timeout(PUSH_TIMEOUT, async {
+        loop {
+            let (_, dispatched) = m.fanout().subscribe(UserId::new());
+            if dispatched >= head {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "the feed did not reach the committed head {head}");
 }
 
 /// Sends `body` from `sender` into `conversation`.

@@ -232,57 +232,62 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
     assert_eq!(history.messages.len(), usize::try_from(N).expect("small"));
 }
 
-/// A feed sink that, for every event it is handed, checks from another thread (another
-/// connection, another snapshot) that the change is already visible in the store: the
-/// message or conversation exists and `head` has reached the position. It blocks the feed
-/// while it looks, which a real sink must not do; here it turns "published before commit"
-/// from a rare race into a certain failure.
+/// A feed sink that, for every event it is handed, checks from another connection that the
+/// change is already visible in the store: the message or conversation exists and `head`
+/// has reached the position. When the feed runs on a thread of its own it blocks that
+/// thread while it looks (which a real sink must not do), turning "published before
+/// commit" from a rare race into a certain failure; a feed running as a task is checked
+/// right after, without blocking it.
 struct CommitProbe {
     store: Arc<dyn crate::Store>,
     runtime: tokio::runtime::Handle,
-    seen: std::sync::Mutex<(usize, Vec<String>)>,
+    seen: Arc<std::sync::Mutex<(usize, Vec<String>)>>,
 }
 
 impl crate::FeedSink for CommitProbe {
     fn start(&self, _head: u64) {}
 
     fn committed(&self, events: &[crate::CommittedEvent]) {
-        let (store, runtime, events) = (self.store.clone(), self.runtime.clone(), events.to_vec());
-        let misses = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let mut misses = Vec::new();
-                for committed in &events {
-                    let position = committed.logged.position;
-                    let visible = match &committed.logged.event {
-                        Event::ConversationCreated(c) => {
-                            store.conversation(c.id).await.ok().flatten().is_some()
-                        }
-                        other => match other.message() {
-                            Some(m) => store
-                                .message(m.id)
-                                .await
-                                .ok()
-                                .flatten()
-                                .is_some_and(|stored| stored.seq == m.seq),
-                            None => true,
-                        },
-                    };
-                    let head = store.head().await.unwrap_or(0);
-                    if !visible || head < position {
-                        misses.push(format!(
-                            "{} at {position} not committed (head {head})",
-                            committed.logged.event.name()
-                        ));
+        let (store, events, seen) = (self.store.clone(), events.to_vec(), self.seen.clone());
+        let check = async move {
+            let mut misses = Vec::new();
+            for committed in &events {
+                let position = committed.logged.position;
+                let visible = match &committed.logged.event {
+                    Event::ConversationCreated(c) => {
+                        store.conversation(c.id).await.ok().flatten().is_some()
                     }
+                    other => match other.message() {
+                        Some(m) => store
+                            .message(m.id)
+                            .await
+                            .ok()
+                            .flatten()
+                            .is_some_and(|stored| stored.seq == m.seq),
+                        None => true,
+                    },
+                };
+                let head = store.head().await.unwrap_or(0);
+                if !visible || head < position {
+                    misses.push(format!(
+                        "{} at {position} not committed (head {head})",
+                        committed.logged.event.name()
+                    ));
                 }
-                (events.len(), misses)
-            })
-        })
-        .join()
-        .unwrap_or_else(|_| (0, vec!["the probe thread panicked".to_owned()]));
-        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        seen.0 += misses.0;
-        seen.1.extend(misses.1);
+            }
+            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            seen.0 += events.len();
+            seen.1.extend(misses);
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // A feed running as a task must not block: check right after, from a task.
+            tokio::spawn(check);
+        } else {
+            // A feed on a thread of its own (a writer thread): block it while another
+            // thread looks, so "published before commit" is caught every time.
+            let runtime = self.runtime.clone();
+            let _ = std::thread::spawn(move || runtime.block_on(check)).join();
+        }
     }
 }
 
@@ -294,7 +299,7 @@ pub async fn feed_sees_only_committed_state(fx: Fixture) {
     let probe = Arc::new(CommitProbe {
         store: fx.store.clone(),
         runtime: tokio::runtime::Handle::current(),
-        seen: std::sync::Mutex::new((0, Vec::new())),
+        seen: Arc::new(std::sync::Mutex::new((0, Vec::new()))),
     });
     fx.store.attach_feed(probe.clone()).await.must("attach the probe");
     let (alice, bob) = two_users();
@@ -319,9 +324,15 @@ pub async fn feed_sees_only_committed_state(fx: Fixture) {
         joined.expect("task");
     }
     let head = fx.store.head().await.must("head");
+    let written = usize::try_from(head).expect("small");
+    let _ = tokio::time::timeout(PUSH_TIMEOUT, async {
+        while probe.seen.lock().expect("probe").0 < written {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     let seen = probe.seen.lock().expect("probe").clone();
     assert!(seen.1.is_empty(), "the feed ran before commit: {:?}", seen.1);
-    let written = usize::try_from(head).expect("small");
     assert_eq!(seen.0, written, "the probe saw every event once");
 }
 

@@ -1,0 +1,204 @@
+//! Conversions between rows and the core model, and from sqlx errors to the core error.
+//!
+//! Column lists and their decoders sit side by side (as in the SQLite store): every query
+//! returning a message selects [`MESSAGE_COLUMNS`] and decodes with [`message`].
+
+use messaging_core::{
+    Conversation, ConversationId, ConversationKind, Error, Event, Message, MessageId, Receipt,
+    ReceiptKind, Timestamp, UserId,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+/// SQLSTATEs the writer retries: serialization failure, deadlock, unique violation (a
+/// concurrent writer stored the same idempotency key or pair first).
+pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
+    matches!(
+        error.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("40001" | "40P01" | "23505")
+    )
+}
+
+/// Maps a sqlx error to the core error: connection trouble is `Unavailable` (retryable),
+/// the rest a backend failure.
+pub(crate) fn db_err(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            Error::unavailable(format!("database unavailable: {error}"))
+        }
+        _ => Error::backend(error),
+    }
+}
+
+/// Marks SQL assembled from this crate's own constants (column lists, clause variants) as
+/// safe. Never pass text that came from a caller: values always go through binds.
+pub(crate) fn trusted(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}
+
+/// A `u64` as PostgreSQL's `bigint`; values above `i64::MAX` saturate.
+pub(crate) fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A stored non-negative `bigint` back as `u64`.
+pub(crate) fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// The columns [`message`] decodes, for `messages` aliased `m`.
+pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.body, \
+     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted";
+
+/// Number of columns in [`MESSAGE_COLUMNS`].
+pub(crate) const MESSAGE_WIDTH: usize = 10;
+
+/// Decodes [`MESSAGE_COLUMNS`] starting at column `at`.
+pub(crate) fn message(row: &PgRow, at: usize) -> Result<Message, sqlx::Error> {
+    Ok(Message {
+        id: MessageId::from_uuid(row.try_get(at)?),
+        conversation_id: ConversationId::from_uuid(row.try_get(at + 1)?),
+        seq: uint(row.try_get(at + 2)?),
+        sender_id: UserId::from_uuid(row.try_get(at + 3)?),
+        body: row.try_get(at + 4)?,
+        metadata: row.try_get(at + 5)?,
+        client_msg_id: row.try_get(at + 6)?,
+        created_at: Timestamp::from_millis(row.try_get(at + 7)?),
+        edited_at: row.try_get::<Option<i64>, _>(at + 8)?.map(Timestamp::from_millis),
+        deleted: row.try_get(at + 9)?,
+    })
+}
+
+/// Decodes [`MESSAGE_COLUMNS`] at `at` when the row has a message there (outer joins).
+pub(crate) fn optional_message(row: &PgRow, at: usize) -> Result<Option<Message>, sqlx::Error> {
+    if row.try_get::<Option<Uuid>, _>(at)?.is_some() {
+        message(row, at).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// The columns [`conversation`] decodes, for `conversations` aliased `c`.
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "c.id, c.user_lo, c.user_hi, c.context, c.created_at, c.last_message_at, c.last_seq";
+
+/// Number of columns in [`CONVERSATION_COLUMNS`].
+pub(crate) const CONVERSATION_WIDTH: usize = 7;
+
+/// Decodes [`CONVERSATION_COLUMNS`] starting at column `at`.
+pub(crate) fn conversation(row: &PgRow, at: usize) -> Result<Conversation, sqlx::Error> {
+    let context: String = row.try_get(at + 3)?;
+    Ok(Conversation {
+        id: ConversationId::from_uuid(row.try_get(at)?),
+        kind: ConversationKind::Direct,
+        context: (!context.is_empty()).then_some(context),
+        members: [UserId::from_uuid(row.try_get(at + 1)?), UserId::from_uuid(row.try_get(at + 2)?)],
+        created_at: Timestamp::from_millis(row.try_get(at + 4)?),
+        last_message_at: row.try_get::<Option<i64>, _>(at + 5)?.map(Timestamp::from_millis),
+        last_seq: uint(row.try_get(at + 6)?),
+    })
+}
+
+/// Event kinds as stored in `events.kind`.
+pub(crate) mod kind {
+    pub(crate) const CONVERSATION_CREATED: i16 = 1;
+    pub(crate) const MESSAGE_CREATED: i16 = 2;
+    pub(crate) const MESSAGE_EDITED: i16 = 3;
+    pub(crate) const MESSAGE_DELETED: i16 = 4;
+    pub(crate) const RECEIPT_READ: i16 = 5;
+    pub(crate) const RECEIPT_DELIVERED: i16 = 6;
+}
+
+/// The log row of an event (what `events` keeps besides its position and audience).
+pub(crate) struct EventRow {
+    pub(crate) kind: i16,
+    pub(crate) conversation_id: Uuid,
+    pub(crate) message_id: Option<Uuid>,
+    pub(crate) user_id: Option<Uuid>,
+    pub(crate) seq: Option<i64>,
+}
+
+/// The row [`event`] decodes back into `event` (with the named objects' current state).
+pub(crate) fn event_row(event: &Event) -> EventRow {
+    let message_row = |kind, m: &Message| EventRow {
+        kind,
+        conversation_id: *m.conversation_id.as_uuid(),
+        message_id: Some(*m.id.as_uuid()),
+        user_id: None,
+        seq: None,
+    };
+    match event {
+        Event::ConversationCreated(c) => EventRow {
+            kind: kind::CONVERSATION_CREATED,
+            conversation_id: *c.id.as_uuid(),
+            message_id: None,
+            user_id: None,
+            seq: None,
+        },
+        Event::MessageCreated(m) => message_row(kind::MESSAGE_CREATED, m),
+        Event::MessageEdited(m) => message_row(kind::MESSAGE_EDITED, m),
+        Event::MessageDeleted(m) => message_row(kind::MESSAGE_DELETED, m),
+        Event::Receipt(r) => EventRow {
+            kind: match r.kind {
+                ReceiptKind::Read => kind::RECEIPT_READ,
+                ReceiptKind::Delivered => kind::RECEIPT_DELIVERED,
+            },
+            conversation_id: *r.conversation_id.as_uuid(),
+            message_id: None,
+            user_id: Some(*r.user_id.as_uuid()),
+            seq: Some(int(r.seq)),
+        },
+        // `Event` is non-exhaustive; a new kind needs a row format and a migration.
+        other => EventRow {
+            kind: 0,
+            conversation_id: *other.conversation_id().as_uuid(),
+            message_id: None,
+            user_id: None,
+            seq: None,
+        },
+    }
+}
+
+/// The columns [`event`] decodes: the log row, then the message and conversation it names
+/// in their current state, for `events e` outer-joined to `messages m` and
+/// `conversations c`.
+pub(crate) fn event_columns() -> String {
+    format!(
+        "e.position, e.kind, e.conversation_id, e.user_id, e.seq, e.audience, \
+         {MESSAGE_COLUMNS}, {CONVERSATION_COLUMNS}"
+    )
+}
+
+/// The joins [`event_columns`] needs after `FROM events e`.
+pub(crate) const EVENT_JOINS: &str = "LEFT JOIN messages m ON m.id = e.message_id \
+     LEFT JOIN conversations c ON e.kind = 1 AND c.id = e.conversation_id";
+
+/// Decodes [`event_columns`]: the position, the event, and its audience.
+pub(crate) fn event(row: &PgRow) -> Result<(u64, Event, Vec<UserId>), sqlx::Error> {
+    let position = uint(row.try_get(0)?);
+    let kind: i16 = row.try_get(1)?;
+    let receipt = |kind| -> Result<Event, sqlx::Error> {
+        Ok(Event::Receipt(Receipt {
+            conversation_id: ConversationId::from_uuid(row.try_get(2)?),
+            user_id: UserId::from_uuid(row.try_get(3)?),
+            kind,
+            seq: uint(row.try_get(4)?),
+        }))
+    };
+    let event = match kind {
+        kind::CONVERSATION_CREATED => {
+            Event::ConversationCreated(conversation(row, 6 + MESSAGE_WIDTH)?)
+        }
+        kind::MESSAGE_CREATED => Event::MessageCreated(message(row, 6)?),
+        kind::MESSAGE_EDITED => Event::MessageEdited(message(row, 6)?),
+        kind::MESSAGE_DELETED => Event::MessageDeleted(message(row, 6)?),
+        kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
+        kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
+        other => {
+            return Err(sqlx::Error::Decode(format!("unknown event kind {other}").into()));
+        }
+    };
+    let audience: Vec<Uuid> = row.try_get(5)?;
+    Ok((position, event, audience.into_iter().map(UserId::from_uuid).collect()))
+}

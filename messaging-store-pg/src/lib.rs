@@ -1,0 +1,317 @@
+//! PostgreSQL store for `messaging-core`, on sqlx.
+//!
+//! Everything lives in the library's own schema (default `messaging`) with its own
+//! migrations table, so it shares a database with a host application and its own sqlx
+//! migrations without either noticing the other. Queries are checked at run time; no
+//! database is needed to compile.
+//!
+//! ```no_run
+//! # async fn demo() -> messaging_core::Result<()> {
+//! use std::sync::Arc;
+//! use messaging_core::Messenger;
+//! use messaging_store_pg::{PgOptions, PgStore};
+//!
+//! let store = PgStore::connect("postgres://app@db/app", PgOptions::default()).await?;
+//! let messenger = Messenger::new(Arc::new(store)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Writes go through one batching writer per store object (see [`writer`]); the feed of
+//! committed events comes from a log tailer woken by NOTIFY (see [`feed`]), so several
+//! processes on one database deliver each other's events.
+
+mod codec;
+pub mod feed;
+mod read;
+mod schema;
+mod write;
+pub mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use messaging_core::{
+    Appended, CommitHold, Conversation, ConversationId, ConversationPage, ConversationStore,
+    ConversationSummary, DeleteMessage, Deleted, EditMessage, Error, EventLog, FeedSink,
+    HeldCommit, HistoryWindow, LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore,
+    NewConversation, NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals,
+    UserId,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Executor, PgPool};
+use tokio::sync::Notify;
+
+use crate::codec::db_err;
+use crate::feed::Feed;
+use crate::writer::{Change, Done, Writer};
+
+/// Settings of a [`PgStore`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// The schema holding the library's tables (default `messaging`): lowercase letters,
+    /// digits and `_`, starting with a letter or `_`.
+    pub schema: String,
+    /// Connections in the pool (default 16).
+    pub max_connections: u32,
+    /// Most changes the writer commits in one transaction (default 512).
+    pub max_batch: usize,
+    /// Apply migrations when connecting (default true).
+    pub migrate: bool,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self { schema: "messaging".into(), max_connections: 16, max_batch: 512, migrate: true }
+    }
+}
+
+impl PgOptions {
+    /// Sets the schema.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Sets the pool size (at least 3: the writer, the listener, and readers).
+    #[must_use]
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(3);
+        self
+    }
+
+    /// Whether to apply migrations when connecting.
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+}
+
+struct Inner {
+    writer: Writer,
+    feed: Arc<Feed>,
+    pool: PgPool,
+    schema: String,
+}
+
+/// A [`Store`](messaging_core::Store) in a PostgreSQL database. Cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("schema", &self.inner.schema).finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (and migrates it unless told not to).
+    pub async fn connect(url: &str, options: PgOptions) -> Result<Self> {
+        let connect: PgConnectOptions =
+            url.parse().map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        Self::connect_with(connect, options).await
+    }
+
+    /// Connects with prepared connection options.
+    pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self> {
+        let schema = schema::validate(&options.schema)?;
+        let search_path = format!("SET search_path TO \"{schema}\"");
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(3))
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                let search_path = search_path.clone();
+                Box::pin(async move {
+                    conn.execute(sqlx::AssertSqlSafe(search_path)).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(db_err)?;
+        if options.migrate {
+            schema::migrate(&pool, &schema).await?;
+        }
+        let channel = format!("{schema}_log");
+        let feed = Feed::new(pool.clone(), channel.clone(), Arc::new(Notify::new()));
+        let writer = Writer::start(pool.clone(), channel, options.max_batch, feed.clone());
+        Ok(Self { inner: Arc::new(Inner { writer, feed, pool, schema }) })
+    }
+
+    /// Applies the library's migrations (idempotent; serialized across processes).
+    pub async fn migrate(&self) -> Result<()> {
+        schema::migrate(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// The connection pool (its connections have the library's schema on `search_path`).
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    async fn write(&self, change: Change) -> Result<Done> {
+        self.inner.writer.write(change).await
+    }
+}
+
+fn unexpected() -> Error {
+    Error::unavailable("the writer answered with an unexpected outcome")
+}
+
+#[async_trait]
+impl ConversationStore for PgStore {
+    async fn open_direct(&self, new: NewConversation) -> Result<Opened> {
+        match self.write(Change::Open(new)).await? {
+            Done::Opened(opened) => Ok(opened),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn conversation(&self, id: ConversationId) -> Result<Option<Conversation>> {
+        read::conversation(&self.inner.pool, id).await
+    }
+
+    async fn find_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        context: Option<&str>,
+    ) -> Result<Option<Conversation>> {
+        read::find_direct(&self.inner.pool, a, b, context.unwrap_or("")).await
+    }
+
+    async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
+        read::conversations(&self.inner.pool, page).await
+    }
+
+    async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
+        match self.write(Change::Mark(update)).await? {
+            Done::Marked(marked) => Ok(marked),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
+        read::peers(&self.inner.pool, user).await
+    }
+
+    async fn peers_among(&self, user: UserId, candidates: &[UserId]) -> Result<Vec<UserId>> {
+        read::peers_among(&self.inner.pool, user, candidates).await
+    }
+}
+
+#[async_trait]
+impl MessageStore for PgStore {
+    async fn append(&self, new: NewMessage) -> Result<Appended> {
+        match self.write(Change::Append(new)).await? {
+            Done::Appended(appended) => Ok(appended),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>> {
+        read::message(&self.inner.pool, id).await
+    }
+
+    async fn find_by_client_msg_id(
+        &self,
+        conversation_id: ConversationId,
+        sender_id: UserId,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>> {
+        read::find_by_client_msg_id(&self.inner.pool, conversation_id, sender_id, client_msg_id)
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation_id: ConversationId,
+        window: HistoryWindow,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        read::history(&self.inner.pool, conversation_id, window, limit).await
+    }
+
+    async fn edit(&self, edit: EditMessage) -> Result<Message> {
+        match self.write(Change::Edit(edit)).await? {
+            Done::Message(message) => Ok(message),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete(&self, delete: DeleteMessage) -> Result<Deleted> {
+        match self.write(Change::Delete(delete)).await? {
+            Done::Deleted(deleted) => Ok(deleted),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
+        if query.terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        read::search(&self.inner.pool, &query).await
+    }
+
+    async fn unread(&self, user: UserId) -> Result<UnreadTotals> {
+        read::unread(&self.inner.pool, user).await
+    }
+}
+
+#[async_trait]
+impl EventLog for PgStore {
+    async fn head(&self) -> Result<u64> {
+        read::head(&self.inner.pool).await
+    }
+
+    async fn read_events(
+        &self,
+        user: UserId,
+        after: u64,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<LoggedEvent>> {
+        read::read_events(&self.inner.pool, user, after, up_to, limit).await
+    }
+
+    async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()> {
+        self.inner.feed.attach(sink).await
+    }
+}
+
+#[async_trait]
+impl SocialStore for PgStore {
+    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
+        self.write(Change::Block { blocker, blocked, on: true }).await.map(drop)
+    }
+
+    async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
+        self.write(Change::Block { blocker, blocked, on: false }).await.map(drop)
+    }
+
+    async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
+        read::is_blocked_between(&self.inner.pool, a, b).await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {
+        self.write(Change::LastSeen { user, at }).await.map(drop)
+    }
+
+    async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
+        read::last_seen(&self.inner.pool, users).await
+    }
+}
+
+#[async_trait]
+impl CommitHold for PgStore {
+    async fn hold_next_write(&self) -> Result<HeldCommit> {
+        let (held, point) = HeldCommit::pair();
+        self.inner.writer.arm_hold(point);
+        Ok(held)
+    }
+}

@@ -1,0 +1,307 @@
+//! The SQL of every read. Reads go straight to the pool: each is one statement.
+
+use messaging_core::{
+    CommittedEvent, Conversation, ConversationId, ConversationPage, ConversationSummary,
+    HistoryWindow, LoggedEvent, Message, MessageId, Result, SearchQuery, Timestamp, UnreadTotals,
+    UserId,
+};
+use sqlx::{PgExecutor, PgPool, Row};
+use uuid::Uuid;
+
+use crate::codec::{
+    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, EVENT_JOINS, MESSAGE_COLUMNS, db_err,
+    event_columns, int, trusted, uint,
+};
+
+pub(crate) async fn conversation(
+    db: impl PgExecutor<'_>,
+    id: ConversationId,
+) -> Result<Option<Conversation>> {
+    sqlx::query(trusted(format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = $1"
+    )))
+    .bind(id.as_uuid())
+    .fetch_optional(db)
+    .await
+    .map_err(db_err)?
+    .map(|row| codec::conversation(&row, 0))
+    .transpose()
+    .map_err(db_err)
+}
+
+pub(crate) async fn find_direct(
+    db: impl PgExecutor<'_>,
+    a: UserId,
+    b: UserId,
+    context: &str,
+) -> Result<Option<Conversation>> {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    sqlx::query(trusted(format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
+         WHERE c.user_lo = $1 AND c.user_hi = $2 AND c.context = $3"
+    )))
+    .bind(lo.as_uuid())
+    .bind(hi.as_uuid())
+    .bind(context)
+    .fetch_optional(db)
+    .await
+    .map_err(db_err)?
+    .map(|row| codec::conversation(&row, 0))
+    .transpose()
+    .map_err(db_err)
+}
+
+/// One statement per page; the last message and the unread count are lateral lookups on
+/// indexes, not a query per row.
+pub(crate) async fn conversations(
+    pool: &PgPool,
+    page: ConversationPage,
+) -> Result<Vec<ConversationSummary>> {
+    let sql = format!(
+        "SELECT {CONVERSATION_COLUMNS}, me.read_seq, peer.read_seq, peer.delivered_seq, \
+           (SELECT count(*) FROM messages u WHERE u.conversation_id = me.conversation_id \
+              AND u.seq > me.read_seq AND u.sender_id <> me.user_id AND NOT u.deleted), \
+           {MESSAGE_COLUMNS} \
+         FROM members me \
+         JOIN conversations c ON c.id = me.conversation_id \
+         JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = me.conversation_id \
+         LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
+         WHERE me.user_id = $1 \
+           AND ($3::bigint IS NULL OR (me.activity_at, me.conversation_id) < ($3, $4)) \
+         ORDER BY me.activity_at DESC, me.conversation_id DESC LIMIT $2"
+    );
+    let rows = sqlx::query(trusted(sql))
+        .bind(page.user.as_uuid())
+        .bind(int(page.limit as u64))
+        .bind(page.before.map(|k| k.at.as_millis()))
+        .bind(page.before.map(|k| *k.id.as_uuid()))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|row| {
+            let at = CONVERSATION_WIDTH;
+            Ok(ConversationSummary {
+                conversation: codec::conversation(row, 0)?,
+                read_seq: uint(row.try_get(at)?),
+                peer_read_seq: uint(row.try_get(at + 1)?),
+                peer_delivered_seq: uint(row.try_get(at + 2)?),
+                unread_count: uint(row.try_get(at + 3)?),
+                last_message: codec::optional_message(row, at + 4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(db_err)
+}
+
+pub(crate) async fn peers(pool: &PgPool, user: UserId) -> Result<Vec<UserId>> {
+    let rows: Vec<Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT peer_id FROM members WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    Ok(rows.into_iter().map(UserId::from_uuid).collect())
+}
+
+pub(crate) async fn peers_among(
+    pool: &PgPool,
+    user: UserId,
+    candidates: &[UserId],
+) -> Result<Vec<UserId>> {
+    let candidates: Vec<Uuid> = candidates.iter().map(|u| *u.as_uuid()).collect();
+    let rows: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT DISTINCT peer_id FROM members WHERE user_id = $1 AND peer_id = ANY($2)",
+    )
+    .bind(user.as_uuid())
+    .bind(&candidates)
+    .fetch_all(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(UserId::from_uuid).collect())
+}
+
+pub(crate) async fn message(db: impl PgExecutor<'_>, id: MessageId) -> Result<Option<Message>> {
+    sqlx::query(trusted(format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1")))
+        .bind(id.as_uuid())
+        .fetch_optional(db)
+        .await
+        .map_err(db_err)?
+        .map(|row| codec::message(&row, 0))
+        .transpose()
+        .map_err(db_err)
+}
+
+pub(crate) async fn find_by_client_msg_id(
+    db: impl PgExecutor<'_>,
+    conversation_id: ConversationId,
+    sender_id: UserId,
+    key: &str,
+) -> Result<Option<Message>> {
+    sqlx::query(trusted(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m \
+         WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
+    )))
+    .bind(conversation_id.as_uuid())
+    .bind(sender_id.as_uuid())
+    .bind(key)
+    .fetch_optional(db)
+    .await
+    .map_err(db_err)?
+    .map(|row| codec::message(&row, 0))
+    .transpose()
+    .map_err(db_err)
+}
+
+pub(crate) async fn history(
+    pool: &PgPool,
+    conversation_id: ConversationId,
+    window: HistoryWindow,
+    limit: usize,
+) -> Result<Vec<Message>> {
+    let (condition, order, anchor) = match window {
+        HistoryWindow::Latest => ("$3::bigint IS NULL", "DESC", None),
+        HistoryWindow::Before(seq) => ("m.seq < $3", "DESC", Some(int(seq))),
+        HistoryWindow::After(seq) => ("m.seq > $3", "ASC", Some(int(seq))),
+    };
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND {condition} \
+         ORDER BY m.seq {order} LIMIT $2"
+    );
+    let rows = sqlx::query(trusted(sql))
+        .bind(conversation_id.as_uuid())
+        .bind(int(limit as u64))
+        .bind(anchor)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    let mut messages = rows
+        .iter()
+        .map(|row| codec::message(row, 0))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)?;
+    if order == "DESC" {
+        messages.reverse();
+    }
+    Ok(messages)
+}
+
+pub(crate) async fn search(pool: &PgPool, query: &SearchQuery) -> Result<Vec<Message>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m \
+         WHERE m.words @@ plainto_tsquery('simple', $1) AND NOT m.deleted \
+           AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $2) \
+           AND ($4::uuid IS NULL OR m.conversation_id = $4) \
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $3"
+    );
+    let rows = sqlx::query(trusted(sql))
+        .bind(query.terms.join(" "))
+        .bind(query.user.as_uuid())
+        .bind(int(query.limit as u64))
+        .bind(query.conversation_id.map(|c| *c.as_uuid()))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter().map(|row| codec::message(row, 0)).collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+pub(crate) async fn unread(pool: &PgPool, user: UserId) -> Result<UnreadTotals> {
+    let row = sqlx::query(
+        "SELECT count(*), count(DISTINCT me.conversation_id) FROM members me \
+         JOIN messages u ON u.conversation_id = me.conversation_id AND u.seq > me.read_seq \
+         WHERE me.user_id = $1 AND u.sender_id <> $1 AND NOT u.deleted",
+    )
+    .bind(user.as_uuid())
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)?;
+    Ok(UnreadTotals {
+        total: uint(row.try_get(0).map_err(db_err)?),
+        conversations: uint(row.try_get(1).map_err(db_err)?),
+    })
+}
+
+pub(crate) async fn head(db: impl PgExecutor<'_>) -> Result<u64> {
+    let head: i64 =
+        sqlx::query_scalar("SELECT position FROM log_head").fetch_one(db).await.map_err(db_err)?;
+    Ok(uint(head))
+}
+
+pub(crate) async fn read_events(
+    pool: &PgPool,
+    user: UserId,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<LoggedEvent>> {
+    let sql = format!(
+        "SELECT {columns} FROM event_audience a JOIN events e ON e.position = a.position \
+         {EVENT_JOINS} \
+         WHERE a.user_id = $1 AND a.position > $2 AND a.position <= $3 \
+         ORDER BY a.position LIMIT $4",
+        columns = event_columns()
+    );
+    let rows = sqlx::query(trusted(sql))
+        .bind(user.as_uuid())
+        .bind(int(after))
+        .bind(int(up_to))
+        .bind(int(limit as u64))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|row| codec::event(row).map(|(position, event, _)| LoggedEvent { position, event }))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)
+}
+
+/// The committed log after `after`, for the feed, with audiences.
+pub(crate) async fn feed(pool: &PgPool, after: u64, limit: usize) -> Result<Vec<CommittedEvent>> {
+    let sql = format!(
+        "SELECT {columns} FROM events e {EVENT_JOINS} WHERE e.position > $1 \
+         ORDER BY e.position LIMIT $2",
+        columns = event_columns()
+    );
+    let rows = sqlx::query(trusted(sql))
+        .bind(int(after))
+        .bind(int(limit as u64))
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|row| {
+            codec::event(row).map(|(position, event, audience)| CommittedEvent {
+                logged: LoggedEvent { position, event },
+                audience,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(db_err)
+}
+
+pub(crate) async fn is_blocked_between(pool: &PgPool, a: UserId, b: UserId) -> Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE (blocker = $1 AND blocked = $2) \
+                                            OR (blocker = $2 AND blocked = $1))",
+    )
+    .bind(a.as_uuid())
+    .bind(b.as_uuid())
+    .fetch_one(pool)
+    .await
+    .map_err(db_err)
+}
+
+pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
+    let ids: Vec<Uuid> = users.iter().map(|u| *u.as_uuid()).collect();
+    let rows = sqlx::query("SELECT user_id, at FROM last_seen WHERE user_id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?;
+    rows.iter()
+        .map(|row| {
+            Ok((UserId::from_uuid(row.try_get(0)?), Timestamp::from_millis(row.try_get(1)?)))
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(db_err)
+}
