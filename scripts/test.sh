@@ -7,7 +7,15 @@ cd "$(dirname "$0")/.."
 # PostgreSQL tests fail instead of skipping when no database is reachable.
 export MESSAGING_PG_REQUIRED=1
 # A throwaway PostgreSQL on loopback (installed first if missing), stopped afterwards.
-./scripts/pg.sh run -- cargo test --workspace
+# Inside it: every test, then the two-instance example (a message crossing between two
+# messengers on one database).
+./scripts/pg.sh run -- bash -c '
+  set -euo pipefail
+  cargo test --workspace
+  crossed=$(cargo run --quiet --example postgres_two_instances -- "$MESSAGING_PG_URL")
+  grep -q "received: \"Your order shipped!\"" <<<"$crossed"
+  echo "example postgres_two_instances: ok"
+'
 # The embedding example must keep printing the conversation.
 output=$(cargo run --quiet --example embed_sqlite)
 grep -q "history (as alice sees it)" <<<"$output"

@@ -1,0 +1,135 @@
+#![allow(clippy::expect_used, clippy::panic, reason = "tests")]
+
+//! Several processes on one database: each `PgStore` object is one instance with its own
+//! writer, log tailer and listener. A session on instance A receives, in order, what
+//! instance B writes, also after A's listener connection was killed and re-established.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use messaging_core::{Event, Messenger, Push, SendMessage, Session, UserId};
+use messaging_store_pg::{PgOptions, PgStore};
+
+async fn instance(url: &str) -> Messenger {
+    let store = PgStore::connect(url, PgOptions::default().max_connections(6).migrate(false))
+        .await
+        .expect("connect");
+    Messenger::new(Arc::new(store)).await.expect("messenger")
+}
+
+/// The next durable event pushed to `session`, failing after a few seconds.
+async fn next_event(session: &mut Session) -> messaging_core::LoggedEvent {
+    loop {
+        let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
+            .await
+            .expect("an event within 5 s")
+            .expect("subscription open");
+        if let Push::Event(event) = push {
+            return event.get().clone();
+        }
+    }
+}
+
+/// Receives `n` message events and checks they are the next seqs, in log order.
+async fn expect_messages(session: &mut Session, from_seq: u64, n: u64, last_position: &mut u64) {
+    for seq in from_seq..from_seq + n {
+        let event = next_event(session).await;
+        assert!(event.position > *last_position, "pushed in log order");
+        *last_position = event.position;
+        match &event.event {
+            Event::MessageCreated(m) => assert_eq!(m.seq, seq, "messages arrive in order"),
+            other => panic!("expected message {seq}, got {}", other.name()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let mut alice_on_a = a.connect(alice).await.expect("connect");
+    let mut bob_on_b = b.connect(bob).await.expect("connect");
+
+    let first = b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send");
+    let created = next_event(&mut alice_on_a).await;
+    assert!(matches!(created.event, Event::ConversationCreated(_)), "the conversation first");
+    let mut last = created.position;
+    expect_messages(&mut alice_on_a, 1, 1, &mut last).await;
+    for i in 2..=20 {
+        b.send(bob, SendMessage::to_conversation(first.conversation_id, format!("m{i}")))
+            .await
+            .expect("send");
+    }
+    expect_messages(&mut alice_on_a, 2, 19, &mut last).await;
+
+    // And back: A writes, B's session receives.
+    let reply = a
+        .send(alice, SendMessage::to_conversation(first.conversation_id, "hi from A"))
+        .await
+        .expect("send");
+    let mut seen = None;
+    for _ in 0..22 {
+        let event = next_event(&mut bob_on_b).await;
+        if let Event::MessageCreated(m) = &event.event
+            && m.id == reply.id
+        {
+            seen = Some(m.clone());
+            break;
+        }
+    }
+    assert_eq!(seen, Some(reply), "B's session gets A's message as committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_listener_reconnects_and_nothing_is_lost() {
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let mut alice_on_a = a.connect(alice).await.expect("connect");
+    let first = b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send");
+    let created = next_event(&mut alice_on_a).await;
+    let mut last = created.position;
+    expect_messages(&mut alice_on_a, 1, 1, &mut last).await;
+
+    let admin = sqlx::PgPool::connect(&url).await.expect("admin pool");
+    let listeners = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&admin)
+        .await
+        .expect("pg_stat_activity")
+    };
+    assert_eq!(listeners().await, 2, "one listener per instance");
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("terminate the listeners");
+    assert_eq!(killed, [true, true]);
+
+    // Written while the listeners are down or reconnecting: caught up from the last
+    // position, in order, nothing lost.
+    for i in 2..=30 {
+        b.send(bob, SendMessage::to_conversation(first.conversation_id, format!("m{i}")))
+            .await
+            .expect("send");
+    }
+    expect_messages(&mut alice_on_a, 2, 29, &mut last).await;
+
+    let reconnected = tokio::time::timeout(Duration::from_secs(10), async {
+        while listeners().await < 2 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "both listeners are re-established");
+    b.send(bob, SendMessage::to_conversation(first.conversation_id, "after")).await.expect("send");
+    expect_messages(&mut alice_on_a, 31, 1, &mut last).await;
+}
