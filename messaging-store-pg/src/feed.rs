@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::read;
+use crate::signals::SignalSinks;
 
 /// Rows read per query while catching up.
 const PAGE: usize = 1000;
@@ -47,16 +48,26 @@ struct State {
 pub(crate) struct Feed {
     pool: PgPool,
     channel: String,
+    signal_channel: String,
+    signals: SignalSinks,
     state: Mutex<State>,
     wake: Arc<Notify>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Feed {
-    pub(crate) fn new(pool: PgPool, channel: String, wake: Arc<Notify>) -> Arc<Self> {
+    pub(crate) fn new(
+        pool: PgPool,
+        channel: String,
+        signal_channel: String,
+        signals: SignalSinks,
+        wake: Arc<Notify>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             pool,
             channel,
+            signal_channel,
+            signals,
             state: Mutex::new(State::default()),
             wake,
             tasks: Mutex::new(Vec::new()),
@@ -79,11 +90,13 @@ impl Feed {
                 let mut tasks =
                     self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 tasks.push(tokio::spawn(tail(Arc::downgrade(self))));
-                tasks.push(tokio::spawn(listen(
-                    self.pool.clone(),
-                    self.channel.clone(),
-                    Arc::downgrade(&self.wake),
-                )));
+                tasks.push(tokio::spawn(listen(Listening {
+                    pool: self.pool.clone(),
+                    log: self.channel.clone(),
+                    signal: self.signal_channel.clone(),
+                    signals: self.signals.clone(),
+                    wake: Arc::downgrade(&self.wake),
+                })));
             }
         }
         while self.state().last < head {
@@ -190,24 +203,41 @@ async fn tail(feed: Weak<Feed>) {
     }
 }
 
-async fn listen(pool: PgPool, channel: String, wake: Weak<Notify>) {
+/// What the listener task needs.
+struct Listening {
+    pool: PgPool,
+    log: String,
+    signal: String,
+    signals: SignalSinks,
+    wake: Weak<Notify>,
+}
+
+async fn listen(to: Listening) {
     let mut listener = loop {
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(&channel).await {
-                Ok(()) => break listener,
-                Err(error) => tracing::warn!(%error, "LISTEN failed; polling until it works"),
-            },
+        match PgListener::connect_with(&to.pool).await {
+            Ok(mut listener) => {
+                match listener.listen_all([to.log.as_str(), to.signal.as_str()]).await {
+                    Ok(()) => break listener,
+                    Err(error) => tracing::warn!(%error, "LISTEN failed; polling until it works"),
+                }
+            }
             Err(error) => tracing::warn!(%error, "no listener connection; polling meanwhile"),
         }
         tokio::time::sleep(POLL).await;
-        if wake.strong_count() == 0 {
+        if to.wake.strong_count() == 0 {
             return;
         }
     };
     loop {
         let outcome = listener.try_recv().await;
-        let Some(wake) = wake.upgrade() else { return };
+        let Some(wake) = to.wake.upgrade() else { return };
         match outcome {
+            Ok(Some(notification)) if notification.channel() == to.signal => {
+                let sinks = to.signals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for sink in sinks.iter().filter_map(Weak::upgrade) {
+                    sink.receive(notification.payload());
+                }
+            }
             Ok(Some(_)) => wake.notify_one(),
             Ok(None) => {
                 tracing::info!("listener connection lost; catching up from the last position");

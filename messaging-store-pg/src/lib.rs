@@ -24,6 +24,7 @@ mod codec;
 pub mod feed;
 mod read;
 mod schema;
+pub mod signals;
 mod write;
 pub mod writer;
 
@@ -34,16 +35,18 @@ use async_trait::async_trait;
 use messaging_core::{
     Appended, CommitHold, Conversation, ConversationId, ConversationPage, ConversationStore,
     ConversationSummary, DeleteMessage, Deleted, EditMessage, Error, EventLog, FeedSink,
-    HeldCommit, HistoryWindow, LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore,
-    NewConversation, NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals,
-    UserId,
+    HeldCommit, HistoryWindow, Hub, LoggedEvent, MarkUpdate, Marked, Message, MessageId,
+    MessageStore, NewConversation, NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp,
+    UnreadTotals, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 use tokio::sync::Notify;
+use uuid::Uuid;
 
 use crate::codec::db_err;
 use crate::feed::Feed;
+use crate::signals::{PgFanout, SignalSinks};
 use crate::writer::{Change, Done, Writer};
 
 /// Settings of a [`PgStore`].
@@ -95,6 +98,8 @@ struct Inner {
     feed: Arc<Feed>,
     pool: PgPool,
     schema: String,
+    signals: SignalSinks,
+    instance: Uuid,
 }
 
 /// A [`Store`](messaging_core::Store) in a PostgreSQL database. Cheap to clone.
@@ -138,9 +143,59 @@ impl PgStore {
             schema::migrate(&pool, &schema).await?;
         }
         let channel = format!("{schema}_log");
-        let feed = Feed::new(pool.clone(), channel.clone(), Arc::new(Notify::new()));
+        let signals = SignalSinks::default();
+        let feed = Feed::new(
+            pool.clone(),
+            channel.clone(),
+            format!("{schema}_signal"),
+            signals.clone(),
+            Arc::new(Notify::new()),
+        );
         let writer = Writer::start(pool.clone(), channel, options.max_batch, feed.clone());
-        Ok(Self { inner: Arc::new(Inner { writer, feed, pool, schema }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                feed,
+                pool,
+                schema,
+                signals,
+                instance: Uuid::now_v7(),
+            }),
+        })
+    }
+
+    /// A fan-out for a [`Messenger`](messaging_core::Messenger) over this store that also
+    /// carries typing and presence signals to (and from) the other instances on this
+    /// database. `queue_capacity` bounds each session's queue (see
+    /// [`Limits::max_queue_frames`](messaging_core::Limits)).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: messaging_store_pg::PgStore) -> messaging_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use messaging_core::{Limits, Messenger};
+    ///
+    /// let limits = Limits::default();
+    /// let messenger = Messenger::builder(Arc::new(store.clone()))
+    ///     .fanout(store.fanout(limits.max_queue_frames))
+    ///     .limits(limits)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn fanout(&self, queue_capacity: usize) -> Arc<PgFanout> {
+        let fanout = Arc::new(PgFanout::new(
+            Hub::new(queue_capacity),
+            self.inner.pool.clone(),
+            format!("{}_signal", self.inner.schema),
+            self.inner.instance,
+        ));
+        self.inner
+            .signals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::downgrade(&fanout));
+        fanout
     }
 
     /// Applies the library's migrations (idempotent; serialized across processes).

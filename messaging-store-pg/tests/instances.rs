@@ -133,3 +133,58 @@ async fn a_killed_listener_reconnects_and_nothing_is_lost() {
     b.send(bob, SendMessage::to_conversation(first.conversation_id, "after")).await.expect("send");
     expect_messages(&mut alice_on_a, 31, 1, &mut last).await;
 }
+
+async fn instance_with_signals(url: &str) -> Messenger {
+    let store = PgStore::connect(url, PgOptions::default().max_connections(6).migrate(false))
+        .await
+        .expect("connect");
+    let fanout = store.fanout(messaging_core::Limits::default().max_queue_frames);
+    Messenger::builder(Arc::new(store)).fanout(fanout).build().await.expect("messenger")
+}
+
+/// The next ephemeral signal pushed to `session`.
+async fn next_signal(session: &mut Session) -> messaging_core::Signal {
+    loop {
+        let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
+            .await
+            .expect("a signal within 5 s")
+            .expect("subscription open");
+        if let Push::Signal(signal) = push {
+            return signal.get().clone();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_and_presence_cross_instances() {
+    use messaging_core::{Signal, TypingState};
+
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance_with_signals(&url).await, instance_with_signals(&url).await);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let conversation = a.open(alice, bob, None).await.expect("open").conversation;
+    let mut alice_on_a = a.connect(alice).await.expect("connect");
+
+    let bob_on_b = b.connect(bob).await.expect("connect");
+    match next_signal(&mut alice_on_a).await {
+        Signal::Presence(p) => assert!(p.user_id == bob && p.online, "bob came online on B"),
+        other => panic!("expected presence, got {}", other.name()),
+    }
+    b.typing(bob, conversation.id, TypingState::Started).await.expect("typing");
+    match next_signal(&mut alice_on_a).await {
+        Signal::Typing { user_id, state, conversation_id, .. } => {
+            assert_eq!(
+                (user_id, state, conversation_id),
+                (bob, TypingState::Started, conversation.id)
+            );
+        }
+        other => panic!("expected typing, got {}", other.name()),
+    }
+    bob_on_b.close().await.expect("close");
+    match next_signal(&mut alice_on_a).await {
+        Signal::Presence(p) => {
+            assert!(p.user_id == bob && !p.online && p.last_seen.is_some(), "bob went offline");
+        }
+        other => panic!("expected presence, got {}", other.name()),
+    }
+}

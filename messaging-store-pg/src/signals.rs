@@ -1,0 +1,170 @@
+//! Ephemeral signals (typing, presence) between instances.
+//!
+//! [`PgFanout`] is the in-process [`Hub`] plus NOTIFY: a signal is delivered to this
+//! process's sessions at once and published on the schema's signal channel; every other
+//! instance's listener delivers it to its own sessions. Signals are never stored, so one
+//! lost with a dropped listener connection is simply not shown (typing expires anyway, and
+//! presence is read again with the `presence` operation).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use messaging_core::{
+    CommittedEvent, ConversationId, Fanout, FeedSink, Hub, PresenceStatus, Result, Signal,
+    Subscription, Timestamp, TypingState, UserId,
+};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::codec::db_err;
+
+/// Users per notification: NOTIFY payloads are limited to 8000 bytes.
+const AUDIENCE_PER_NOTIFY: usize = 100;
+
+/// The [`Fanout`] of a [`PgStore`](crate::PgStore): local delivery plus NOTIFY to the
+/// other instances on the same database. Make one with
+/// [`PgStore::fanout`](crate::PgStore::fanout) and give it to
+/// [`MessengerBuilder::fanout`](messaging_core::MessengerBuilder::fanout).
+pub struct PgFanout {
+    hub: Hub,
+    pool: PgPool,
+    channel: String,
+    instance: Uuid,
+}
+
+impl std::fmt::Debug for PgFanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgFanout").field("instance", &self.instance).finish_non_exhaustive()
+    }
+}
+
+impl PgFanout {
+    pub(crate) fn new(hub: Hub, pool: PgPool, channel: String, instance: Uuid) -> Self {
+        Self { hub, pool, channel, instance }
+    }
+
+    /// Delivers a signal another instance published (ignores this instance's own).
+    pub(crate) fn receive(&self, payload: &str) {
+        match decode(payload) {
+            Some((instance, _, _)) if instance == self.instance => {}
+            Some((_, signal, audience)) => self.hub.deliver_signal(signal, &audience),
+            None => tracing::warn!(payload, "ignoring a malformed signal notification"),
+        }
+    }
+}
+
+impl FeedSink for PgFanout {
+    fn start(&self, head: u64) {
+        self.hub.start(head);
+    }
+
+    fn committed(&self, events: &[CommittedEvent]) {
+        self.hub.committed(events);
+    }
+}
+
+#[async_trait]
+impl Fanout for PgFanout {
+    fn subscribe(&self, user: UserId) -> (Subscription, u64) {
+        self.hub.subscribe(user)
+    }
+
+    async fn signal(&self, signal: Signal, audience: &[UserId]) -> Result<()> {
+        self.hub.deliver_signal(signal.clone(), audience);
+        for chunk in audience.chunks(AUDIENCE_PER_NOTIFY) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&self.channel)
+                .bind(encode(self.instance, &signal, chunk))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+}
+
+/// Shared with the listener, which hands it every signal notification.
+pub(crate) type SignalSinks = Arc<std::sync::Mutex<Vec<std::sync::Weak<PgFanout>>>>;
+
+fn encode(instance: Uuid, signal: &Signal, audience: &[UserId]) -> String {
+    let audience: Vec<String> = audience.iter().map(ToString::to_string).collect();
+    let body = match signal {
+        Signal::Typing { conversation_id, user_id, state, expires_in_ms } => json!({
+            "t": "typing",
+            "c": conversation_id.to_string(),
+            "u": user_id.to_string(),
+            "s": matches!(state, TypingState::Started),
+            "e": expires_in_ms,
+        }),
+        Signal::Presence(p) => json!({
+            "t": "presence",
+            "u": p.user_id.to_string(),
+            "o": p.online,
+            "l": p.last_seen.map(Timestamp::as_millis),
+        }),
+        _ => json!({ "t": "unknown" }),
+    };
+    json!({ "i": instance.to_string(), "a": audience, "b": body }).to_string()
+}
+
+fn decode(payload: &str) -> Option<(Uuid, Signal, Vec<UserId>)> {
+    let value: Value = serde_json::from_str(payload).ok()?;
+    let instance = Uuid::try_parse(value.get("i")?.as_str()?).ok()?;
+    let audience = value
+        .get("a")?
+        .as_array()?
+        .iter()
+        .map(|u| u.as_str().and_then(|s| s.parse::<UserId>().ok()))
+        .collect::<Option<Vec<_>>>()?;
+    let body = value.get("b")?;
+    let user: UserId = body.get("u")?.as_str()?.parse().ok()?;
+    let signal = match body.get("t")?.as_str()? {
+        "typing" => Signal::Typing {
+            conversation_id: body.get("c")?.as_str()?.parse::<ConversationId>().ok()?,
+            user_id: user,
+            state: if body.get("s")?.as_bool()? {
+                TypingState::Started
+            } else {
+                TypingState::Stopped
+            },
+            expires_in_ms: body.get("e")?.as_u64()?,
+        },
+        "presence" => Signal::Presence(PresenceStatus {
+            user_id: user,
+            online: body.get("o")?.as_bool()?,
+            last_seen: body.get("l")?.as_i64().map(Timestamp::from_millis),
+        }),
+        _ => return None,
+    };
+    Some((instance, signal, audience))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_round_trip_through_the_payload() {
+        let instance = Uuid::now_v7();
+        let audience = vec![UserId::new(), UserId::new()];
+        for signal in [
+            Signal::Typing {
+                conversation_id: ConversationId::new(),
+                user_id: UserId::new(),
+                state: TypingState::Stopped,
+                expires_in_ms: 6000,
+            },
+            Signal::Presence(PresenceStatus {
+                user_id: UserId::new(),
+                online: false,
+                last_seen: Some(Timestamp::now()),
+            }),
+        ] {
+            let payload = encode(instance, &signal, &audience);
+            assert!(payload.len() < 8000);
+            assert_eq!(decode(&payload), Some((instance, signal, audience.clone())));
+        }
+        assert_eq!(decode("{\"i\":1}"), None);
+    }
+}
