@@ -2,16 +2,26 @@
 //! concurrent senders, which shows group commit), a history page 1M messages deep, a page
 //! of a conversation list out of 1,000, and the unread total.
 //!
-//! `cargo bench --bench store`; figures and targets are in docs/benchmarks.md.
+//! `cargo bench --bench store`; figures and targets are in docs/benchmarks.md. The
+//! PostgreSQL benches (`…/pg`, `…/pg-1M`) run when `MESSAGING_PG_URL` names a server
+//! (`scripts/pg.sh run --durable -- cargo bench --bench store`); each creates its own fresh
+//! database there, set up only when the bench is selected, and drops it afterwards.
 
 #![allow(clippy::unwrap_used, reason = "a bench that cannot set up must stop")]
 
+use std::cell::OnceCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use messaging_benches::{ids, open_sqlite, sqlite_deep_history, sqlite_many_conversations};
-use messaging_core::{HistoryQuery, Messenger, SendMessage, UserId};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
+use messaging_benches::{
+    PgDatabase, PgServer, ids, open_sqlite, sqlite_deep_history, sqlite_many_conversations,
+};
+use messaging_core::{ConversationId, HistoryQuery, Messenger, SendMessage, UserId};
+use messaging_store_pg::PgOptions;
 use messaging_store_sqlite::Synchronous;
 use tokio::runtime::Runtime;
 
@@ -19,11 +29,19 @@ const DEPTH: u64 = 1_000_000;
 const CONVERSATIONS: u64 = 1_000;
 const SENDER_COUNTS: [usize; 2] = [64, 256];
 
+/// A sender and its conversation.
+type Pair = (UserId, ConversationId);
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
 }
 
-/// A store under test, by name.
+/// The settings of the PostgreSQL stores under test: the defaults (a pool of 16).
+fn pg_options() -> PgOptions {
+    PgOptions::default()
+}
+
+/// A SQLite store under test, by name.
 struct Backend {
     name: &'static str,
     synchronous: Synchronous,
@@ -39,11 +57,37 @@ async fn fresh_messenger(backend: &Backend, dir: &tempfile::TempDir) -> Messenge
     Messenger::new(Arc::new(store)).await.unwrap()
 }
 
+/// A messenger on a PostgreSQL database made for one bench.
+struct PgBench<T> {
+    database: PgDatabase,
+    messenger: Messenger,
+    data: T,
+}
+
+impl<T> PgBench<T> {
+    /// A store on `database` and `prepare`'s data, set up before timing starts.
+    async fn new<F, Fut>(database: PgDatabase, prepare: F) -> Self
+    where
+        F: FnOnce(Messenger) -> Fut,
+        Fut: Future<Output = T>,
+    {
+        let store = database.connect(pg_options()).await.unwrap();
+        let messenger = Messenger::new(Arc::new(store)).await.unwrap();
+        let data = prepare(messenger.clone()).await;
+        Self { database, messenger, data }
+    }
+
+    /// Drops the database once the store is gone.
+    fn finish(cell: OnceCell<Self>, rt: &Runtime) {
+        if let Some(bench) = cell.into_inner() {
+            drop(bench.messenger);
+            rt.block_on(bench.database.drop_database()).unwrap();
+        }
+    }
+}
+
 /// `senders` pairs of users, one conversation each, opened before timing starts.
-async fn pairs(
-    messenger: &Messenger,
-    senders: usize,
-) -> Vec<(UserId, messaging_core::ConversationId)> {
+async fn pairs(messenger: &Messenger, senders: usize) -> Vec<Pair> {
     let mut out = Vec::with_capacity(senders);
     for _ in 0..senders {
         let (a, b) = (UserId::new(), UserId::new());
@@ -62,43 +106,85 @@ fn append(c: &mut Criterion) {
         let messenger = rt.block_on(fresh_messenger(backend, &dir));
         let all_senders = rt.block_on(pairs(&messenger, SENDER_COUNTS[1]));
 
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::new("one_sender", backend.name), |b| {
-            let (user, conversation) = all_senders[0];
-            b.to_async(&rt).iter(|| {
-                let messenger = messenger.clone();
-                async move {
-                    messenger
-                        .send(user, SendMessage::to_conversation(conversation, "hello there"))
-                        .await
-                        .unwrap()
-                }
-            });
-        });
-
+        one_sender(&mut group, &rt, backend.name, &|| (messenger.clone(), all_senders[0]));
         for count in SENDER_COUNTS {
-            let senders = &all_senders[..count];
-            concurrent_senders(&mut group, &rt, &messenger, backend.name, senders);
+            concurrent_senders(&mut group, &rt, backend.name, count, &|| {
+                (messenger.clone(), all_senders[..count].to_vec())
+            });
         }
     }
+    if let Some(server) = PgServer::from_env() {
+        pg_append(&mut group, &rt, &server);
+    }
     group.finish();
+}
+
+/// The append benches on PostgreSQL, each on a fresh database of its own.
+fn pg_append(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, server: &PgServer) {
+    let fresh = |senders: usize| {
+        rt.block_on(async {
+            let database = server.create_database("append").await.unwrap();
+            PgBench::new(database, |messenger| async move { pairs(&messenger, senders).await })
+                .await
+        })
+    };
+
+    let one = OnceCell::new();
+    one_sender(group, rt, "pg", &|| {
+        let bench = one.get_or_init(|| fresh(1));
+        (bench.messenger.clone(), bench.data[0])
+    });
+    PgBench::finish(one, rt);
+
+    for count in SENDER_COUNTS {
+        let many = OnceCell::new();
+        concurrent_senders(group, rt, "pg", count, &|| {
+            let bench = many.get_or_init(|| fresh(count));
+            (bench.messenger.clone(), bench.data.clone())
+        });
+        PgBench::finish(many, rt);
+    }
+}
+
+/// One sender, each message awaiting its durable reply before the next.
+fn one_sender(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    backend: &str,
+    setup: &dyn Fn() -> (Messenger, Pair),
+) {
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("one_sender", backend), |b| {
+        let (messenger, (user, conversation)) = setup();
+        b.to_async(rt).iter(|| {
+            let messenger = messenger.clone();
+            async move {
+                messenger
+                    .send(user, SendMessage::to_conversation(conversation, "hello there"))
+                    .await
+                    .unwrap()
+            }
+        });
+    });
 }
 
 /// Every sender sends 50 messages in its own conversation, one after another; all senders
 /// at once. Batches grow with the number of senders, which is what group commit exploits.
 fn concurrent_senders(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    group: &mut BenchmarkGroup<'_, WallTime>,
     rt: &Runtime,
-    messenger: &Messenger,
     backend: &str,
-    senders: &[(UserId, messaging_core::ConversationId)],
+    count: usize,
+    setup: &dyn Fn() -> (Messenger, Vec<Pair>),
 ) {
     let per_sender = 50_u64;
-    group.throughput(Throughput::Elements(per_sender * senders.len() as u64));
-    group.bench_function(BenchmarkId::new(format!("{}_senders", senders.len()), backend), |b| {
+    group.throughput(Throughput::Elements(per_sender * count as u64));
+    group.bench_function(BenchmarkId::new(format!("{count}_senders"), backend), |b| {
+        let (messenger, senders) = setup();
+        assert_eq!(senders.len(), count);
         b.to_async(rt).iter_custom(|iters| {
             let messenger = messenger.clone();
-            let senders = senders.to_vec();
+            let senders = senders.clone();
             async move {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -130,9 +216,34 @@ fn history(c: &mut Criterion) {
     let path = rt.block_on(sqlite_deep_history(DEPTH)).unwrap();
     let store = rt.block_on(open_sqlite(&path, Synchronous::Full)).unwrap();
     let messenger = rt.block_on(Messenger::new(Arc::new(store))).unwrap();
+    let mut group = c.benchmark_group("history");
+    history_pages(&mut group, &rt, "sqlite-1M", &|| messenger.clone());
+    if let Some(server) = PgServer::from_env() {
+        let deep = OnceCell::new();
+        history_pages(&mut group, &rt, "pg-1M", &|| {
+            deep.get_or_init(|| {
+                rt.block_on(async {
+                    let database = server.deep_history(DEPTH).await.unwrap();
+                    PgBench::new(database, |_| async {}).await
+                })
+            })
+            .messenger
+            .clone()
+        });
+        PgBench::finish(deep, &rt);
+    }
+    group.finish();
+}
+
+/// Pages of 50 at the end, in the middle and at the start of the deep conversation.
+fn history_pages(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    backend: &str,
+    setup: &dyn Fn() -> Messenger,
+) {
     let (reader, _) = ids::deep_pair();
     let conversation = ids::deep_conversation();
-    let mut group = c.benchmark_group("history");
     for (label, query) in [
         ("latest_50", HistoryQuery::default()),
         (
@@ -141,8 +252,9 @@ fn history(c: &mut Criterion) {
         ),
         ("after_start_50", HistoryQuery { after_seq: Some(10), ..HistoryQuery::default() }),
     ] {
-        group.bench_function(BenchmarkId::new(label, "sqlite-1M"), |b| {
-            b.to_async(&rt).iter(|| {
+        group.bench_function(BenchmarkId::new(label, backend), |b| {
+            let messenger = setup();
+            b.to_async(rt).iter(|| {
                 let messenger = messenger.clone();
                 async move {
                     let page = messenger.history(reader, conversation, query).await.unwrap();
@@ -152,7 +264,6 @@ fn history(c: &mut Criterion) {
             });
         });
     }
-    group.finish();
 }
 
 fn conversations(c: &mut Criterion) {
@@ -160,18 +271,50 @@ fn conversations(c: &mut Criterion) {
     let path = rt.block_on(sqlite_many_conversations(CONVERSATIONS, 4)).unwrap();
     let store = rt.block_on(open_sqlite(&path, Synchronous::Full)).unwrap();
     let messenger = rt.block_on(Messenger::new(Arc::new(store))).unwrap();
-    let user = ids::busy_user();
-    let middle = rt.block_on(async {
-        let mut before = None;
-        for _ in 0..25 {
-            before = messenger.conversations(user, Some(20), before.as_deref()).await.unwrap().next;
-        }
-        before
-    });
+    let middle = rt.block_on(middle_page(&messenger));
     let mut group = c.benchmark_group("conversations");
-    for (label, before) in [("first_page_20_of_1000", None), ("middle_page_20_of_1000", middle)] {
-        group.bench_function(BenchmarkId::new(label, "sqlite"), |b| {
-            b.to_async(&rt).iter(|| {
+    conversation_pages(&mut group, &rt, "sqlite", &|| (messenger.clone(), middle.clone()));
+    if let Some(server) = PgServer::from_env() {
+        let list = OnceCell::new();
+        conversation_pages(&mut group, &rt, "pg", &|| {
+            let bench = list.get_or_init(|| {
+                rt.block_on(async {
+                    let database = server.many_conversations(CONVERSATIONS, 4).await.unwrap();
+                    PgBench::new(database, |messenger| async move { middle_page(&messenger).await })
+                        .await
+                })
+            });
+            (bench.messenger.clone(), bench.data.clone())
+        });
+        PgBench::finish(list, &rt);
+    }
+    group.finish();
+}
+
+/// The cursor of the 26th page of 20 of the busy user's conversations.
+async fn middle_page(messenger: &Messenger) -> Option<String> {
+    let user = ids::busy_user();
+    let mut before = None;
+    for _ in 0..25 {
+        before = messenger.conversations(user, Some(20), before.as_deref()).await.unwrap().next;
+    }
+    before
+}
+
+/// The first and a middle page of 20 of the busy user's 1,000 conversations, and their
+/// unread total.
+fn conversation_pages(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    backend: &str,
+    setup: &dyn Fn() -> (Messenger, Option<String>),
+) {
+    let user = ids::busy_user();
+    for label in ["first_page_20_of_1000", "middle_page_20_of_1000"] {
+        group.bench_function(BenchmarkId::new(label, backend), |b| {
+            let (messenger, middle) = setup();
+            let before = if label.starts_with("middle") { middle } else { None };
+            b.to_async(rt).iter(|| {
                 let messenger = messenger.clone();
                 let before = before.clone();
                 async move {
@@ -183,8 +326,9 @@ fn conversations(c: &mut Criterion) {
             });
         });
     }
-    group.bench_function(BenchmarkId::new("unread_total_1000", "sqlite"), |b| {
-        b.to_async(&rt).iter(|| {
+    group.bench_function(BenchmarkId::new("unread_total_1000", backend), |b| {
+        let (messenger, _) = setup();
+        b.to_async(rt).iter(|| {
             let messenger = messenger.clone();
             async move {
                 let unread = messenger.unread(user).await.unwrap();
@@ -193,7 +337,6 @@ fn conversations(c: &mut Criterion) {
             }
         });
     });
-    group.finish();
 }
 
 criterion_group!(benches, append, history, conversations);

@@ -57,6 +57,15 @@ pub(crate) async fn conversations(
     pool: &PgPool,
     page: ConversationPage,
 ) -> Result<Vec<ConversationSummary>> {
+    // Two statements, not `$3 IS NULL OR …`: a prepared statement gets a generic plan after
+    // five runs, and for the OR form that plan read all of a user's rows and sorted them
+    // (7.4 ms for the first page of 1,000 conversations, measured 2026-11-21) instead of
+    // walking `members_activity` and stopping after the page (0.4 ms).
+    let keyset = if page.before.is_some() {
+        "AND (me.activity_at, me.conversation_id) < ($3, $4)"
+    } else {
+        "AND $3::bigint IS NULL AND $4::uuid IS NULL"
+    };
     let sql = format!(
         "SELECT {CONVERSATION_COLUMNS}, me.read_seq, peer.read_seq, peer.delivered_seq, \
            (SELECT count(*) FROM messages u WHERE u.conversation_id = me.conversation_id \
@@ -66,8 +75,7 @@ pub(crate) async fn conversations(
          JOIN conversations c ON c.id = me.conversation_id \
          JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = me.conversation_id \
          LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
-         WHERE me.user_id = $1 \
-           AND ($3::bigint IS NULL OR (me.activity_at, me.conversation_id) < ($3, $4)) \
+         WHERE me.user_id = $1 {keyset} \
          ORDER BY me.activity_at DESC, me.conversation_id DESC LIMIT $2"
     );
     let rows = sqlx::query(trusted(sql))
