@@ -23,11 +23,20 @@ pub(crate) fn validate(schema: &str) -> Result<String> {
 /// Creates the schema if needed and applies the embedded migrations, recording them in
 /// `<schema>._messaging_migrations` (never the host's `_sqlx_migrations`). Concurrent
 /// callers are serialized by sqlx's advisory lock.
+///
+/// That lock is session-level, its key depends only on the database name (so it is the
+/// host's migrator's lock too), and sqlx returns early on an error without unlocking: the
+/// migration connection is therefore closed afterwards, never returned to the pool possibly
+/// still holding it (which would block every later migration in the database, the host's
+/// included, for as long as the pool lives).
 pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name(format!("\"{schema}\"._messaging_migrations"));
     migrator.create_schema(format!("\"{schema}\""));
-    migrator.run(pool).await.map_err(|e| match e {
+    let mut conn = pool.acquire().await.map_err(db_err)?;
+    // However `run` ends (an error, or this future dropped), the session ends with it.
+    conn.close_on_drop();
+    migrator.run(&mut *conn).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(inner) => db_err(inner),
         other => Error::unavailable(format!("migrating schema {schema}: {other}")),
     })
