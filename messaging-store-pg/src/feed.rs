@@ -5,8 +5,9 @@
 //! committed (payload: the new head), on this process's own commits, and at least once a
 //! second, so a lost notification delays delivery but never loses it. The listener uses
 //! `PgListener::try_recv`: when its connection drops, `try_recv` returns `None` (plain
-//! `recv` would reconnect silently and swallow the gap), and the tailer catches up from its
-//! last position.
+//! `recv` would reconnect silently and swallow the gap); the listener then listens again on
+//! a new connection and the tailer catches up from its last position. Notifications of
+//! heads this process has dispatched already (its own commits) do not wake the tailer.
 //!
 //! This process's own commits do not wait for the round trip: the writer hands each
 //! commit's events (as committed, with their payloads) to [`Feed::local`], which
@@ -18,6 +19,7 @@
 //! `1..=head`: reading `position > last` never skips a transaction that committed late.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::Channels;
+use crate::blocks::BlockCache;
 use crate::read;
 use crate::signals::SignalSinks;
 
@@ -47,9 +51,11 @@ struct State {
 /// The tailer's shared state.
 pub(crate) struct Feed {
     pool: PgPool,
-    channel: String,
-    signal_channel: String,
+    channels: Channels,
     signals: SignalSinks,
+    blocks: Arc<BlockCache>,
+    /// The last position dispatched (mirrors `State::last` for the listener).
+    dispatched: Arc<AtomicU64>,
     state: Mutex<State>,
     wake: Arc<Notify>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -58,16 +64,17 @@ pub(crate) struct Feed {
 impl Feed {
     pub(crate) fn new(
         pool: PgPool,
-        channel: String,
-        signal_channel: String,
+        channels: Channels,
         signals: SignalSinks,
+        blocks: Arc<BlockCache>,
         wake: Arc<Notify>,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
-            channel,
-            signal_channel,
+            channels,
             signals,
+            blocks,
+            dispatched: Arc::new(AtomicU64::new(0)),
             state: Mutex::new(State::default()),
             wake,
             tasks: Mutex::new(Vec::new()),
@@ -90,11 +97,13 @@ impl Feed {
                 let mut tasks =
                     self.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 tasks.push(tokio::spawn(tail(Arc::downgrade(self))));
+                self.dispatched.store(head, Ordering::Release);
                 tasks.push(tokio::spawn(listen(Listening {
                     pool: self.pool.clone(),
-                    log: self.channel.clone(),
-                    signal: self.signal_channel.clone(),
+                    channels: self.channels.clone(),
                     signals: self.signals.clone(),
+                    blocks: self.blocks.clone(),
+                    dispatched: self.dispatched.clone(),
                     wake: Arc::downgrade(&self.wake),
                 })));
             }
@@ -117,7 +126,7 @@ impl Feed {
         }
         match events.first() {
             Some(first) if first.logged.position == state.last + 1 => {
-                Self::deliver(&mut state, &events);
+                self.deliver(&mut state, &events);
             }
             Some(_) => {
                 for event in events {
@@ -146,7 +155,7 @@ impl Feed {
                 .filter(|e| e.logged.position > after)
                 .map(|e| state.local.remove(&e.logged.position).unwrap_or(e))
                 .collect();
-            Self::deliver(&mut state, &batch);
+            self.deliver(&mut state, &batch);
             if !full {
                 return Ok(());
             }
@@ -155,7 +164,7 @@ impl Feed {
 
     /// Hands `batch` (ascending, starting after `last`) to every live sink, then whatever
     /// kept local events follow it without a gap.
-    fn deliver(state: &mut State, batch: &[CommittedEvent]) {
+    fn deliver(&self, state: &mut State, batch: &[CommittedEvent]) {
         let fresh: Vec<&CommittedEvent> =
             batch.iter().filter(|e| e.logged.position > state.last).collect();
         let mut run: Vec<CommittedEvent> = Vec::new();
@@ -180,6 +189,7 @@ impl Feed {
             None => false,
         });
         state.last = last;
+        self.dispatched.store(last, Ordering::Release);
     }
 }
 
@@ -206,48 +216,89 @@ async fn tail(feed: Weak<Feed>) {
 /// What the listener task needs.
 struct Listening {
     pool: PgPool,
-    log: String,
-    signal: String,
+    channels: Channels,
     signals: SignalSinks,
+    blocks: Arc<BlockCache>,
+    dispatched: Arc<AtomicU64>,
     wake: Weak<Notify>,
 }
 
+/// Listens for the log's heads, signals and block changes; after a lost connection it
+/// listens again on a new one (the tailer catches up meanwhile, the block cache is off).
 async fn listen(to: Listening) {
-    let mut listener = loop {
-        match PgListener::connect_with(&to.pool).await {
-            Ok(mut listener) => {
-                match listener.listen_all([to.log.as_str(), to.signal.as_str()]).await {
-                    Ok(()) => break listener,
-                    Err(error) => tracing::warn!(%error, "LISTEN failed; polling until it works"),
+    loop {
+        match connect_listener(&to).await {
+            Some(listener) => {
+                to.blocks.set_listening(true);
+                if let Some(wake) = to.wake.upgrade() {
+                    // Anything committed before this LISTEN took effect is read now.
+                    wake.notify_one();
+                }
+                let stopped = receive(&to, listener).await;
+                to.blocks.set_listening(false);
+                if stopped {
+                    return;
                 }
             }
-            Err(error) => tracing::warn!(%error, "no listener connection; polling meanwhile"),
+            None => tokio::time::sleep(POLL).await,
         }
-        tokio::time::sleep(POLL).await;
         if to.wake.strong_count() == 0 {
             return;
         }
-    };
+    }
+}
+
+async fn connect_listener(to: &Listening) -> Option<PgListener> {
+    let channels = [to.channels.log.as_str(), &to.channels.signal, &to.channels.blocks];
+    match PgListener::connect_with(&to.pool).await {
+        Ok(mut listener) => match listener.listen_all(channels).await {
+            Ok(()) => Some(listener),
+            Err(error) => {
+                tracing::warn!(%error, "LISTEN failed; polling until it works");
+                None
+            }
+        },
+        Err(error) => {
+            tracing::warn!(%error, "no listener connection; polling meanwhile");
+            None
+        }
+    }
+}
+
+/// Handles notifications until the connection is lost (`false`) or the feed is gone
+/// (`true`).
+async fn receive(to: &Listening, mut listener: PgListener) -> bool {
     loop {
         let outcome = listener.try_recv().await;
-        let Some(wake) = to.wake.upgrade() else { return };
+        let Some(wake) = to.wake.upgrade() else { return true };
         match outcome {
-            Ok(Some(notification)) if notification.channel() == to.signal => {
-                let sinks = to.signals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                for sink in sinks.iter().filter_map(Weak::upgrade) {
-                    sink.receive(notification.payload());
+            Ok(Some(notification)) => {
+                let channel = notification.channel();
+                if channel == to.channels.signal {
+                    let sinks =
+                        to.signals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    for sink in sinks.iter().filter_map(Weak::upgrade) {
+                        sink.receive(notification.payload());
+                    }
+                } else if channel == to.channels.blocks {
+                    to.blocks.forget_notified(notification.payload());
+                } else {
+                    // This process's own commits are usually dispatched already.
+                    let head = notification.payload().parse::<u64>().unwrap_or(u64::MAX);
+                    if head > to.dispatched.load(Ordering::Acquire) {
+                        wake.notify_one();
+                    }
                 }
             }
-            Ok(Some(_)) => wake.notify_one(),
             Ok(None) => {
                 tracing::info!("listener connection lost; catching up from the last position");
                 wake.notify_one();
+                return false;
             }
             Err(error) => {
-                tracing::warn!(%error, "listener failed; catching up and retrying");
+                tracing::warn!(%error, "listener failed; catching up and listening again");
                 wake.notify_one();
-                drop(wake);
-                tokio::time::sleep(POLL).await;
+                return false;
             }
         }
     }

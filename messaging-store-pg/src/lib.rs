@@ -20,8 +20,10 @@
 //! committed events comes from a log tailer woken by NOTIFY (see [`feed`]), so several
 //! processes on one database deliver each other's events.
 
+mod blocks;
 mod codec;
 pub mod feed;
+mod log_batch;
 mod read;
 mod schema;
 pub mod signals;
@@ -44,6 +46,7 @@ use sqlx::{Executor, PgPool};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use crate::blocks::BlockCache;
 use crate::codec::db_err;
 use crate::feed::Feed;
 use crate::signals::{PgFanout, SignalSinks};
@@ -99,7 +102,29 @@ struct Inner {
     pool: PgPool,
     schema: String,
     signals: SignalSinks,
+    blocks: Arc<BlockCache>,
     instance: Uuid,
+}
+
+/// The NOTIFY channels of a schema.
+#[derive(Clone, Debug)]
+pub(crate) struct Channels {
+    /// The log's new head after each commit.
+    pub(crate) log: String,
+    /// Typing and presence signals (see `signals.rs`).
+    pub(crate) signal: String,
+    /// The pair of users of each committed block or unblock (see `blocks.rs`).
+    pub(crate) blocks: String,
+}
+
+impl Channels {
+    fn of(schema: &str) -> Self {
+        Self {
+            log: format!("{schema}_log"),
+            signal: format!("{schema}_signal"),
+            blocks: format!("{schema}_blocks"),
+        }
+    }
 }
 
 /// A [`Store`](messaging_core::Store) in a PostgreSQL database. Cheap to clone.
@@ -142,16 +167,17 @@ impl PgStore {
         if options.migrate {
             schema::migrate(&pool, &schema).await?;
         }
-        let channel = format!("{schema}_log");
+        let channels = Channels::of(&schema);
         let signals = SignalSinks::default();
+        let blocks = Arc::new(BlockCache::default());
         let feed = Feed::new(
             pool.clone(),
-            channel.clone(),
-            format!("{schema}_signal"),
+            channels.clone(),
             signals.clone(),
+            blocks.clone(),
             Arc::new(Notify::new()),
         );
-        let writer = Writer::start(pool.clone(), channel, options.max_batch, feed.clone());
+        let writer = Writer::start(pool.clone(), channels, options.max_batch, feed.clone());
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,
@@ -159,6 +185,7 @@ impl PgStore {
                 pool,
                 schema,
                 signals,
+                blocks,
                 instance: Uuid::now_v7(),
             }),
         })
@@ -187,7 +214,7 @@ impl PgStore {
         let fanout = Arc::new(PgFanout::new(
             Hub::new(queue_capacity),
             self.inner.pool.clone(),
-            format!("{}_signal", self.inner.schema),
+            Channels::of(&self.inner.schema).signal,
             self.inner.instance,
         ));
         self.inner
@@ -342,15 +369,26 @@ impl EventLog for PgStore {
 #[async_trait]
 impl SocialStore for PgStore {
     async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.write(Change::Block { blocker, blocked, on: true }).await.map(drop)
+        self.write(Change::Block { blocker, blocked, on: true }).await?;
+        self.inner.blocks.forget(blocker, blocked);
+        Ok(())
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.write(Change::Block { blocker, blocked, on: false }).await.map(drop)
+        self.write(Change::Block { blocker, blocked, on: false }).await?;
+        self.inner.blocks.forget(blocker, blocked);
+        Ok(())
     }
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
-        read::is_blocked_between(&self.inner.pool, a, b).await
+        match self.inner.blocks.get(a, b) {
+            Ok(blocked) => Ok(blocked),
+            Err(ticket) => {
+                let blocked = read::is_blocked_between(&self.inner.pool, a, b).await?;
+                self.inner.blocks.keep(ticket, a, b, blocked);
+                Ok(blocked)
+            }
+        }
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {

@@ -17,11 +17,17 @@ use messaging_core::{
     Appended, CommittedEvent, DeleteMessage, Deleted, EditMessage, Error, HoldPoint, LoggedEvent,
     MarkUpdate, Marked, Message, NewConversation, NewMessage, Opened, Result, Timestamp, UserId,
 };
-use sqlx::{Connection, PgPool};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::HashSet;
 
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::Channels;
 use crate::codec::{db_err, is_retryable};
 use crate::feed::Feed;
+use crate::log_batch::{self, Appends};
 use crate::write::{self, PendingEvent};
 
 const RETRIES: usize = 8;
@@ -63,12 +69,24 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer task over `pool`; each commit's events go to `feed`.
-    pub(crate) fn start(pool: PgPool, channel: String, max_batch: usize, feed: Arc<Feed>) -> Self {
+    pub(crate) fn start(
+        pool: PgPool,
+        channels: Channels,
+        max_batch: usize,
+        feed: Arc<Feed>,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
         let hold = Arc::new(Mutex::new(None));
         let task = tokio::spawn(
-            WriterLoop { pool, channel, max_batch: max_batch.max(1), feed, hold: hold.clone() }
-                .run(rx),
+            WriterLoop {
+                pool,
+                channels,
+                max_batch: max_batch.max(1),
+                feed,
+                hold: hold.clone(),
+                conn: None,
+            }
+            .run(rx),
         );
         Self { tx, hold, task }
     }
@@ -97,14 +115,17 @@ impl Drop for Writer {
 
 struct WriterLoop {
     pool: PgPool,
-    channel: String,
+    channels: Channels,
     max_batch: usize,
     feed: Arc<Feed>,
     hold: Arc<Mutex<Option<HoldPoint>>>,
+    /// The writer's own connection, kept between batches (its prepared statements too);
+    /// dropped after an error and acquired again for the next batch.
+    conn: Option<PoolConnection<Postgres>>,
 }
 
 impl WriterLoop {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while rx.recv_many(&mut batch, self.max_batch).await > 0 {
             let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
@@ -130,34 +151,125 @@ impl WriterLoop {
         }
     }
 
+    /// Commits `changes`, retrying what callers must not see: deadlocks, serialization
+    /// failures and unique violations (then looking stored idempotency keys up first), and
+    /// appends to conversations that do not exist (answered `not_found`, the rest rerun).
     async fn commit_with_retries(
-        &self,
+        &mut self,
         changes: &[&Change],
     ) -> std::result::Result<Vec<Result<Done>>, sqlx::Error> {
         let mut attempt = 0;
+        let mut missing = HashSet::new();
+        let mut lookup_keys = false;
         loop {
-            match self.commit(changes).await {
+            match self.commit(changes, &missing, lookup_keys).await {
+                Err(error) if is_missing_conversation(&error) && missing.is_empty() => {
+                    missing = self.missing_conversations(changes).await?;
+                    if missing.is_empty() {
+                        return Err(error);
+                    }
+                }
                 Err(error) if is_retryable(&error) && attempt < RETRIES => {
                     attempt += 1;
+                    lookup_keys = true;
                     tracing::debug!(%error, attempt, "retrying a batch");
-                    tokio::time::sleep(Duration::from_millis(2 << attempt.min(6))).await;
+                    if attempt > 1 {
+                        tokio::time::sleep(Duration::from_millis(1 << attempt.min(6))).await;
+                    }
                 }
                 other => return other,
             }
         }
     }
 
-    async fn commit(
-        &self,
+    /// The conversations `changes` append to that do not exist.
+    async fn missing_conversations(
+        &mut self,
         changes: &[&Change],
+    ) -> std::result::Result<HashSet<Uuid>, sqlx::Error> {
+        let wanted: Vec<Uuid> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Append(new) => Some(*new.conversation_id.as_uuid()),
+                _ => None,
+            })
+            .collect();
+        let found: HashSet<Uuid> =
+            sqlx::query_scalar("SELECT id FROM conversations WHERE id = ANY($1)")
+                .bind(&wanted)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect();
+        Ok(wanted.into_iter().filter(|id| !found.contains(id)).collect())
+    }
+
+    /// One attempt. A batch of appends alone is one statement in its own implicit
+    /// transaction; other changes (or an armed hold) make it an explicit transaction with
+    /// that statement last.
+    async fn commit(
+        &mut self,
+        changes: &[&Change],
+        missing: &HashSet<Uuid>,
+        lookup_keys: bool,
     ) -> std::result::Result<Vec<Result<Done>>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
+        let mut conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        let mut hold = self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let alone = hold.is_none() && changes.iter().all(|c| matches!(c, Change::Append(_)));
+        let done = if alone {
+            self.run_batch(&mut conn, changes, missing, lookup_keys).await
+        } else {
+            match conn.begin().await {
+                Ok(mut tx) => match self.run_batch(&mut tx, changes, missing, lookup_keys).await {
+                    Ok((outcomes, events, first)) => {
+                        if let (Some(first), Some(point)) = (first, hold.take()) {
+                            point.hold(first).await;
+                        }
+                        tx.commit().await.map(|()| (outcomes, events, first))
+                    }
+                    Err(error) => Err(error),
+                },
+                Err(error) => Err(error),
+            }
+        };
+        if let Some(point) = hold {
+            // Nothing was logged: the hold waits for the next batch that logs events.
+            *self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(point);
+        }
+        let (outcomes, events, first) = done?;
+        self.conn = Some(conn);
+        if let Some(first) = first {
+            self.feed.local(
+                events
+                    .into_iter()
+                    .zip(first..)
+                    .map(|(pending, position)| CommittedEvent {
+                        logged: LoggedEvent { position, event: pending.event },
+                        audience: pending.audience,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(outcomes)
+    }
+
+    /// The batch's statements on `conn`: the other changes one by one, then the appends
+    /// and the log in one statement.
+    async fn run_batch(
+        &self,
+        conn: &mut PgConnection,
+        changes: &[&Change],
+        missing: &HashSet<Uuid>,
+        lookup_keys: bool,
+    ) -> std::result::Result<(Vec<Result<Done>>, Vec<PendingEvent>, Option<u64>), sqlx::Error> {
         let mut events: Vec<PendingEvent> = Vec::new();
         let mut outcomes: Vec<Option<Result<Done>>> = (0..changes.len()).map(|_| None).collect();
         let mut appends: Vec<(usize, &NewMessage)> = Vec::new();
         for (i, change) in changes.iter().enumerate() {
-            let conn = &mut *tx;
+            let conn = &mut *conn;
             outcomes[i] = Some(match change {
                 Change::Append(new) => {
                     appends.push((i, new));
@@ -176,42 +288,35 @@ impl WriterLoop {
                     write::mark(conn, update, &mut events).await?.map(Done::Marked)
                 }
                 Change::Block { blocker, blocked, on } => {
-                    write::set_block(conn, *blocker, *blocked, *on).await?.map(|()| Done::Nothing)
+                    write::set_block(conn, *blocker, *blocked, *on, &self.channels.blocks)
+                        .await?
+                        .map(|()| Done::Nothing)
                 }
                 Change::LastSeen { user, at } => {
                     write::set_last_seen(conn, *user, *at).await?.map(|()| Done::Nothing)
                 }
             });
         }
-        if !appends.is_empty() {
-            let news: Vec<&NewMessage> = appends.iter().map(|(_, n)| *n).collect();
-            let appended = write::append_all(&mut tx, &news, &mut events).await?;
-            for ((i, _), outcome) in appends.iter().zip(appended) {
-                outcomes[*i] = Some(outcome.map(Done::Appended));
-            }
+        let news: Vec<&NewMessage> = appends.iter().map(|(_, n)| *n).collect();
+        let mut plan = Appends::new(&news, missing);
+        if lookup_keys {
+            plan.resolve_stored(&mut *conn).await?;
         }
-        let hold = if events.is_empty() {
-            None
-        } else {
-            self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take()
-        };
-        let first = write::log_events(&mut tx, &events, &self.channel, hold).await?;
-        tx.commit().await?;
-        if let Some(first) = first {
-            self.feed.local(
-                events
-                    .into_iter()
-                    .zip(first..)
-                    .map(|(pending, position)| CommittedEvent {
-                        logged: LoggedEvent { position, event: pending.event },
-                        audience: pending.audience,
-                    })
-                    .collect(),
-            );
+        let (appended, logged, first) =
+            log_batch::append_and_log(conn, plan, events, &self.channels.log).await?;
+        for ((i, _), outcome) in appends.iter().zip(appended) {
+            outcomes[*i] = Some(outcome.map(Done::Appended));
         }
-        Ok(outcomes
+        let outcomes = outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(Error::unavailable("change was not run"))))
-            .collect())
+            .collect();
+        Ok((outcomes, logged, first))
     }
+}
+
+/// A NOT NULL violation of the append statement: some appended conversation is missing.
+fn is_missing_conversation(error: &sqlx::Error) -> bool {
+    error.as_database_error().and_then(|e| e.code()).as_deref()
+        == Some(log_batch::MISSING_CONVERSATION)
 }

@@ -1,0 +1,162 @@
+//! Blocks asked about on every send, answered from memory while that is safe.
+//!
+//! Every send and typing signal asks whether two users block each other; as a query that
+//! was a round trip per send and, measured 2026-11-21 (2 cores, 64 concurrent senders),
+//! about a third of a core across the pool's backends. Blocks change rarely, so answers are
+//! kept per pair of users and forgotten when a block or unblock of that pair commits: the
+//! writer sends a NOTIFY on the blocks channel in the same transaction, and every instance's
+//! listener (this one's included) forgets the pair when it arrives. This instance also
+//! forgets the pair as soon as its own write commits, so its own callers see their blocks
+//! at once; another instance sees them once the notification arrives (the time of a NOTIFY
+//! round trip).
+//!
+//! Answers are only kept while the listener is connected: when it is not, a notification
+//! could be missed, so nothing is kept and every question is a query, until it listens
+//! again and starts from an empty cache. An epoch counter stops a query that began before
+//! a change from storing its stale answer after it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use messaging_core::UserId;
+use uuid::Uuid;
+
+/// Pairs kept at most; the cache starts over when full (blocks are checked per send, so
+/// the active pairs come back at once).
+const MAX_PAIRS: usize = 100_000;
+
+#[derive(Default)]
+struct State {
+    listening: bool,
+    epoch: u64,
+    pairs: HashMap<(UserId, UserId), bool>,
+}
+
+/// The kept answers of "does either user block the other".
+#[derive(Default)]
+pub(crate) struct BlockCache {
+    state: Mutex<State>,
+}
+
+/// Permission to store the answer of a query started at a given epoch.
+#[derive(Clone, Copy)]
+pub(crate) struct Ticket(Option<u64>);
+
+impl BlockCache {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The kept answer for `a` and `b`, or a ticket to [`BlockCache::keep`] the queried one.
+    pub(crate) fn get(&self, a: UserId, b: UserId) -> Result<bool, Ticket> {
+        let state = self.state();
+        match state.pairs.get(&pair(a, b)) {
+            Some(blocked) => Ok(*blocked),
+            None => Err(Ticket(state.listening.then_some(state.epoch))),
+        }
+    }
+
+    /// Keeps a queried answer, unless something changed since the ticket was taken.
+    pub(crate) fn keep(&self, ticket: Ticket, a: UserId, b: UserId, blocked: bool) {
+        let mut state = self.state();
+        if ticket.0 != Some(state.epoch) || !state.listening {
+            return;
+        }
+        if state.pairs.len() >= MAX_PAIRS {
+            state.pairs.clear();
+        }
+        state.pairs.insert(pair(a, b), blocked);
+    }
+
+    /// Forgets the answer for `a` and `b` (a block or unblock of the pair committed).
+    pub(crate) fn forget(&self, a: UserId, b: UserId) {
+        let mut state = self.state();
+        state.epoch += 1;
+        state.pairs.remove(&pair(a, b));
+    }
+
+    /// Forgets the pair a blocks notification names; a payload that names none (which this
+    /// crate never sends) forgets everything.
+    pub(crate) fn forget_notified(&self, payload: &str) {
+        match parse(payload) {
+            Some((a, b)) => self.forget(a, b),
+            None => {
+                tracing::warn!(payload, "malformed blocks notification; forgetting all blocks");
+                let listening = self.state().listening;
+                self.set_listening(listening);
+            }
+        }
+    }
+
+    /// The listener started (`true`) or stopped listening: either way nothing kept so far
+    /// can be trusted, and answers are kept only while it listens.
+    pub(crate) fn set_listening(&self, listening: bool) {
+        let mut state = self.state();
+        state.epoch += 1;
+        state.pairs.clear();
+        state.listening = listening;
+    }
+}
+
+/// The notification payload naming a pair.
+pub(crate) fn payload(a: UserId, b: UserId) -> String {
+    let (lo, hi) = pair(a, b);
+    format!("{},{}", lo.as_uuid(), hi.as_uuid())
+}
+
+fn parse(payload: &str) -> Option<(UserId, UserId)> {
+    let (a, b) = payload.split_once(',')?;
+    Some((UserId::from_uuid(Uuid::parse_str(a).ok()?), UserId::from_uuid(Uuid::parse_str(b).ok()?)))
+}
+
+/// The pair in a fixed order: blocks are asked about in both directions at once.
+fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
+    if a <= b { (a, b) } else { (b, a) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_kept_only_while_listening() {
+        let cache = BlockCache::default();
+        let (a, b) = (UserId::new(), UserId::new());
+        let Err(ticket) = cache.get(a, b) else { panic!("nothing kept yet") };
+        cache.keep(ticket, a, b, false);
+        assert!(cache.get(a, b).is_err(), "kept while not listening");
+        cache.set_listening(true);
+        let Err(ticket) = cache.get(a, b) else { panic!("cleared on listening") };
+        cache.keep(ticket, a, b, true);
+        assert!(matches!(cache.get(b, a), Ok(true)), "either order");
+        cache.set_listening(false);
+        assert!(cache.get(a, b).is_err(), "cleared when the listener stops");
+    }
+
+    #[test]
+    fn an_answer_older_than_a_change_is_not_kept() {
+        let cache = BlockCache::default();
+        cache.set_listening(true);
+        let (a, b) = (UserId::new(), UserId::new());
+        let Err(ticket) = cache.get(a, b) else { panic!("nothing kept yet") };
+        cache.forget_notified(&payload(b, a));
+        cache.keep(ticket, a, b, false);
+        assert!(cache.get(a, b).is_err(), "a stale answer was kept");
+    }
+
+    #[test]
+    fn notifications_name_the_pair() {
+        let cache = BlockCache::default();
+        cache.set_listening(true);
+        let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
+        for (x, y) in [(a, b), (a, c)] {
+            let Err(ticket) = cache.get(x, y) else { panic!("nothing kept yet") };
+            cache.keep(ticket, x, y, false);
+        }
+        cache.forget_notified(&payload(b, a));
+        assert!(cache.get(a, b).is_err(), "the named pair is forgotten");
+        assert!(cache.get(a, c).is_ok(), "other pairs stay");
+        cache.forget_notified("garbage");
+        assert!(cache.get(a, c).is_err(), "a malformed payload forgets everything");
+    }
+}

@@ -1,0 +1,305 @@
+//! The statement that ends every writing batch: the batch's appends and its log in one
+//! round trip.
+//!
+//! A batch of appends is the hot path, and on a loaded machine each round trip costs more
+//! than the SQL it carries. So one statement (data-modifying CTEs) locks the conversations
+//! in ascending id order, moves their `last_seq`, inserts the messages, moves the members'
+//! activity, then takes positions from `log_head`, writes the event and audience rows and
+//! queues the NOTIFY. When the batch holds nothing else, that statement runs on its own
+//! (its implicit transaction is the batch's): one round trip per batch.
+//!
+//! Order inside the statement matters across processes: `log_head` is locked only after
+//! every other row lock of the batch is held (its `WHERE` counts the other CTEs, which runs
+//! them to completion first), so two writers never wait on each other in a cycle.
+//!
+//! Seqs and positions are computed in SQL from the bases the statement returns; this module
+//! builds the matching messages and events on the Rust side from the same ordinals.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use messaging_core::search::index_text;
+use messaging_core::{Appended, Error, Event, Message, NewMessage, Result};
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
+use crate::write::PendingEvent;
+
+/// SQLSTATE of a NOT NULL violation: an append's conversation was not found (its `seq`
+/// comes out NULL), which the writer turns into `not_found` for those appends.
+pub(crate) const MISSING_CONVERSATION: &str = "23502";
+
+const STATEMENT: &str = "\
+WITH locked AS (
+    SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+), conv AS (
+    UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = v.at
+    FROM locked l, UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, n, at)
+    WHERE c.id = l.id AND v.id = l.id
+    RETURNING c.id, c.last_seq - v.n AS base, c.user_lo, c.user_hi, v.at
+), msgs AS (
+    INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, client_msg_id,
+        created_at, words)
+    SELECT v.id, v.c, c.base + v.o, v.s, v.body, v.meta::jsonb, v.key, v.at,
+        to_tsvector('simple', v.words)
+    FROM UNNEST($4::uuid[], $5::uuid[], $6::bigint[], $7::uuid[], $8::text[], $9::text[],
+        $10::text[], $11::bigint[], $12::text[]) AS v(id, c, o, s, body, meta, key, at, words)
+    LEFT JOIN conv c ON c.id = v.c
+    RETURNING 1
+), activity AS (
+    UPDATE members m SET activity_at = c.at
+    FROM conv c CROSS JOIN LATERAL (VALUES (c.user_lo), (c.user_hi)) AS u(id)
+    WHERE m.user_id = u.id AND m.conversation_id = c.id
+    RETURNING 1
+), head AS (
+    UPDATE log_head SET position = position + $13
+    WHERE (SELECT count(*) FROM conv) >= 0 AND (SELECT count(*) FROM msgs) >= 0
+        AND (SELECT count(*) FROM activity) >= 0
+    RETURNING position - $13 AS base, pg_notify($14, position::text)
+), ev AS (
+    INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience)
+    SELECT h.base + v.o, v.k, v.c, v.m, v.u, v.s, string_to_array(v.a, ',')::uuid[]
+    FROM head h, UNNEST($15::bigint[], $16::smallint[], $17::uuid[], $18::uuid[], $19::uuid[],
+        $20::bigint[], $21::text[]) AS v(o, k, c, m, u, s, a)
+), aud AS (
+    INSERT INTO event_audience (user_id, position)
+    SELECT v.u, h.base + v.o FROM head h, UNNEST($22::uuid[], $23::bigint[]) AS v(u, o)
+    ON CONFLICT DO NOTHING
+)
+SELECT h.base, c.id, c.base FROM head h LEFT JOIN conv c ON true";
+
+/// The appends of a batch, resolved against idempotency keys and grouped per conversation.
+pub(crate) struct Appends<'a> {
+    appends: &'a [&'a NewMessage],
+    outcomes: Vec<Option<Result<Appended>>>,
+    /// Later appends repeating an earlier one's key in this batch: (later, earlier).
+    repeats: Vec<(usize, usize)>,
+    /// The appends to store, grouped per conversation, ascending ids.
+    fresh: BTreeMap<Uuid, Vec<usize>>,
+}
+
+impl<'a> Appends<'a> {
+    /// Sorts out `appends`: the ones whose conversation is in `missing` fail as not found;
+    /// keys repeated inside the batch resolve to their first occurrence. Keys stored by
+    /// earlier batches are only looked up by [`Appends::resolve_stored`]: the unique index
+    /// catches them otherwise, and the writer then retries the batch with the lookup.
+    pub(crate) fn new(appends: &'a [&'a NewMessage], missing: &HashSet<Uuid>) -> Self {
+        let mut plan = Self {
+            appends,
+            outcomes: (0..appends.len()).map(|_| None).collect(),
+            repeats: Vec::new(),
+            fresh: BTreeMap::new(),
+        };
+        for (i, new) in appends.iter().enumerate() {
+            if missing.contains(new.conversation_id.as_uuid()) {
+                plan.outcomes[i] = Some(Err(Error::not_found("no such conversation")));
+            }
+        }
+        plan.group();
+        plan
+    }
+
+    /// Looks up which keys of this batch are stored already; those appends return the
+    /// stored message and are not written again.
+    pub(crate) async fn resolve_stored(
+        &mut self,
+        conn: &mut PgConnection,
+    ) -> std::result::Result<(), sqlx::Error> {
+        let keyed: Vec<(usize, &NewMessage, &str)> = self
+            .appends
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.outcomes[*i].is_none())
+            .filter_map(|(i, m)| m.client_msg_id.as_deref().map(|k| (i, *m, k)))
+            .collect();
+        if keyed.is_empty() {
+            return Ok(());
+        }
+        let rows = sqlx::query(trusted(format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m \
+             JOIN UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS k(c, s, key) \
+               ON m.conversation_id = k.c AND m.sender_id = k.s AND m.client_msg_id = k.key"
+        )))
+        .bind(keyed.iter().map(|(_, m, _)| *m.conversation_id.as_uuid()).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|(_, m, _)| *m.sender_id.as_uuid()).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|(_, _, k)| (*k).to_owned()).collect::<Vec<_>>())
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut stored: HashMap<(Uuid, Uuid, String), Message> = HashMap::new();
+        for row in &rows {
+            let message = codec::message(row, 0)?;
+            let key = message.client_msg_id.clone().unwrap_or_default();
+            stored.insert(
+                (*message.conversation_id.as_uuid(), *message.sender_id.as_uuid(), key),
+                message,
+            );
+        }
+        for (i, m, k) in keyed {
+            let key = (*m.conversation_id.as_uuid(), *m.sender_id.as_uuid(), k.to_owned());
+            if let Some(message) = stored.get(&key) {
+                self.outcomes[i] = Some(Ok(Appended { message: message.clone(), created: false }));
+            }
+        }
+        self.group();
+        Ok(())
+    }
+
+    /// Recomputes `repeats` and `fresh` from the outcomes decided so far.
+    fn group(&mut self) {
+        self.repeats.clear();
+        self.fresh.clear();
+        let mut first_of_key: HashMap<(Uuid, Uuid, &str), usize> = HashMap::new();
+        for (i, new) in self.appends.iter().enumerate() {
+            if self.outcomes[i].is_some() {
+                continue;
+            }
+            if let Some(key) = new.client_msg_id.as_deref() {
+                let id = (*new.conversation_id.as_uuid(), *new.sender_id.as_uuid(), key);
+                if let Some(first) = first_of_key.get(&id) {
+                    self.repeats.push((i, *first));
+                    continue;
+                }
+                first_of_key.insert(id, i);
+            }
+            self.fresh.entry(*new.conversation_id.as_uuid()).or_default().push(i);
+        }
+    }
+}
+
+/// Runs the batch's closing statement: `appends` stored, then `prior` (the events of the
+/// batch's other changes) and the appends' `message.created` events logged in that order.
+/// Returns the appends' outcomes, every event with its position, and the first position
+/// (`None` when nothing was logged, in which case nothing was run).
+pub(crate) async fn append_and_log(
+    conn: &mut PgConnection,
+    mut appends: Appends<'_>,
+    prior: Vec<PendingEvent>,
+    channel: &str,
+) -> std::result::Result<(Vec<Result<Appended>>, Vec<PendingEvent>, Option<u64>), sqlx::Error> {
+    let order: Vec<(Uuid, usize, i64)> = appends
+        .fresh
+        .iter()
+        .flat_map(|(c, indexes)| indexes.iter().zip(1..).map(|(i, o)| (*c, *i, o)))
+        .collect();
+    if prior.is_empty() && order.is_empty() {
+        return Ok((finish(appends), prior, None));
+    }
+    let news: Vec<&NewMessage> = order.iter().map(|(_, i, _)| appends.appends[*i]).collect();
+
+    let mut conv = (Vec::new(), Vec::new(), Vec::new());
+    for (c, indexes) in &appends.fresh {
+        conv.0.push(*c);
+        conv.1.push(i64::try_from(indexes.len()).unwrap_or(i64::MAX));
+        conv.2.push(indexes.last().map_or(0, |i| appends.appends[*i].created_at.as_millis()));
+    }
+    let events = prior.len() + news.len();
+    let mut rows: Vec<codec::EventRow> = prior.iter().map(|e| codec::event_row(&e.event)).collect();
+    let mut audiences: Vec<&[messaging_core::UserId]> =
+        prior.iter().map(|e| e.audience.as_slice()).collect();
+    for new in &news {
+        rows.push(codec::EventRow {
+            kind: codec::kind::MESSAGE_CREATED,
+            conversation_id: *new.conversation_id.as_uuid(),
+            message_id: Some(*new.id.as_uuid()),
+            user_id: None,
+            seq: None,
+        });
+        audiences.push(&new.audience);
+    }
+    let ordinals: Vec<i64> = (1..=int(events as u64)).collect();
+    let (mut audience_users, mut audience_at) = (Vec::new(), Vec::new());
+    for (audience, ordinal) in audiences.iter().zip(&ordinals) {
+        for user in *audience {
+            audience_users.push(*user.as_uuid());
+            audience_at.push(*ordinal);
+        }
+    }
+
+    let result = sqlx::query(STATEMENT)
+        .bind(&conv.0)
+        .bind(&conv.1)
+        .bind(&conv.2)
+        .bind(news.iter().map(|m| *m.id.as_uuid()).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| *m.conversation_id.as_uuid()).collect::<Vec<_>>())
+        .bind(order.iter().map(|(_, _, o)| *o).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| *m.sender_id.as_uuid()).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+        .bind(
+            news.iter()
+                .map(|m| m.metadata.as_ref().map(serde_json::Value::to_string))
+                .collect::<Vec<_>>(),
+        )
+        .bind(news.iter().map(|m| m.client_msg_id.as_deref()).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| m.created_at.as_millis()).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| index_text(&m.body)).collect::<Vec<_>>())
+        .bind(int(events as u64))
+        .bind(channel)
+        .bind(&ordinals)
+        .bind(rows.iter().map(|r| r.kind).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.conversation_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
+        .bind(audiences.iter().map(|a| joined(a)).collect::<Vec<_>>())
+        .bind(&audience_users)
+        .bind(&audience_at)
+        .fetch_all(&mut *conn)
+        .await?;
+
+    let mut head_base = None;
+    let mut bases: HashMap<Uuid, i64> = HashMap::new();
+    for row in &result {
+        head_base = Some(row.try_get::<i64, _>(0)?);
+        if let Some(id) = row.try_get::<Option<Uuid>, _>(1)? {
+            bases.insert(id, row.try_get(2)?);
+        }
+    }
+    let Some(head_base) = head_base else {
+        return Err(sqlx::Error::Protocol("the log statement returned no head".into()));
+    };
+
+    let mut logged = prior;
+    for ((conversation, i, ordinal), new) in order.iter().zip(&news) {
+        let Some(base) = bases.get(conversation) else {
+            return Err(sqlx::Error::Protocol("an appended conversation was not returned".into()));
+        };
+        let message = Message {
+            id: new.id,
+            conversation_id: new.conversation_id,
+            seq: uint(base + ordinal),
+            sender_id: new.sender_id,
+            body: new.body.clone(),
+            metadata: new.metadata.clone(),
+            client_msg_id: new.client_msg_id.clone(),
+            created_at: new.created_at,
+            edited_at: None,
+            deleted: false,
+        };
+        logged.push(PendingEvent::new(Event::MessageCreated(message.clone()), &new.audience));
+        appends.outcomes[*i] = Some(Ok(Appended { message, created: true }));
+    }
+    Ok((finish(appends), logged, Some(uint(head_base + 1))))
+}
+
+/// The outcome of every append, repeats answered with their first occurrence's message.
+fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
+    for (i, first) in std::mem::take(&mut appends.repeats) {
+        appends.outcomes[i] = Some(match &appends.outcomes[first] {
+            Some(Ok(appended)) => {
+                Ok(Appended { message: appended.message.clone(), created: false })
+            }
+            Some(Err(e)) => Err(Error::unavailable(e.to_string())),
+            None => Err(Error::unavailable("duplicate key without an original")),
+        });
+    }
+    appends
+        .outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(Error::unavailable("append was not run"))))
+        .collect()
+}
+
+/// An audience as the text `string_to_array` splits back into `uuid[]`.
+fn joined(audience: &[messaging_core::UserId]) -> String {
+    audience.iter().map(|u| u.as_uuid().to_string()).collect::<Vec<_>>().join(",")
+}
