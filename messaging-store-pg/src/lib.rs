@@ -50,7 +50,7 @@ use crate::blocks::BlockCache;
 use crate::codec::db_err;
 use crate::feed::Feed;
 use crate::signals::{PgFanout, SignalSinks};
-use crate::writer::{Change, Done, Writer};
+use crate::writer::{Change, Done, Writer, WriterLimits};
 
 /// Settings of a [`PgStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,13 +63,22 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Most changes the writer commits in one transaction (default 512).
     pub max_batch: usize,
+    /// Batches in flight at once, each on its own connection (default 2): one runs its
+    /// statements while another waits for its commit to be durable.
+    pub writers: usize,
     /// Apply migrations when connecting (default true).
     pub migrate: bool,
 }
 
 impl Default for PgOptions {
     fn default() -> Self {
-        Self { schema: "messaging".into(), max_connections: 16, max_batch: 512, migrate: true }
+        Self {
+            schema: "messaging".into(),
+            max_connections: 16,
+            max_batch: 512,
+            writers: 2,
+            migrate: true,
+        }
     }
 }
 
@@ -81,10 +90,18 @@ impl PgOptions {
         self
     }
 
-    /// Sets the pool size (at least 3: the writer, the listener, and readers).
+    /// Sets the pool size (at least 3; the pool also grows to the writers, the listener
+    /// and two readers).
     #[must_use]
     pub fn max_connections(mut self, max: u32) -> Self {
         self.max_connections = max.max(3);
+        self
+    }
+
+    /// Sets how many batches may be in flight at once (at least 1).
+    #[must_use]
+    pub fn writers(mut self, writers: usize) -> Self {
+        self.writers = writers.max(1);
         self
     }
 
@@ -152,7 +169,9 @@ impl PgStore {
         let schema = schema::validate(&options.schema)?;
         let search_path = format!("SET search_path TO \"{schema}\"");
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(3))
+            .max_connections(
+                options.max_connections.max(3 + u32::try_from(options.writers).unwrap_or(u32::MAX)),
+            )
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 let search_path = search_path.clone();
@@ -177,7 +196,8 @@ impl PgStore {
             blocks.clone(),
             Arc::new(Notify::new()),
         );
-        let writer = Writer::start(pool.clone(), channels, options.max_batch, feed.clone());
+        let limits = WriterLimits { writers: options.writers, max_batch: options.max_batch };
+        let writer = Writer::start(&pool, &channels, limits, &feed);
         Ok(Self {
             inner: Arc::new(Inner {
                 writer,

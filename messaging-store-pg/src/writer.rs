@@ -64,31 +64,38 @@ struct Job {
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
     hold: Arc<Mutex<Option<HoldPoint>>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the writer task over `pool`; each commit's events go to `feed`.
+    /// Starts `writers` writer tasks over `pool`, taking batches from one queue; each
+    /// commit's events go to `feed`.
     pub(crate) fn start(
-        pool: PgPool,
-        channels: Channels,
-        max_batch: usize,
-        feed: Arc<Feed>,
+        pool: &PgPool,
+        channels: &Channels,
+        limits: WriterLimits,
+        feed: &Arc<Feed>,
     ) -> Self {
-        let (tx, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let max_batch = limits.max_batch.max(1);
+        let (tx, rx) = mpsc::channel(max_batch * 4);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let hold = Arc::new(Mutex::new(None));
-        let task = tokio::spawn(
-            WriterLoop {
-                pool,
-                channels,
-                max_batch: max_batch.max(1),
-                feed,
-                hold: hold.clone(),
-                conn: None,
-            }
-            .run(rx),
-        );
-        Self { tx, hold, task }
+        let tasks = (0..limits.writers.max(1))
+            .map(|_| {
+                tokio::spawn(
+                    WriterLoop {
+                        pool: pool.clone(),
+                        channels: channels.clone(),
+                        max_batch,
+                        feed: feed.clone(),
+                        hold: hold.clone(),
+                        conn: None,
+                    }
+                    .run(rx.clone()),
+                )
+            })
+            .collect();
+        Self { tx, hold, tasks }
     }
 
     /// Makes `change` in the next batch; resolves after it committed.
@@ -109,8 +116,20 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.task.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
+}
+
+/// How many batches may be in flight, and how large they may be.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterLimits {
+    /// Writer tasks (each with its own connection), so one batch can run its statements
+    /// while another waits for its commit; `log_head` keeps positions in commit order.
+    pub(crate) writers: usize,
+    /// Most changes in one batch.
+    pub(crate) max_batch: usize,
 }
 
 struct WriterLoop {
@@ -125,9 +144,11 @@ struct WriterLoop {
 }
 
 impl WriterLoop {
-    async fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
         let mut batch = Vec::with_capacity(self.max_batch);
-        while rx.recv_many(&mut batch, self.max_batch).await > 0 {
+        // The queue is held only while taking a batch: the next writer takes the next one
+        // while this one commits.
+        while queue.lock().await.recv_many(&mut batch, self.max_batch).await > 0 {
             let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
             let outcomes = match self.commit_with_retries(&changes).await {
                 Ok(outcomes) => outcomes,

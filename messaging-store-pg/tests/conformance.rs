@@ -14,8 +14,10 @@ use messaging_store_pg::{PgOptions, PgStore};
 async fn fresh() -> Option<Fixture> {
     let url = support::fresh_database().await?;
     let options = PgOptions::default().max_connections(8).migrate(false);
-    let store = Arc::new(PgStore::connect(&url, options).await.expect("connect"));
-    Some(Fixture::new(store.clone()).with_commit_hold(store))
+    let store = Arc::new(PgStore::connect(&url, options.clone()).await.expect("connect"));
+    // Another process's writer on the same database, for the interleaving cases.
+    let peer = Arc::new(PgStore::connect(&url, options).await.expect("connect the peer"));
+    Some(Fixture::new(store.clone()).with_commit_hold(store).with_peer_store(peer))
 }
 
 mod postgres {

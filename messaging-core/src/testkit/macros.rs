@@ -140,6 +140,7 @@ macro_rules! interleaving_tests {
         $crate::__messaging_testkit_cases!($factory, interleaving;
             sync_skips_nothing_when_commits_land_out_of_order,
             pushed_cursor_resume_skips_nothing_out_of_order,
+            concurrent_senders_across_writers,
         );
     };
 }

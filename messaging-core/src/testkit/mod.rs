@@ -102,7 +102,7 @@
 //! | Byte limits → `too_large` (body, metadata, context, `client_msg_id`, query) | `body_rules`, `metadata_rules`, `context_and_client_msg_id_limits`, `search_parameter_rules_and_order` |
 //! | U+0000 in any string → `bad_request` | `nul_is_refused_everywhere` |
 //! | `metadata` is a JSON object, compared as a value | `metadata_rules`, `metadata_round_trips_as_json` |
-//! | `seq` per conversation from 1 without gaps; `last_seq` 0 without messages | `send_assigns_seq_and_updates_conversation`, `concurrent_sends_get_gap_free_seqs`, `open_creates_once_then_finds` |
+//! | `seq` per conversation from 1 without gaps; `last_seq` 0 without messages | `send_assigns_seq_and_updates_conversation`, `concurrent_sends_get_gap_free_seqs`, `concurrent_senders_across_writers`, `open_creates_once_then_finds` |
 //! | A tombstone: `deleted`, body `""`, metadata null | `delete_makes_one_tombstone`, `retry_returns_current_state` |
 //! | A missing or empty context is null; one conversation per (pair, context) | `contexts_separate_conversations`, `open_creates_once_then_finds`, `open_concurrently_from_both_sides_creates_one`, `store_open_direct_race_creates_one` |
 //! | Summary: `last_message` (tombstone included), `unread_count`, `read_seq`, `peer_read_seq`, `peer_delivered_seq` | `conversation_summary_fields`, `read_and_delivered_are_independent` |
@@ -170,6 +170,9 @@ pub struct Fixture {
     pub store: Arc<dyn Store>,
     /// The store's [`CommitHold`] capability, for the interleaving cases.
     pub commit_hold: Option<Arc<dyn CommitHold>>,
+    /// A second store object on the same database (another process's writer), for the
+    /// interleaving cases; without one they use [`Fixture::store`] twice.
+    pub peer_store: Option<Arc<dyn Store>>,
     guard: Box<dyn Any + Send + Sync>,
 }
 
@@ -203,7 +206,7 @@ impl Fixture {
     /// A fixture over `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, commit_hold: None, guard: Box::new(()) }
+        Self { store, commit_hold: None, peer_store: None, guard: Box::new(()) }
     }
 
     /// Keeps `guard` (e.g. a temporary directory) alive as long as the fixture.
@@ -219,6 +222,20 @@ impl Fixture {
     pub fn with_commit_hold(mut self, hold: Arc<dyn CommitHold>) -> Self {
         self.commit_hold = Some(hold);
         self
+    }
+
+    /// Adds a second store object on the same database, as another process would open it.
+    #[must_use]
+    pub fn with_peer_store(mut self, peer: Arc<dyn Store>) -> Self {
+        self.peer_store = Some(peer);
+        self
+    }
+
+    /// A [`Messenger`] over the peer store (see [`Fixture::with_peer_store`]), or over the
+    /// store itself when there is none.
+    pub async fn peer_messenger(&self) -> Messenger {
+        let store = self.peer_store.clone().unwrap_or_else(|| self.store.clone());
+        Messenger::new(store).await.expect("Messenger::new over the fixture's peer store")
     }
 
     /// A [`Messenger`] with the defaults over the store.
