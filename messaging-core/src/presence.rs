@@ -48,6 +48,12 @@ pub struct LocalPresence {
 }
 
 impl LocalPresence {
+    /// The users holding at least one session.
+    #[must_use]
+    pub fn users(&self) -> Vec<UserId> {
+        self.sessions().keys().copied().collect()
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<UserId, Vec<SessionId>>> {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -24,6 +24,7 @@ mod blocks;
 mod codec;
 pub mod feed;
 mod log_batch;
+pub mod presence;
 mod read;
 mod schema;
 pub mod signals;
@@ -49,6 +50,7 @@ use uuid::Uuid;
 use crate::blocks::BlockCache;
 use crate::codec::db_err;
 use crate::feed::Feed;
+use crate::presence::{PgPresence, PresenceOptions};
 use crate::signals::{PgFanout, SignalSinks};
 use crate::writer::{Change, Done, Writer, WriterLimits};
 
@@ -243,6 +245,38 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Arc::downgrade(&fanout));
         fanout
+    }
+
+    /// A presence for a [`Messenger`](messaging_core::Messenger) over this store, shared
+    /// with every instance on the database (see [`PgPresence`]): it registers this
+    /// instance, starts its heartbeat, and announces the users of dead instances offline
+    /// through `fanout`.
+    ///
+    /// ```no_run
+    /// # async fn demo(store: messaging_store_pg::PgStore) -> messaging_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use messaging_core::{Limits, Messenger};
+    /// use messaging_store_pg::presence::PresenceOptions;
+    ///
+    /// let fanout = store.fanout(Limits::default().max_queue_frames);
+    /// let presence = store.presence(fanout.clone(), PresenceOptions::default()).await?;
+    /// let messenger = Messenger::builder(Arc::new(store.clone()))
+    ///     .fanout(fanout)
+    ///     .presence(presence)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn presence(
+        &self,
+        fanout: Arc<PgFanout>,
+        options: PresenceOptions,
+    ) -> Result<Arc<PgPresence>> {
+        let store: Arc<dyn messaging_core::Store> = Arc::new(self.clone());
+        let presence =
+            PgPresence::start(self.inner.pool.clone(), &self.inner.schema, store, fanout, options)
+                .await?;
+        Ok(Arc::new(presence))
     }
 
     /// Applies the library's migrations (idempotent; serialized across processes).

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use messaging_core::{Event, Messenger, Push, SendMessage, Session, UserId};
+use messaging_store_pg::presence::{PgPresence, PresenceOptions};
 use messaging_store_pg::{PgOptions, PgStore};
 
 async fn instance(url: &str) -> Messenger {
@@ -187,4 +188,121 @@ async fn typing_and_presence_cross_instances() {
         }
         other => panic!("expected presence, got {}", other.name()),
     }
+}
+
+/// An instance with the PostgreSQL presence (a fast heartbeat, so the test is short).
+async fn instance_with_presence(url: &str) -> (Messenger, Arc<PgPresence>) {
+    let store = PgStore::connect(url, PgOptions::default().max_connections(6).migrate(false))
+        .await
+        .expect("connect");
+    let fanout = store.fanout(messaging_core::Limits::default().max_queue_frames);
+    let options =
+        PresenceOptions::default().timing(Duration::from_millis(200), Duration::from_secs(1));
+    let presence = store.presence(fanout.clone(), options).await.expect("presence");
+    let messenger = Messenger::builder(Arc::new(store))
+        .fanout(fanout)
+        .presence(presence.clone())
+        .build()
+        .await
+        .expect("messenger");
+    (messenger, presence)
+}
+
+async fn is_online(m: &Messenger, asker: UserId, user: UserId) -> bool {
+    let status = m.presence(asker, &[user]).await.expect("presence");
+    status.first().expect("one status").online
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_is_shared_and_dead_instances_go_offline() {
+    use messaging_core::Signal;
+
+    let Some(url) = support::fresh_database().await else { return };
+    // Instance A runs its tasks on a runtime of its own, so that it can die like a process.
+    let a_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for instance A");
+    let (a, presence_a) = std::thread::scope(|scope| {
+        scope.spawn(|| a_runtime.block_on(instance_with_presence(&url))).join()
+    })
+    .expect("instance A");
+    let (b, _presence_b) = instance_with_presence(&url).await;
+    let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+    a.open(alice, bob, None).await.expect("open");
+    b.open(carol, bob, None).await.expect("open");
+
+    // A user with sessions on both instances is online until the last one closes.
+    let carol_on_a = a.connect(carol).await.expect("connect");
+    let carol_on_b = b.connect(carol).await.expect("connect");
+    carol_on_a.close().await.expect("close");
+    assert!(is_online(&b, bob, carol).await, "carol still has a session on B");
+    carol_on_b.close().await.expect("close");
+    assert!(!is_online(&a, bob, carol).await, "carol's last session closed");
+
+    // Alice's session on A is seen by B.
+    let mut bob_on_b = b.connect(bob).await.expect("connect");
+    let alice_on_a = a.connect(alice).await.expect("connect");
+    assert!(is_online(&b, bob, alice).await, "B reports alice, connected to A, online");
+    match next_signal(&mut bob_on_b).await {
+        Signal::Presence(p) => assert!(p.user_id == alice && p.online, "alice came online"),
+        other => panic!("expected presence, got {}", other.name()),
+    }
+
+    // A dies without a goodbye: its tasks stop (heartbeat, writer, listener), no session
+    // is closed, nothing is cleaned up.
+    a_runtime.shutdown_background();
+    std::mem::forget(alice_on_a);
+    std::mem::forget(a);
+    std::mem::forget(presence_a);
+    let died = std::time::Instant::now();
+    let offline = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Push::Signal(signal) = bob_on_b.recv().await.expect("subscription open")
+                && let Signal::Presence(p) = signal.get()
+                && p.user_id == alice
+            {
+                return *p;
+            }
+        }
+    })
+    .await
+    .expect("alice is announced offline within timeout + heartbeat (1.2 s here)");
+    assert!(!offline.online && offline.last_seen.is_some(), "offline, with last_seen");
+    assert!(!is_online(&b, bob, alice).await, "B reports alice offline");
+    assert!(died.elapsed() < Duration::from_secs(3), "bounded: {:?}", died.elapsed());
+    let seen = b.presence(bob, &[alice]).await.expect("presence");
+    assert!(seen[0].last_seen.is_some(), "last_seen recorded by the sweeper");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_on_one_instance_holds_on_another() {
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let c = a.open(alice, bob, None).await.expect("open").conversation;
+    // B's listener must be up for B to keep answers about blocks; sessions start it.
+    let _bob_on_b = b.connect(bob).await.expect("connect");
+    b.send(bob, SendMessage::to_conversation(c.id, "before")).await.expect("allowed");
+    a.block(alice, bob).await.expect("block");
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match b.send(bob, SendMessage::to_conversation(c.id, "after")).await {
+                Err(e) if e.code() == "forbidden" => return,
+                Err(e) => panic!("unexpected error {e}"),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "B refuses bob's sends once alice's block on A is known");
+    a.unblock(alice, bob).await.expect("unblock");
+    let allowed = tokio::time::timeout(Duration::from_secs(5), async {
+        while b.send(bob, SendMessage::to_conversation(c.id, "again")).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(allowed.is_ok(), "and allows them again after the unblock");
 }

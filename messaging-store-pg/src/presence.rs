@@ -1,0 +1,302 @@
+//! Presence shared by every instance on one database.
+//!
+//! Each instance counts its own sessions in memory ([`LocalPresence`]) and keeps one row
+//! per user it holds sessions for, plus a heartbeat row of its own. A user is online while
+//! some instance with a fresh heartbeat holds a row for them, so the users of an instance
+//! that dies without saying goodbye read as offline once its heartbeat is older than
+//! [`PresenceOptions::timeout`], whether or not anyone cleans up. Cleaning up is the
+//! sweeper's job: every heartbeat, the one instance that wins an advisory lock deletes the
+//! dead instances and their rows, records `last_seen` (the dead instance's last heartbeat)
+//! for the users who are now offline everywhere, and announces them offline to their
+//! peers through the [`PgFanout`].
+//!
+//! Writes happen only when a user's first session on this instance opens or their last one
+//! here closes (one statement each), never per session beyond that.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use messaging_core::{
+    Fanout, LocalPresence, Presence, PresenceStatus, Result, SessionId, Signal, Store, Timestamp,
+    UserId,
+};
+use sqlx::{Connection, PgPool, Row};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::codec::db_err;
+use crate::signals::PgFanout;
+
+/// Timing of the presence heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PresenceOptions {
+    /// How often this instance proves it is alive and sweeps dead ones (default 5 s).
+    pub heartbeat: Duration,
+    /// How old a heartbeat may be before its instance counts as dead (default 15 s). The
+    /// users of a dead instance read as offline at most this long after its last
+    /// heartbeat, and are announced offline within one more `heartbeat`.
+    pub timeout: Duration,
+}
+
+impl Default for PresenceOptions {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_secs(5), timeout: Duration::from_secs(15) }
+    }
+}
+
+impl PresenceOptions {
+    /// Sets the heartbeat interval and the timeout (kept at least two intervals).
+    #[must_use]
+    pub fn timing(mut self, heartbeat: Duration, timeout: Duration) -> Self {
+        self.heartbeat = heartbeat.max(Duration::from_millis(10));
+        self.timeout = timeout.max(self.heartbeat * 2);
+        self
+    }
+}
+
+/// The [`Presence`] of a [`PgStore`](crate::PgStore): right across every instance on the
+/// database. Make one with [`PgStore::presence`](crate::PgStore::presence) and give it to
+/// [`MessengerBuilder::presence`](messaging_core::MessengerBuilder::presence).
+pub struct PgPresence {
+    shared: Arc<Shared>,
+    heartbeat: JoinHandle<()>,
+}
+
+struct Shared {
+    pool: PgPool,
+    instance: Uuid,
+    local: LocalPresence,
+    options: PresenceOptions,
+    /// The advisory lock key of this schema's sweeper.
+    sweeper_key: String,
+    store: Arc<dyn Store>,
+    fanout: Arc<PgFanout>,
+}
+
+impl std::fmt::Debug for PgPresence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPresence")
+            .field("instance", &self.shared.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgPresence {
+    pub(crate) async fn start(
+        pool: PgPool,
+        schema: &str,
+        store: Arc<dyn Store>,
+        fanout: Arc<PgFanout>,
+        options: PresenceOptions,
+    ) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            pool,
+            instance: Uuid::now_v7(),
+            local: LocalPresence::default(),
+            options,
+            sweeper_key: format!("{schema}.presence_sweeper"),
+            store,
+            fanout,
+        });
+        shared.register().await?;
+        let heartbeat = tokio::spawn(beat(Arc::downgrade(&shared)));
+        Ok(Self { shared, heartbeat })
+    }
+
+    /// Says goodbye: this instance's users go offline everywhere at once (instead of after
+    /// the timeout). Sessions still open here stop counting.
+    pub async fn close(&self) -> Result<()> {
+        self.heartbeat.abort();
+        let mut tx = self.shared.pool.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM presence WHERE instance_id = $1")
+            .bind(self.shared.instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(self.shared.instance)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+impl Drop for PgPresence {
+    fn drop(&mut self) {
+        // No goodbye here (that needs the database): the rows expire with the heartbeat.
+        self.heartbeat.abort();
+    }
+}
+
+async fn beat(shared: std::sync::Weak<Shared>) {
+    let Some(interval) = shared.upgrade().map(|s| s.options.heartbeat) else { return };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(shared) = shared.upgrade() else { return };
+        if let Err(error) = shared.heartbeat().await {
+            tracing::warn!(%error, "presence heartbeat failed; retrying at the next one");
+        }
+        if let Err(error) = shared.sweep().await {
+            tracing::warn!(%error, "presence sweep failed; retrying at the next heartbeat");
+        }
+    }
+}
+
+impl Shared {
+    fn now() -> i64 {
+        Timestamp::now().as_millis()
+    }
+
+    fn oldest_alive(&self) -> i64 {
+        Self::now() - i64::try_from(self.options.timeout.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    async fn register(&self) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO instances (id, heartbeat_at) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(self.instance)
+        .bind(Self::now())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Proves this instance alive; if it was swept as dead meanwhile (a long pause), it
+    /// registers again with every user it holds sessions for.
+    async fn heartbeat(&self) -> Result<()> {
+        let updated = sqlx::query("UPDATE instances SET heartbeat_at = $2 WHERE id = $1")
+            .bind(self.instance)
+            .bind(Self::now())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if updated == 0 {
+            tracing::warn!(instance = %self.instance, "this instance was swept as dead; registering again");
+            self.register().await?;
+            let users: Vec<Uuid> = self.local.users().iter().map(|u| *u.as_uuid()).collect();
+            sqlx::query(
+                "INSERT INTO presence (user_id, instance_id) SELECT u, $2 FROM UNNEST($1::uuid[]) AS u \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&users)
+            .bind(self.instance)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Removes dead instances (one sweeper at a time, by advisory lock), records
+    /// `last_seen` for the users now offline everywhere and announces them to their peers.
+    async fn sweep(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(db_err)?;
+        let mut tx = conn.begin().await.map_err(db_err)?;
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+            .bind(&self.sweeper_key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if !locked {
+            return Ok(());
+        }
+        let rows = sqlx::query(
+            "WITH dead AS ( \
+               DELETE FROM instances WHERE heartbeat_at < $1 RETURNING id, heartbeat_at \
+             ), gone AS ( \
+               DELETE FROM presence p USING dead d WHERE p.instance_id = d.id \
+               RETURNING p.user_id, d.heartbeat_at \
+             ), offline AS ( \
+               SELECT g.user_id, max(g.heartbeat_at) AS at FROM gone g \
+               WHERE NOT EXISTS (SELECT 1 FROM presence p WHERE p.user_id = g.user_id \
+                 AND p.instance_id NOT IN (SELECT id FROM dead)) \
+               GROUP BY g.user_id \
+             ), seen AS ( \
+               INSERT INTO last_seen (user_id, at) SELECT user_id, at FROM offline \
+               ON CONFLICT (user_id) DO UPDATE SET at = GREATEST(last_seen.at, excluded.at) \
+             ) \
+             SELECT user_id, at FROM offline",
+        )
+        .bind(self.oldest_alive())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        drop(conn);
+        for row in rows {
+            let user = UserId::from_uuid(row.try_get(0).map_err(db_err)?);
+            let at = Timestamp::from_millis(row.try_get(1).map_err(db_err)?);
+            let peers = self.store.peers(user).await?;
+            let status = PresenceStatus { user_id: user, online: false, last_seen: Some(at) };
+            self.fanout.signal(Signal::Presence(status), &peers).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Presence for PgPresence {
+    async fn session_opened(&self, user: UserId, session: SessionId) -> Result<bool> {
+        if !self.shared.local.session_opened(user, session).await? {
+            return Ok(false);
+        }
+        sqlx::query_scalar(
+            "WITH here AS ( \
+               INSERT INTO presence (user_id, instance_id) VALUES ($1, $2) ON CONFLICT DO NOTHING \
+             ) \
+             SELECT NOT EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id \
+               WHERE p.user_id = $1 AND p.instance_id <> $2 AND i.heartbeat_at >= $3)",
+        )
+        .bind(user.as_uuid())
+        .bind(self.shared.instance)
+        .bind(self.shared.oldest_alive())
+        .fetch_one(&self.shared.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn session_closed(&self, user: UserId, session: SessionId) -> Result<bool> {
+        if !self.shared.local.session_closed(user, session).await? {
+            return Ok(false);
+        }
+        sqlx::query_scalar(
+            "WITH here AS ( \
+               DELETE FROM presence WHERE user_id = $1 AND instance_id = $2 \
+             ) \
+             SELECT NOT EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id \
+               WHERE p.user_id = $1 AND p.instance_id <> $2 AND i.heartbeat_at >= $3)",
+        )
+        .bind(user.as_uuid())
+        .bind(self.shared.instance)
+        .bind(self.shared.oldest_alive())
+        .fetch_one(&self.shared.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
+        let ids: Vec<Uuid> = users.iter().map(|u| *u.as_uuid()).collect();
+        let online: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id \
+             WHERE p.user_id = ANY($1) AND i.heartbeat_at >= $2",
+        )
+        .bind(&ids)
+        .bind(self.shared.oldest_alive())
+        .fetch_all(&self.shared.pool)
+        .await
+        .map_err(db_err)?
+        .into_iter()
+        .collect();
+        Ok(ids.iter().map(|id| online.contains(id)).collect())
+    }
+}
