@@ -36,7 +36,10 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(db_err)?;
     // However `run` ends (an error, or this future dropped), the session ends with it.
     conn.close_on_drop();
-    migrator.run(&mut *conn).await.map_err(|e| match e {
+    // `run_direct` is what `run` calls after acquiring; called directly, the future stays
+    // `Send` (through `run` with `&mut PgConnection`, rustc cannot prove it, and
+    // `PgStore::connect` could not be spawned).
+    migrator.run_direct(None, &mut *conn, false).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(inner) => db_err(inner),
         other => Error::unavailable(format!("migrating schema {schema}: {other}")),
     })
