@@ -18,7 +18,9 @@
 //!
 //! Writes go through one batching writer per store object (see [`writer`]); the feed of
 //! committed events comes from a log tailer woken by NOTIFY (see [`feed`]), so several
-//! processes on one database deliver each other's events.
+//! processes on one database deliver each other's events. [`PgStore::fanout`] carries
+//! typing and presence signals between them, and [`PgStore::presence`] makes presence
+//! right across all of them.
 
 mod blocks;
 mod codec;

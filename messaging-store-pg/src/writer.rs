@@ -1,14 +1,18 @@
-//! The batching writer: one per store object (per process).
+//! The batching writer: one queue per store object (per process).
 //!
-//! Callers queue jobs; the writer takes everything queued (up to `max_batch`) and commits
-//! it as one transaction: the caller-level checks and single-row changes first, then all
-//! appends in a bounded number of statements, and last the log (`log_head`, the event rows,
-//! one NOTIFY). Replies go out after the commit, so a reply means durable.
+//! Callers queue jobs; a writer task takes everything queued (up to `max_batch`) and
+//! commits it as one transaction: the single-row changes first, then the appends and the
+//! log in one statement (see `log_batch.rs`). A batch of appends alone is that statement
+//! and nothing else: one round trip. Replies go out after the commit, so a reply means
+//! durable. Two writer tasks (`PgOptions::writers`) share the queue, each on its own
+//! connection, so one batch runs its statement while the other waits for its fsync; the
+//! `log_head` row lock keeps positions in commit order across them (and across processes).
 //!
-//! Deadlocks, serialization failures and unique violations (another process stored the same
-//! key first) roll the batch back and run it again, up to a few times: callers never see
-//! them. Any other database error runs each job of the batch alone, so one bad job fails
-//! alone.
+//! Deadlocks, serialization failures and unique violations (another writer stored the same
+//! key first) roll the batch back and run it again, then looking stored keys up first:
+//! callers never see them. Appends to a conversation that does not exist fail the
+//! statement; those appends are answered `not_found` and the rest run again. Any other
+//! database error runs each job of the batch alone, so one bad job fails alone.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
