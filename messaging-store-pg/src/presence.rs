@@ -197,6 +197,23 @@ impl Shared {
         Ok(())
     }
 
+    /// Runs `change` (a CTE on `user` = $1 and this instance = $2) and says whether no other
+    /// live instance holds a session of `user`.
+    async fn alone_after(&self, user: UserId, change: &'static str) -> Result<bool> {
+        let sql = format!(
+            "{change} SELECT NOT EXISTS (SELECT 1 FROM presence p \
+               JOIN instances i ON i.id = p.instance_id \
+               WHERE p.user_id = $1 AND p.instance_id <> $2 AND i.heartbeat_at >= $3)"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(user.as_uuid())
+            .bind(self.instance)
+            .bind(self.oldest_alive())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     /// Removes dead instances (one sweeper at a time, by advisory lock), records
     /// `last_seen` for the users now offline everywhere and announces them to their peers.
     async fn sweep(&self) -> Result<()> {
@@ -250,38 +267,27 @@ impl Presence for PgPresence {
         if !self.shared.local.session_opened(user, session).await? {
             return Ok(false);
         }
-        sqlx::query_scalar(
-            "WITH here AS ( \
-               INSERT INTO presence (user_id, instance_id) VALUES ($1, $2) ON CONFLICT DO NOTHING \
-             ) \
-             SELECT NOT EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id \
-               WHERE p.user_id = $1 AND p.instance_id <> $2 AND i.heartbeat_at >= $3)",
-        )
-        .bind(user.as_uuid())
-        .bind(self.shared.instance)
-        .bind(self.shared.oldest_alive())
-        .fetch_one(&self.shared.pool)
-        .await
-        .map_err(db_err)
+        self.shared
+            .alone_after(
+                user,
+                "WITH here AS ( \
+                   INSERT INTO presence (user_id, instance_id) VALUES ($1, $2) \
+                   ON CONFLICT DO NOTHING \
+                 ) ",
+            )
+            .await
     }
 
     async fn session_closed(&self, user: UserId, session: SessionId) -> Result<bool> {
         if !self.shared.local.session_closed(user, session).await? {
             return Ok(false);
         }
-        sqlx::query_scalar(
-            "WITH here AS ( \
-               DELETE FROM presence WHERE user_id = $1 AND instance_id = $2 \
-             ) \
-             SELECT NOT EXISTS (SELECT 1 FROM presence p JOIN instances i ON i.id = p.instance_id \
-               WHERE p.user_id = $1 AND p.instance_id <> $2 AND i.heartbeat_at >= $3)",
-        )
-        .bind(user.as_uuid())
-        .bind(self.shared.instance)
-        .bind(self.shared.oldest_alive())
-        .fetch_one(&self.shared.pool)
-        .await
-        .map_err(db_err)
+        self.shared
+            .alone_after(
+                user,
+                "WITH here AS (DELETE FROM presence WHERE user_id = $1 AND instance_id = $2) ",
+            )
+            .await
     }
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
