@@ -124,6 +124,25 @@ pub struct NewMessage {
     pub audience: Vec<UserId>,
 }
 
+impl NewMessage {
+    /// The message as stored at `seq`: what a store returns and logs for a new append.
+    #[must_use]
+    pub fn stored(&self, seq: u64) -> Message {
+        Message {
+            id: self.id,
+            conversation_id: self.conversation_id,
+            seq,
+            sender_id: self.sender_id,
+            body: self.body.clone(),
+            metadata: self.metadata.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            created_at: self.created_at,
+            edited_at: None,
+            deleted: false,
+        }
+    }
+}
+
 /// The result of [`MessageStore::append`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Appended {

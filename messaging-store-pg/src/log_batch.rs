@@ -263,18 +263,7 @@ pub(crate) async fn append_and_log(
         let Some(base) = bases.get(conversation) else {
             return Err(sqlx::Error::Protocol("an appended conversation was not returned".into()));
         };
-        let message = Message {
-            id: new.id,
-            conversation_id: new.conversation_id,
-            seq: uint(base + ordinal),
-            sender_id: new.sender_id,
-            body: new.body.clone(),
-            metadata: new.metadata.clone(),
-            client_msg_id: new.client_msg_id.clone(),
-            created_at: new.created_at,
-            edited_at: None,
-            deleted: false,
-        };
+        let message = new.stored(uint(base + ordinal));
         logged.push(PendingEvent::new(Event::MessageCreated(message.clone()), &new.audience));
         appends.outcomes[*i] = Some(Ok(Appended { message, created: true }));
     }

@@ -231,18 +231,7 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         activity.execute(params![member, new.conversation_id.as_bytes(), at]).map_err(db_err)?;
     }
     drop(activity);
-    let message = Message {
-        id: new.id,
-        conversation_id: new.conversation_id,
-        seq: uint(seq),
-        sender_id: new.sender_id,
-        body: new.body.clone(),
-        metadata: new.metadata.clone(),
-        client_msg_id: new.client_msg_id.clone(),
-        created_at: new.created_at,
-        edited_at: None,
-        deleted: false,
-    };
+    let message = new.stored(uint(seq));
     let row = LogRow {
         kind: kind::MESSAGE_CREATED,
         conversation_id: new.conversation_id,
