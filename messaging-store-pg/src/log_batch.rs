@@ -4,9 +4,10 @@
 //! A batch of appends is the hot path, and on a loaded machine each round trip costs more
 //! than the SQL it carries. So one statement (data-modifying CTEs) locks the conversations
 //! in ascending id order, moves their `last_seq`, inserts the messages, moves the members'
-//! activity, then takes positions from `log_head`, writes the event and audience rows and
-//! queues the NOTIFY. When the batch holds nothing else, that statement runs on its own
-//! (its implicit transaction is the batch's): one round trip per batch.
+//! activity (a HOT update, see migration 0003), then takes positions from `log_head`,
+//! writes the event and audience rows and queues the NOTIFY. When the batch holds nothing
+//! else, that statement runs on its own (its implicit transaction is the batch's): one
+//! round trip per batch.
 //!
 //! Order inside the statement matters across processes: `log_head` is locked only after
 //! every other row lock of the batch is held (its `WHERE` counts the other CTEs, which runs
@@ -46,15 +47,15 @@ WITH locked AS (
         $10::text[], $11::bigint[], $12::text[]) AS v(id, c, o, s, body, meta, key, at, words)
     LEFT JOIN conv c ON c.id = v.c
     RETURNING 1
-), activity AS (
-    UPDATE members m SET activity_at = c.at
+), moved AS (
+    UPDATE activity a SET at = c.at
     FROM conv c CROSS JOIN LATERAL (VALUES (c.user_lo), (c.user_hi)) AS u(id)
-    WHERE m.user_id = u.id AND m.conversation_id = c.id
+    WHERE a.user_id = u.id AND a.conversation_id = c.id
     RETURNING 1
 ), head AS (
     UPDATE log_head SET position = position + $13
     WHERE (SELECT count(*) FROM conv) >= 0 AND (SELECT count(*) FROM msgs) >= 0
-        AND (SELECT count(*) FROM activity) >= 0
+        AND (SELECT count(*) FROM moved) >= 0
     RETURNING position - $13 AS base, pg_notify($14, position::text)
 ), ev AS (
     INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience)
@@ -64,7 +65,6 @@ WITH locked AS (
 ), aud AS (
     INSERT INTO event_audience (user_id, position)
     SELECT v.u, h.base + v.o FROM head h, UNNEST($22::uuid[], $23::bigint[]) AS v(u, o)
-    ON CONFLICT DO NOTHING
 )
 SELECT h.base, c.id, c.base FROM head h LEFT JOIN conv c ON true";
 
@@ -209,9 +209,13 @@ pub(crate) async fn append_and_log(
     let ordinals: Vec<i64> = (1..=int(events as u64)).collect();
     let (mut audience_users, mut audience_at) = (Vec::new(), Vec::new());
     for (audience, ordinal) in audiences.iter().zip(&ordinals) {
-        for user in *audience {
-            audience_users.push(*user.as_uuid());
-            audience_at.push(*ordinal);
+        // Distinct per event, so the insert needs no conflict check (a speculative
+        // insertion costs an index probe per row).
+        for (i, user) in audience.iter().enumerate() {
+            if !audience[..i].contains(user) {
+                audience_users.push(*user.as_uuid());
+                audience_at.push(*ordinal);
+            }
         }
     }
 

@@ -60,8 +60,9 @@ pub(crate) async fn open_direct(
         });
     }
     sqlx::query(
-        "INSERT INTO members (user_id, conversation_id, peer_id, activity_at) \
-         VALUES ($1, $3, $2, $4), ($2, $3, $1, $4)",
+        "WITH started AS ( \
+           INSERT INTO activity (user_id, conversation_id, at) VALUES ($1, $3, $4), ($2, $3, $4)) \
+         INSERT INTO members (user_id, conversation_id, peer_id) VALUES ($1, $3, $2), ($2, $3, $1)",
     )
     .bind(members[0].as_uuid())
     .bind(members[1].as_uuid())

@@ -12,16 +12,18 @@
 //! `scripts/test.sh` and CI), which makes them fail. The schema-name case needs no server.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use messaging_core::{
     EventLog, HistoryQuery, Message, MessageStore, Messenger, SendMessage, UserId,
 };
 use messaging_store_pg::{PgOptions, PgStore};
+use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, Executor, PgPool};
+
+mod support;
 
 /// The fictional host application's migrations (path relative to the crate root).
 static HOST: Migrator = sqlx::migrate!("tests/host_migrations");
@@ -31,34 +33,6 @@ const HOST_TABLES: [&str; 2] = ["listings", "users"];
 
 /// Some of the library's tables, in its schema only.
 const LIBRARY_TABLES: [&str; 4] = ["conversations", "events", "log_head", "messages"];
-
-static SKIP_NOTE: Once = Once::new();
-
-/// The URL of a fresh, empty database, or `None` (skip) when no server is configured.
-#[allow(clippy::expect_used, clippy::panic, reason = "test setup: failing loudly is the point")]
-async fn fresh_database() -> Option<String> {
-    let Ok(admin) = std::env::var("MESSAGING_PG_URL") else {
-        if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!("MESSAGING_PG_REQUIRED=1 but MESSAGING_PG_URL is unset");
-        }
-        SKIP_NOTE.call_once(|| {
-            eprintln!(
-                "PostgreSQL coexistence skipped: no MESSAGING_PG_URL (run ./scripts/test.sh)"
-            );
-        });
-        return None;
-    };
-    let name = format!("case_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .await
-        .expect("create an empty database");
-    conn.close().await.expect("close the admin connection");
-    match admin.rsplit_once('/') {
-        Some((base, _)) => Some(format!("{base}/{name}")),
-        None => panic!("MESSAGING_PG_URL has no database part"),
-    }
-}
 
 /// A pool as a host application would open it: no `search_path` of ours.
 #[allow(clippy::expect_used, reason = "test setup: failing loudly is the point")]
@@ -132,7 +106,7 @@ async fn round_trip(messenger: &Messenger, alice: UserId, bob: UserId, body: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_and_library_migrations_coexist() {
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = support::empty_database().await else { return };
     let host = host_pool(&url).await;
 
     // The host migrates first, into an empty database.
@@ -198,7 +172,7 @@ async fn host_and_library_migrations_coexist() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schemas_in_one_database_are_independent() {
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = support::empty_database().await else { return };
     let host = host_pool(&url).await;
     HOST.run(&host).await.expect("host migrations");
 
@@ -286,7 +260,7 @@ async fn a_bad_schema_name_is_refused_before_connecting() {
 /// library migration must not leave it held on a pooled connection of a live store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_library_migration_does_not_block_the_host() {
-    let Some(url) = fresh_database().await else { return };
+    let Some(url) = support::empty_database().await else { return };
     let host = host_pool(&url).await;
     // A table in the way makes the library's first migration fail.
     sqlx::raw_sql("CREATE SCHEMA messaging; CREATE TABLE messaging.conversations (x int)")

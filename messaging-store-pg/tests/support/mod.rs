@@ -1,5 +1,5 @@
 //! Databases for the PostgreSQL tests: a fresh one per test, cloned from the migrated
-//! template that `scripts/pg.sh` creates.
+//! template that `scripts/pg.sh` creates (or empty, for the migration tests).
 //!
 //! Needs `MESSAGING_PG_URL` (an admin connection) and `MESSAGING_PG_TEMPLATE`. Without them
 //! a test is skipped with one line on stderr, unless `MESSAGING_PG_REQUIRED=1` (set by
@@ -15,25 +15,42 @@ static SKIP_NOTE: Once = Once::new();
 
 /// The URL of a fresh database cloned from the template, or `None` to skip.
 pub(crate) async fn fresh_database() -> Option<String> {
-    let (Ok(admin), Ok(template)) =
-        (std::env::var("MESSAGING_PG_URL"), std::env::var("MESSAGING_PG_TEMPLATE"))
-    else {
-        if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
-            panic!("MESSAGING_PG_REQUIRED=1 but MESSAGING_PG_URL/MESSAGING_PG_TEMPLATE are unset");
-        }
-        SKIP_NOTE.call_once(|| {
-            eprintln!("PostgreSQL tests skipped: no MESSAGING_PG_URL (run ./scripts/test.sh)");
-        });
-        return None;
-    };
+    let template = server_variable("MESSAGING_PG_TEMPLATE")?;
+    create_database(&format!(" TEMPLATE {template}")).await
+}
+
+/// The URL of a fresh, empty database (no schema of ours), or `None` to skip: for tests of
+/// the migrations themselves.
+pub(crate) async fn empty_database() -> Option<String> {
+    create_database("").await
+}
+
+/// `CREATE DATABASE case_<uuid><options>` on the admin connection; its URL.
+async fn create_database(options: &str) -> Option<String> {
+    let admin = server_variable("MESSAGING_PG_URL")?;
     let name = format!("case_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
-    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}{options}")))
         .await
-        .expect("clone the template");
+        .expect("create the database");
     conn.close().await.expect("close the admin connection");
     match admin.rsplit_once('/') {
         Some((base, _)) => Some(format!("{base}/{name}")),
         None => panic!("MESSAGING_PG_URL has no database part"),
     }
+}
+
+/// A variable `scripts/pg.sh` exports; `None` (one skip line) when unset, a failure when
+/// `MESSAGING_PG_REQUIRED=1`.
+fn server_variable(name: &str) -> Option<String> {
+    if let Ok(value) = std::env::var(name) {
+        return Some(value);
+    }
+    if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
+        panic!("MESSAGING_PG_REQUIRED=1 but {name} is unset");
+    }
+    SKIP_NOTE.call_once(|| {
+        eprintln!("PostgreSQL tests skipped: no {name} (run ./scripts/test.sh)");
+    });
+    None
 }
