@@ -1,0 +1,338 @@
+//! The command line: `serve` (the default), `token` and `migrate`. Every flag can also be
+//! given through the environment variable named in `--help`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use messaging_core::{Limits, UserId};
+use messaging_store_sqlite::Synchronous;
+
+use crate::auth::{self, AuthSettings, Verifier};
+use crate::backend::{self, Database, StoreSettings};
+use crate::config::Transport;
+use crate::secret;
+use crate::server::{self, Config};
+
+/// The standalone WebSocket server of the messaging library (protocol v1).
+#[derive(Debug, Parser)]
+#[command(name = "messaging-ws-server", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve WebSocket clients (the default when no command is given).
+    Serve(ServeArgs),
+    /// Print a token for a user, signed with the server's HS256 secret.
+    Token(TokenArgs),
+    /// Apply the store's migrations and exit.
+    Migrate(StoreArgs),
+}
+
+/// Where the data is and how tokens are checked (every command).
+#[derive(Debug, Clone, Args)]
+struct StoreArgs {
+    /// `postgres://…` for PostgreSQL (cross-instance delivery); otherwise a SQLite file.
+    #[arg(long, env = "MESSAGING_DATABASE_URL", default_value = "messaging.db")]
+    database_url: String,
+    /// HS256 secret. With SQLite and neither this nor a public key, one is generated into
+    /// `<database>.jwt-secret`. Required with PostgreSQL unless a public key is given.
+    #[arg(long, env = "MESSAGING_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// PEM public key (RSA: RS256, EC P-256: ES256) of the host's auth service. HS256 is then
+    /// off unless a secret is also given.
+    #[arg(long, env = "MESSAGING_JWT_PUBLIC_KEY")]
+    jwt_public_key: Option<PathBuf>,
+    /// Required `iss` claim.
+    #[arg(long, env = "MESSAGING_JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// Required `aud` claim.
+    #[arg(long, env = "MESSAGING_JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+    /// Log filter (`info`, `debug`, `messaging_ws_server=trace`, …).
+    #[arg(long, env = "MESSAGING_LOG", default_value = "info")]
+    log_level: String,
+    /// Logs as JSON lines.
+    #[arg(long, env = "MESSAGING_LOG_JSON")]
+    log_json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "MESSAGING_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Largest frame a client may send; larger closes the connection with 1009.
+    #[arg(long, env = "MESSAGING_MAX_FRAME_BYTES", default_value_t = 65_536)]
+    max_frame_bytes: usize,
+    /// Largest message body (UTF-8 bytes); larger is `too_large`.
+    #[arg(long, env = "MESSAGING_MAX_BODY_BYTES", default_value_t = 8_192)]
+    max_body_bytes: usize,
+    /// Most connections at once; past it, upgrades get HTTP 503.
+    #[arg(long, env = "MESSAGING_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
+    /// Requests per second per connection (token bucket refill).
+    #[arg(long, env = "MESSAGING_OPS_PER_S", default_value_t = 100)]
+    ops_per_s: u32,
+    /// Requests a connection may burst (token bucket capacity).
+    #[arg(long, env = "MESSAGING_OPS_BURST", default_value_t = 200)]
+    ops_burst: u32,
+    /// Frames waiting for a slow reader before it is closed with 4000 `lagged`.
+    #[arg(long, env = "MESSAGING_MAX_QUEUE_FRAMES", default_value_t = 1_024)]
+    max_queue_frames: usize,
+    /// Seconds between pings; a peer silent for two intervals is dropped.
+    #[arg(long, env = "MESSAGING_HEARTBEAT_S", default_value_t = 25)]
+    heartbeat_s: u64,
+    /// How long receivers show a typing indicator (ms).
+    #[arg(long, env = "MESSAGING_TYPING_EXPIRES_MS", default_value_t = 6_000)]
+    typing_expires_ms: u64,
+    /// SQLite fsync policy: `full` (durable against power loss) or `normal`.
+    #[arg(long, env = "MESSAGING_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SyncMode::Full)]
+    sqlite_synchronous: SyncMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SyncMode {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The user (a UUID).
+    #[arg(long)]
+    user: uuid::Uuid,
+    /// How long the token is valid (`30m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+}
+
+/// Parses the command line and runs it.
+#[must_use]
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let store = match &command {
+        Command::Serve(args) => &args.store,
+        Command::Token(args) => &args.store,
+        Command::Migrate(args) => args,
+    };
+    init_logs(store);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Serve(args) => serve(args).await,
+            Command::Token(args) => token(&args),
+            Command::Migrate(args) => migrate(&args).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    #[allow(clippy::print_stderr, reason = "the error is the program's last word")]
+    {
+        eprintln!("error: {message}");
+    }
+    ExitCode::FAILURE
+}
+
+fn init_logs(args: &StoreArgs) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if args.log_json { builder.json().try_init() } else { builder.try_init() };
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let database = Database::parse(&args.store.database_url).map_err(|e| e.to_string())?;
+    let auth = auth_settings(&args.store, &database, Purpose::Serve)?;
+    let verifier = Verifier::new(&auth).map_err(|e| e.to_string())?;
+    let limits = Limits::default()
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_max_queue_frames(args.max_queue_frames)
+        .with_typing_expires_ms(args.typing_expires_ms);
+    let settings = StoreSettings {
+        sqlite_synchronous: match args.sqlite_synchronous {
+            SyncMode::Full => Synchronous::Full,
+            SyncMode::Normal => Synchronous::Normal,
+        },
+        limits,
+    };
+    let opened = backend::open(&database, &settings)
+        .await
+        .map_err(|e| format!("opening {}: {e}", database.describe()))?;
+    tracing::info!(store = %database.describe(), "store open");
+    let transport = Transport::default()
+        .max_frame_bytes(args.max_frame_bytes)
+        .max_connections(args.max_connections)
+        .rate_limit(args.ops_per_s, args.ops_burst)
+        .heartbeat(Duration::from_secs(args.heartbeat_s.max(1)));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let config = Config { messenger: opened.messenger.clone(), verifier, transport };
+    server::run(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    opened.close().await;
+    Ok(())
+}
+
+fn token(args: &TokenArgs) -> Result<(), String> {
+    let database = Database::parse(&args.store.database_url).map_err(|e| e.to_string())?;
+    let auth = auth_settings(&args.store, &database, Purpose::Token)?;
+    let Some(secret) = &auth.secret else {
+        return Err("`token` signs with the HS256 secret: give --jwt-secret".into());
+    };
+    let token = auth::mint(secret, UserId::from(args.user), args.ttl, &auth)
+        .map_err(|e| format!("signing: {e}"))?;
+    #[allow(clippy::print_stdout, reason = "the token is the command's output")]
+    {
+        println!("{token}");
+    }
+    Ok(())
+}
+
+async fn migrate(args: &StoreArgs) -> Result<(), String> {
+    let database = Database::parse(&args.database_url).map_err(|e| e.to_string())?;
+    backend::migrate(&database)
+        .await
+        .map_err(|e| format!("migrating {}: {e}", database.describe()))?;
+    tracing::info!(store = %database.describe(), "migrations applied");
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Serve,
+    Token,
+}
+
+/// The keys from the flags; with SQLite and none given, the generated secret.
+fn auth_settings(
+    args: &StoreArgs,
+    database: &Database,
+    purpose: Purpose,
+) -> Result<AuthSettings, String> {
+    let public_key_pem = args
+        .jwt_public_key
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|e| format!("reading the public key {}: {e}", path.display()))
+        })
+        .transpose()?;
+    let mut secret = args.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec());
+    if secret.is_none() && public_key_pem.is_none() {
+        match database {
+            Database::Sqlite(path) => {
+                let file = secret::path_beside(path);
+                let (generated, created) = secret::load_or_create(&file)
+                    .map_err(|e| format!("the JWT secret file {}: {e}", file.display()))?;
+                if created || purpose == Purpose::Serve {
+                    tracing::info!(
+                        "JWT secret (HS256) {} {}; mint a token with: messaging-ws-server token --user <uuid>{}",
+                        if created { "generated into" } else { "read from" },
+                        file.display(),
+                        database_flag(args),
+                    );
+                }
+                secret = Some(generated);
+            }
+            Database::Postgres(_) => {
+                return Err("with PostgreSQL, give --jwt-secret or --jwt-public-key \
+                            (every instance must verify the same tokens)"
+                    .into());
+            }
+        }
+    }
+    Ok(AuthSettings {
+        secret,
+        public_key_pem,
+        issuer: args.jwt_issuer.clone(),
+        audience: args.jwt_audience.clone(),
+    })
+}
+
+/// `--database-url …` when it is not the default (so the printed command finds the file).
+fn database_flag(args: &StoreArgs) -> String {
+    if args.database_url == "messaging.db" {
+        String::new()
+    } else {
+        format!(" --database-url {}", args.database_url)
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C only");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_is_the_default_and_flags_parse() {
+        let cli = Cli::try_parse_from(["messaging-ws-server", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.listen.port(), 0);
+        let cli = Cli::try_parse_from([
+            "messaging-ws-server",
+            "token",
+            "--user",
+            "0190b5a0-0000-7000-8000-000000000001",
+            "--ttl",
+            "30m",
+        ])
+        .unwrap();
+        assert!(
+            matches!(cli.command, Some(Command::Token(TokenArgs { ttl, .. })) if ttl == Duration::from_secs(1800))
+        );
+        assert!(Cli::try_parse_from(["messaging-ws-server", "token", "--user", "nope"]).is_err());
+    }
+}

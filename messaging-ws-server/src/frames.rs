@@ -1,0 +1,234 @@
+//! Server frames (PROTOCOL.md "Frames", "Events"): replies, pushes and `hello`, encoded to
+//! JSON text.
+//!
+//! Pushes are encoded once per event, whatever the number of recipients: the bytes are
+//! cached in the event's [`Shared`] slot and every session sends the same buffer.
+
+use bytes::Bytes;
+use messaging_core::{
+    Conversation, ConversationId, Cursor, Error, Event, LoggedEvent, Message, PresenceStatus, Push,
+    Receipt, ReceiptKind, Shared, Signal, UserId,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+/// `{"type":"reply","id":…,"ok":true,"data":…}`.
+pub(crate) fn ok<T: Serialize>(id: &Value, data: &T) -> Bytes {
+    #[derive(Serialize)]
+    struct Reply<'a, T> {
+        r#type: &'static str,
+        id: &'a Value,
+        ok: bool,
+        data: &'a T,
+    }
+    encode(&Reply { r#type: "reply", id, ok: true, data })
+}
+
+/// `{"type":"reply","id":…,"ok":false,"error":{"code":…,"message":…}}`.
+pub(crate) fn error(id: &Value, error: &Error) -> Bytes {
+    #[derive(Serialize)]
+    struct Failure {
+        code: &'static str,
+        message: String,
+    }
+    #[derive(Serialize)]
+    struct Reply<'a> {
+        r#type: &'static str,
+        id: &'a Value,
+        ok: bool,
+        error: Failure,
+    }
+    let error = Failure { code: error.code(), message: error.public_message() };
+    encode(&Reply { r#type: "reply", id, ok: false, error })
+}
+
+/// The settings `hello` announces (PROTOCOL.md "Connecting").
+#[derive(Clone, Copy, Debug, Serialize)]
+pub(crate) struct HelloLimits {
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) ops_per_s: u32,
+    pub(crate) ops_burst: u32,
+    pub(crate) max_queue_frames: usize,
+}
+
+/// The first frame of a session.
+pub(crate) fn hello(
+    user_id: UserId,
+    session_id: &str,
+    cursor: Cursor,
+    heartbeat_s: u64,
+    limits: &HelloLimits,
+) -> Bytes {
+    #[derive(Serialize)]
+    struct Hello<'a> {
+        r#type: &'static str,
+        user_id: UserId,
+        session_id: &'a str,
+        cursor: String,
+        heartbeat_s: u64,
+        limits: &'a HelloLimits,
+    }
+    encode(&Hello {
+        r#type: "hello",
+        user_id,
+        session_id,
+        cursor: cursor.to_string(),
+        heartbeat_s,
+        limits,
+    })
+}
+
+/// A push, encoded once per event and shared by every session that receives it.
+pub(crate) fn push(push: &Push) -> Bytes {
+    match push {
+        Push::Event(event) => durable(event),
+        Push::Signal(signal) => ephemeral(signal),
+    }
+}
+
+fn durable(event: &Shared<LoggedEvent>) -> Bytes {
+    event.encoded(|logged| {
+        #[derive(Serialize)]
+        struct Push<'a> {
+            r#type: &'static str,
+            event: &'static str,
+            cursor: String,
+            data: EventData<'a>,
+        }
+        encode(&Push {
+            r#type: "event",
+            event: logged.event.name(),
+            cursor: logged.cursor().to_string(),
+            data: EventData::of(&logged.event),
+        })
+    })
+}
+
+fn ephemeral(signal: &Shared<Signal>) -> Bytes {
+    signal.encoded(|signal| {
+        #[derive(Serialize)]
+        struct Push<'a> {
+            r#type: &'static str,
+            event: &'static str,
+            data: SignalData<'a>,
+        }
+        encode(&Push { r#type: "event", event: signal.name(), data: SignalData::of(signal) })
+    })
+}
+
+/// The `data` of a durable event; also the elements of `sync`'s `events`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum EventData<'a> {
+    Conversation {
+        conversation: &'a Conversation,
+    },
+    Message {
+        message: &'a Message,
+    },
+    Read {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        read_seq: u64,
+    },
+    Delivered {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        delivered_seq: u64,
+    },
+    /// An event kind this server version does not know how to show.
+    Unknown {},
+}
+
+impl<'a> EventData<'a> {
+    pub(crate) fn of(event: &'a Event) -> Self {
+        match event {
+            Event::ConversationCreated(conversation) => Self::Conversation { conversation },
+            Event::MessageCreated(message)
+            | Event::MessageEdited(message)
+            | Event::MessageDeleted(message) => Self::Message { message },
+            Event::Receipt(receipt) => Self::receipt(receipt),
+            _ => Self::Unknown {},
+        }
+    }
+
+    /// A receipt's data; also the reply of `read` and `delivered`.
+    pub(crate) fn receipt(r: &Receipt) -> Self {
+        match r.kind {
+            ReceiptKind::Read => Self::Read {
+                conversation_id: r.conversation_id,
+                user_id: r.user_id,
+                read_seq: r.seq,
+            },
+            ReceiptKind::Delivered => Self::Delivered {
+                conversation_id: r.conversation_id,
+                user_id: r.user_id,
+                delivered_seq: r.seq,
+            },
+        }
+    }
+}
+
+/// A durable event as `sync` returns it: the push's shape.
+#[derive(Serialize)]
+pub(crate) struct SyncedEvent<'a> {
+    r#type: &'static str,
+    event: &'static str,
+    cursor: String,
+    data: EventData<'a>,
+}
+
+impl<'a> SyncedEvent<'a> {
+    pub(crate) fn of(logged: &'a LoggedEvent) -> Self {
+        Self {
+            r#type: "event",
+            event: logged.event.name(),
+            cursor: logged.cursor().to_string(),
+            data: EventData::of(&logged.event),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum SignalData<'a> {
+    Typing {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        state: messaging_core::TypingState,
+        expires_in_ms: u64,
+    },
+    Presence(&'a PresenceStatus),
+    Unknown {},
+}
+
+impl<'a> SignalData<'a> {
+    fn of(signal: &'a Signal) -> Self {
+        match signal {
+            Signal::Typing { conversation_id, user_id, state, expires_in_ms } => Self::Typing {
+                conversation_id: *conversation_id,
+                user_id: *user_id,
+                state: *state,
+                expires_in_ms: *expires_in_ms,
+            },
+            Signal::Presence(status) => Self::Presence(status),
+            _ => Self::Unknown {},
+        }
+    }
+}
+
+/// Serializes a frame. Our frame types hold only strings, numbers and JSON values, which
+/// cannot fail to serialize; should one ever fail, the client gets an `internal` error
+/// frame rather than a dropped reply.
+fn encode<T: Serialize>(frame: &T) -> Bytes {
+    match serde_json::to_vec(frame) {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) => {
+            tracing::error!(error = %e, "a frame failed to serialize");
+            Bytes::from_static(
+                br#"{"type":"reply","id":null,"ok":false,"error":{"code":"internal","message":"internal error"}}"#,
+            )
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! The standalone WebSocket server of the messaging library: PROTOCOL.md v1 over a SQLite
+//! file (zero config) or PostgreSQL (several instances on one database).
+//!
+//! The binary is [`cli::main`]; an application can also run the server in its own process:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use messaging_core::Messenger;
+//! use messaging_store_sqlite::SqliteStore;
+//! use messaging_ws_server::{AuthSettings, Config, Transport, Verifier, run};
+//!
+//! let messenger = Messenger::new(Arc::new(SqliteStore::open("chat.db").await?)).await?;
+//! let verifier = Verifier::new(&AuthSettings {
+//!     secret: Some(b"a long random secret".to_vec()),
+//!     ..AuthSettings::default()
+//! })?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let config = Config { messenger, verifier, transport: Transport::default() };
+//! run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod backend;
+pub mod cli;
+pub mod config;
+mod connection;
+mod frames;
+mod metrics;
+mod ops;
+mod rate;
+mod request;
+pub mod secret;
+mod server;
+
+pub use auth::{AuthSettings, Verifier};
+pub use config::Transport;
+pub use server::{Config, run};

@@ -1,0 +1,143 @@
+//! Runs one parsed operation for the connection's user and encodes its reply.
+//!
+//! Every rule (membership, blocks, policy, ranges, byte limits) is `Messenger`'s; this
+//! module only maps PROTOCOL.md's parameters onto its calls and its results onto the
+//! documented `data` shapes. The acting user is always the connection's authenticated one.
+
+use bytes::Bytes;
+use messaging_core::{
+    Conversation, ConversationSummary, Cursor, HistoryQuery, Message, Messenger, PresenceStatus,
+    Result, SendMessage, UserId,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::frames::{self, EventData, SyncedEvent};
+use crate::request::Op;
+
+/// Who is asking, on which session.
+#[derive(Clone)]
+pub(crate) struct Caller {
+    pub(crate) messenger: Messenger,
+    pub(crate) user: UserId,
+    /// The session's `hello.cursor`: `sync` never goes past it (later events are pushed).
+    pub(crate) hello: Cursor,
+}
+
+/// Runs `op` and returns the reply frame (a success or the error it ended with).
+pub(crate) async fn run(caller: Caller, id: Value, op: Op) -> (Bytes, &'static str) {
+    match execute(&caller, &id, op).await {
+        Ok(reply) => (reply, "ok"),
+        Err(error) => (frames::error(&id, &error), error.code()),
+    }
+}
+
+async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
+    let (m, user) = (&caller.messenger, caller.user);
+    Ok(match op {
+        Op::Open { peer, context } => {
+            let opened = m.open(user, peer, context.as_deref()).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                conversation: &'a Conversation,
+                created: bool,
+            }
+            frames::ok(id, &Data { conversation: &opened.conversation, created: opened.created })
+        }
+        Op::Send { to, body, client_msg_id, metadata } => {
+            let message = m.send(user, SendMessage { to, body, client_msg_id, metadata }).await?;
+            frames::ok(id, &MessageData { message: &message })
+        }
+        Op::History { conversation_id, before_seq, after_seq, limit } => {
+            let query = HistoryQuery { before_seq, after_seq, limit };
+            let page = m.history(user, conversation_id, query).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                messages: &'a [Message],
+                has_more: bool,
+            }
+            frames::ok(id, &Data { messages: &page.messages, has_more: page.has_more })
+        }
+        Op::Conversations { limit, before } => {
+            let page = m.conversations(user, limit, before.as_deref()).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                conversations: &'a [ConversationSummary],
+                next: Option<&'a str>,
+            }
+            frames::ok(id, &Data { conversations: &page.conversations, next: page.next.as_deref() })
+        }
+        Op::Read { conversation_id, up_to_seq } => {
+            let receipt = m.mark_read(user, conversation_id, up_to_seq).await?;
+            frames::ok(id, &EventData::receipt(&receipt))
+        }
+        Op::Delivered { conversation_id, up_to_seq } => {
+            let receipt = m.mark_delivered(user, conversation_id, up_to_seq).await?;
+            frames::ok(id, &EventData::receipt(&receipt))
+        }
+        Op::Edit { message_id, body } => {
+            let message = m.edit(user, message_id, &body).await?;
+            frames::ok(id, &MessageData { message: &message })
+        }
+        Op::Delete { message_id } => {
+            let message = m.delete(user, message_id).await?;
+            frames::ok(id, &MessageData { message: &message })
+        }
+        Op::Typing { conversation_id, state } => {
+            m.typing(user, conversation_id, state).await?;
+            frames::ok(id, &Empty {})
+        }
+        Op::Sync { cursor, limit } => {
+            let after = cursor.as_deref().map(Cursor::parse).transpose()?;
+            let page = m.sync(user, after, caller.hello, limit).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                events: Vec<SyncedEvent<'a>>,
+                cursor: String,
+                has_more: bool,
+            }
+            let events = page.events.iter().map(SyncedEvent::of).collect();
+            frames::ok(
+                id,
+                &Data { events, cursor: page.cursor.to_string(), has_more: page.has_more },
+            )
+        }
+        Op::Search { query, conversation_id, limit } => {
+            let messages = m.search(user, &query, conversation_id, limit).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                messages: &'a [Message],
+            }
+            frames::ok(id, &Data { messages: &messages })
+        }
+        Op::Unread => {
+            let totals = m.unread(user).await?;
+            frames::ok(id, &totals)
+        }
+        Op::Presence { user_ids } => {
+            let presence = m.presence(user, &user_ids).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                presence: &'a [PresenceStatus],
+            }
+            frames::ok(id, &Data { presence: &presence })
+        }
+        Op::Block { user_id } => {
+            m.block(user, user_id).await?;
+            frames::ok(id, &Empty {})
+        }
+        Op::Unblock { user_id } => {
+            m.unblock(user, user_id).await?;
+            frames::ok(id, &Empty {})
+        }
+        Op::Ping => frames::ok(id, &Empty {}),
+    })
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct MessageData<'a> {
+    message: &'a Message,
+}

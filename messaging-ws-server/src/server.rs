@@ -1,0 +1,274 @@
+//! The accept loop and HTTP routing: `GET /v1/ws` (authenticated upgrade), `/healthz`,
+//! `/metrics`, on one port, with hyper 1 (no hand-parsed HTTP) and tokio-tungstenite on the
+//! upgraded connection.
+//!
+//! Connections are bounded by a semaphore (`max_connections`): past it, upgrades get 503.
+//! Shutdown: stop accepting, tell every session (they finish their running operation,
+//! close with 1001), and return once every connection task has ended.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use messaging_core::Messenger;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::auth::{self, Verifier};
+use crate::config::Transport;
+use crate::connection::{self, SessionSettings};
+use crate::frames::HelloLimits;
+use crate::metrics::Metrics;
+use crate::ops::Caller;
+
+type Body = Full<Bytes>;
+
+/// What `run` serves.
+pub struct Config {
+    /// The messaging service (its store, fan-out, presence and limits).
+    pub messenger: Messenger,
+    /// Verifies the tokens of connecting clients.
+    pub verifier: Verifier,
+    /// Transport settings (frame size, connections, rate limit, heartbeat).
+    pub transport: Transport,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("verifier", &self.verifier)
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Shared by every connection.
+struct State {
+    messenger: Messenger,
+    verifier: Verifier,
+    settings: SessionSettings,
+    ws_config: WebSocketConfig,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    /// Held by every connection task; `run` waits until all are dropped.
+    alive: mpsc::Sender<()>,
+}
+
+/// Serves PROTOCOL.md on `listener` until `shutdown` resolves, then closes every session
+/// with 1001 after its running operation and returns once all have ended.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let (alive, mut all_ended) = mpsc::channel::<()>(1);
+    let limits = config.messenger.limits();
+    let transport = config.transport;
+    let state = Arc::new(State {
+        settings: SessionSettings {
+            hello: HelloLimits {
+                max_frame_bytes: transport.max_frame_bytes,
+                max_body_bytes: limits.max_body_bytes,
+                ops_per_s: transport.ops_per_s,
+                ops_burst: transport.ops_burst,
+                max_queue_frames: limits.max_queue_frames,
+            },
+            heartbeat: transport.heartbeat,
+            metrics: Metrics::new(),
+        },
+        ws_config: ws_config(transport.max_frame_bytes),
+        connections: Arc::new(Semaphore::new(transport.max_connections)),
+        messenger: config.messenger,
+        verifier: config.verifier,
+        shutdown: stopped,
+        alive,
+    });
+    tracing::info!(address = %listener.local_addr()?, "serving");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let state = state.clone();
+                    tokio::spawn(async move { serve_http(stream, state).await });
+                }
+                Err(error) => {
+                    // Out of file descriptors, typically: wait for some to be released
+                    // rather than spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections; closing sessions");
+    drop(listener);
+    let _ = stop.send(true);
+    drop(state);
+    let _ = all_ended.recv().await;
+    tracing::info!("every session closed");
+    Ok(())
+}
+
+/// The WebSocket settings: frames and messages bounded by `max_frame_bytes`; small
+/// buffers, so an idle connection costs a few KiB (the defaults cost ~131 KiB).
+fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(2048)
+        .write_buffer_size(0)
+        .max_frame_size(Some(max_frame_bytes))
+        .max_message_size(Some(max_frame_bytes))
+}
+
+async fn serve_http(stream: TcpStream, state: Arc<State>) {
+    let _alive = state.alive.clone();
+    let mut shutdown = state.shutdown.clone();
+    let service = service_fn(move |request| route(request, state.clone()));
+    let connection =
+        http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = &mut connection => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        }
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
+        }
+    }
+}
+
+async fn route(
+    request: Request<Incoming>,
+    state: Arc<State>,
+) -> Result<Response<Body>, Infallible> {
+    Ok(match (request.method(), request.uri().path()) {
+        (&Method::GET, "/v1/ws") => upgrade(request, &state).await,
+        (&Method::GET, "/healthz") => health(&state).await,
+        (&Method::GET, "/metrics") => Response::builder()
+            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(Body::from(state.settings.metrics.render()))
+            .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+        _ => plain(StatusCode::NOT_FOUND, "not found"),
+    })
+}
+
+async fn health(state: &State) -> Response<Body> {
+    let answer = tokio::time::timeout(Duration::from_secs(2), state.messenger.store().head()).await;
+    let (status, body) = match answer {
+        Ok(Ok(_)) => (StatusCode::OK, r#"{"status":"ok"}"#),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#),
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// Authenticates, checks the handshake, opens the session, answers 101 and hands the
+/// upgraded socket to the session task.
+async fn upgrade(mut request: Request<Incoming>, state: &Arc<State>) -> Response<Body> {
+    let user = match auth::token_of(&request).ok_or(auth::AuthError::Missing) {
+        Ok(token) => match state.verifier.verify(&token) {
+            Ok(user) => user,
+            Err(error) => return plain(StatusCode::UNAUTHORIZED, &error.to_string()),
+        },
+        Err(error) => return plain(StatusCode::UNAUTHORIZED, &error.to_string()),
+    };
+    let Some(accept) = websocket_key(&request).map(derive_accept_key) else {
+        return plain(StatusCode::BAD_REQUEST, "not a WebSocket upgrade (version 13)");
+    };
+    let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
+    let stopping = *state.shutdown.borrow();
+    if stopping {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let session = match state.messenger.connect(user).await {
+        Ok(session) => session,
+        Err(error) => {
+            tracing::warn!(%error, "opening a session failed");
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+        }
+    };
+    let caller = Caller { messenger: state.messenger.clone(), user, hello: session.cursor() };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let _alive = state.alive.clone();
+        let _permit: OwnedSemaphorePermit = permit;
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(state.ws_config),
+                )
+                .await;
+                let metrics = &state.settings.metrics;
+                metrics.connections_open.inc();
+                connection::serve(socket, session, caller, &state.settings, state.shutdown.clone())
+                    .await;
+                metrics.connections_open.dec();
+            }
+            Err(error) => {
+                tracing::debug!(%error, "upgrade failed");
+                let _ = session.close().await;
+            }
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::default())
+        .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// The client's `Sec-WebSocket-Key` when the request is a WebSocket version 13 upgrade.
+fn websocket_key<B>(request: &Request<B>) -> Option<&[u8]> {
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+    };
+    let upgrade =
+        has_token(header::CONNECTION, "upgrade") && has_token(header::UPGRADE, "websocket");
+    let version = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    if upgrade && version && request.version() >= http::Version::HTTP_11 {
+        headers.get(header::SEC_WEBSOCKET_KEY).map(http::HeaderValue::as_bytes)
+    } else {
+        None
+    }
+}
+
+fn plain(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(format!("{text}\n")));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
