@@ -44,6 +44,9 @@ use crate::request;
 /// Longest a closing connection waits for its last frames to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// Longest a closing connection waits for the client's close reply.
+const CLOSE_REPLY: Duration = Duration::from_millis(500);
+
 /// The close code of a slow reader.
 const LAGGED: u16 = 4000;
 
@@ -272,26 +275,35 @@ where
         }
     }
 
-    /// Writes what is queued and then `frame`, within the grace period, then waits briefly
-    /// for the client's close reply.
+    /// Writes what is queued and then `frame` (within [`CLOSE_GRACE`]: a lagging reader
+    /// gets it once it reads again), then waits briefly for the client's close reply.
     async fn close_with(&mut self, frame: CloseFrame) {
-        let closing = async {
+        let writing = async {
             let mut sent = 0_u64;
             while let Some(message) = self.outbox.pop_front() {
                 self.sink.feed(message).await?;
                 sent += 1;
             }
             self.settings.metrics.frames_out.inc_by(sent);
-            self.sink.send(Message::Close(Some(frame))).await?;
-            // The client answers with its own close frame; then the stream ends.
-            while let Some(Ok(_)) = self.stream.next().await {}
-            Ok::<_, WsError>(())
+            self.sink.send(Message::Close(Some(frame))).await
         };
-        match tokio::time::timeout(CLOSE_GRACE, closing).await {
-            Ok(Ok(())) | Ok(Err(WsError::ConnectionClosed)) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "closing handshake failed"),
-            Err(_) => tracing::debug!("closing handshake timed out"),
+        match tokio::time::timeout(CLOSE_GRACE, writing).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "writing the close frame failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("the close frame could not be written in time");
+                return;
+            }
         }
+        // The client answers with its own close frame, then the stream ends; a client that
+        // does not is not waited for long.
+        let _ = tokio::time::timeout(CLOSE_REPLY, async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
     }
 }
 

@@ -1,0 +1,379 @@
+//! The real server on `127.0.0.1:0` and real WebSocket clients, for the end-to-end tests.
+//!
+//! Frames are built from `json!` literals written from PROTOCOL.md and read as plain JSON
+//! values: never the server's own wire types, so a contract bug cannot hide behind a
+//! shared struct.
+//!
+//! Every case runs twice: over a SQLite file in a temp dir and over a fresh PostgreSQL
+//! database cloned from the template `scripts/pg.sh` creates (`MESSAGING_PG_URL`,
+//! `MESSAGING_PG_TEMPLATE`). Without those the PostgreSQL runs are skipped with one line,
+//! unless `MESSAGING_PG_REQUIRED=1` (the README test command and CI), which fails them.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    dead_code,
+    unreachable_pub,
+    reason = "test support"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Once;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use messaging_core::UserId;
+use messaging_ws_server::backend::{self, Database, StoreSettings};
+use messaging_ws_server::{AuthSettings, Config, Transport, Verifier};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The HS256 secret of every test server.
+pub const SECRET: &[u8] = b"end-to-end test secret";
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Which store a case runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+static SKIP_NOTE: Once = Once::new();
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub database: Database,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on `backend` with `transport`, or `None` when PostgreSQL is not
+    /// configured (skipped).
+    pub async fn start(backend: Backend, transport: Transport) -> Option<Self> {
+        Self::start_with(backend, transport, messaging_core::Limits::default()).await
+    }
+
+    /// Same, with the messenger's limits.
+    pub async fn start_with(
+        backend: Backend,
+        transport: Transport,
+        limits: messaging_core::Limits,
+    ) -> Option<Self> {
+        let (database, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                (Database::Sqlite(dir.path().join("messaging.db")), Some(dir))
+            }
+            Backend::Postgres => (Database::Postgres(pg_database().await?), None),
+        };
+        Some(Self::start_on(database, dir, transport, limits).await)
+    }
+
+    /// Starts a server on an existing database.
+    pub async fn start_on(
+        database: Database,
+        dir: Option<tempfile::TempDir>,
+        transport: Transport,
+        limits: messaging_core::Limits,
+    ) -> Self {
+        let settings = StoreSettings { sqlite_synchronous: Default::default(), limits };
+        let opened = backend::open(&database, &settings).await.expect("open the store");
+        let verifier = Verifier::new(&AuthSettings {
+            secret: Some(SECRET.to_vec()),
+            ..AuthSettings::default()
+        })
+        .expect("verifier");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = Config { messenger: opened.messenger.clone(), verifier, transport };
+        let task = tokio::spawn(async move {
+            let result = messaging_ws_server::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await;
+            opened.close().await;
+            result
+        });
+        Self { addr, database, stop: Some(stop), task: Some(task), _dir: dir }
+    }
+
+    /// Asks the server to shut down and waits until `run` returned.
+    pub async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(20), task)
+                .await
+                .expect("the server stops within 20 s")
+                .expect("the server task")
+                .expect("run returns Ok");
+        }
+    }
+
+    /// `ws://…/v1/ws`.
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Connects `user` with a valid token in the `Authorization` header.
+    pub async fn connect(&self, user: UserId) -> Client {
+        Client::connect(&self.url(), &token(user)).await
+    }
+
+    /// A plain HTTP GET on the server's port: status and body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A token for `user`, valid for an hour.
+pub fn token(user: UserId) -> String {
+    messaging_ws_server::auth::mint(
+        SECRET,
+        user,
+        Duration::from_secs(3600),
+        &AuthSettings::default(),
+    )
+    .expect("mint")
+}
+
+/// A connected client that has read its `hello`.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub hello: Value,
+    next_id: u64,
+    /// Pushes read while waiting for a reply, in arrival order.
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Client {
+    pub async fn connect(url: &str, token: &str) -> Self {
+        let mut request = url.into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("connect");
+        Self::from_ws(ws).await
+    }
+
+    /// A client on an already upgraded socket; reads the `hello`.
+    pub async fn from_ws(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
+        let mut client = Self { ws, hello: Value::Null, next_id: 0, pending: Default::default() };
+        let hello = client.frame().await;
+        assert_eq!(hello["type"], "hello", "the first frame is hello: {hello}");
+        client.hello = hello;
+        client
+    }
+
+    /// The session's `hello.cursor`.
+    pub fn cursor(&self) -> String {
+        self.hello["cursor"].as_str().expect("hello.cursor").to_owned()
+    }
+
+    pub fn user(&self) -> String {
+        self.hello["user_id"].as_str().expect("hello.user_id").to_owned()
+    }
+
+    /// Sends a raw text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.expect("send");
+    }
+
+    /// The next frame (JSON), within [`WAIT`].
+    pub async fn frame(&mut self) -> Value {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return serde_json::from_str(&text).expect("a JSON frame");
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(other) => panic!("expected a text frame, got {other:?}"),
+                Err(_) => panic!("no frame within {WAIT:?}"),
+            }
+        }
+    }
+
+    /// Sends `request` with a fresh integer id (unless it has one) and returns the reply;
+    /// pushes that arrive meanwhile are kept for [`Client::event`].
+    pub async fn request(&mut self, mut request: Value) -> Value {
+        if request.get("id").is_none() {
+            self.next_id += 1;
+            request["id"] = json!(self.next_id);
+        }
+        let id = request["id"].clone();
+        self.send_text(request.to_string()).await;
+        self.reply_to(&id).await
+    }
+
+    /// Waits for the reply with `id`, keeping pushes.
+    pub async fn reply_to(&mut self, id: &Value) -> Value {
+        loop {
+            let frame = self.frame().await;
+            if frame["type"] == "reply" && &frame["id"] == id {
+                return frame;
+            }
+            assert_eq!(frame["type"], "event", "unexpected frame {frame}");
+            self.pending.push_back(frame);
+        }
+    }
+
+    /// `request`, asserting success; its `data`.
+    pub async fn ok(&mut self, request: Value) -> Value {
+        let reply = self.request(request.clone()).await;
+        assert_eq!(reply["ok"], true, "{request} failed: {reply}");
+        reply["data"].clone()
+    }
+
+    /// `request`, asserting it fails with `code`.
+    pub async fn fails(&mut self, request: Value, code: &str) {
+        let reply = self.request(request.clone()).await;
+        assert_eq!(reply["ok"], false, "{request} should fail with {code}: {reply}");
+        assert_eq!(reply["error"]["code"], code, "{request}: {reply}");
+        assert!(reply["error"]["message"].is_string(), "{reply}");
+    }
+
+    /// The next push (kept or new), within [`WAIT`].
+    pub async fn event(&mut self) -> Value {
+        if let Some(event) = self.pending.pop_front() {
+            return event;
+        }
+        let frame = self.frame().await;
+        assert_eq!(frame["type"], "event", "expected a push, got {frame}");
+        frame
+    }
+
+    /// The next push, which must be `name`.
+    pub async fn expect_event(&mut self, name: &str) -> Value {
+        let event = self.event().await;
+        assert_eq!(event["event"], name, "expected {name}, got {event}");
+        event
+    }
+
+    /// Asserts nothing arrives within `quiet` (pongs aside), after a `ping` round trip
+    /// that flushes whatever was already on its way.
+    pub async fn expect_nothing(&mut self, quiet: Duration) {
+        self.ok(json!({"op": "ping"})).await;
+        assert!(self.pending.is_empty(), "unexpected pushes: {:?}", self.pending);
+        match tokio::time::timeout(quiet, self.ws.next()).await {
+            Err(_) => {}
+            Ok(Some(Ok(Message::Ping(_)))) => {}
+            Ok(other) => panic!("expected nothing, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes; the close code (None: no close frame).
+    pub async fn closed(&mut self) -> Option<CloseCode> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) | Ok(None) => {
+                    return None;
+                }
+                Ok(Some(Err(_))) => return None,
+                Err(_) => panic!("the server did not close within {WAIT:?}"),
+            }
+        }
+    }
+}
+
+/// Tries the WebSocket handshake; the HTTP status when the server refused it.
+pub async fn handshake_status(request: http::Request<()>) -> Result<(), u16> {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok(_) => Ok(()),
+        Err(WsError::Http(response)) => Err(response.status().as_u16()),
+        Err(other) => panic!("handshake failed without an HTTP status: {other}"),
+    }
+}
+
+/// A plain HTTP/1.1 GET through hyper's client: status and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A fresh PostgreSQL database cloned from the template; its URL. `None` (skip) without a
+/// server, unless `MESSAGING_PG_REQUIRED=1`.
+pub async fn pg_database() -> Option<String> {
+    let (Ok(admin), Ok(template)) =
+        (std::env::var("MESSAGING_PG_URL"), std::env::var("MESSAGING_PG_TEMPLATE"))
+    else {
+        if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
+            panic!("MESSAGING_PG_REQUIRED=1 but MESSAGING_PG_URL/MESSAGING_PG_TEMPLATE are unset");
+        }
+        SKIP_NOTE.call_once(|| {
+            eprintln!("PostgreSQL runs skipped: no MESSAGING_PG_URL (run ./scripts/test.sh)");
+        });
+        return None;
+    };
+    use sqlx::{Connection, Executor};
+    let name = format!("ws_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("admin connection");
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+        .await
+        .expect("clone the template");
+    conn.close().await.expect("close the admin connection");
+    match admin.rsplit_once('/') {
+        Some((base, _)) => Some(format!("{base}/{name}")),
+        None => panic!("MESSAGING_PG_URL has no database part"),
+    }
+}
+
+/// Declares a case (`async fn name(backend: Backend)`) as one test per store.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
