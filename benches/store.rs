@@ -27,7 +27,7 @@ use tokio::runtime::Runtime;
 
 const DEPTH: u64 = 1_000_000;
 const CONVERSATIONS: u64 = 1_000;
-const SENDER_COUNTS: [usize; 2] = [64, 256];
+const SENDER_COUNTS: [usize; 3] = [64, 256, 1024];
 
 /// A sender and its conversation.
 type Pair = (UserId, ConversationId);
@@ -104,7 +104,7 @@ fn append(c: &mut Criterion) {
     for backend in BACKENDS {
         let dir = tempfile::tempdir().unwrap();
         let messenger = rt.block_on(fresh_messenger(backend, &dir));
-        let all_senders = rt.block_on(pairs(&messenger, SENDER_COUNTS[1]));
+        let all_senders = rt.block_on(pairs(&messenger, SENDER_COUNTS[SENDER_COUNTS.len() - 1]));
 
         one_sender(&mut group, &rt, backend.name, &|| (messenger.clone(), all_senders[0]));
         for count in SENDER_COUNTS {
