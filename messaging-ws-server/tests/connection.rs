@@ -85,6 +85,74 @@ async fn only_valid_tokens_upgrade(backend: Backend) {
     assert_eq!(handshake_status(request_with(&bad_query, None)).await, Err(401));
 }
 
+/// A token signed with one of `tests/keys` (`algorithm`), with extra claims.
+fn signed_with_key(
+    algorithm: jsonwebtoken::Algorithm,
+    private_pem: &[u8],
+    claims: &serde_json::Value,
+) -> String {
+    let key = match algorithm {
+        jsonwebtoken::Algorithm::RS256 => jsonwebtoken::EncodingKey::from_rsa_pem(private_pem),
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(private_pem),
+    }
+    .unwrap();
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), claims, &key).unwrap()
+}
+
+async fn public_keys_of_the_hosts_auth_service(backend: Backend) {
+    use jsonwebtoken::Algorithm::{ES256, RS256};
+    let keys = [
+        (RS256, &include_bytes!("keys/rsa.pem")[..], &include_bytes!("keys/rsa.pub.pem")[..]),
+        (ES256, &include_bytes!("keys/ec.pem")[..], &include_bytes!("keys/ec.pub.pem")[..]),
+    ];
+    for (algorithm, private, public) in keys {
+        let auth = messaging_ws_server::AuthSettings {
+            public_key_pem: Some(public.to_vec()),
+            issuer: Some("https://auth.example".into()),
+            audience: Some("chat".into()),
+            ..Default::default()
+        };
+        let Some(server) =
+            Server::start_with_auth(backend, Transport::default(), Limits::default(), auth).await
+        else {
+            return;
+        };
+        let url = server.url();
+        let user = UserId::new().to_string();
+        let bearer = |t: String| Some(format!("Bearer {t}"));
+        let full = json!({"sub":user,"exp":now() + 60,"iss":"https://auth.example","aud":"chat"});
+        let good = signed_with_key(algorithm, private, &full);
+        assert_eq!(
+            handshake_status(request_with(&url, bearer(good))).await,
+            Ok(()),
+            "{algorithm:?}"
+        );
+        let refused = [
+            ("no aud", json!({"sub":user,"exp":now() + 60,"iss":"https://auth.example"})),
+            ("no iss", json!({"sub":user,"exp":now() + 60,"aud":"chat"})),
+            (
+                "other aud",
+                json!({"sub":user,"exp":now() + 60,"iss":"https://auth.example","aud":"x"}),
+            ),
+            (
+                "expired",
+                json!({"sub":user,"exp":now() - 5,"iss":"https://auth.example","aud":"chat"}),
+            ),
+        ];
+        for (why, claims) in refused {
+            let token = signed_with_key(algorithm, private, &claims);
+            assert_eq!(
+                handshake_status(request_with(&url, bearer(token))).await,
+                Err(401),
+                "{why}"
+            );
+        }
+        // HS256 is off when only a public key is configured.
+        let hs = signed(&full, SECRET);
+        assert_eq!(handshake_status(request_with(&url, bearer(hs))).await, Err(401), "HS256 off");
+    }
+}
+
 async fn http_routes(backend: Backend) {
     let Some(server) = Server::start(backend, Transport::default()).await else { return };
     assert_eq!(server.get("/healthz").await, (200, r#"{"status":"ok"}"#.to_owned()));
@@ -279,6 +347,7 @@ async fn shutdown_closes_sessions_with_1001(backend: Backend) {
 
 on_every_store!(
     only_valid_tokens_upgrade,
+    public_keys_of_the_hosts_auth_service,
     http_routes,
     bad_frames_are_answered_and_some_close,
     requests_beyond_the_rate_limit_are_refused,

@@ -72,6 +72,17 @@ impl Server {
         transport: Transport,
         limits: messaging_core::Limits,
     ) -> Option<Self> {
+        let auth = AuthSettings { secret: Some(SECRET.to_vec()), ..AuthSettings::default() };
+        Self::start_with_auth(backend, transport, limits, auth).await
+    }
+
+    /// Same, verifying tokens with `auth`.
+    pub async fn start_with_auth(
+        backend: Backend,
+        transport: Transport,
+        limits: messaging_core::Limits,
+        auth: AuthSettings,
+    ) -> Option<Self> {
         let (database, dir) = match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
@@ -79,7 +90,7 @@ impl Server {
             }
             Backend::Postgres => (Database::Postgres(pg_database().await?), None),
         };
-        Some(Self::start_on(database, dir, transport, limits).await)
+        Some(Self::start_on(database, dir, transport, limits, &auth).await)
     }
 
     /// Starts a server on an existing database.
@@ -88,14 +99,11 @@ impl Server {
         dir: Option<tempfile::TempDir>,
         transport: Transport,
         limits: messaging_core::Limits,
+        auth: &AuthSettings,
     ) -> Self {
         let settings = StoreSettings { sqlite_synchronous: Default::default(), limits };
         let opened = backend::open(&database, &settings).await.expect("open the store");
-        let verifier = Verifier::new(&AuthSettings {
-            secret: Some(SECRET.to_vec()),
-            ..AuthSettings::default()
-        })
-        .expect("verifier");
+        let verifier = Verifier::new(auth).expect("verifier");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
