@@ -60,7 +60,7 @@ impl Metrics {
         registry.register("frames_out", "Frames sent to clients", frames_out.clone());
         registry.register(
             "events_delivered",
-            "Pushed events (durable and ephemeral) written to sessions",
+            "Pushed events (durable and ephemeral) queued for sessions",
             events_delivered.clone(),
         );
         registry.register(
