@@ -22,15 +22,14 @@
 //! fills its gap with `sync`, so nothing is lost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::id::UserId;
 use crate::model::{CommittedEvent, LoggedEvent, Shared, Signal};
+use crate::push_queue::{Ended, PushQueue};
 use crate::store::FeedSink;
 
 /// One item pushed to a session, shared by every recipient.
@@ -74,10 +73,18 @@ pub trait Fanout: FeedSink {
     async fn signal(&self, signal: Signal, audience: &[UserId]) -> Result<()>;
 }
 
+/// A subscription as the routing table holds it.
 struct Slot {
     id: u64,
-    tx: mpsc::Sender<Push>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<PushQueue<Push>>,
+}
+
+impl Drop for Slot {
+    /// Leaving the table (unsubscribed, lagged, or the hub dropped) ends the receiver's
+    /// queue once it is drained.
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 struct HubState {
@@ -153,14 +160,7 @@ fn route(state: &mut HubState, user: UserId, push: &Push) {
     let Some(slots) = state.users.get_mut(&user) else {
         return;
     };
-    slots.retain(|slot| match slot.tx.try_send(push.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            slot.lagged.store(true, Ordering::Release);
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
+    slots.retain(|slot| slot.queue.offer(push.clone()));
     if slots.is_empty() {
         state.users.remove(&user);
     }
@@ -199,15 +199,14 @@ impl FeedSink for Hub {
 #[async_trait]
 impl Fanout for Hub {
     fn subscribe(&self, user: UserId) -> (Subscription, u64) {
-        let (tx, rx) = mpsc::channel(self.inner.queue_capacity);
-        let lagged = Arc::new(AtomicBool::new(false));
+        let queue = PushQueue::new(self.inner.queue_capacity);
         let mut state = self.inner.lock();
         let id = state.next_id;
         state.next_id += 1;
-        state.users.entry(user).or_default().push(Slot { id, tx, lagged: lagged.clone() });
+        state.users.entry(user).or_default().push(Slot { id, queue: queue.clone() });
         let position = state.last_position;
         drop(state);
-        let subscription = Subscription { id, user, rx, lagged, hub: Arc::downgrade(&self.inner) };
+        let subscription = Subscription { id, user, queue, hub: Arc::downgrade(&self.inner) };
         (subscription, position)
     }
 
@@ -221,8 +220,7 @@ impl Fanout for Hub {
 pub struct Subscription {
     id: u64,
     user: UserId,
-    rx: mpsc::Receiver<Push>,
-    lagged: Arc<AtomicBool>,
+    queue: Arc<PushQueue<Push>>,
     hub: Weak<HubInner>,
 }
 
@@ -242,34 +240,25 @@ impl Subscription {
     /// Whether the queue overflowed.
     #[must_use]
     pub fn is_lagged(&self) -> bool {
-        self.lagged.load(Ordering::Acquire)
+        self.queue.is_lagged()
     }
 
     /// The next push, in dispatch order. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Push, RecvError> {
-        if self.is_lagged() {
-            return Err(RecvError::Lagged);
-        }
-        match self.rx.recv().await {
-            Some(push) if !self.is_lagged() => Ok(push),
-            Some(_) => Err(RecvError::Lagged),
-            None if self.is_lagged() => Err(RecvError::Lagged),
-            None => Err(RecvError::Closed),
-        }
+        std::future::poll_fn(|cx| self.queue.poll_recv(cx)).await.map_err(RecvError::from)
     }
 
     /// The next push if one is queued, without waiting (`Ok(None)` when none is).
     pub fn try_recv(&mut self) -> Result<Option<Push>, RecvError> {
-        if self.is_lagged() {
-            return Err(RecvError::Lagged);
-        }
-        match self.rx.try_recv() {
-            Ok(push) => Ok(Some(push)),
-            Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-            Err(mpsc::error::TryRecvError::Disconnected) if self.is_lagged() => {
-                Err(RecvError::Lagged)
-            }
-            Err(mpsc::error::TryRecvError::Disconnected) => Err(RecvError::Closed),
+        self.queue.try_recv().map_err(RecvError::from)
+    }
+}
+
+impl From<Ended> for RecvError {
+    fn from(ended: Ended) -> Self {
+        match ended {
+            Ended::Lagged => Self::Lagged,
+            Ended::Closed => Self::Closed,
         }
     }
 }

@@ -27,6 +27,7 @@ mod membership;
 pub mod model;
 pub mod policy;
 pub mod presence;
+mod push_queue;
 pub mod search;
 pub mod service;
 pub mod store;

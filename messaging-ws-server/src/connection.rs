@@ -24,8 +24,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{SplitSink, SplitStream};
-use futures::{Sink, SinkExt, StreamExt};
+use futures::{Sink, SinkExt, Stream, StreamExt};
 use messaging_core::{RecvError, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -74,66 +73,90 @@ enum Ending {
     Drop,
 }
 
-/// Runs a session on an upgraded socket until it ends; closes the `Session` afterwards.
-pub(crate) async fn serve<S>(
-    socket: WebSocketStream<S>,
+/// Runs a session on an upgraded socket until it ends (at once when the upgrade failed),
+/// then closes the `Session`. `keep` is held until then.
+///
+/// A function returning the future rather than an `async fn`: an `async fn` keeps its
+/// arguments beside the locals made from them, and this future is most of what an idle
+/// connection costs.
+pub(crate) fn serve<S, K>(
+    socket: Result<WebSocketStream<S>, hyper::Error>,
     session: Session,
     caller: Caller,
-    settings: &SessionSettings,
-    mut shutdown: watch::Receiver<bool>,
-) where
+    settings: Arc<SessionSettings>,
+    shutdown: watch::Receiver<bool>,
+    keep: K,
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Unpin + Send,
+    K: Send,
 {
-    let mut conn = Connection::new(socket, caller, settings);
-    let hello = frames::hello(
-        session.user(),
-        &session.id().to_string(),
-        session.cursor(),
-        settings.heartbeat.as_secs(),
-        &settings.hello,
-    );
-    let mut session = session;
-    // The outbox is empty: the hello is never refused.
-    if conn.queue(hello).is_ok() {
-        conn.run(&mut session, &mut shutdown).await;
-    }
-    if let Err(error) = session.close().await {
-        tracing::warn!(%error, "closing a session failed");
+    let mut connection = match socket {
+        Ok(socket) => Some(Connection::new(socket, caller, settings)),
+        Err(error) => {
+            tracing::debug!(%error, "upgrade failed");
+            None
+        }
+    };
+    let (mut session, mut shutdown) = (session, shutdown);
+    async move {
+        if let Some(connection) = &mut connection {
+            let metrics = connection.settings.metrics.clone();
+            metrics.connections_open.inc();
+            connection.run(&mut session, &mut shutdown).await;
+            metrics.connections_open.dec();
+        }
+        drop(connection);
+        // Boxed: closing takes a large future, needed only once, at the end.
+        if let Err(error) = Box::pin(session.close()).await {
+            tracing::warn!(%error, "closing a session failed");
+        }
+        drop(keep);
     }
 }
 
-struct Connection<'a, S> {
-    sink: SplitSink<WebSocketStream<S>, Message>,
-    stream: SplitStream<WebSocketStream<S>>,
+struct Connection<S> {
+    socket: WebSocketStream<S>,
     outbox: VecDeque<Message>,
     unflushed: bool,
     caller: Caller,
-    settings: &'a SessionSettings,
+    settings: Arc<SessionSettings>,
     bucket: TokenBucket,
     running: Option<Running>,
     last_heard: Instant,
 }
 
-impl<'a, S> Connection<'a, S>
+impl<S> Connection<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    fn new(socket: WebSocketStream<S>, caller: Caller, settings: &'a SessionSettings) -> Self {
-        let (sink, stream) = socket.split();
+    fn new(socket: WebSocketStream<S>, caller: Caller, settings: Arc<SessionSettings>) -> Self {
+        let bucket = TokenBucket::new(settings.hello.ops_per_s, settings.hello.ops_burst);
         Self {
-            sink,
-            stream,
+            socket,
             outbox: VecDeque::new(),
             unflushed: false,
             caller,
             settings,
-            bucket: TokenBucket::new(settings.hello.ops_per_s, settings.hello.ops_burst),
+            bucket,
             running: None,
             last_heard: Instant::now(),
         }
     }
 
+    /// Sends the hello, then serves requests, pushes and heartbeats until the session ends.
     async fn run(&mut self, session: &mut Session, shutdown: &mut watch::Receiver<bool>) {
+        let hello = frames::hello(
+            session.user(),
+            &session.id().to_string(),
+            session.cursor(),
+            self.settings.heartbeat.as_secs(),
+            &self.settings.hello,
+        );
+        // The outbox is empty: the hello is never refused.
+        if self.queue(hello).is_err() {
+            return;
+        }
         let heartbeat = self.settings.heartbeat;
         let mut ticks =
             tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
@@ -144,11 +167,11 @@ where
                 break Ending::Close(close(CloseCode::Away, "server shutting down"));
             }
             let writing = !self.outbox.is_empty() || self.unflushed;
-            let Self { sink, stream, outbox, unflushed, running, settings, .. } = self;
+            let reading = self.running.is_none() && !stopping;
+            let Self { socket, outbox, unflushed, running, settings, .. } = self;
+            let mut io = Io { socket, outbox, unflushed, metrics: &settings.metrics, reading };
             let step = tokio::select! {
-                written = std::future::poll_fn(|cx| poll_write(cx, sink, outbox, unflushed, &settings.metrics)), if writing => {
-                    Step::Written(written)
-                }
+                step = std::future::poll_fn(|cx| io.poll(cx)), if writing || reading => step,
                 reply = async {
                     match running.as_mut() {
                         Some(running) => (&mut running.future).await,
@@ -157,14 +180,13 @@ where
                 }, if running.is_some() => {
                     Step::Replied(reply)
                 }
-                frame = stream.next(), if running.is_none() && !stopping => Step::Frame(frame),
                 push = session.recv() => Step::Push(push),
                 _ = ticks.tick() => Step::Tick,
                 _ = shutdown.changed(), if !stopping => Step::Stop,
             };
             match step {
-                Step::Written(Ok(())) => {}
-                Step::Written(Err(error)) => {
+                Step::Written => {}
+                Step::WriteFailed(error) => {
                     tracing::debug!(%error, "write failed");
                     break Ending::Drop;
                 }
@@ -202,7 +224,8 @@ where
             }
         };
         if let Ending::Close(frame) = ending {
-            self.close_with(frame).await;
+            // Boxed: only a closing connection needs this future's room.
+            Box::pin(self.close_with(frame)).await;
         }
     }
 
@@ -281,11 +304,11 @@ where
         let writing = async {
             let mut sent = 0_u64;
             while let Some(message) = self.outbox.pop_front() {
-                self.sink.feed(message).await?;
+                self.socket.feed(message).await?;
                 sent += 1;
             }
             self.settings.metrics.frames_out.inc_by(sent);
-            self.sink.send(Message::Close(Some(frame))).await
+            self.socket.send(Message::Close(Some(frame))).await
         };
         match tokio::time::timeout(CLOSE_GRACE, writing).await {
             Ok(Ok(())) => {}
@@ -301,14 +324,15 @@ where
         // The client answers with its own close frame, then the stream ends; a client that
         // does not is not waited for long.
         let _ = tokio::time::timeout(CLOSE_REPLY, async {
-            while let Some(Ok(_)) = self.stream.next().await {}
+            while let Some(Ok(_)) = self.socket.next().await {}
         })
         .await;
     }
 }
 
 enum Step {
-    Written(Result<(), WsError>),
+    Written,
+    WriteFailed(WsError),
     Replied((Bytes, &'static str)),
     Frame(Option<Result<Message, WsError>>),
     Push(Result<messaging_core::Push, RecvError>),
@@ -320,29 +344,59 @@ fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame { code, reason: Utf8Bytes::from_static(reason) }
 }
 
-/// Moves queued frames into the socket and flushes: every frame queued at the time goes
-/// out in one flush. Cancel-safe: a frame leaves `outbox` only once the sink took it.
-fn poll_write<S>(
-    cx: &mut Context<'_>,
-    sink: &mut SplitSink<WebSocketStream<S>, Message>,
-    outbox: &mut VecDeque<Message>,
-    unflushed: &mut bool,
-    metrics: &Metrics,
-) -> Poll<Result<(), WsError>>
+/// The socket's two directions as one future: writing what is queued and, when `reading`,
+/// the next frame. One future rather than two because both need the socket mutably (a
+/// split would put it behind a lock in a shared allocation on every connection).
+struct Io<'a, S> {
+    socket: &'a mut WebSocketStream<S>,
+    outbox: &'a mut VecDeque<Message>,
+    unflushed: &'a mut bool,
+    metrics: &'a Metrics,
+    reading: bool,
+}
+
+impl<S> Io<'_, S>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    while !outbox.is_empty() {
-        ready!(Pin::new(&mut *sink).poll_ready(cx))?;
-        if let Some(message) = outbox.pop_front() {
-            Pin::new(&mut *sink).start_send(message)?;
-            metrics.frames_out.inc();
-            *unflushed = true;
+    /// Cancel-safe: a frame leaves `outbox` only once the socket took it, and a read frame
+    /// is returned at once.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
+        let written = if !self.outbox.is_empty() || *self.unflushed {
+            match self.poll_write(cx) {
+                Poll::Ready(Ok(())) => true,
+                Poll::Ready(Err(error)) => return Poll::Ready(Step::WriteFailed(error)),
+                Poll::Pending => false,
+            }
+        } else {
+            false
+        };
+        if self.reading
+            && let Poll::Ready(frame) = Pin::new(&mut *self.socket).poll_next(cx)
+        {
+            return Poll::Ready(Step::Frame(frame));
         }
+        if written { Poll::Ready(Step::Written) } else { Poll::Pending }
     }
-    if *unflushed {
-        ready!(Pin::new(&mut *sink).poll_flush(cx))?;
-        *unflushed = false;
+
+    /// Moves queued frames into the socket and flushes: every frame queued at the time
+    /// goes out in one flush.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        let mut socket = Pin::new(&mut *self.socket);
+        while !self.outbox.is_empty() {
+            ready!(socket.as_mut().poll_ready(cx))?;
+            if let Some(message) = self.outbox.pop_front() {
+                socket.as_mut().start_send(message)?;
+                self.metrics.frames_out.inc();
+                *self.unflushed = true;
+            }
+        }
+        if *self.unflushed {
+            ready!(socket.as_mut().poll_flush(cx))?;
+            *self.unflushed = false;
+        }
+        // An idle connection keeps no outbox buffer.
+        *self.outbox = VecDeque::new();
+        Poll::Ready(Ok(()))
     }
-    Poll::Ready(Ok(()))
 }

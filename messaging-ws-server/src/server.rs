@@ -12,15 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use messaging_core::Messenger;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -31,6 +33,12 @@ use crate::connection::{self, SessionSettings};
 use crate::frames::HelloLimits;
 use crate::metrics::Metrics;
 use crate::ops::Caller;
+
+/// First read size of a connection: a request frame usually fits.
+const READ_BUFFER_BYTES: usize = 1024;
+
+/// Frames collected before a write system call (a flush writes the rest).
+const WRITE_BUFFER_BYTES: usize = 4096;
 
 type Body = Full<Bytes>;
 
@@ -57,7 +65,7 @@ impl std::fmt::Debug for Config {
 struct State {
     messenger: Messenger,
     verifier: Verifier,
-    settings: SessionSettings,
+    settings: Arc<SessionSettings>,
     ws_config: WebSocketConfig,
     connections: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
@@ -77,7 +85,7 @@ pub async fn run(
     let limits = config.messenger.limits();
     let transport = config.transport;
     let state = Arc::new(State {
-        settings: SessionSettings {
+        settings: Arc::new(SessionSettings {
             hello: HelloLimits {
                 max_frame_bytes: transport.max_frame_bytes,
                 max_body_bytes: limits.max_body_bytes,
@@ -87,7 +95,7 @@ pub async fn run(
             },
             heartbeat: transport.heartbeat,
             metrics: Metrics::new(),
-        },
+        }),
         ws_config: ws_config(transport.max_frame_bytes),
         connections: Arc::new(Semaphore::new(transport.max_connections)),
         messenger: config.messenger,
@@ -102,6 +110,11 @@ pub async fn run(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // Frames are batched per flush already; Nagle's algorithm would only
+                    // hold a reply back until the previous frame is acknowledged.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%error, "TCP_NODELAY not set");
+                    }
                     let state = state.clone();
                     tokio::spawn(async move { serve_http(stream, state).await });
                 }
@@ -124,12 +137,14 @@ pub async fn run(
     Ok(())
 }
 
-/// The WebSocket settings: frames and messages bounded by `max_frame_bytes`; small
-/// buffers, so an idle connection costs a few KiB (the defaults cost ~131 KiB).
+/// The WebSocket settings: frames and messages bounded by `max_frame_bytes`, and small
+/// buffers, since an idle connection keeps them (the defaults cost ~131 KiB per
+/// connection). Reads start at [`READ_BUFFER_BYTES`] and grow to a frame's announced
+/// length; writes collect up to [`WRITE_BUFFER_BYTES`] of frames per system call.
 fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(2048)
-        .write_buffer_size(0)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_frame_size(Some(max_frame_bytes))
         .max_message_size(Some(max_frame_bytes))
 }
@@ -211,30 +226,13 @@ async fn upgrade(mut request: Request<Incoming>, state: &Arc<State>) -> Response
     };
     let caller = Caller { messenger: state.messenger.clone(), user, hello: session.cursor() };
     let on_upgrade = hyper::upgrade::on(&mut request);
-    let state = state.clone();
-    tokio::spawn(async move {
-        let _alive = state.alive.clone();
-        let _permit: OwnedSemaphorePermit = permit;
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(state.ws_config),
-                )
-                .await;
-                let metrics = &state.settings.metrics;
-                metrics.connections_open.inc();
-                connection::serve(socket, session, caller, &state.settings, state.shutdown.clone())
-                    .await;
-                metrics.connections_open.dec();
-            }
-            Err(error) => {
-                tracing::debug!(%error, "upgrade failed");
-                let _ = session.close().await;
-            }
-        }
-    });
+    let (settings, shutdown) = (state.settings.clone(), state.shutdown.clone());
+    let keep = (permit, state.alive.clone());
+    tokio::spawn(
+        websocket(on_upgrade, state.ws_config).then(move |socket| {
+            connection::serve(socket, session, caller, settings, shutdown, keep)
+        }),
+    );
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "Upgrade")
@@ -242,6 +240,15 @@ async fn upgrade(mut request: Request<Incoming>, state: &Arc<State>) -> Response
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(Body::default())
         .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+/// The upgraded connection as a WebSocket.
+async fn websocket(
+    on_upgrade: OnUpgrade,
+    config: WebSocketConfig,
+) -> Result<WebSocketStream<TokioIo<Upgraded>>, hyper::Error> {
+    let upgraded = on_upgrade.await?;
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await)
 }
 
 /// The client's `Sec-WebSocket-Key` when the request is a WebSocket version 13 upgrade.
