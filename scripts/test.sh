@@ -7,14 +7,20 @@ cd "$(dirname "$0")/.."
 # PostgreSQL tests fail instead of skipping when no database is reachable.
 export MESSAGING_PG_REQUIRED=1
 # A throwaway PostgreSQL on loopback (installed first if missing), stopped afterwards.
-# Inside it: every test, then the two-instance example (a message crossing between two
-# messengers on one database).
+# Inside it: every test, the two-instance example (a message crossing between two
+# messengers on one database), and the load generator's smoke run on both stores (its
+# checks of behaviour, never speed).
 ./scripts/pg.sh run -- bash -c '
   set -euo pipefail
   cargo test --workspace
   crossed=$(cargo run --quiet --example postgres_two_instances -- "$MESSAGING_PG_URL")
   grep -q "received: \"Your order shipped!\"" <<<"$crossed"
   echo "example postgres_two_instances: ok"
+  cargo run --quiet -p messaging-benches --bin messaging-loadgen -- smoke
+  echo "messaging-loadgen smoke (SQLite): ok"
+  cargo run --quiet -p messaging-benches --bin messaging-loadgen -- smoke \
+    --database-url "$MESSAGING_PG_URL"
+  echo "messaging-loadgen smoke (PostgreSQL): ok"
 '
 # The embedding example must keep printing the conversation.
 output=$(cargo run --quiet --example embed_sqlite)

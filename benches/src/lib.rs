@@ -20,6 +20,8 @@ use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 use sqlx::{Connection, Executor};
 
+pub mod loadgen;
+
 /// Bumped when what a fixture contains changes.
 const FIXTURE_VERSION: u32 = 2;
 

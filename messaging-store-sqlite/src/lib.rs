@@ -62,7 +62,9 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    fn pragma(self) -> &'static str {
+    /// The `PRAGMA synchronous` value (`FULL` or `NORMAL`).
+    #[must_use]
+    pub fn pragma(self) -> &'static str {
         match self {
             Self::Full => "FULL",
             Self::Normal => "NORMAL",

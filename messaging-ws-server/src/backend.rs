@@ -61,6 +61,8 @@ pub struct StoreSettings {
 pub struct Opened {
     /// The messaging service.
     pub messenger: Messenger,
+    /// The store and its durability, as `/metrics` names it (`sqlite synchronous=FULL`).
+    pub store_label: String,
     presence: Option<Arc<PgPresence>>,
 }
 
@@ -90,7 +92,9 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
             let options = SqliteOptions::default().synchronous(settings.sqlite_synchronous);
             let store = SqliteStore::open_with(path, options).await?;
             let messenger = Messenger::builder(Arc::new(store)).limits(limits).build().await?;
-            Ok(Opened { messenger, presence: None })
+            let store_label =
+                format!("sqlite synchronous={}", settings.sqlite_synchronous.pragma());
+            Ok(Opened { messenger, store_label, presence: None })
         }
         Database::Postgres(url) => {
             let store = PgStore::connect(url, PgOptions::default()).await?;
@@ -102,7 +106,8 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
                 .limits(limits)
                 .build()
                 .await?;
-            Ok(Opened { messenger, presence: Some(presence) })
+            let store_label = "postgresql".to_owned();
+            Ok(Opened { messenger, store_label, presence: Some(presence) })
         }
     }
 }

@@ -193,7 +193,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    let config = Config { messenger: opened.messenger.clone(), verifier, transport };
+    let config = Config {
+        messenger: opened.messenger.clone(),
+        verifier,
+        transport,
+        store_label: opened.store_label.clone(),
+    };
     server::run(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())?;
     opened.close().await;
     Ok(())

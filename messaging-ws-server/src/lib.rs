@@ -16,7 +16,12 @@
 //!     ..AuthSettings::default()
 //! })?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let config = Config { messenger, verifier, transport: Transport::default() };
+//! let config = Config {
+//!     messenger,
+//!     verifier,
+//!     transport: Transport::default(),
+//!     store_label: "sqlite synchronous=FULL".into(),
+//! };
 //! run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
 //! ```

@@ -20,6 +20,12 @@ struct OpOutcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildInfo {
+    version: &'static str,
+    store: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpName {
     op: &'static str,
 }
@@ -39,8 +45,17 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Arc<Self> {
+    /// The metrics of a server over the store `store_label` describes.
+    pub(crate) fn new(store_label: &str) -> Arc<Self> {
         let mut registry = Registry::with_prefix("messaging");
+        let build_info = Family::<BuildInfo, Gauge>::default();
+        build_info
+            .get_or_create(&BuildInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                store: store_label.to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "The server's version and store (always 1)", build_info);
         let connections_open = Gauge::default();
         let frames_in = Counter::default();
         let frames_out = Counter::default();
@@ -103,11 +118,12 @@ mod tests {
 
     #[test]
     fn the_exposition_names_every_metric() {
-        let metrics = Metrics::new();
+        let metrics = Metrics::new("sqlite synchronous=FULL");
         metrics.op("send", "ok", Duration::from_millis(2));
         metrics.connections_open.inc();
         let text = metrics.render();
         for name in [
+            "messaging_build_info{version=\"0.1.0\",store=\"sqlite synchronous=FULL\"} 1",
             "messaging_connections_open 1",
             "messaging_frames_in_total",
             "messaging_frames_out_total",

@@ -50,6 +50,9 @@ pub struct Config {
     pub verifier: Verifier,
     /// Transport settings (frame size, connections, rate limit, heartbeat).
     pub transport: Transport,
+    /// How `/metrics` names the store in `messaging_build_info` (free text, e.g.
+    /// `sqlite synchronous=FULL`), so a benchmark report can say what it measured.
+    pub store_label: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("verifier", &self.verifier)
             .field("transport", &self.transport)
+            .field("store_label", &self.store_label)
             .finish_non_exhaustive()
     }
 }
@@ -94,7 +98,7 @@ pub async fn run(
                 max_queue_frames: limits.max_queue_frames,
             },
             heartbeat: transport.heartbeat,
-            metrics: Metrics::new(),
+            metrics: Metrics::new(&config.store_label),
         }),
         ws_config: ws_config(transport.max_frame_bytes),
         connections: Arc::new(Semaphore::new(transport.max_connections)),

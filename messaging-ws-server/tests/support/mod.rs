@@ -107,7 +107,12 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let config = Config { messenger: opened.messenger.clone(), verifier, transport };
+        let config = Config {
+            messenger: opened.messenger.clone(),
+            verifier,
+            transport,
+            store_label: opened.store_label.clone(),
+        };
         let task = tokio::spawn(async move {
             let result = messaging_ws_server::run(listener, config, async {
                 let _ = stopped.await;

@@ -1,0 +1,201 @@
+//! The command line of `messaging-loadgen`.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use super::client::Target;
+use super::handshakes::{self, Handshakes};
+use super::idle::{self, Idle};
+use super::report::Report;
+use super::sustained::{self, Load};
+use super::{Error, Run, romeo, smoke};
+
+/// Load generator for messaging-ws-server: speaks PROTOCOL.md over loopback and measures.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The server's address.
+    #[arg(long, env = "MESSAGING_LOADGEN_SERVER", default_value = "127.0.0.1:8080", global = true)]
+    server: SocketAddr,
+    /// The server's HS256 secret, to mint tokens (else read from --secret-file).
+    #[arg(long, env = "MESSAGING_JWT_SECRET", hide_env_values = true, global = true)]
+    jwt_secret: Option<String>,
+    /// The file holding the server's generated secret.
+    #[arg(long, default_value = "messaging.db.jwt-secret", global = true)]
+    secret_file: PathBuf,
+    /// The server's process id, to read its memory and CPU time.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Loopback source addresses to spread connections over (127.0.0.1 … 127.0.0.N).
+    #[arg(long, default_value_t = 32, global = true)]
+    sources: u8,
+    /// Print the report as JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Opens N connections as fast as the server takes them: handshakes per second.
+    Handshakes {
+        /// Connections to open.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Holds N connections that each sent one message: server RSS per idle connection.
+    Idle {
+        /// Connections to hold.
+        #[arg(long, default_value_t = 19_000)]
+        connections: usize,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Seconds to wait before each memory reading.
+        #[arg(long, default_value_t = 3.0)]
+        settle_s: f64,
+    },
+    /// Pairs of users sending at a fixed rate (open loop): throughput and latency.
+    Load {
+        /// Pairs of users (two connections each).
+        #[arg(long, default_value_t = 5_000)]
+        pairs: usize,
+        /// Messages per second each user sends.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// Seconds of load before the measured window.
+        #[arg(long, default_value_t = 5.0)]
+        warmup_s: f64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 30.0)]
+        duration_s: f64,
+        /// Bytes of each message body.
+        #[arg(long, default_value_t = 100)]
+        body_bytes: usize,
+        /// Handshakes in flight while connecting.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// Longest wait for replies and pushes after the last send, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        drain_s: f64,
+    },
+    /// Lines of dialogue sent one at a time, alternating between two users.
+    Romeo {
+        /// Lines to send.
+        #[arg(long, default_value_t = romeo::LINES)]
+        lines: usize,
+    },
+    /// Every mode, small and short, against a server started in this process; fails on
+    /// any failed check (never on speed).
+    Smoke {
+        /// The database of the in-process server (default: a fresh SQLite file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+}
+
+/// Runs the command line; the exit code is 1 when a run fails or a check does not hold.
+#[must_use]
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    match runtime.block_on(execute(&args)) {
+        Ok(reports) => {
+            let mut out = std::io::stdout().lock();
+            let written = if args.json {
+                let values: Vec<_> =
+                    reports.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+                let text = if values.len() == 1 {
+                    serde_json::to_string_pretty(&values[0])
+                } else {
+                    serde_json::to_string_pretty(&values)
+                };
+                writeln!(out, "{}", text.unwrap_or_default())
+            } else {
+                reports.iter().try_for_each(|report| writeln!(out, "{}", report.table()))
+            };
+            if written.is_err() {
+                return ExitCode::FAILURE;
+            }
+            if reports.iter().all(Report::passed) {
+                ExitCode::SUCCESS
+            } else {
+                fail("a check failed (see FAIL above)")
+            }
+        }
+        Err(error) => fail(&error.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "messaging-loadgen: {message}");
+    ExitCode::FAILURE
+}
+
+async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
+    if let Mode::Smoke { database_url } = &args.mode {
+        return smoke::run(database_url.as_deref()).await;
+    }
+    let target = Target::new(args.server, &secret(args)?, args.sources);
+    let run = Run { server_pid: args.server_pid };
+    let report = match &args.mode {
+        Mode::Handshakes { connections, concurrency } => {
+            handshakes::run(
+                &target,
+                &run,
+                Handshakes { connections: *connections, concurrency: *concurrency },
+            )
+            .await?
+        }
+        Mode::Idle { connections, concurrency, settle_s } => {
+            let settle = Duration::try_from_secs_f64(*settle_s)?;
+            idle::run(
+                &target,
+                &run,
+                Idle { connections: *connections, concurrency: *concurrency, settle },
+            )
+            .await?
+        }
+        Mode::Load { pairs, rate, warmup_s, duration_s, body_bytes, concurrency, drain_s } => {
+            let load = Load {
+                pairs: *pairs,
+                rate_per_user: *rate,
+                warmup: Duration::try_from_secs_f64(*warmup_s)?,
+                duration: Duration::try_from_secs_f64(*duration_s)?,
+                body_bytes: *body_bytes,
+                concurrency: *concurrency,
+                drain: Duration::try_from_secs_f64(*drain_s)?,
+            };
+            sustained::run(&target, &run, load).await?
+        }
+        Mode::Romeo { lines } => romeo::run(&target, &run, *lines).await?,
+        Mode::Smoke { .. } => return Err("unreachable".into()),
+    };
+    Ok(vec![report])
+}
+
+fn secret(args: &Args) -> Result<Vec<u8>, Error> {
+    if let Some(secret) = &args.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let text = std::fs::read_to_string(&args.secret_file).map_err(|error| {
+        format!(
+            "no --jwt-secret, and the secret file {} is unreadable ({error}); run from the \
+             server's directory or give --secret-file",
+            args.secret_file.display()
+        )
+    })?;
+    Ok(text.trim().as_bytes().to_vec())
+}

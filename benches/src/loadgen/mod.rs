@@ -1,0 +1,92 @@
+//! `messaging-loadgen`: drives a running `messaging-ws-server` over loopback the way its
+//! users would, speaking PROTOCOL.md, and reports what users compare servers by:
+//! handshakes per second, server memory per idle connection, sustained durable messages
+//! per second with send→deliver latency, and the "Romeo & Juliet" sequential exercise.
+//!
+//! Every report also carries the checks of behaviour (nothing lost, nothing repeated,
+//! every connection held), what bounded the run, the server's own description and the CPU
+//! time of both processes, which share the machine.
+
+pub mod cli;
+pub mod client;
+pub mod fleet;
+pub mod handshakes;
+pub mod idle;
+pub mod procfs;
+pub mod report;
+pub mod romeo;
+pub mod server_info;
+pub mod smoke;
+pub mod sustained;
+
+use report::CpuMeter;
+
+/// The load generator's error: anything that stops a run, as text for the operator.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connections the load generator keeps for itself (stdio, the runtime, the metrics
+/// request) below its open-file limit.
+const RESERVED_FILES: u64 = 64;
+
+/// What every mode needs besides its parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Run {
+    /// The server's process id, to read its memory and CPU time.
+    pub server_pid: Option<u32>,
+}
+
+/// A connection count after the machine's limits.
+#[derive(Clone, Debug)]
+pub struct Bounded {
+    /// Connections the run may open.
+    pub count: usize,
+    /// Whether the limit lowered the asked count.
+    pub clamped: bool,
+    /// What bounds the count, for the report.
+    pub bounded_by: String,
+}
+
+impl Run {
+    /// Starts measuring CPU time.
+    #[must_use]
+    pub fn cpu(&self) -> CpuMeter {
+        CpuMeter::start(self.server_pid)
+    }
+
+    /// `asked` connections, or fewer when this process's open-file limit cannot hold them.
+    #[must_use]
+    pub fn bound_connections(&self, asked: usize) -> Bounded {
+        let limit = procfs::open_file_limit().unwrap_or(1024);
+        let room = usize::try_from(limit.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        if asked > room {
+            Bounded {
+                count: room,
+                clamped: true,
+                bounded_by: format!(
+                    "the load generator's open-file limit ({limit}): {room} of the {asked} connections asked"
+                ),
+            }
+        } else {
+            Bounded {
+                count: asked,
+                clamped: false,
+                bounded_by: format!("the {asked} connections asked"),
+            }
+        }
+    }
+}
+
+/// A histogram of durations in microseconds, 1 µs to 10 minutes, 3 significant digits
+/// (values above are counted at 10 minutes).
+///
+/// # Errors
+/// Never in practice (the bounds are valid).
+pub fn micros_histogram() -> Result<hdrhistogram::Histogram<u64>, Error> {
+    Ok(hdrhistogram::Histogram::new_with_bounds(1, 600_000_000, 3)?)
+}
+
+/// Microseconds as milliseconds, to 0.01 ms.
+#[must_use]
+pub fn micros_to_ms(micros: u64) -> f64 {
+    (micros as f64 / 10.0).round() / 100.0
+}

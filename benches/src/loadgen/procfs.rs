@@ -1,0 +1,84 @@
+//! What the load generator reads about processes from Linux's `/proc`: resident memory,
+//! CPU time, and the open-file limit that bounds how many connections a process holds.
+
+use std::time::Duration;
+
+use super::Error;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`USER_HZ`, 100 on Linux).
+const USER_HZ: u64 = 100;
+
+/// A process to observe: `None` is the load generator itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Process(pub Option<u32>);
+
+impl Process {
+    fn path(self, file: &str) -> String {
+        match self.0 {
+            Some(pid) => format!("/proc/{pid}/{file}"),
+            None => format!("/proc/self/{file}"),
+        }
+    }
+
+    /// Resident set size in KiB.
+    ///
+    /// # Errors
+    /// When the process is gone or `/proc` is unreadable.
+    pub fn rss_kib(self) -> Result<u64, Error> {
+        let status = std::fs::read_to_string(self.path("status"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| "no VmRSS line in /proc/<pid>/status".into())
+    }
+
+    /// User plus system CPU time used so far.
+    ///
+    /// # Errors
+    /// When the process is gone or `/proc` is unreadable.
+    pub fn cpu_time(self) -> Result<Duration, Error> {
+        let stat = std::fs::read_to_string(self.path("stat"))?;
+        // The command name may hold spaces and parentheses; the fields follow the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        // utime and stime are fields 14 and 15 of stat(5), i.e. 12 and 13 after the ')'.
+        let ticks = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(user), Some(system)) => {
+                Ok(Duration::from_millis((user + system) * 1000 / USER_HZ))
+            }
+            _ => Err("unreadable /proc/<pid>/stat".into()),
+        }
+    }
+}
+
+/// The soft limit on open files of this process.
+///
+/// # Errors
+/// When `/proc/self/limits` is unreadable.
+pub fn open_file_limit() -> Result<u64, Error> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .and_then(|line| line.split_whitespace().nth(3))
+        .and_then(|soft| soft.parse().ok())
+        .ok_or_else(|| "no open-file limit in /proc/self/limits".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let me = Process(None);
+        assert!(me.rss_kib().unwrap() > 0);
+        assert!(me.cpu_time().is_ok());
+        assert!(open_file_limit().unwrap() > 0);
+        assert!(Process(Some(u32::MAX)).rss_kib().is_err());
+    }
+}
