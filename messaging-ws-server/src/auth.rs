@@ -114,6 +114,7 @@ impl Verifier {
 fn validation(algorithm: Algorithm, settings: &AuthSettings) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = 0;
+    validation.validate_nbf = true;
     let mut required = vec!["exp", "sub"];
     match &settings.audience {
         Some(audience) => {
@@ -161,12 +162,15 @@ pub fn mint(
 }
 
 /// The token of a request: `Authorization: Bearer …`, else the `access_token` query
-/// parameter (browsers cannot set headers on a WebSocket).
+/// parameter (browsers cannot set headers on a WebSocket). An `Authorization` header of
+/// another scheme (a proxy's Basic credentials) is not ours and is passed over.
 pub fn token_of<B>(request: &http::Request<B>) -> Option<String> {
-    if let Some(value) = request.headers().get(http::header::AUTHORIZATION) {
-        let value = value.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned());
+    let bearer = request.headers().get_all(http::header::AUTHORIZATION).iter().find_map(|value| {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    });
+    if bearer.is_some() {
+        return bearer;
     }
     let query = request.uri().query()?;
     form_urlencoded::parse(query.as_bytes())

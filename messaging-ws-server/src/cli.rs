@@ -92,6 +92,9 @@ struct ServeArgs {
     /// Seconds between pings; a peer silent for two intervals is dropped.
     #[arg(long, env = "MESSAGING_HEARTBEAT_S", default_value_t = 25)]
     heartbeat_s: u64,
+    /// Seconds a client has to send its HTTP request headers.
+    #[arg(long, env = "MESSAGING_HANDSHAKE_TIMEOUT_S", default_value_t = 10)]
+    handshake_timeout_s: u64,
     /// How long receivers show a typing indicator (ms).
     #[arg(long, env = "MESSAGING_TYPING_EXPIRES_MS", default_value_t = 6_000)]
     typing_expires_ms: u64,
@@ -189,7 +192,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .max_frame_bytes(args.max_frame_bytes)
         .max_connections(args.max_connections)
         .rate_limit(args.ops_per_s, args.ops_burst)
-        .heartbeat(Duration::from_secs(args.heartbeat_s.max(1)));
+        .heartbeat(Duration::from_secs(args.heartbeat_s))
+        .handshake_timeout(Duration::from_secs(args.handshake_timeout_s.max(1)));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("listening on {}: {e}", args.listen))?;

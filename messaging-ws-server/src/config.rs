@@ -15,8 +15,12 @@ pub struct Transport {
     pub ops_per_s: u32,
     /// Rate limit capacity per connection (default 200).
     pub ops_burst: u32,
-    /// Ping interval (default 25 s); a peer silent for two intervals is dropped.
+    /// Ping interval (default 25 s, whole seconds, at least 1); a peer silent for two
+    /// intervals is dropped.
     pub heartbeat: Duration,
+    /// Longest time a client may take to send its HTTP request headers (default 10 s);
+    /// slower connections are closed.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for Transport {
@@ -27,6 +31,7 @@ impl Default for Transport {
             ops_per_s: 100,
             ops_burst: 200,
             heartbeat: Duration::from_secs(25),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -54,10 +59,32 @@ impl Transport {
         self
     }
 
-    /// Sets the heartbeat interval.
+    /// Sets the heartbeat interval, rounded to whole seconds (at least one), since `hello`
+    /// announces it in seconds.
     #[must_use]
     pub fn heartbeat(mut self, interval: Duration) -> Self {
-        self.heartbeat = interval;
+        let seconds = (interval.as_secs_f64().round() as u64).max(1);
+        self.heartbeat = Duration::from_secs(seconds);
         self
+    }
+
+    /// Sets the time a client has to send its request headers.
+    #[must_use]
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_heartbeat_is_whole_seconds_and_never_zero() {
+        let heartbeat = |ms| Transport::default().heartbeat(Duration::from_millis(ms)).heartbeat;
+        assert_eq!(heartbeat(0), Duration::from_secs(1));
+        assert_eq!(heartbeat(400), Duration::from_secs(1));
+        assert_eq!(heartbeat(2_600), Duration::from_secs(3));
     }
 }

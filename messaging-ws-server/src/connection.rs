@@ -7,8 +7,14 @@
 //! shutdown at once.
 //!
 //! Requests on one connection run in order, one at a time (a client's sends keep their
-//! order; replies come in request order). While one runs, pushes and heartbeats go on, and
-//! the next frames wait in the socket (TCP backpressure).
+//! order; replies come in request order). While one runs, pushes and heartbeats go on:
+//! control frames are still read (a pong is an answer), and the next request is held until
+//! the running one is answered; frames after it wait in the socket.
+//!
+//! Backpressure: while the socket does not take what is written (the client is not
+//! reading), nothing more is read from it either, so a client that sends without reading
+//! cannot make the server queue replies or pongs without bound; its requests wait in its
+//! own socket. Pushes keep queueing, up to `max_queue_frames`.
 //!
 //! Lag policy: frames waiting to be written (replies and pushes) queue in `outbox`. A
 //! reader too slow to keep it under `max_queue_frames`, or whose subscription overflowed in
@@ -123,6 +129,10 @@ struct Connection<S> {
     settings: Arc<SessionSettings>,
     bucket: TokenBucket,
     running: Option<Running>,
+    /// A request read while another ran; it runs next.
+    held: Option<Utf8Bytes>,
+    /// The socket did not take the last write (the client is not reading).
+    blocked: bool,
     last_heard: Instant,
 }
 
@@ -140,6 +150,8 @@ where
             settings,
             bucket,
             running: None,
+            held: None,
+            blocked: false,
             last_heard: Instant::now(),
         }
     }
@@ -167,9 +179,10 @@ where
                 break Ending::Close(close(CloseCode::Away, "server shutting down"));
             }
             let writing = !self.outbox.is_empty() || self.unflushed;
-            let reading = self.running.is_none() && !stopping;
-            let Self { socket, outbox, unflushed, running, settings, .. } = self;
-            let mut io = Io { socket, outbox, unflushed, metrics: &settings.metrics, reading };
+            let reading = self.held.is_none() && !stopping;
+            let Self { socket, outbox, unflushed, blocked, running, settings, .. } = self;
+            let mut io =
+                Io { socket, outbox, unflushed, blocked, metrics: &settings.metrics, reading };
             let step = tokio::select! {
                 step = std::future::poll_fn(|cx| io.poll(cx)), if writing || reading => step,
                 reply = async {
@@ -197,6 +210,13 @@ where
                     if let Err(ending) = self.queue(reply) {
                         break ending;
                     }
+                    if let Some(next) = self.held.take() {
+                        // Not read while it was held: the client's pongs wait in the socket.
+                        self.last_heard = Instant::now();
+                        if let Err(ending) = self.request(&next) {
+                            break ending;
+                        }
+                    }
                 }
                 Step::Frame(frame) => {
                     if let Err(ending) = self.received(frame) {
@@ -214,7 +234,13 @@ where
                     break Ending::Close(close(CloseCode::Away, "server shutting down"));
                 }
                 Step::Tick => {
-                    if self.last_heard.elapsed() > heartbeat * 2 {
+                    // While a request is held, the socket is not read: silence proves nothing.
+                    if self.held.is_none() && self.last_heard.elapsed() > heartbeat * 2 {
+                        if self.blocked {
+                            // Not reading what it is sent, so not what it was pinged with.
+                            tracing::debug!("peer not reading for two heartbeats; lagged");
+                            break self.lagged();
+                        }
                         tracing::debug!("peer silent for two heartbeats; dropping it");
                         break Ending::Drop;
                     }
@@ -257,6 +283,14 @@ where
             ))) => {
                 return Err(Ending::Close(close(CloseCode::Size, "frame too large")));
             }
+            // RFC 6455 fails the connection on these; the close code says why.
+            Some(Err(WsError::Utf8(_))) => {
+                return Err(Ending::Close(close(CloseCode::Invalid, "text frame is not UTF-8")));
+            }
+            Some(Err(WsError::Protocol(error))) => {
+                tracing::debug!(%error, "WebSocket protocol error");
+                return Err(Ending::Close(close(CloseCode::Protocol, "WebSocket protocol error")));
+            }
             Some(Err(error)) => {
                 tracing::debug!(%error, "read failed");
                 return Err(Ending::Drop);
@@ -265,6 +299,10 @@ where
         self.last_heard = Instant::now();
         self.settings.metrics.frames_in.inc();
         match frame {
+            Message::Text(text) if self.running.is_some() => {
+                self.held = Some(text);
+                Ok(())
+            }
             Message::Text(text) => self.request(&text),
             Message::Binary(_) => {
                 Err(Ending::Close(close(CloseCode::Unsupported, "binary frames are not accepted")))
@@ -351,6 +389,7 @@ struct Io<'a, S> {
     socket: &'a mut WebSocketStream<S>,
     outbox: &'a mut VecDeque<Message>,
     unflushed: &'a mut bool,
+    blocked: &'a mut bool,
     metrics: &'a Metrics,
     reading: bool,
 }
@@ -360,7 +399,8 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     /// Cancel-safe: a frame leaves `outbox` only once the socket took it, and a read frame
-    /// is returned at once.
+    /// is returned at once. Reads only while writes go through (see the module's
+    /// backpressure).
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         let written = if !self.outbox.is_empty() || *self.unflushed {
             match self.poll_write(cx) {
@@ -371,7 +411,9 @@ where
         } else {
             false
         };
+        *self.blocked = !self.outbox.is_empty() || *self.unflushed;
         if self.reading
+            && !*self.blocked
             && let Poll::Ready(frame) = Pin::new(&mut *self.socket).poll_next(cx)
         {
             return Poll::Ready(Step::Frame(frame));

@@ -121,6 +121,9 @@ pub(crate) fn parse(text: &str) -> Result<Request, Rejected> {
         return Err(reject(Value::Null, "the frame is not a JSON object".into()));
     };
     let id = match fields.get("id") {
+        Some(Value::String(id)) if id.contains('\0') => {
+            return Err(reject(Value::Null, "`id` contains U+0000".into()));
+        }
         Some(id @ Value::String(_)) => id.clone(),
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Value::Number(n.clone()),
         Some(_) => return Err(reject(Value::Null, "`id` must be a string or an integer".into())),
@@ -274,10 +277,13 @@ fn missing(name: &str) -> Error {
     Error::invalid(format!("`{name}` is required"))
 }
 
+/// A UUID in its hyphenated 36-character form (either case): the form replies use, so a
+/// client comparing ids as strings never meets two spellings of one id.
 fn uuid_of<T: From<uuid::Uuid>>(name: &str, value: &Value) -> Result<T, Error> {
     value
         .as_str()
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
+        .filter(|s| s.len() == 36)
+        .and_then(|s| uuid::Uuid::try_parse(s).ok())
         .map(T::from)
         .ok_or_else(|| Error::invalid(format!("`{name}` must be a UUID string")))
 }

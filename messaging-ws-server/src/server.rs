@@ -19,10 +19,10 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::{OnUpgrade, Upgraded};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use messaging_core::Messenger;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -39,6 +39,9 @@ const READ_BUFFER_BYTES: usize = 1024;
 
 /// Frames collected before a write system call (a flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 4096;
+
+/// Longest wait, at shutdown, for sessions and HTTP connections to end.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
 type Body = Full<Bytes>;
 
@@ -71,7 +74,11 @@ struct State {
     verifier: Verifier,
     settings: Arc<SessionSettings>,
     ws_config: WebSocketConfig,
+    /// Sessions (upgraded connections), bounded by `max_connections`.
     connections: Arc<Semaphore>,
+    /// Connections not yet upgraded (or plain HTTP), bounded by `max_connections` too.
+    handshakes: Arc<Semaphore>,
+    handshake_timeout: Duration,
     shutdown: watch::Receiver<bool>,
     /// Held by every connection task; `run` waits until all are dropped.
     alive: mpsc::Sender<()>,
@@ -102,6 +109,8 @@ pub async fn run(
         }),
         ws_config: ws_config(transport.max_frame_bytes),
         connections: Arc::new(Semaphore::new(transport.max_connections)),
+        handshakes: Arc::new(Semaphore::new(transport.max_connections)),
+        handshake_timeout: transport.handshake_timeout,
         messenger: config.messenger,
         verifier: config.verifier,
         shutdown: stopped,
@@ -119,8 +128,12 @@ pub async fn run(
                     if let Err(error) = stream.set_nodelay(true) {
                         tracing::debug!(%error, "TCP_NODELAY not set");
                     }
+                    let Ok(slot) = state.handshakes.clone().try_acquire_owned() else {
+                        tracing::debug!("too many connections in handshake; one refused");
+                        continue;
+                    };
                     let state = state.clone();
-                    tokio::spawn(async move { serve_http(stream, state).await });
+                    tokio::spawn(async move { serve_http(stream, state, slot).await });
                 }
                 Err(error) => {
                     // Out of file descriptors, typically: wait for some to be released
@@ -136,7 +149,10 @@ pub async fn run(
     drop(listener);
     let _ = stop.send(true);
     drop(state);
-    let _ = all_ended.recv().await;
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, all_ended.recv()).await.is_err() {
+        tracing::warn!("connections still open {SHUTDOWN_DEADLINE:?} after shutdown; leaving them");
+        return Ok(());
+    }
     tracing::info!("every session closed");
     Ok(())
 }
@@ -153,12 +169,16 @@ fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
         .max_message_size(Some(max_frame_bytes))
 }
 
-async fn serve_http(stream: TcpStream, state: Arc<State>) {
+async fn serve_http(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphorePermit) {
     let _alive = state.alive.clone();
+    let handshake_timeout = state.handshake_timeout;
     let mut shutdown = state.shutdown.clone();
     let service = service_fn(move |request| route(request, state.clone()));
-    let connection =
-        http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let connection = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(handshake_timeout)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(connection);
     tokio::select! {
         result = &mut connection => {
@@ -168,7 +188,7 @@ async fn serve_http(stream: TcpStream, state: Arc<State>) {
         }
         () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
             connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
+            let _ = tokio::time::timeout(handshake_timeout, connection).await;
         }
     }
 }
@@ -181,7 +201,10 @@ async fn route(
         (&Method::GET, "/v1/ws") => upgrade(request, &state).await,
         (&Method::GET, "/healthz") => health(&state).await,
         (&Method::GET, "/metrics") => Response::builder()
-            .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .header(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
             .body(Body::from(state.settings.metrics.render()))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
         _ => plain(StatusCode::NOT_FOUND, "not found"),

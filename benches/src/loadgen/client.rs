@@ -145,6 +145,13 @@ pub async fn call(socket: &mut Socket, request: Value) -> Result<Value, Error> {
         if frame["type"] == "reply" && frame["id"] == id {
             return if frame["ok"] == true {
                 Ok(frame["data"].clone())
+            } else if frame["error"]["code"] == "rate_limited" {
+                Err(format!(
+                    "{} was rate limited: start the server with raised limits for benchmarks \
+                     (--ops-per-s 100000 --ops-burst 100000)",
+                    request["op"]
+                )
+                .into())
             } else {
                 Err(format!("{} failed: {}", request["op"], frame["error"]).into())
             };

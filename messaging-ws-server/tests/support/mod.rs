@@ -152,6 +152,29 @@ impl Server {
     pub async fn get(&self, path: &str) -> (u16, String) {
         http_get(self.addr, path).await
     }
+
+    /// A client whose socket has a tiny receive buffer (so the server's writes block as
+    /// soon as it stops reading), after its hello.
+    pub async fn connect_slow_reader(&self, user: UserId) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("receive buffer");
+        let stream = socket.connect(self.addr).await.expect("connect");
+        let mut request = self.url().into_client_request().expect("request");
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", token(user)).parse().expect("header"));
+        let stream = MaybeTlsStream::Plain(stream);
+        let (ws, _) = tokio_tungstenite::client_async(request, stream).await.expect("upgrade");
+        Client::from_ws(ws).await
+    }
+
+    /// The value of one series of `/metrics` (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.get("/metrics").await;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
 }
 
 impl Drop for Server {
