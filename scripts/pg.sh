@@ -9,6 +9,7 @@
 #
 #   MESSAGING_PG_URL=postgres://postgres@127.0.0.1:<port>/postgres   (admin database)
 #   MESSAGING_PG_TEMPLATE=messaging_template                          (migrated template)
+#   MESSAGING_PG_PSQL=<path of psql>                                  (for own databases)
 #
 # then stops the cluster and deletes its directory, also when the command fails or the
 # script is interrupted. Exits with the command's exit code (130/143 on SIGINT/SIGTERM).
@@ -283,6 +284,8 @@ fi
 
 base_url="postgres://postgres@127.0.0.1:$port"
 export MESSAGING_PG_URL="$base_url/postgres"
+# For scripts that make databases of their own (scripts/bench-server.sh).
+export MESSAGING_PG_PSQL="$psql"
 mode="fsync off"
 [[ $durable -eq 1 ]] && mode="durable"
 echo "$me: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') ($mode) on 127.0.0.1:$port, data and socket in $dir" >&2

@@ -13,7 +13,7 @@ use super::handshakes::{self, Handshakes};
 use super::idle::{self, Idle};
 use super::report::Report;
 use super::sustained::{self, Load};
-use super::{Error, Run, romeo, smoke};
+use super::{Error, Run, romeo, smoke, summary};
 
 /// Load generator for messaging-ws-server: speaks PROTOCOL.md over loopback and measures.
 #[derive(Debug, Parser)]
@@ -94,6 +94,12 @@ enum Mode {
         #[arg(long, default_value_t = romeo::LINES)]
         lines: usize,
     },
+    /// Medians of reports saved with `--json` (one file per run), as a Markdown table.
+    Median {
+        /// The report files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Every mode, small and short, against a server started in this process; fails on
     /// any failed check (never on speed).
     Smoke {
@@ -107,6 +113,15 @@ enum Mode {
 #[must_use]
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Mode::Median { files } = &args.mode {
+        return match summary::medians(files) {
+            Ok(table) => {
+                let _ = write!(std::io::stdout(), "{table}");
+                if table.contains("FAILED CHECK") { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            }
+            Err(error) => fail(&error.to_string()),
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
@@ -181,7 +196,7 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
             sustained::run(&target, &run, load).await?
         }
         Mode::Romeo { lines } => romeo::run(&target, &run, *lines).await?,
-        Mode::Smoke { .. } => return Err("unreachable".into()),
+        Mode::Smoke { .. } | Mode::Median { .. } => return Err("handled above".into()),
     };
     Ok(vec![report])
 }

@@ -17,6 +17,7 @@ pub mod report;
 pub mod romeo;
 pub mod server_info;
 pub mod smoke;
+pub mod summary;
 pub mod sustained;
 
 use report::CpuMeter;

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The end-to-end benchmarks of docs/benchmarks.md: the release server, driven over loopback
+# by messaging-loadgen, three runs per store (a fresh database each run). Reports (JSON) go
+# to target/bench-server/<store>/<mode>-<run>.json and the medians are printed as tables.
+#
+#   scripts/bench-server.sh sqlite-full sqlite-normal                # SQLite
+#   scripts/pg.sh run --durable -- scripts/bench-server.sh postgres  # PostgreSQL
+#
+# RUNS=n changes the number of runs. The server runs with raised rate limits (a benchmark
+# sends faster than a person); every report states the limits it ran with.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stores=("$@")
+[[ ${#stores[@]} -gt 0 ]] || stores=(sqlite-full sqlite-normal)
+runs=${RUNS:-3}
+port=${BENCH_PORT:-18080}
+out=target/bench-server
+
+# As many connections as this machine allows a process.
+ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --quiet -p messaging-ws-server -p messaging-benches \
+  --bin messaging-ws-server --bin messaging-loadgen
+server_bin=target/release/messaging-ws-server
+loadgen_bin=target/release/messaging-loadgen
+
+server_pid=
+stop_server() {
+  if [[ -n $server_pid ]]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+  fi
+}
+trap stop_server EXIT
+
+# start_server <run dir> <store>: a fresh server on a fresh database.
+start_server() {
+  local dir=$1 store=$2 database
+  local -a extra=()
+  case $store in
+    sqlite-full) database="$dir/messaging.db"; extra=(--sqlite-synchronous full) ;;
+    sqlite-normal) database="$dir/messaging.db"; extra=(--sqlite-synchronous normal) ;;
+    postgres)
+      [[ -n ${MESSAGING_PG_URL:-} && -n ${MESSAGING_PG_PSQL:-} ]] ||
+        { echo "postgres: run under scripts/pg.sh run --durable --" >&2; exit 2; }
+      local name
+      name="bench_$(date +%s%N)"
+      "$MESSAGING_PG_PSQL" "$MESSAGING_PG_URL" -X -q -v ON_ERROR_STOP=1 \
+        -c "CREATE DATABASE $name TEMPLATE ${MESSAGING_PG_TEMPLATE:-template0}" >/dev/null
+      database="${MESSAGING_PG_URL%/*}/$name"
+      ;;
+    *) echo "unknown store $store (sqlite-full, sqlite-normal, postgres)" >&2; exit 2 ;;
+  esac
+  secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  "$server_bin" --listen "127.0.0.1:$port" --database-url "$database" --jwt-secret "$secret" \
+    --ops-per-s 1000000 --ops-burst 1000000 --max-connections 20000 "${extra[@]}" \
+    >"$dir/server.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the server did not start; its log:" >&2
+  cat "$dir/server.log" >&2
+  exit 1
+}
+
+loadgen() { # loadgen <report file> <mode and its flags...>
+  local report=$1
+  shift
+  "$loadgen_bin" --server "127.0.0.1:$port" --jwt-secret "$secret" --server-pid "$server_pid" \
+    --json "$@" >"$report"
+}
+
+for store in "${stores[@]}"; do
+  dir="$out/$store"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  for run in $(seq "$runs"); do
+    echo "== $store, run $run of $runs" >&2
+    start_server "$dir" "$store"
+    loadgen "$dir/idle-$run.json" idle --connections 19000
+    loadgen "$dir/handshakes-$run.json" handshakes --connections 10000
+    loadgen "$dir/romeo-$run.json" romeo
+    # Throughput: 25,000 messages/s offered by 2,500 users.
+    loadgen "$dir/throughput-$run.json" load --pairs 1250 --rate 10 --warmup-s 5 --duration-s 20
+    # Latency: 10,000 users, 10,000 messages/s.
+    loadgen "$dir/latency-$run.json" load --pairs 5000 --rate 1 --warmup-s 5 --duration-s 20
+    stop_server
+    rm -f "$dir"/messaging.db*
+  done
+  echo "## $store"
+  for mode in idle handshakes romeo throughput latency; do
+    "$loadgen_bin" median "$dir/$mode"-*.json | sed "s/^| load |/| $mode |/"
+  done
+done
