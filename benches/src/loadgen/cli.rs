@@ -87,6 +87,10 @@ enum Mode {
         /// Longest wait for replies and pushes after the last send, seconds.
         #[arg(long, default_value_t = 30.0)]
         drain_s: f64,
+        /// Closed loop: each user keeps this many sends in flight, whatever the rate
+        /// (measures the server's capacity; 0: open loop at --rate).
+        #[arg(long, default_value_t = 0)]
+        window: usize,
     },
     /// Lines of dialogue sent one at a time, alternating between two users.
     Romeo {
@@ -183,7 +187,16 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
             )
             .await?
         }
-        Mode::Load { pairs, rate, warmup_s, duration_s, body_bytes, concurrency, drain_s } => {
+        Mode::Load {
+            pairs,
+            rate,
+            warmup_s,
+            duration_s,
+            body_bytes,
+            concurrency,
+            drain_s,
+            window,
+        } => {
             let load = Load {
                 pairs: *pairs,
                 rate_per_user: *rate,
@@ -192,6 +205,7 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
                 body_bytes: *body_bytes,
                 concurrency: *concurrency,
                 drain: Duration::try_from_secs_f64(*drain_s)?,
+                window: *window,
             };
             sustained::run(&target, &run, load).await?
         }

@@ -22,6 +22,7 @@ pub struct Handshakes {
 /// # Errors
 /// When the run cannot start (not when connections fail: those are a failed check).
 pub async fn run(target: &Target, run: &Run, params: Handshakes) -> Result<Report, Error> {
+    run.quiesce().await;
     let connections = run.bound_connections(params.connections);
     let users = fleet::users(connections.count);
     let cpu = run.cpu();

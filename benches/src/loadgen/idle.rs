@@ -35,6 +35,7 @@ pub struct Idle {
 pub async fn run(target: &Target, run: &Run, params: Idle) -> Result<Report, Error> {
     let server =
         Process(Some(run.server_pid.ok_or("idle needs --server-pid to read the server's memory")?));
+    run.quiesce().await;
     let bounded = run.bound_connections(params.connections);
     let total = bounded.count / 4 * 4;
     let half = total / 2;

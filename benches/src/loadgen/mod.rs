@@ -54,6 +54,23 @@ impl Run {
         CpuMeter::start(self.server_pid)
     }
 
+    /// Waits until the server is idle (under 5 % of a core over 300 ms, at most 60 s), so
+    /// a mode does not measure the tail of the previous one (a mass disconnect's writes).
+    pub async fn quiesce(&self) {
+        let Some(pid) = self.server_pid else { return };
+        let server = procfs::Process(Some(pid));
+        let window = std::time::Duration::from_millis(300);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let Ok(before) = server.cpu_time() else { return };
+            tokio::time::sleep(window).await;
+            let Ok(after) = server.cpu_time() else { return };
+            if after.saturating_sub(before) * 20 < window {
+                return;
+            }
+        }
+    }
+
     /// `asked` connections, or fewer when this process's open-file limit cannot hold them.
     #[must_use]
     pub fn bound_connections(&self, asked: usize) -> Bounded {

@@ -143,6 +143,7 @@ pub fn lines(n: usize) -> Vec<String> {
 /// # Errors
 /// When a connection, the conversation, or a send fails.
 pub async fn run(target: &Target, run: &Run, count: usize) -> Result<Report, Error> {
+    run.quiesce().await;
     let text = lines(count);
     let mean = text.iter().map(String::len).sum::<usize>() as f64 / text.len().max(1) as f64;
     let users = fleet::users(2);

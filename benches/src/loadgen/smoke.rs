@@ -104,6 +104,24 @@ pub async fn run(database: Option<&str>) -> Result<Vec<Report>, Error> {
                 body_bytes: 100,
                 concurrency: 16,
                 drain: Duration::from_secs(20),
+                window: 0,
+            },
+        )
+        .await?,
+    );
+    reports.push(
+        sustained::run(
+            &target,
+            &run,
+            Load {
+                pairs: 10,
+                rate_per_user: 0.0,
+                warmup: Duration::from_millis(200),
+                duration: Duration::from_secs(1),
+                body_bytes: 100,
+                concurrency: 16,
+                drain: Duration::from_secs(20),
+                window: 4,
             },
         )
         .await?,

@@ -19,8 +19,7 @@ pub fn medians(files: &[PathBuf]) -> Result<String, Error> {
     let mut figures: BTreeMap<(String, usize, String), (String, Vec<f64>)> = BTreeMap::new();
     let mut failed = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| format!("{}: not a report: {e}", file.display()))?;
         let reports = match value {
@@ -32,7 +31,8 @@ pub fn medians(files: &[PathBuf]) -> Result<String, Error> {
             for (order, figure) in report["figures"].as_array().into_iter().flatten().enumerate() {
                 let name = figure["name"].as_str().unwrap_or_default().to_owned();
                 let unit = figure["unit"].as_str().unwrap_or_default().to_owned();
-                let entry = figures.entry((mode.clone(), order, name)).or_insert((unit, Vec::new()));
+                let entry =
+                    figures.entry((mode.clone(), order, name)).or_insert((unit, Vec::new()));
                 entry.1.extend(figure["value"].as_f64());
             }
             for check in report["checks"].as_array().into_iter().flatten() {

@@ -46,6 +46,9 @@ pub struct Load {
     pub concurrency: usize,
     /// Longest wait, after the last send, for replies and pushes still in flight.
     pub drain: Duration,
+    /// Closed loop instead: each user keeps this many sends in flight (0: open loop at
+    /// `rate_per_user`), so the server's capacity is what is measured.
+    pub window: usize,
 }
 
 /// The run's schedule, shared by every connection.
@@ -87,6 +90,7 @@ struct Stats {
     last_seq: u64,
     conversation_total: u64,
     ended_early: Option<String>,
+    in_flight_at_end: u64,
     deliver_us: Histogram<u64>,
     ack_us: Histogram<u64>,
 }
@@ -106,6 +110,7 @@ impl Stats {
             last_seq: 0,
             conversation_total: 0,
             ended_early: None,
+            in_flight_at_end: 0,
             deliver_us: super::micros_histogram()?,
             ack_us: super::micros_histogram()?,
         })
@@ -128,6 +133,7 @@ impl Stats {
         if self.ended_early.is_none() {
             self.ended_early.clone_from(&other.ended_early);
         }
+        self.in_flight_at_end += other.in_flight_at_end;
         // Histograms of one shape: adding cannot fail.
         let _ = self.deliver_us.add(&other.deliver_us);
         let _ = self.ack_us.add(&other.ack_us);
@@ -171,6 +177,7 @@ struct Driver {
     pair: Arc<PairState>,
     schedule: Arc<Schedule>,
     interval: Duration,
+    window: usize,
     padding: Arc<str>,
 }
 
@@ -183,10 +190,19 @@ impl Driver {
         let timer = tokio::time::sleep_until(next.into());
         tokio::pin!(timer);
         let mut recheck = tokio::time::interval(Duration::from_millis(20));
+        let closed_loop = self.window > 0;
+        if closed_loop {
+            tokio::time::sleep_until(first_send.into()).await;
+        }
         loop {
-            let sending = next < schedule.stop;
+            let sending =
+                if closed_loop { Instant::now() < schedule.stop } else { next < schedule.stop };
+            let room = !closed_loop || pending.len() < self.window;
             tokio::select! {
-                () = &mut timer, if sending => {
+                () = &mut timer, if sending && room => {
+                    if closed_loop {
+                        next = Instant::now();
+                    }
                     let frame = format!(
                         r#"{{"id":{},"op":"send","conversation_id":"{}","client_msg_id":"m{}","body":"{} {}"}}"#,
                         stats.sent,
@@ -201,7 +217,9 @@ impl Driver {
                     }
                     pending.push_back(next);
                     stats.sent += 1;
-                    next += self.interval;
+                    if !closed_loop {
+                        next += self.interval;
+                    }
                     timer.as_mut().reset(next.into());
                 }
                 frame = socket.next() => match frame {
@@ -235,6 +253,7 @@ impl Driver {
                 break;
             }
         }
+        stats.in_flight_at_end = pending.len() as u64;
         stats.conversation_total =
             self.pair.acked[0].load(Ordering::Acquire) + self.pair.acked[1].load(Ordering::Acquire);
         let _ = socket.close(None).await;
@@ -314,6 +333,7 @@ fn micros(duration: Duration) -> u64 {
 /// # Errors
 /// When the run cannot start (connections or conversations that fail to open).
 pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Error> {
+    run.quiesce().await;
     let bounded = run.bound_connections(params.pairs * 2);
     let pairs = bounded.count / 2;
     let users = fleet::users(pairs * 2);
@@ -369,10 +389,15 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
             pair: states.get(n / 2).cloned().unwrap_or_default(),
             schedule: schedule.clone(),
             interval,
+            window: params.window,
             padding: padding.clone(),
         };
         // Sends spread evenly over one interval across all connections.
-        let first_send = base + interval.mul_f64(n as f64 / connections as f64);
+        let first_send = if params.window > 0 {
+            base
+        } else {
+            base + interval.mul_f64(n as f64 / connections as f64)
+        };
         tasks.push(tokio::spawn(driver.drive(member.socket, first_send)));
     }
     let mut total = Stats::new()?;
@@ -382,13 +407,19 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
     let cpu = cpu.stop();
 
     let window = params.duration.as_secs_f64();
-    let offered = connections as f64 * rate;
+    let offered = if params.window > 0 { f64::INFINITY } else { connections as f64 * rate };
     let stored = total.acked_in_window as f64 / window;
     let delivered = total.delivered_in_window as f64 / window;
     let d = &total.deliver_us;
     let a = &total.ack_us;
     let bounded_by = if bounded.clamped {
         bounded.bounded_by
+    } else if params.window > 0 {
+        format!(
+            "the server's throughput at saturation ({} sends in flight per user; server and \
+             load generator share 2 cores; see cpu)",
+            params.window
+        )
     } else if stored >= offered * 0.98 {
         format!("the offered load ({offered:.0} messages/s): the server kept up")
     } else {
@@ -403,8 +434,9 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
         parameters: json!({
             "pairs": pairs,
             "connections": connections,
-            "rate_per_user": rate,
-            "offered_messages_per_s": offered,
+            "rate_per_user": if params.window > 0 { json!(null) } else { json!(rate) },
+            "offered_messages_per_s": if params.window > 0 { json!("saturation") } else { json!(offered) },
+            "window_per_user": params.window,
             "warmup_s": params.warmup.as_secs_f64(),
             "window_s": window,
             "body_bytes": params.body_bytes,
@@ -428,10 +460,11 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
                 "every send acknowledged without error",
                 total.errors == 0 && total.acked == total.sent,
                 format!(
-                    "{} sent, {} acknowledged, {} errors{}",
+                    "{} sent, {} acknowledged, {} errors, {} still in flight when the drain ended{}",
                     total.sent,
                     total.acked,
                     total.errors,
+                    total.in_flight_at_end,
                     total.first_error.map(|e| format!(" (first: {e})")).unwrap_or_default()
                 ),
             ),
