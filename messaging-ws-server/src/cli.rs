@@ -194,9 +194,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .rate_limit(args.ops_per_s, args.ops_burst)
         .heartbeat(Duration::from_secs(args.heartbeat_s))
         .handshake_timeout(Duration::from_secs(args.handshake_timeout_s.max(1)));
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let listener =
+        listen(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let config = Config {
         messenger: opened.messenger.clone(),
         verifier,
@@ -348,4 +347,19 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["messaging-ws-server", "token", "--user", "nope"]).is_err());
     }
+}
+
+/// Connections the kernel may hold for `accept` (tokio's default is 1,024): a burst of
+/// connects larger than that would wait for SYN retransmits (one second and more).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` (address reuse on, as servers restart on the same port).
+fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -4,8 +4,8 @@
 //!
 //! Reported: messages stored per second (acknowledged replies arriving in the window),
 //! messages delivered per second (pushes of the peer's messages arriving in the window),
-//! and send→deliver latency from the scheduled send time carried in each body to the
-//! push's arrival (scheduled, not actual, so a stalled server cannot hide its stall:
+//! and send→deliver latency from the scheduled send time carried in each message's
+//! `client_msg_id` to the push's arrival (scheduled, not actual, so a stalled server cannot hide its stall:
 //! no coordinated omission).
 //!
 //! Checked, whatever the speed: every send acknowledged without error, and every
@@ -165,8 +165,8 @@ struct Data<'a> {
 struct Delivered<'a> {
     seq: u64,
     sender_id: Uuid,
-    #[serde(borrow)]
-    body: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    client_msg_id: Option<&'a str>,
 }
 
 /// One connection of the load.
@@ -178,7 +178,7 @@ struct Driver {
     schedule: Arc<Schedule>,
     interval: Duration,
     window: usize,
-    padding: Arc<str>,
+    bodies: Arc<[String]>,
 }
 
 impl Driver {
@@ -203,13 +203,15 @@ impl Driver {
                     if closed_loop {
                         next = Instant::now();
                     }
+                    // The bodies are words and punctuation only: nothing to escape.
+                    let body = &self.bodies[(stats.sent as usize + self.side) % self.bodies.len()];
                     let frame = format!(
-                        r#"{{"id":{},"op":"send","conversation_id":"{}","client_msg_id":"m{}","body":"{} {}"}}"#,
+                        r#"{{"id":{},"op":"send","conversation_id":"{}","client_msg_id":"{}-{}","body":"{}"}}"#,
                         stats.sent,
                         self.conversation,
-                        stats.sent,
                         schedule.micros(next),
-                        self.padding,
+                        stats.sent,
+                        body,
                     );
                     if let Err(error) = socket.send(Message::text(frame)).await {
                         stats.ended_early = Some(format!("send failed: {error}"));
@@ -305,11 +307,10 @@ impl Driver {
                         stats.delivered_in_window += 1;
                     }
                     let sent_us = message
-                        .body
-                        .split(' ')
-                        .next()
+                        .client_msg_id
+                        .and_then(|key| key.split('-').next())
                         .and_then(|t| t.parse::<u64>().ok())
-                        .ok_or("a message body without its send time")?;
+                        .ok_or("a message without its send time in client_msg_id")?;
                     let sent_at = self.schedule.base + Duration::from_micros(sent_us);
                     if self.schedule.in_window(sent_at) {
                         stats
@@ -377,7 +378,7 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
         stop: base + params.warmup + params.duration,
         drain_until: base + params.warmup + params.duration + params.drain,
     });
-    let padding: Arc<str> = "x".repeat(params.body_bytes.saturating_sub(12).max(1)).into();
+    let bodies = bodies(params.body_bytes);
     let cpu = run.cpu();
     let states: Vec<Arc<PairState>> = (0..pairs).map(|_| Arc::default()).collect();
     let mut tasks = Vec::with_capacity(connections);
@@ -390,7 +391,7 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
             schedule: schedule.clone(),
             interval,
             window: params.window,
-            padding: padding.clone(),
+            bodies: bodies.clone(),
         };
         // Sends spread evenly over one interval across all connections.
         let first_send = if params.window > 0 {
@@ -482,4 +483,23 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
         bounded_by,
         cpu,
     })
+}
+
+/// Message bodies of about `bytes` each, made of dialogue lines, so the search index sees
+/// a realistic vocabulary rather than one new word per message.
+fn bodies(bytes: usize) -> Arc<[String]> {
+    let lines = super::romeo::lines(512);
+    let mut lines = lines.iter().cycle();
+    (0..64)
+        .map(|_| {
+            let mut body = String::new();
+            while body.len() < bytes.max(1) {
+                if !body.is_empty() {
+                    body.push(' ');
+                }
+                body.push_str(lines.next().map_or("", String::as_str));
+            }
+            body
+        })
+        .collect()
 }
