@@ -194,8 +194,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .rate_limit(args.ops_per_s, args.ops_burst)
         .heartbeat(Duration::from_secs(args.heartbeat_s))
         .handshake_timeout(Duration::from_secs(args.handshake_timeout_s.max(1)));
-    let listener =
-        listen(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let listener = listen(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let config = Config {
         messenger: opened.messenger.clone(),
         verifier,

@@ -92,40 +92,20 @@ pub async fn run(database: Option<&str>) -> Result<Vec<Report>, Error> {
         )
         .await?,
     );
-    reports.push(
-        sustained::run(
-            &target,
-            &run,
-            Load {
-                pairs: 20,
-                rate_per_user: 20.0,
-                warmup: Duration::from_millis(500),
-                duration: Duration::from_secs(2),
-                body_bytes: 100,
-                concurrency: 16,
-                drain: Duration::from_secs(20),
-                window: 0,
-            },
-        )
-        .await?,
-    );
-    reports.push(
-        sustained::run(
-            &target,
-            &run,
-            Load {
-                pairs: 10,
-                rate_per_user: 0.0,
-                warmup: Duration::from_millis(200),
-                duration: Duration::from_secs(1),
-                body_bytes: 100,
-                concurrency: 16,
-                drain: Duration::from_secs(20),
-                window: 4,
-            },
-        )
-        .await?,
-    );
+    // Open loop (20 pairs at 20 messages/s each), then closed loop (4 in flight each).
+    let small = Load {
+        pairs: 20,
+        rate_per_user: 20.0,
+        warmup: Duration::from_millis(500),
+        duration: Duration::from_secs(2),
+        body_bytes: 100,
+        concurrency: 16,
+        drain: Duration::from_secs(20),
+        window: 0,
+    };
+    reports.push(sustained::run(&target, &run, small).await?);
+    let saturated = Load { pairs: 10, duration: Duration::from_secs(1), window: 4, ..small };
+    reports.push(sustained::run(&target, &run, saturated).await?);
     reports.push(romeo::run(&target, &run, 300).await?);
     server.stop().await?;
     Ok(reports)
