@@ -317,6 +317,21 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// Connections the kernel may hold for `accept` (tokio's default is 1,024): a burst of
+/// connects larger than that would wait for SYN retransmits (one second and more).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `address` (address reuse on, as servers restart on the same port).
+fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,19 +361,4 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["messaging-ws-server", "token", "--user", "nope"]).is_err());
     }
-}
-
-/// Connections the kernel may hold for `accept` (tokio's default is 1,024): a burst of
-/// connects larger than that would wait for SYN retransmits (one second and more).
-const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listener on `address` (address reuse on, as servers restart on the same port).
-fn listen(address: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let socket = match address {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(address)?;
-    socket.listen(LISTEN_BACKLOG)
 }
