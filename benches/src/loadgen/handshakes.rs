@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use super::client::Target;
-use super::report::{Report, check, figure};
+use super::report::{Report, check, figure, parameters};
 use super::server_info::describe;
 use super::{Error, Run, fleet, micros_to_ms};
 
@@ -36,14 +36,11 @@ pub async fn run(target: &Target, run: &Run, params: Handshakes) -> Result<Repor
     Ok(Report {
         mode: "handshakes",
         server: describe(target.addr, limits).await,
-        parameters: json!({
+        parameters: parameters(json!({
             "connections": connections.count,
             "concurrency": params.concurrency,
             "source_addresses": target.sources,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
+        })),
         figures: vec![
             figure("handshakes per second", rate.round(), "/s"),
             figure("connections opened", opened as f64, ""),

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::client::{Socket, Target, call};
 use super::procfs::Process;
-use super::report::{Report, check, figure};
+use super::report::{Report, check, figure, parameters};
 use super::server_info::describe;
 use super::{Error, Run, fleet};
 
@@ -97,15 +97,12 @@ pub async fn run(target: &Target, run: &Run, params: Idle) -> Result<Report, Err
     Ok(Report {
         mode: "idle",
         server: describe(target.addr, limits).await,
-        parameters: json!({
+        parameters: parameters(json!({
             "connections": total,
             "concurrency": params.concurrency,
             "settle_s": params.settle.as_secs_f64(),
             "each connection": "sent one message to its pair, then idle",
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
+        })),
         figures: vec![
             figure("connections held", pinged as f64, ""),
             figure("server RSS before", before as f64, "KiB"),

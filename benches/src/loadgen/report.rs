@@ -176,3 +176,12 @@ pub fn figure(name: impl Into<String>, value: f64, unit: &'static str) -> Figure
 pub fn check(name: impl Into<String>, passed: bool, detail: impl Into<String>) -> Check {
     Check { name: name.into(), passed, detail: detail.into() }
 }
+
+/// A run's parameters from a JSON object literal (anything else gives none).
+#[must_use]
+pub fn parameters(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}

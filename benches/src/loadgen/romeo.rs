@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::client::{Target, call};
-use super::report::{Report, check, figure};
+use super::report::{Report, check, figure, parameters};
 use super::server_info::describe;
 use super::{Error, Run, fleet};
 
@@ -172,14 +172,11 @@ pub async fn run(target: &Target, run: &Run, count: usize) -> Result<Report, Err
     Ok(Report {
         mode: "romeo",
         server: describe(target.addr, limits).await,
-        parameters: json!({
+        parameters: parameters(json!({
             "lines": count,
             "mean_line_bytes": (mean * 10.0).round() / 10.0,
             "each send waits for its acknowledgement": true,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
+        })),
         figures: vec![
             figure("total wall time", (took.as_secs_f64() * 1000.0).round() / 1000.0, "s"),
             figure("per line", took.as_secs_f64() * 1e3 / count.max(1) as f64, "ms"),

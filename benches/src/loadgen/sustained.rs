@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 use super::client::{Socket, Target, call};
-use super::report::{Report, check, figure};
+use super::report::{Report, check, figure, parameters};
 use super::server_info::describe;
 use super::{Error, Run, fleet, micros_to_ms};
 
@@ -432,7 +432,7 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
     Ok(Report {
         mode: "load",
         server: describe(target.addr, limits).await,
-        parameters: json!({
+        parameters: parameters(json!({
             "pairs": pairs,
             "connections": connections,
             "rate_per_user": if params.window > 0 { json!(null) } else { json!(rate) },
@@ -441,10 +441,7 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
             "warmup_s": params.warmup.as_secs_f64(),
             "window_s": window,
             "body_bytes": params.body_bytes,
-        })
-        .as_object()
-        .cloned()
-        .unwrap_or_default(),
+        })),
         figures: vec![
             figure("messages stored per second", stored.round(), "/s"),
             figure("messages delivered per second", delivered.round(), "/s"),

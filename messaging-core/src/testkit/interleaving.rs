@@ -20,7 +20,8 @@ use crate::model::{Cursor, LoggedEvent};
 use crate::service::{Messenger, SendMessage};
 use crate::store::HeldCommit;
 use crate::testkit::support::{
-    Must, assert_ascending, carried, events_until, log_of, open, positions, sync_all, two_users,
+    Must, assert_ascending, carried, events_until, history_seqs, log_of, open, positions, sync_all,
+    two_users,
 };
 use crate::testkit::{FeedRecorder, Fixture, PUSH_TIMEOUT};
 use crate::{Conversation, Message, UserId};
@@ -230,8 +231,6 @@ pub async fn pushed_cursor_resume_skips_nothing_out_of_order(fx: Fixture) {
 /// the same key race across the writers yet store one message, and the log holds one
 /// `message.created` per message in seq order.
 pub async fn concurrent_senders_across_writers(fx: Fixture) {
-    use crate::HistoryQuery;
-
     const N: u64 = 64;
     let here = fx.messenger().await;
     let there = fx.peer_messenger().await;
@@ -271,12 +270,7 @@ pub async fn concurrent_senders_across_writers(fx: Fixture) {
     let mut seqs: Vec<u64> = by_id.values().copied().collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "one message per key, seqs 1..=N gap-free");
-    let history = there
-        .history(bob, c.id, HistoryQuery { limit: Some(100), ..HistoryQuery::default() })
-        .await
-        .must("history");
-    let got: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
-    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    assert_eq!(history_seqs(&there, bob, c.id).await, (1..=N).collect::<Vec<_>>());
     let log = log_of(fx.store.as_ref(), alice).await;
     assert_ascending(&log, "the log");
     let created: Vec<u64> = log

@@ -111,6 +111,17 @@ pub(crate) async fn send_n(
     sent
 }
 
+/// The seqs of the latest 100 messages of a conversation, as `user`'s history shows them.
+pub(crate) async fn history_seqs(
+    m: &Messenger,
+    user: UserId,
+    conversation: ConversationId,
+) -> Vec<u64> {
+    let query = crate::service::HistoryQuery { limit: Some(100), ..Default::default() };
+    let history = m.history(user, conversation, query).await.must("history");
+    history.messages.iter().map(|message| message.seq).collect()
+}
+
 /// Every event of the log visible to `user`, read straight from the store.
 pub(crate) async fn log_of(store: &dyn Store, user: UserId) -> Vec<LoggedEvent> {
     let head = store.head().await.must("head");

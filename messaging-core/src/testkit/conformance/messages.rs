@@ -12,7 +12,8 @@ use crate::service::{HistoryQuery, SendMessage};
 use crate::store::NewMessage;
 use crate::testkit::Fixture;
 use crate::testkit::support::{
-    Must, assert_code, carried, log_of, message_events, next_event, open, send, send_n, two_users,
+    Must, assert_code, carried, history_seqs, log_of, message_events, next_event, open, send,
+    send_n, two_users,
 };
 use crate::{MessageId, Timestamp, UserId};
 
@@ -75,12 +76,7 @@ pub async fn concurrent_sends_get_gap_free_seqs(fx: Fixture) {
     assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "seqs are 1..=N, gap-free");
     let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, N);
-    let history = m
-        .history(alice, c.id, HistoryQuery { limit: Some(100), ..HistoryQuery::default() })
-        .await
-        .must("history");
-    let got: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
-    assert_eq!(got, (1..=N).collect::<Vec<_>>());
+    assert_eq!(history_seqs(&m, alice, c.id).await, (1..=N).collect::<Vec<_>>());
     let log = log_of(fx.store.as_ref(), alice).await;
     let created: Vec<u64> = log
         .iter()
