@@ -1,7 +1,8 @@
 //! SQLite store for `messaging-core`: the embedded default.
 //!
 //! One file, WAL journal, one writer thread with group commit (see [`writer`]), a small
-//! pool of read connections, FTS5 search, and migrations on a `user_version` ladder.
+//! pool of read connections, FTS5 search in a file beside the database (indexed from the
+//! event log on its own thread), and migrations on a `user_version` ladder.
 //!
 //! ```no_run
 //! # async fn demo() -> messaging_core::Result<()> {
@@ -28,6 +29,7 @@ mod blocks;
 mod codec;
 mod read;
 mod schema;
+mod search_index;
 mod write;
 pub mod writer;
 
@@ -49,6 +51,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::blocks::BlockSet;
 use crate::codec::db_err;
 use crate::read::ReadPool;
+use crate::search_index::SearchIndex;
 use crate::writer::Writer;
 
 /// When SQLite fsyncs.
@@ -111,7 +114,9 @@ impl SqliteOptions {
 struct Inner {
     blocks: BlockSet,
     readers: ReadPool,
+    // Dropped after the writer, so the writer's last commits are reported to it.
     writer: Writer,
+    search: SearchIndex,
     path: PathBuf,
 }
 
@@ -139,38 +144,54 @@ impl SqliteStore {
     pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let opened_path = path.clone();
-        let (writer, readers, blocks) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut conn = Connection::open(&opened_path).map_err(db_err)?;
-            conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-            // Small pages: a commit writes every page it dirtied to the WAL, and the
-            // writes of many conversations land on scattered index pages.
-            conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
-            conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-            conn.pragma_update(None, "synchronous", options.synchronous.pragma())
-                .map_err(db_err)?;
-            conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
-            // 64 MiB of page cache for the writer: index pages stay hot between batches.
-            conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
-            // A backstop only: the checkpointer thread normally keeps the WAL short.
-            conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
-            conn.set_prepared_statement_cache_capacity(64);
-            schema::migrate(&mut conn)?;
-            let head = read::head(&conn)?;
-            let indexed_upto = read::audience_indexed_upto(&conn)?;
-            let blocks = BlockSet::load(&conn)?;
-            let readers = ReadPool::open(&opened_path, options.readers)?;
-            let checkpoint_conn = Connection::open(&opened_path).map_err(db_err)?;
-            checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-            checkpoint_conn
-                .pragma_update(None, "synchronous", options.synchronous.pragma())
-                .map_err(db_err)?;
-            let writer =
-                Writer::start(conn, checkpoint_conn, head, indexed_upto, options.max_batch)?;
-            Ok((writer, readers, blocks))
-        })
-        .await
-        .map_err(messaging_core::Error::backend)??;
-        Ok(Self { inner: Arc::new(Inner { blocks, readers, writer, path }) })
+        let (writer, readers, blocks, search) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                let mut conn = Connection::open(&opened_path).map_err(db_err)?;
+                conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+                // Small pages: a commit writes every page it dirtied to the WAL, and the
+                // writes of many conversations land on scattered index pages.
+                conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
+                conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+                conn.pragma_update(None, "synchronous", options.synchronous.pragma())
+                    .map_err(db_err)?;
+                conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+                // 64 MiB of page cache for the writer: index pages stay hot between batches.
+                conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
+                // A backstop only: the checkpointer thread normally keeps the WAL short.
+                conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
+                conn.set_prepared_statement_cache_capacity(64);
+                schema::migrate(&mut conn)?;
+                let head = read::head(&conn)?;
+                let indexed_upto = read::audience_indexed_upto(&conn)?;
+                let blocks = BlockSet::load(&conn)?;
+                let search_path = search_index::path_beside(&opened_path);
+                let (search_conn, search_upto) =
+                    search_index::open(&search_path, read::instance(&conn)?, head)?;
+                let search = SearchIndex::start(
+                    search_index::open_source(&opened_path)?,
+                    search_conn,
+                    search_upto,
+                    head,
+                )?;
+                let readers = ReadPool::open(&opened_path, &search_path, options.readers)?;
+                let checkpoint_conn = Connection::open(&opened_path).map_err(db_err)?;
+                checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+                checkpoint_conn
+                    .pragma_update(None, "synchronous", options.synchronous.pragma())
+                    .map_err(db_err)?;
+                let writer = Writer::start(
+                    conn,
+                    checkpoint_conn,
+                    head,
+                    indexed_upto,
+                    options.max_batch,
+                    search.shared(),
+                )?;
+                Ok((writer, readers, blocks, search))
+            })
+            .await
+            .map_err(messaging_core::Error::backend)??;
+        Ok(Self { inner: Arc::new(Inner { blocks, readers, writer, search, path }) })
     }
 
     /// The database file.
@@ -274,6 +295,7 @@ impl MessageStore for SqliteStore {
         if query.terms.is_empty() {
             return Ok(Vec::new());
         }
+        self.inner.search.caught_up().await?;
         self.read(move |conn| read::search(conn, &query)).await
     }
 

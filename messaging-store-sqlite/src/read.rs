@@ -30,7 +30,9 @@ pub(crate) struct ReadPool {
 }
 
 impl ReadPool {
-    pub(crate) fn open(path: &Path, size: usize) -> Result<Self> {
+    /// Opens `size` connections to the database at `path`, each with the search file at
+    /// `search` attached as `search`.
+    pub(crate) fn open(path: &Path, search: &Path, size: usize) -> Result<Self> {
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             let conn = Connection::open_with_flags(
@@ -41,6 +43,10 @@ impl ReadPool {
             )
             .map_err(db_err)?;
             conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+            let search = search.to_str().ok_or_else(|| {
+                Error::unavailable("the search file's path is not UTF-8, which ATTACH needs")
+            })?;
+            conn.execute("ATTACH DATABASE ?1 AS search", [search]).map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
             idle.push(conn);
         }
@@ -231,8 +237,8 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Messa
         "AND ?4 IS NULL"
     };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.pk = f.rowid \
-         WHERE messages_fts MATCH ?1 AND m.deleted = 0 \
+        "SELECT {MESSAGE_COLUMNS} FROM search.messages_fts f JOIN messages m ON m.pk = f.rowid \
+         WHERE f.words MATCH ?1 AND m.deleted = 0 \
            AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?2) \
            {scope} \
          ORDER BY m.pk DESC LIMIT ?3"
@@ -269,6 +275,12 @@ pub(crate) fn unread(conn: &Connection, user: UserId) -> Result<UnreadTotals> {
 pub(crate) fn head(conn: &Connection) -> Result<u64> {
     conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get::<_, i64>(0))
         .map(uint)
+        .map_err(db_err)
+}
+
+/// The database's identity, which the search file beside it records.
+pub(crate) fn instance(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |row| row.get(0))
         .map_err(db_err)
 }
 

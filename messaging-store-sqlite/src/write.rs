@@ -3,7 +3,6 @@
 //! Each function makes one change and writes its event rows (the event, then one audience
 //! row per recipient) in the same transaction, at the next log position.
 
-use messaging_core::search::index_text;
 use messaging_core::{
     Appended, CommittedEvent, Conversation, ConversationId, DeleteMessage, Deleted, EditMessage,
     Error, Event, LoggedEvent, MarkUpdate, Marked, Message, MessageId, NewConversation, NewMessage,
@@ -13,7 +12,7 @@ use rusqlite::{OptionalExtension, params};
 
 use crate::codec::{self, MESSAGE_COLUMNS, db_err, int, metadata_text, uint};
 use crate::read;
-use crate::writer::{FtsChange, WriteCtx};
+use crate::writer::WriteCtx;
 
 /// Event kinds as stored in `events.kind`.
 pub(crate) mod kind {
@@ -173,12 +172,6 @@ fn message_by_id(ctx: &WriteCtx<'_>, id: MessageId) -> Result<Option<(i64, Messa
 }
 
 pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appended> {
-    if let Some(key) = &new.client_msg_id
-        && let Some(message) =
-            read::find_by_client_msg_id(ctx.conn, new.conversation_id, new.sender_id, key)?
-    {
-        return Ok(Appended { message, created: false });
-    }
     let at = new.created_at.as_millis();
     // No RETURNING: SQLite materializes RETURNING rows in an ephemeral table, which cost
     // a B-tree open and close per statement on the writer's hot path. The writer is the
@@ -195,16 +188,16 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         .map_err(db_err)?
         .ok_or_else(|| Error::not_found("no such conversation"))?;
     let seq = last_seq + 1;
-    ctx.conn
-        .prepare_cached(
-            "UPDATE conversations SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
-        )
-        .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), seq, at]))
-        .map_err(db_err)?;
-    ctx.conn
+    // A retried `client_msg_id` is recognised by the unique index itself: the insert does
+    // nothing and the stored message is returned. Nothing was written before it, so the
+    // retry writes nothing at all (looking the key up first cost an index seek per send).
+    let inserted = ctx
+        .conn
         .prepare_cached(
             "INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, \
-             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (conversation_id, sender_id, client_msg_id) \
+             WHERE client_msg_id IS NOT NULL DO NOTHING",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -219,8 +212,22 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
             ])
         })
         .map_err(db_err)?;
+    if inserted == 0 {
+        let key = new.client_msg_id.as_deref().unwrap_or_default();
+        let message =
+            read::find_by_client_msg_id(ctx.conn, new.conversation_id, new.sender_id, key)?
+                .ok_or_else(|| {
+                    Error::unavailable("a message insert was ignored without a retry")
+                })?;
+        return Ok(Appended { message, created: false });
+    }
+    ctx.conn
+        .prepare_cached(
+            "UPDATE conversations SET last_seq = ?2, last_message_at = ?3 WHERE id = ?1",
+        )
+        .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), seq, at]))
+        .map_err(db_err)?;
     let pk = ctx.conn.last_insert_rowid();
-    ctx.index(FtsChange::Insert(pk, index_text(&new.body)));
     let mut activity = ctx
         .conn
         .prepare_cached(
@@ -252,7 +259,6 @@ pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> Result<Message
         .prepare_cached("UPDATE messages SET body = ?2, edited_at = ?3 WHERE pk = ?1")
         .and_then(|mut stmt| stmt.execute(params![pk, edit.body, edit.edited_at.as_millis()]))
         .map_err(db_err)?;
-    ctx.index(FtsChange::Update(pk, index_text(&edit.body)));
     message.body.clone_from(&edit.body);
     message.edited_at = Some(edit.edited_at);
     let row = LogRow {
@@ -275,7 +281,6 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> Result<D
         .prepare_cached("UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1")
         .and_then(|mut stmt| stmt.execute(params![pk]))
         .map_err(db_err)?;
-    ctx.index(FtsChange::Delete(pk));
     message.deleted = true;
     message.body.clear();
     message.metadata = None;

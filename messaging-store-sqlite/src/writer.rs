@@ -41,27 +41,11 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::db_err;
+use crate::search_index;
 use crate::write::index_audience;
 
 /// How far the audience index may trail the log before a batch brings it up to date.
 const AUDIENCE_INDEX_LAG: u64 = 8192;
-
-/// A change to the full-text index, applied once at the end of the batch.
-///
-/// FTS5 flushes its pending terms to a new index segment at every savepoint boundary, so
-/// writing the index inside each job's savepoint cost a segment (and merge work) per
-/// message; collected and applied after the last savepoint, a batch costs one flush.
-/// Measured 2026-11-21 on the 2-core bench machine, 64 concurrent senders: ~9,400
-/// messages/s with per-job FTS writes (writer thread saturated, FTS flush/merge on top).
-#[derive(Debug)]
-pub(crate) enum FtsChange {
-    /// Index a new message's words under its row key.
-    Insert(i64, String),
-    /// Replace the words of an edited message.
-    Update(i64, String),
-    /// Remove a deleted message.
-    Delete(i64),
-}
 
 /// What a job sees while it runs inside the batch transaction.
 pub(crate) struct WriteCtx<'a> {
@@ -69,7 +53,6 @@ pub(crate) struct WriteCtx<'a> {
     pub(crate) conn: &'a Connection,
     head: &'a mut u64,
     events: &'a mut Vec<CommittedEvent>,
-    fts: &'a mut Vec<FtsChange>,
     index_requested: &'a mut bool,
 }
 
@@ -88,11 +71,6 @@ impl WriteCtx<'_> {
     /// Asks for the audience index to cover this batch's events when it commits.
     pub(crate) fn request_audience_index(&mut self) {
         *self.index_requested = true;
-    }
-
-    /// Queues a full-text index change for the end of the batch.
-    pub(crate) fn index(&mut self, change: FtsChange) {
-        self.fts.push(change);
     }
 }
 
@@ -134,7 +112,7 @@ where
 
 /// A copy of an error good enough to decide commit-or-rollback; the original goes to the
 /// caller.
-fn clone_error(error: &Error) -> Error {
+pub(crate) fn clone_error(error: &Error) -> Error {
     Error::unavailable(error.to_string())
 }
 
@@ -160,6 +138,7 @@ impl Writer {
         head: u64,
         indexed_upto: u64,
         max_batch: usize,
+        search: Arc<search_index::Shared>,
     ) -> Result<Self> {
         let indexed = Arc::new(AtomicU64::new(indexed_upto));
         let max_batch = max_batch.max(1);
@@ -177,6 +156,7 @@ impl Writer {
             max_batch,
             sinks: vec![],
             committed: committed_tx,
+            search,
         };
         let thread = std::thread::Builder::new()
             .name("messaging-sqlite-writer".into())
@@ -247,6 +227,7 @@ struct WriterLoop {
     max_batch: usize,
     sinks: Vec<Weak<dyn FeedSink>>,
     committed: std::sync::mpsc::SyncSender<()>,
+    search: Arc<search_index::Shared>,
 }
 
 /// Why a batch did not commit.
@@ -267,7 +248,6 @@ impl WriterLoop {
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_batch);
         let mut events = Vec::new();
-        let mut fts = Vec::new();
         while let Some(command) = rx.blocking_recv() {
             self.take(command, &mut batch);
             while batch.len() < self.max_batch {
@@ -277,7 +257,7 @@ impl WriterLoop {
                 }
             }
             if !batch.is_empty() {
-                self.commit_batch(&mut batch, &mut events, &mut fts);
+                self.commit_batch(&mut batch, &mut events);
             }
         }
     }
@@ -297,19 +277,13 @@ impl WriterLoop {
         }
     }
 
-    fn commit_batch(
-        &mut self,
-        batch: &mut Vec<Box<dyn Job>>,
-        events: &mut Vec<CommittedEvent>,
-        fts: &mut Vec<FtsChange>,
-    ) {
+    fn commit_batch(&mut self, batch: &mut Vec<Box<dyn Job>>, events: &mut Vec<CommittedEvent>) {
         let start_head = self.head;
         let mut result: Result<Option<u64>, BatchError> = Err(BatchError::JobFailed);
         for with_savepoints in [false, true] {
             self.head = start_head;
             events.clear();
-            fts.clear();
-            result = self.run_batch(batch, events, fts, with_savepoints);
+            result = self.run_batch(batch, events, with_savepoints);
             match result {
                 Err(BatchError::JobFailed) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
@@ -324,6 +298,7 @@ impl WriterLoop {
                     self.indexed.store(upto, Ordering::Release);
                 }
                 self.dispatch(events);
+                self.search.committed(self.head);
                 let _ = self.committed.try_send(());
                 Ok(())
             }
@@ -347,7 +322,6 @@ impl WriterLoop {
         &mut self,
         batch: &mut [Box<dyn Job>],
         events: &mut Vec<CommittedEvent>,
-        fts: &mut Vec<FtsChange>,
         with_savepoints: bool,
     ) -> Result<Option<u64>, BatchError> {
         self.exec("BEGIN IMMEDIATE")?;
@@ -356,12 +330,11 @@ impl WriterLoop {
             if with_savepoints {
                 self.exec("SAVEPOINT job")?;
             }
-            let (head_before, events_before, fts_before) = (self.head, events.len(), fts.len());
+            let (head_before, events_before) = (self.head, events.len());
             let mut ctx = WriteCtx {
                 conn: &self.conn,
                 head: &mut self.head,
                 events,
-                fts,
                 index_requested: &mut index_requested,
             };
             let ok = job.run(&mut ctx).is_ok();
@@ -374,11 +347,9 @@ impl WriterLoop {
                     self.exec("RELEASE job")?;
                     self.head = head_before;
                     events.truncate(events_before);
-                    fts.truncate(fts_before);
                 }
             }
         }
-        apply_fts(&self.conn, fts)?;
         let indexed = if index_requested || self.head - self.indexed_upto >= AUDIENCE_INDEX_LAG {
             index_audience(&self.conn, self.indexed_upto, self.head)?;
             Some(self.head)
@@ -409,25 +380,6 @@ impl WriterLoop {
             None => false,
         });
     }
-}
-
-/// Applies the batch's full-text changes, in order, inside the batch transaction.
-fn apply_fts(conn: &Connection, changes: &[FtsChange]) -> Result<()> {
-    for change in changes {
-        match change {
-            FtsChange::Insert(pk, words) => conn
-                .prepare_cached("INSERT INTO messages_fts (rowid, words) VALUES (?1, ?2)")
-                .and_then(|mut stmt| stmt.execute(rusqlite::params![pk, words])),
-            FtsChange::Update(pk, words) => conn
-                .prepare_cached("UPDATE messages_fts SET words = ?2 WHERE rowid = ?1")
-                .and_then(|mut stmt| stmt.execute(rusqlite::params![pk, words])),
-            FtsChange::Delete(pk) => conn
-                .prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")
-                .and_then(|mut stmt| stmt.execute(rusqlite::params![pk])),
-        }
-        .map_err(db_err)?;
-    }
-    Ok(())
 }
 
 /// Folds the WAL back into the database file after commits, off the writer's thread.

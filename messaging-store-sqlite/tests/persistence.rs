@@ -1,9 +1,9 @@
-//! What only a file on disk can show: data survives reopening, and a schema newer than the
-//! build refuses to open.
+//! What only a file on disk can show: data survives reopening, a schema newer than the
+//! build refuses to open, and the search file beside the database is rebuilt from it.
 
 use std::sync::Arc;
 
-use messaging_core::{Cursor, HistoryQuery, Messenger, SendMessage, UserId};
+use messaging_core::{Cursor, HistoryQuery, MessageId, Messenger, SendMessage, UserId};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,6 +65,71 @@ async fn a_newer_schema_refuses_to_open() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert_eq!(err.code(), "unavailable");
     assert!(err.to_string().contains("newer"), "{err}");
+}
+
+/// The ids `user` finds for `query`.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+async fn found(messenger: &Messenger, user: UserId, query: &str) -> Vec<MessageId> {
+    messenger.search(user, query, None, None).await.unwrap().iter().map(|m| m.id).collect()
+}
+
+fn search_file(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-search");
+    name.into()
+}
+
+/// The search index is derived from the database: a missing search file is rebuilt, and
+/// one that belongs to another database is emptied and rebuilt, never served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_search_file_is_rebuilt_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, other) = (dir.path().join("one.db"), dir.path().join("other.db"));
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (kept, edited) = {
+        let messenger =
+            Messenger::new(Arc::new(SqliteStore::open(&one).await.unwrap())).await.unwrap();
+        let kept =
+            messenger.send(alice, SendMessage::to_peer(bob, None, "harbour lights")).await.unwrap();
+        let c = kept.conversation_id;
+        let edited =
+            messenger.send(alice, SendMessage::to_conversation(c, "first draft")).await.unwrap();
+        let gone =
+            messenger.send(alice, SendMessage::to_conversation(c, "harbour secret")).await.unwrap();
+        // Indexed, then changed: the index follows the edit and the delete.
+        assert_eq!(found(&messenger, bob, "harbour").await, [gone.id, kept.id]);
+        messenger.edit(alice, edited.id, "final harbour text").await.unwrap();
+        messenger.delete(alice, gone.id).await.unwrap();
+        (kept.id, edited.id)
+    };
+    let expected = [edited, kept];
+
+    // Deleted while closed (with its WAL): rebuilt from the log at the next open.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = search_file(&one).into_os_string();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    {
+        let messenger =
+            Messenger::new(Arc::new(SqliteStore::open(&one).await.unwrap())).await.unwrap();
+        assert_eq!(found(&messenger, bob, "harbour").await, expected);
+        assert!(found(&messenger, bob, "draft").await.is_empty(), "not by the old body");
+        assert!(found(&messenger, bob, "secret").await.is_empty(), "never a deleted message");
+    }
+
+    // Another database's search file put beside this one: not served, rebuilt.
+    {
+        let messenger =
+            Messenger::new(Arc::new(SqliteStore::open(&other).await.unwrap())).await.unwrap();
+        let (carol, dave) = (UserId::new(), UserId::new());
+        messenger.send(carol, SendMessage::to_peer(dave, None, "harbour elsewhere")).await.unwrap();
+        assert_eq!(found(&messenger, dave, "harbour").await.len(), 1);
+    }
+    std::fs::copy(search_file(&other), search_file(&one)).unwrap();
+    let messenger = Messenger::new(Arc::new(SqliteStore::open(&one).await.unwrap())).await.unwrap();
+    assert_eq!(found(&messenger, bob, "harbour").await, expected);
+    assert!(found(&messenger, bob, "elsewhere").await.is_empty());
 }
 
 #[allow(clippy::unwrap_used, reason = "test helper")]
