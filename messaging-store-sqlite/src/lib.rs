@@ -26,6 +26,7 @@
 //! concurrent load, since one fsync covers a whole batch.
 
 mod blocks;
+mod checkpointer;
 mod codec;
 mod read;
 mod schema;
@@ -114,9 +115,9 @@ impl SqliteOptions {
 struct Inner {
     blocks: BlockSet,
     readers: ReadPool,
-    // Dropped after the writer, so the writer's last commits are reported to it.
-    writer: Writer,
+    // Whatever the indexer has not reached when it stops is indexed at the next open.
     search: SearchIndex,
+    writer: Writer,
     path: PathBuf,
 }
 

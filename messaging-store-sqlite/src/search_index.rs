@@ -144,9 +144,16 @@ impl Shared {
     /// Tells the indexer the log's committed head moved to `head`.
     pub(crate) fn committed(&self, head: u64) {
         let mut state = self.lock();
-        if head > state.committed {
-            state.committed = head;
-            drop(state);
+        if head <= state.committed {
+            return;
+        }
+        // An indexer that is behind is already counting down to its next run (or running);
+        // only one that had caught up sleeps without a deadline and needs waking. Waking it
+        // at every commit cost a context switch per commit on the writer's path.
+        let was_caught_up = self.indexed.load(Ordering::Acquire) >= state.committed;
+        state.committed = head;
+        drop(state);
+        if was_caught_up {
             self.wake.notify_one();
         }
     }

@@ -15,10 +15,8 @@
 //! report expected failures (not found, conflict) before writing, so the fast path is the
 //! common one.
 //!
-//! WAL checkpoints run on a separate thread with its own connection (`PASSIVE`, never
-//! blocking the writer), so copying pages back into the database file (and its fsync at
-//! `synchronous=FULL`) does not take the writer's time. The writer keeps a large
-//! automatic checkpoint as a backstop should the checkpointer fall behind.
+//! WAL checkpoints run on their own thread ([`crate::checkpointer`]); the writer keeps a
+//! large automatic checkpoint as a backstop should the checkpointer fall behind.
 //!
 //! The per-user index of the log (`event_audience`, which `sync` reads) is kept behind the
 //! log and written in sorted bulk: a user's index page is written once per bulk instead of
@@ -40,6 +38,7 @@ use messaging_core::{CommittedEvent, Error, FeedSink, Result};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpointer::{Checkpointer, Doorbell};
 use crate::codec::db_err;
 use crate::search_index;
 use crate::write::index_audience;
@@ -126,7 +125,7 @@ pub(crate) struct Writer {
     indexed: Arc<AtomicU64>,
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
-    checkpointer: Option<JoinHandle<()>>,
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Writer {
@@ -143,11 +142,7 @@ impl Writer {
         let indexed = Arc::new(AtomicU64::new(indexed_upto));
         let max_batch = max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
-        let (committed_tx, committed_rx) = std::sync::mpsc::sync_channel(1);
-        let checkpointer = std::thread::Builder::new()
-            .name("messaging-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_loop(&checkpoint_conn, &committed_rx))
-            .map_err(Error::backend)?;
+        let checkpointer = Checkpointer::start(checkpoint_conn)?;
         let writer = WriterLoop {
             conn,
             head,
@@ -155,7 +150,7 @@ impl Writer {
             indexed: indexed.clone(),
             max_batch,
             sinks: vec![],
-            committed: committed_tx,
+            checkpoint: checkpointer.bell(),
             search,
         };
         let thread = std::thread::Builder::new()
@@ -211,11 +206,9 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        // The writer's exit closed the checkpointer's channel; its connection is the last
-        // to close, and (being read-write) folds the WAL back into the file.
-        if let Some(thread) = self.checkpointer.take() {
-            let _ = thread.join();
-        }
+        // The checkpointer's connection is the last to close, and (being read-write) folds
+        // the WAL back into the file.
+        drop(self.checkpointer.take());
     }
 }
 
@@ -226,7 +219,7 @@ struct WriterLoop {
     indexed: Arc<AtomicU64>,
     max_batch: usize,
     sinks: Vec<Weak<dyn FeedSink>>,
-    committed: std::sync::mpsc::SyncSender<()>,
+    checkpoint: Arc<Doorbell>,
     search: Arc<search_index::Shared>,
 }
 
@@ -299,7 +292,7 @@ impl WriterLoop {
                 }
                 self.dispatch(events);
                 self.search.committed(self.head);
-                let _ = self.committed.try_send(());
+                self.checkpoint.ring();
                 Ok(())
             }
             Err(BatchError::Database(error)) => {
@@ -379,29 +372,5 @@ impl WriterLoop {
             }
             None => false,
         });
-    }
-}
-
-/// Folds the WAL back into the database file after commits, off the writer's thread.
-/// Coalesces the commits of 50 ms into one checkpoint; exits at once when the writer does.
-fn checkpoint_loop(conn: &Connection, committed: &std::sync::mpsc::Receiver<()>) {
-    use std::sync::mpsc::RecvTimeoutError;
-    use std::time::{Duration, Instant};
-
-    while committed.recv().is_ok() {
-        let deadline = Instant::now() + Duration::from_millis(50);
-        let closing = loop {
-            match committed.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(()) => {}
-                Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
-            }
-        };
-        if closing {
-            return;
-        }
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed; the writer's automatic one remains");
-        }
     }
 }

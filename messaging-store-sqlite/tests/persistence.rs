@@ -23,6 +23,11 @@ async fn data_written_before_closing_is_read_after_reopening() {
         messenger.mark_read(bob, first.conversation_id, 1).await.unwrap();
         (first.conversation_id, vec![first, second])
     };
+    // Dropping the store closed every connection, the last a read-write one: the WAL was
+    // folded back into the file and removed.
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    assert!(!std::path::Path::new(&wal).exists(), "the WAL outlived the store");
 
     let store =
         SqliteStore::open_with(&path, SqliteOptions::default().synchronous(Synchronous::Normal))
