@@ -25,6 +25,31 @@
 //! (not a process crash) may lose the last commits. Group commit makes `Full` cheap under
 //! concurrent load, since one fsync covers a whole batch.
 
+//!
+//! ## Files
+//!
+//! Beside the database `<file>`, SQLite keeps `<file>-wal` and `<file>-shm`, and this store
+//! keeps its full-text index in `<file>-search` (with its own `-wal` and `-shm`). The index
+//! is derived from the database's event log and rebuilt when it is missing or belongs to
+//! another database, so a backup needs only the database (taken with SQLite's backup API
+//! or `VACUUM INTO`, as for any WAL database).
+//!
+//! ## Building SQLite
+//!
+//! `rusqlite` compiles SQLite from source (`bundled`); `libsqlite3-sys` takes extra
+//! compile-time options from the `LIBSQLITE3_FLAGS` environment variable. This repository
+//! sets, in `.cargo/config.toml`, and recommends for applications that embed the store:
+//!
+//! ```toml
+//! [env]
+//! LIBSQLITE3_FLAGS = "-DHAVE_FDATASYNC=1 -DSQLITE_DEFAULT_MEMSTATUS=0"
+//! ```
+//!
+//! `HAVE_FDATASYNC`: SQLite otherwise calls `fsync`, which also writes the file's inode
+//! (its modification time) at every commit, a second disk write per durable commit on
+//! Linux. `SQLITE_DEFAULT_MEMSTATUS=0`: no global mutex around SQLite's allocations. Both
+//! are among SQLite's recommended options; without them the store is correct, only slower.
+
 mod blocks;
 mod checkpointer;
 mod codec;

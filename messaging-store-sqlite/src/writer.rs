@@ -15,7 +15,7 @@
 //! report expected failures (not found, conflict) before writing, so the fast path is the
 //! common one.
 //!
-//! WAL checkpoints run on their own thread ([`crate::checkpointer`]); the writer keeps a
+//! WAL checkpoints run on their own thread (the `checkpointer` module); the writer keeps a
 //! large automatic checkpoint as a backstop should the checkpointer fall behind.
 //!
 //! The per-user index of the log (`event_audience`, which `sync` reads) is kept behind the
