@@ -226,6 +226,14 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// Resolves once the search index (kept in `<file>-search` by its own thread, a
+    /// fraction of a second behind the writer) covers every message committed before the
+    /// call. Searches wait for this themselves; it is for callers that want the index
+    /// complete before they go on, e.g. after a bulk import.
+    pub async fn wait_for_search_index(&self) -> Result<()> {
+        self.inner.search.caught_up().await
+    }
+
     async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,

@@ -21,7 +21,7 @@ use crate::codec::{
     self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MESSAGE_COLUMNS, MESSAGE_WIDTH, db_err, int,
     uint,
 };
-use crate::write::kind;
+use crate::write::{activity_bucket, kind};
 
 /// A fixed set of read-only connections.
 pub(crate) struct ReadPool {
@@ -109,35 +109,51 @@ pub(crate) fn find_direct(
     .map_err(db_err)
 }
 
-/// One statement per page: the conversation, both members' markers, the unread count and
-/// the last message come from correlated lookups on indexes, not from a query per row.
+/// One statement per page: the page's conversations are chosen first from the members'
+/// index (at and below the keyset's second, sorted by the exact activity within a second),
+/// then each gets both members' markers, the unread count and the last message from
+/// correlated lookups on indexes, not from a query per row.
 pub(crate) fn conversations(
     conn: &Connection,
     page: ConversationPage,
 ) -> Result<Vec<ConversationSummary>> {
     let keyset = if page.before.is_some() {
-        "AND (me.activity_at < ?3 OR (me.activity_at = ?3 AND me.conversation_id < ?4))"
+        "AND me.activity_bucket <= ?5 AND (me.activity_bucket < ?5 \
+           OR COALESCE(c.last_message_at, c.created_at) < ?3 \
+           OR (COALESCE(c.last_message_at, c.created_at) = ?3 AND me.conversation_id < ?4))"
     } else {
-        "AND ?3 IS NULL AND ?4 IS NULL"
+        "AND ?3 IS NULL AND ?4 IS NULL AND ?5 IS NULL"
     };
     let sql = format!(
-        "SELECT {CONVERSATION_COLUMNS}, me.read_seq, peer.read_seq, peer.delivered_seq, \
+        "WITH page AS ( \
+           SELECT me.conversation_id AS id, COALESCE(c.last_message_at, c.created_at) AS at \
+           FROM members me JOIN conversations c ON c.id = me.conversation_id \
+           WHERE me.user_id = ?1 {keyset} \
+           ORDER BY me.activity_bucket DESC, at DESC, me.conversation_id DESC LIMIT ?2) \
+         SELECT {CONVERSATION_COLUMNS}, me.read_seq, peer.read_seq, peer.delivered_seq, \
            (SELECT count(*) FROM messages u WHERE u.conversation_id = me.conversation_id \
               AND u.seq > me.read_seq AND u.sender_id <> me.user_id AND u.deleted = 0), \
            {MESSAGE_COLUMNS} \
-         FROM members me \
-         JOIN conversations c ON c.id = me.conversation_id \
-         JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = me.conversation_id \
+         FROM page \
+         JOIN members me ON me.user_id = ?1 AND me.conversation_id = page.id \
+         JOIN conversations c ON c.id = page.id \
+         JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = page.id \
          LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
-         WHERE me.user_id = ?1 {keyset} \
-         ORDER BY me.activity_at DESC, me.conversation_id DESC LIMIT ?2"
+         ORDER BY page.at DESC, page.id DESC"
     );
     let before_at = page.before.map(|k| k.at.as_millis());
     let before_id = page.before.map(|k| *k.id.as_bytes());
+    let before_bucket = before_at.map(activity_bucket);
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map(
-            params![page.user.as_bytes(), int(page.limit as u64), before_at, before_id],
+            params![
+                page.user.as_bytes(),
+                int(page.limit as u64),
+                before_at,
+                before_id,
+                before_bucket
+            ],
             |row| {
                 let conversation = codec::conversation(row, 0)?;
                 let at = CONVERSATION_WIDTH;

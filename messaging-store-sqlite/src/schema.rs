@@ -11,6 +11,7 @@ use crate::codec::db_err;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_search_apart.sql"),
+    include_str!("../migrations/0003_activity_bucket.sql"),
 ];
 
 /// The schema version this build writes.

@@ -24,6 +24,13 @@ pub(crate) mod kind {
     pub(crate) const RECEIPT_DELIVERED: i64 = 6;
 }
 
+/// The conversation list index's coarse key for an activity time (ms): its second. A
+/// conversation busier than a message a second moves its index entries once a second; a
+/// page reads every conversation of its first second, sorted by the exact time.
+pub(crate) fn activity_bucket(at_millis: i64) -> i64 {
+    at_millis.div_euclid(1_000)
+}
+
 /// What an event row points at.
 struct LogRow {
     kind: i64,
@@ -126,7 +133,7 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
     let mut member_stmt = ctx
         .conn
         .prepare_cached(
-            "INSERT INTO members (user_id, conversation_id, peer_id, activity_at) \
+            "INSERT INTO members (user_id, conversation_id, peer_id, activity_bucket) \
              VALUES (?1, ?2, ?3, ?4)",
         )
         .map_err(db_err)?;
@@ -136,7 +143,7 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
                 user.as_bytes(),
                 new.id.as_bytes(),
                 peer.as_bytes(),
-                new.created_at.as_millis()
+                activity_bucket(new.created_at.as_millis())
             ])
             .map_err(db_err)?;
     }
@@ -176,12 +183,15 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
     // No RETURNING: SQLite materializes RETURNING rows in an ephemeral table, which cost
     // a B-tree open and close per statement on the writer's hot path. The writer is the
     // only one writing, so reading `last_seq` and then setting it is race-free.
-    let (last_seq, lo, hi): (i64, [u8; 16], [u8; 16]) = ctx
+    let (last_seq, lo, hi, last_activity): (i64, [u8; 16], [u8; 16], i64) = ctx
         .conn
-        .prepare_cached("SELECT last_seq, user_lo, user_hi FROM conversations WHERE id = ?1")
+        .prepare_cached(
+            "SELECT last_seq, user_lo, user_hi, COALESCE(last_message_at, created_at) \
+             FROM conversations WHERE id = ?1",
+        )
         .and_then(|mut stmt| {
             stmt.query_row(params![new.conversation_id.as_bytes()], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })
             .optional()
         })
@@ -228,16 +238,22 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> Result<Appende
         .and_then(|mut stmt| stmt.execute(params![new.conversation_id.as_bytes(), seq, at]))
         .map_err(db_err)?;
     let pk = ctx.conn.last_insert_rowid();
-    let mut activity = ctx
-        .conn
-        .prepare_cached(
-            "UPDATE members SET activity_at = ?3 WHERE user_id = ?1 AND conversation_id = ?2",
-        )
-        .map_err(db_err)?;
-    for member in [lo, hi] {
-        activity.execute(params![member, new.conversation_id.as_bytes(), at]).map_err(db_err)?;
+    // The members' list index holds the activity's second: most messages leave it as is.
+    let bucket = activity_bucket(at);
+    if bucket != activity_bucket(last_activity) {
+        let mut activity = ctx
+            .conn
+            .prepare_cached(
+                "UPDATE members SET activity_bucket = ?3 \
+                 WHERE user_id = ?1 AND conversation_id = ?2",
+            )
+            .map_err(db_err)?;
+        for member in [lo, hi] {
+            activity
+                .execute(params![member, new.conversation_id.as_bytes(), bucket])
+                .map_err(db_err)?;
+        }
     }
-    drop(activity);
     let message = new.stored(uint(seq));
     let row = LogRow {
         kind: kind::MESSAGE_CREATED,
