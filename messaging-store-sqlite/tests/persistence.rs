@@ -137,6 +137,70 @@ async fn the_search_file_is_rebuilt_from_the_database() {
     assert!(found(&messenger, bob, "elsewhere").await.is_empty());
 }
 
+/// A database written by schema version 2 (the exact activity in `members`) opens under
+/// the current one with its conversation list in the same order, paged across seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_conversation_list_keeps_its_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    let (alice, bob) = (UserId::from_bytes([1; 16]), UserId::from_bytes([2; 16]));
+    // Created at (ms): c1 in second 1,000; c2 and c3 both in second 2,000, c2 later.
+    let conversations =
+        [([11_u8; 16], 1_000_250_i64), ([12; 16], 2_000_500), ([13; 16], 2_000_100)];
+    {
+        let conn = rusqlite_conn(&path);
+        conn.execute_batch(include_str!("../migrations/0001_init.sql")).unwrap();
+        conn.execute_batch(include_str!("../migrations/0002_search_apart.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        for (id, at) in conversations {
+            conn.execute(
+                "INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                // One direct conversation per pair and context.
+                rusqlite::params![id, alice.as_bytes(), bob.as_bytes(), format!("c{}", id[0]), at],
+            )
+            .unwrap();
+            for (user, peer) in [(alice, bob), (bob, alice)] {
+                conn.execute(
+                    "INSERT INTO members (user_id, conversation_id, peer_id, activity_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    rusqlite::params![user.as_bytes(), id, peer.as_bytes(), at],
+                )
+                .unwrap();
+            }
+        }
+    }
+    let messenger =
+        Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
+    let mut order = Vec::new();
+    let mut before = None;
+    loop {
+        let page = messenger.conversations(alice, Some(1), before.as_deref()).await.unwrap();
+        order.extend(page.conversations.iter().map(|s| *s.conversation.id.as_bytes()));
+        match page.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(order, [[12; 16], [13; 16], [11; 16]], "newest activity first, one per page");
+    let whole = messenger.conversations(bob, None, None).await.unwrap();
+    let ids: Vec<_> = whole.conversations.iter().map(|s| *s.conversation.id.as_bytes()).collect();
+    assert_eq!(ids, [[12; 16], [13; 16], [11; 16]]);
+    // Each member's bucket is the second of its activity, as the store computes it for the
+    // messages to come (a wrong one would misplace a conversation once it is written to).
+    let conn = rusqlite_conn(&path);
+    for (id, at) in conversations {
+        let buckets: Vec<i64> = conn
+            .prepare("SELECT activity_bucket FROM members WHERE conversation_id = ?1")
+            .unwrap()
+            .query_map([id], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(buckets, [at / 1000, at / 1000]);
+    }
+}
+
 #[allow(clippy::unwrap_used, reason = "test helper")]
 fn rusqlite_conn(path: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(path).unwrap()
