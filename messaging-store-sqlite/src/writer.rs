@@ -24,7 +24,7 @@
 //! per event cost about a third of the writer's throughput, because every event dirtied two
 //! scattered index pages that each commit wrote to the WAL again. The log rows carry their
 //! audience, so the index is rebuilt from the log after a crash, and a read that needs it
-//! up to some position first asks the writer to bring it there ([`Writer::ensure_indexed`]).
+//! up to some position first asks the writer to bring it there (`Writer::ensure_indexed`).
 //!
 //! Log positions are assigned here, in memory, from the head read at start: the writer
 //! is the only one who appends, so positions are dense and in commit order. A job that
