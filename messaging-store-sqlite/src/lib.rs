@@ -24,7 +24,6 @@
 //! message survives a power cut. [`Synchronous::Normal`] skips that fsync; a power cut
 //! (not a process crash) may lose the last commits. Group commit makes `Full` cheap under
 //! concurrent load, since one fsync covers a whole batch.
-
 //!
 //! ## Files
 //!
@@ -169,55 +168,10 @@ impl SqliteStore {
     /// this build refuses to open with `Unavailable`.
     pub async fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let opened_path = path.clone();
-        let (writer, readers, blocks, search) =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                let mut conn = Connection::open(&opened_path).map_err(db_err)?;
-                conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-                // Small pages: a commit writes every page it dirtied to the WAL, and the
-                // writes of many conversations land on scattered index pages.
-                conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
-                conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-                conn.pragma_update(None, "synchronous", options.synchronous.pragma())
-                    .map_err(db_err)?;
-                conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
-                // 64 MiB of page cache for the writer: index pages stay hot between batches.
-                conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
-                // A backstop only: the checkpointer thread normally keeps the WAL short.
-                conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
-                conn.set_prepared_statement_cache_capacity(64);
-                schema::migrate(&mut conn)?;
-                let head = read::head(&conn)?;
-                let indexed_upto = read::audience_indexed_upto(&conn)?;
-                let blocks = BlockSet::load(&conn)?;
-                let search_path = search_index::path_beside(&opened_path);
-                let (search_conn, search_upto) =
-                    search_index::open(&search_path, read::instance(&conn)?, head)?;
-                let search = SearchIndex::start(
-                    search_index::open_source(&opened_path)?,
-                    search_conn,
-                    search_upto,
-                    head,
-                )?;
-                let readers = ReadPool::open(&opened_path, &search_path, options.readers)?;
-                let checkpoint_conn = Connection::open(&opened_path).map_err(db_err)?;
-                checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-                checkpoint_conn
-                    .pragma_update(None, "synchronous", options.synchronous.pragma())
-                    .map_err(db_err)?;
-                let writer = Writer::start(
-                    conn,
-                    checkpoint_conn,
-                    head,
-                    indexed_upto,
-                    options.max_batch,
-                    search.shared(),
-                )?;
-                Ok((writer, readers, blocks, search))
-            })
+        let inner = tokio::task::spawn_blocking(move || open_inner(path, &options))
             .await
             .map_err(messaging_core::Error::backend)??;
-        Ok(Self { inner: Arc::new(Inner { blocks, readers, writer, search, path }) })
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The database file.
@@ -241,6 +195,47 @@ impl SqliteStore {
     {
         self.inner.readers.read(query).await
     }
+}
+
+/// Opens the write connection (migrating), the search index, the readers, the checkpoint
+/// connection and the writer, in that order; blocking.
+fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
+    let mut conn = Connection::open(&path).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    // Small pages: a commit writes every page it dirtied to the WAL, and the writes of
+    // many conversations land on scattered index pages.
+    conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma()).map_err(db_err)?;
+    conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+    // 64 MiB of page cache for the writer: index pages stay hot between batches.
+    conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
+    // A backstop only: the checkpointer thread normally keeps the WAL short.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    schema::migrate(&mut conn)?;
+    let head = read::head(&conn)?;
+    let indexed_upto = read::audience_indexed_upto(&conn)?;
+    let blocks = BlockSet::load(&conn)?;
+    let search_path = search_index::path_beside(&path);
+    let (search_conn, search_upto) =
+        search_index::open(&search_path, read::instance(&conn)?, head)?;
+    let search = SearchIndex::start(read::open_read_only(&path)?, search_conn, search_upto, head)?;
+    let readers = ReadPool::open(&path, &search_path, options.readers)?;
+    let checkpoint_conn = Connection::open(&path).map_err(db_err)?;
+    checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    checkpoint_conn
+        .pragma_update(None, "synchronous", options.synchronous.pragma())
+        .map_err(db_err)?;
+    let writer = Writer::start(
+        conn,
+        checkpoint_conn,
+        head,
+        indexed_upto,
+        options.max_batch,
+        search.shared(),
+    )?;
+    Ok(Inner { blocks, readers, search, writer, path })
 }
 
 #[async_trait]

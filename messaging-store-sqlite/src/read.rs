@@ -29,20 +29,26 @@ pub(crate) struct ReadPool {
     permits: Semaphore,
 }
 
+/// A read-only connection to the database at `path`, waiting up to 5 s on locks.
+pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+    Ok(conn)
+}
+
 impl ReadPool {
     /// Opens `size` connections to the database at `path`, each with the search file at
     /// `search` attached as `search`.
     pub(crate) fn open(path: &Path, search: &Path, size: usize) -> Result<Self> {
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
-            .map_err(db_err)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+            let conn = open_read_only(path)?;
             let search = search.to_str().ok_or_else(|| {
                 Error::unavailable("the search file's path is not UTF-8, which ATTACH needs")
             })?;

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use messaging_core::search::index_text;
 use messaging_core::{Error, Result};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::codec::{db_err, int, uint};
@@ -160,8 +160,9 @@ impl Shared {
 }
 
 impl SearchIndex {
-    /// Starts the indexer over `source` (a read-only connection to the database) and
-    /// `index` (the search file, at mark `indexed_upto`), the log's head being `head`.
+    /// Starts the indexer over `source` (a read-only connection to the database, see
+    /// [`crate::read::open_read_only`]) and `index` (the search file, at mark
+    /// `indexed_upto`), the log's head being `head`.
     pub(crate) fn start(
         source: Connection,
         index: Connection,
@@ -215,17 +216,6 @@ impl Drop for SearchIndex {
             let _ = thread.join();
         }
     }
-}
-
-/// Opens the indexer's read-only connection to the database.
-pub(crate) fn open_source(database: &Path) -> Result<Connection> {
-    let conn = Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-    Ok(conn)
 }
 
 struct Indexer {
