@@ -10,6 +10,7 @@
 #   MESSAGING_PG_URL=postgres://postgres@127.0.0.1:<port>/postgres   (admin database)
 #   MESSAGING_PG_TEMPLATE=messaging_template                          (migrated template)
 #   MESSAGING_PG_PSQL=<path of psql>                                  (for own databases)
+#   MESSAGING_PG_CONTROL=<script> stop|start                          (fault tests only)
 #
 # then stops the cluster and deletes its directory, also when the command fails or the
 # script is interrupted. Exits with the command's exit code (130/143 on SIGINT/SIGTERM).
@@ -284,6 +285,25 @@ fi
 
 base_url="postgres://postgres@127.0.0.1:$port"
 export MESSAGING_PG_URL="$base_url/postgres"
+
+# Fault tests stop and start this cluster: `$MESSAGING_PG_CONTROL stop` (immediate, like a
+# crash: clients see their connections drop), `start` (same port, waits until it accepts
+# connections). Only a test binary that runs alone may use it (cargo runs test binaries one
+# after another; within one, such tests hold a lock).
+control=$dir/control.sh
+{
+  echo '#!/usr/bin/env bash'
+  echo 'set -euo pipefail'
+  echo 'case ${1:-} in'
+  if [[ $is_root -eq 1 ]]; then pgrun="runuser -u postgres --"; else pgrun=""; fi
+  echo "  stop) cd '$dir' && $pgrun '$bindir/pg_ctl' stop -D '$dir/data' -m immediate -w -t 30 >/dev/null ;;"
+  echo "  start) cd '$dir' && $pgrun '$bindir/pg_ctl' start -D '$dir/data' -l '$log' -w -t 60 -o '-p $port' >/dev/null"
+  echo "    for i in \$(seq 300); do '$pg_isready' -q -h 127.0.0.1 -p $port -U postgres -d postgres && exit 0; sleep 0.1; done; exit 1 ;;"
+  echo '  *) echo "usage: $0 stop|start" >&2; exit 2 ;;'
+  echo 'esac'
+} >"$control"
+chmod 755 "$control"
+export MESSAGING_PG_CONTROL="$control"
 # For scripts that make databases of their own (scripts/bench-server.sh).
 export MESSAGING_PG_PSQL="$psql"
 mode="fsync off"

@@ -2,12 +2,17 @@
 //!
 //! Every store and every rule reports through [`Error`], and each variant maps to exactly
 //! one protocol error code ([`Error::code`]), so a transport never has to guess how to
-//! answer. Backend failures keep their source for logs but are never shown to clients.
+//! answer. Backend failures keep their source for logs but are never shown to clients:
+//! [`Error::public_message`] is what a client may read.
+//!
+//! `Error` is `Clone` (backend sources are shared behind an `Arc`), so a store can hand one
+//! failure to every job of a failed batch without turning it into text.
 
 use std::error::Error as StdError;
+use std::sync::Arc;
 
 /// Everything that can go wrong in a messaging operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The thing does not exist, or the caller may not know it exists.
@@ -28,12 +33,19 @@ pub enum Error {
     /// The caller is sending faster than allowed.
     #[error("rate limited")]
     RateLimited,
-    /// The store or a dependency cannot serve now; retrying later may succeed.
+    /// The service cannot serve now; retrying later may succeed. The text is the library's
+    /// own words (it is shown to clients): never a backend's message.
     #[error("unavailable: {0}")]
     Unavailable(String),
-    /// An unexpected failure inside a backend.
-    #[error("backend error: {0}")]
-    Backend(#[source] Box<dyn StdError + Send + Sync + 'static>),
+    /// A failure inside a backend (database, disk, network). Its source goes to logs only.
+    #[error("backend error: {source}")]
+    Backend {
+        /// The backend's own error.
+        source: Arc<dyn StdError + Send + Sync + 'static>,
+        /// Whether it is transient (a lost connection, a full disk, a busy database):
+        /// answered `unavailable` rather than `internal`.
+        retryable: bool,
+    },
 }
 
 /// Shorthand for results of this crate.
@@ -70,9 +82,22 @@ impl Error {
         Self::Unavailable(why.into())
     }
 
-    /// Wraps a backend's own error.
+    /// Wraps a backend's own error: an unexpected failure (`internal`).
     pub fn backend(source: impl StdError + Send + Sync + 'static) -> Self {
-        Self::Backend(Box::new(source))
+        Self::Backend { source: Arc::new(source), retryable: false }
+    }
+
+    /// Wraps a backend's own error that is transient (`unavailable`): the connection was
+    /// lost, the disk is full, the database is busy.
+    pub fn backend_unavailable(source: impl StdError + Send + Sync + 'static) -> Self {
+        Self::Backend { source: Arc::new(source), retryable: true }
+    }
+
+    /// Whether this failure came from a backend (and so belongs in logs and the store
+    /// error metric, with its source).
+    #[must_use]
+    pub fn is_backend(&self) -> bool {
+        matches!(self, Self::Backend { .. })
     }
 
     /// The protocol error code of this error (PROTOCOL.md "Frames").
@@ -85,8 +110,8 @@ impl Error {
             Self::Conflict(_) => "conflict",
             Self::TooLarge(_) => "too_large",
             Self::RateLimited => "rate_limited",
-            Self::Unavailable(_) => "unavailable",
-            Self::Backend(_) => "internal",
+            Self::Unavailable(_) | Self::Backend { retryable: true, .. } => "unavailable",
+            Self::Backend { retryable: false, .. } => "internal",
         }
     }
 
@@ -94,7 +119,10 @@ impl Error {
     #[must_use]
     pub fn public_message(&self) -> String {
         match self {
-            Self::Backend(_) => "internal error".to_owned(),
+            Self::Backend { retryable: false, .. } => "internal error".to_owned(),
+            Self::Backend { retryable: true, .. } => {
+                "unavailable: the store cannot serve now; retry later".to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -116,6 +144,7 @@ mod tests {
             (Error::RateLimited, "rate_limited"),
             (Error::unavailable("x"), "unavailable"),
             (Error::backend(io), "internal"),
+            (Error::backend_unavailable(std::io::Error::other("full")), "unavailable"),
         ];
         for (err, code) in cases {
             assert_eq!(err.code(), code);
@@ -126,5 +155,16 @@ mod tests {
     fn backend_details_are_not_public() {
         let err = Error::backend(std::io::Error::other("password=hunter2"));
         assert_eq!(err.public_message(), "internal error");
+        let err = Error::backend_unavailable(std::io::Error::other("/var/db: disk is full"));
+        assert!(!err.public_message().contains("disk"), "{}", err.public_message());
+        assert!(err.to_string().contains("disk is full"), "logs keep the cause");
+    }
+
+    #[test]
+    fn a_clone_shares_the_source() {
+        let err = Error::backend_unavailable(std::io::Error::other("gone"));
+        let copy = err.clone();
+        assert_eq!(copy.code(), "unavailable");
+        assert!(StdError::source(&copy).is_some_and(|s| s.to_string() == "gone"));
     }
 }

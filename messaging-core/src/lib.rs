@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 pub mod error;
 pub mod fanout;
 pub mod id;
@@ -34,6 +35,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;
+mod typing;
 mod validate;
 
 pub use error::{Error, Result};
@@ -56,7 +58,7 @@ pub use service::{
 pub use store::{
     Appended, CommitHold, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage,
     EventLog, FeedSink, HeldCommit, HistoryWindow, HoldPoint, MarkUpdate, Marked, MessageStore,
-    NewConversation, NewMessage, Opened, SearchQuery, SocialStore, Store,
+    NewConversation, NewMessage, Opened, SearchQuery, SocialStore, Store, StoreHealth,
 };
 pub use time::Timestamp;
 

@@ -28,6 +28,11 @@ pub struct Limits {
     pub typing_expires_ms: u64,
     /// Capacity of each session's queue of pushed items; overflow marks it lagged.
     pub max_queue_frames: usize,
+    /// The most a reply page's items may take encoded as JSON (default 1 MiB): a page that
+    /// would pass it holds fewer items (at least one) and says there is more.
+    pub reply_budget_bytes: usize,
+    /// The most users one user may block (default 10,000); `block` beyond it: `Conflict`.
+    pub max_blocks_per_user: usize,
 }
 
 /// A page size: what is used when none is asked for, and the largest allowed.
@@ -62,6 +67,8 @@ impl Default for Limits {
             max_presence_ids: 100,
             typing_expires_ms: 6000,
             max_queue_frames: 1024,
+            reply_budget_bytes: 1_048_576,
+            max_blocks_per_user: 10_000,
         }
     }
 }
@@ -78,6 +85,20 @@ impl Limits {
     #[must_use]
     pub fn with_max_queue_frames(mut self, frames: usize) -> Self {
         self.max_queue_frames = frames.max(1);
+        self
+    }
+
+    /// Sets the byte budget of a reply page (at least 1).
+    #[must_use]
+    pub fn with_reply_budget_bytes(mut self, bytes: usize) -> Self {
+        self.reply_budget_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets the most users one user may block.
+    #[must_use]
+    pub fn with_max_blocks_per_user(mut self, blocks: usize) -> Self {
+        self.max_blocks_per_user = blocks;
         self
     }
 

@@ -10,7 +10,9 @@
 //! user's pushes and carries the hello cursor that bounds its `sync`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use crate::budget;
 use crate::error::{Error, Result};
 use crate::fanout::{Fanout, Hub, Push, RecvError, Subscription};
 use crate::id::{ConversationId, MessageId, SessionId, UserId};
@@ -28,9 +30,14 @@ use crate::store::{
     NewMessage, Opened, SearchQuery, Store,
 };
 use crate::time::Timestamp;
+use crate::typing::TypingThrottle;
 use crate::validate;
 
 const MEMBERSHIP_CACHE_CAPACITY: usize = 100_000;
+
+/// A commit this recent proves the store can commit without a probe (PROTOCOL.md v1.1
+/// "Health").
+const RECENT_COMMIT: Duration = Duration::from_secs(2);
 
 /// Where a message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +191,7 @@ impl MessengerBuilder {
                 fanout,
                 presence: self.presence.unwrap_or_else(|| Arc::new(LocalPresence::default())),
                 policy: self.policy,
+                typing: TypingThrottle::new(self.limits.typing_expires_ms),
                 limits: self.limits,
                 members: MembershipCache::new(MEMBERSHIP_CACHE_CAPACITY),
             }),
@@ -198,6 +206,7 @@ struct Inner {
     policy: Arc<dyn AccessPolicy>,
     limits: Limits,
     members: MembershipCache,
+    typing: TypingThrottle,
 }
 
 /// The messaging service over one store. Cheap to clone.
@@ -256,6 +265,19 @@ impl Messenger {
     #[must_use]
     pub fn fanout(&self) -> &Arc<dyn Fanout> {
         &self.inner.fanout
+    }
+
+    /// Whether the store serves: reads answer, and it can commit (a commit completed in the
+    /// last 2 s, or a probe commit succeeds), each within `bound`. A busy store passes on
+    /// its recent commits without a probe; an idle one is probed.
+    pub async fn health(&self, bound: Duration) -> Result<()> {
+        let store = &self.inner.store;
+        let timed_out = || Error::unavailable("the store did not answer in time");
+        tokio::time::timeout(bound, store.head()).await.map_err(|_| timed_out())??;
+        if store.last_commit().is_some_and(|at| at.elapsed() <= RECENT_COMMIT) {
+            return Ok(());
+        }
+        tokio::time::timeout(bound, store.probe_commit()).await.map_err(|_| timed_out())?
     }
 
     /// Opens a session of `user`: registers presence (announcing it to the user's peers if
@@ -494,15 +516,23 @@ impl Messenger {
         };
         self.member_conversation(actor, conversation_id).await?;
         let mut messages = self.inner.store.history(conversation_id, window, limit + 1).await?;
-        let has_more = messages.len() > limit;
-        if has_more {
-            match window {
-                HistoryWindow::After(_) => {
-                    messages.truncate(limit);
-                }
-                HistoryWindow::Before(_) | HistoryWindow::Latest => {
+        let mut has_more = messages.len() > limit;
+        let budget = self.inner.limits.reply_budget_bytes;
+        match window {
+            HistoryWindow::After(_) => {
+                messages.truncate(limit);
+                let keep = budget::fitting(&messages, budget, budget::encoded_len);
+                has_more |= keep < messages.len();
+                messages.truncate(keep);
+            }
+            HistoryWindow::Before(_) | HistoryWindow::Latest => {
+                // The newest stay: the page is cut from its old end.
+                if has_more {
                     messages.remove(0);
                 }
+                let keep = budget::fitting(messages.iter().rev(), budget, budget::encoded_len);
+                has_more |= keep < messages.len();
+                messages.drain(..messages.len() - keep);
             }
         }
         Ok(HistoryPage { messages, has_more })
@@ -522,8 +552,13 @@ impl Messenger {
             .store
             .conversations(ConversationPage { user: actor, before, limit: limit + 1 })
             .await?;
-        let next = if conversations.len() > limit {
-            conversations.truncate(limit);
+        let fits = budget::fitting(
+            conversations.iter().take(limit),
+            self.inner.limits.reply_budget_bytes,
+            budget::encoded_len,
+        );
+        let next = if conversations.len() > fits {
+            conversations.truncate(fits);
             conversations.last().map(|s| ActivityKey::of(&s.conversation).encode())
         } else {
             None
@@ -583,13 +618,17 @@ impl Messenger {
         Ok((message, conversation))
     }
 
-    /// Replaces the body of `actor`'s own message. A deleted message: `Conflict`.
+    /// Replaces the body of `actor`'s own message. A deleted message: `Conflict`. Like a
+    /// send, an edit needs no block between the members and the policy's `may_send`
+    /// (`Forbidden`).
     pub async fn edit(&self, actor: UserId, id: MessageId, body: &str) -> Result<Message> {
         validate::body(body, self.inner.limits.max_body_bytes)?;
         let (message, conversation) = self.own_message(actor, id).await?;
         if message.deleted {
             return Err(Error::conflict("the message was deleted"));
         }
+        let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
+        self.check_send(actor, peer, &conversation, None).await?;
         self.inner
             .store
             .edit(EditMessage {
@@ -617,7 +656,9 @@ impl Messenger {
     }
 
     /// Tells the peer that `actor` started or stopped typing (never stored, never echoed
-    /// to `actor`'s own sessions).
+    /// to `actor`'s own sessions). Blocks and the policy's `may_send` apply as for a send
+    /// (`Forbidden`). A `started` repeated within half of `typing_expires_ms` of the last
+    /// one relayed is answered but not relayed; a change of state always is.
     pub async fn typing(
         &self,
         actor: UserId,
@@ -626,7 +667,10 @@ impl Messenger {
     ) -> Result<()> {
         let conversation = self.member_conversation(actor, conversation_id).await?;
         let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
-        self.check_not_blocked(actor, peer).await?;
+        self.check_send(actor, peer, &conversation, None).await?;
+        if !self.inner.typing.admit(actor, conversation_id, state) {
+            return Ok(());
+        }
         let signal = Signal::Typing {
             conversation_id,
             user_id: actor,
@@ -656,7 +700,18 @@ impl Messenger {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        self.inner.store.search(SearchQuery { user: actor, terms, conversation_id, limit }).await
+        let mut found = self
+            .inner
+            .store
+            .search(SearchQuery { user: actor, terms, conversation_id, limit })
+            .await?;
+        // The best (first) results stay.
+        found.truncate(budget::fitting(
+            &found,
+            self.inner.limits.reply_budget_bytes,
+            budget::encoded_len,
+        ));
+        Ok(found)
     }
 
     /// Unread totals of `actor`.
@@ -703,12 +758,14 @@ impl Messenger {
             .collect())
     }
 
-    /// `actor` blocks `user`: neither can open, send or type to the other until unblocked.
+    /// `actor` blocks `user`: neither can open, send, edit or type to the other until
+    /// unblocked. Past `max_blocks_per_user` blocks: `Conflict` (blocking someone already
+    /// blocked is not an error).
     pub async fn block(&self, actor: UserId, user: UserId) -> Result<()> {
         if actor == user {
             return Err(Error::invalid("cannot block yourself"));
         }
-        self.inner.store.block(actor, user).await
+        self.inner.store.block(actor, user, self.inner.limits.max_blocks_per_user).await
     }
 
     /// `actor` lifts their block of `user`.
@@ -747,8 +804,10 @@ impl Messenger {
             .store
             .read_events(actor, after.position(), up_to.position(), limit + 1)
             .await?;
-        let has_more = events.len() > limit;
-        events.truncate(limit);
+        let read = events.len();
+        let budget = self.inner.limits.reply_budget_bytes;
+        events.truncate(limit.min(budget::fitting(&events, budget, budget::event_len)));
+        let has_more = read > events.len();
         let cursor = match events.last() {
             Some(last) if has_more => last.cursor(),
             _ => up_to,

@@ -32,6 +32,7 @@
 //! ```
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use tokio::sync::oneshot;
@@ -369,7 +370,11 @@ pub trait EventLog: Send + Sync {
 #[async_trait]
 pub trait SocialStore: Send + Sync {
     /// Records that `blocker` blocks `blocked`; doing it twice is not an error.
-    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()>;
+    ///
+    /// If `blocker` already blocks `max_blocks` users and `blocked` is not one of them:
+    /// `Conflict`, and nothing is written. The count and the insert are one atomic step
+    /// within this store object (concurrent calls cannot pass the bound together).
+    async fn block(&self, blocker: UserId, blocked: UserId, max_blocks: usize) -> Result<()>;
 
     /// Removes that block; removing a missing block is not an error.
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()>;
@@ -384,7 +389,34 @@ pub trait SocialStore: Send + Sync {
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>>;
 }
 
-/// A complete store: the union of the four contracts, implemented by one backend.
+/// Whether the store can commit: what a health check asks of it.
+///
+/// Reads answering proves little: a store whose disk is full, whose database is gone or
+/// whose writer died still reads. A health check therefore looks at the last commit and,
+/// when none is recent, makes one.
+///
+/// ```
+/// use std::time::Duration;
+/// use messaging_core::StoreHealth;
+///
+/// async fn can_commit(store: &dyn StoreHealth) -> bool {
+///     let recent = store.last_commit().is_some_and(|at| at.elapsed() < Duration::from_secs(2));
+///     recent || store.probe_commit().await.is_ok()
+/// }
+/// ```
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// When this store object last completed a commit (of any write, probes included), on
+    /// the monotonic clock; `None` when none completed since it opened.
+    fn last_commit(&self) -> Option<Instant>;
+
+    /// Commits a write that changes nothing a user can see and logs no event, through the
+    /// path every mutation takes (the same queue, transaction and durability); resolves once
+    /// it is durable. Fails when the store cannot commit now.
+    async fn probe_commit(&self) -> Result<()>;
+}
+
+/// A complete store: the union of the five contracts, implemented by one backend.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -394,9 +426,12 @@ pub trait SocialStore: Send + Sync {
 ///     (store.clone(), store)
 /// }
 /// ```
-pub trait Store: ConversationStore + MessageStore + EventLog + SocialStore {}
+pub trait Store: ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth {}
 
-impl<T: ConversationStore + MessageStore + EventLog + SocialStore + ?Sized> Store for T {}
+impl<T: ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth + ?Sized> Store
+    for T
+{
+}
 
 /// Receives the feed of committed events (see [`EventLog::attach_feed`]).
 ///

@@ -91,6 +91,11 @@ macro_rules! conformance_tests {
             block_forbids_open_send_typing_both_ways,
             block_leaves_reading_alone,
             unblock_restores_and_self_block_is_refused,
+            block_forbids_edit_but_not_delete,
+            // bounds
+            pages_are_cut_by_the_reply_budget,
+            blocks_per_user_are_bounded,
+            probe_commit_logs_nothing,
             // presence
             presence_visibility_and_last_seen,
             // sync
@@ -126,6 +131,8 @@ macro_rules! service_scenarios {
             lagging_subscriber_is_told_so,
             idempotent_retry_pushes_one_event,
             presence_follows_first_and_last_session,
+            policy_governs_edit_and_typing,
+            typing_repeats_are_thinned,
         );
     };
 }

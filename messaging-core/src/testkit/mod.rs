@@ -71,6 +71,12 @@
 //! | The access policy may refuse → `forbidden` | `first_degree_refuses_strangers_and_allows_connections`, `blocks_apply_on_top_of_the_policy` |
 //! | While either user blocks the other, `open`, `send`, `typing` → `forbidden` both ways | `block_forbids_open_send_typing_both_ways`, `blocks_apply_on_top_of_the_policy`, `unblock_restores_and_self_block_is_refused` |
 //! | … `history`, `read`, `delivered`, `conversations` unaffected | `block_leaves_reading_alone` |
+//! | (v1.1) … `edit` and `typing` too; `delete` unaffected | `block_forbids_edit_but_not_delete`, `block_forbids_open_send_typing_both_ways` |
+//! | (v1.1) `edit` and `typing` also need the policy's consent | `policy_governs_edit_and_typing` |
+//! | (v1.1) A page is cut by `reply_budget_bytes`: items nearest the anchor, at least one, `has_more`/`next` | `pages_are_cut_by_the_reply_budget` |
+//! | (v1.1) `block` beyond `max_blocks_per_user` → `conflict` | `blocks_per_user_are_bounded` |
+//! | (v1.1) Health: a probe commit goes through the write path and logs nothing | `probe_commit_logs_nothing` |
+//! | (v1.1) A `started` repeated within `expires_in_ms / 2` may be dropped; a change of state never | `typing_repeats_are_thinned` |
 //! | `send` with `peer` opens exactly as `open` (same checks, same `conversation.created`) | `send_to_peer_opens_like_open`, `contexts_separate_conversations`, `block_forbids_open_send_typing_both_ways`, `first_degree_refuses_strangers_and_allows_connections` |
 //! | A conversation the caller is not in, or that does not exist → `not_found` | `non_members_get_not_found`, `search_is_scoped_to_the_caller` |
 //! | Empty or whitespace-only `body` → `bad_request`; over `max_body_bytes` → `too_large` | `body_rules` |
@@ -273,6 +279,7 @@ mod tests {
         let docs = include_str!("mod.rs");
         let sources = [
             include_str!("conformance/blocks.rs"),
+            include_str!("conformance/bounds.rs"),
             include_str!("conformance/conversations.rs"),
             include_str!("conformance/feed.rs"),
             include_str!("conformance/history.rs"),

@@ -304,3 +304,52 @@ pub async fn presence_follows_first_and_last_session(fx: Fixture) {
     };
     assert_eq!(event.get().event, Event::ConversationCreated(theirs));
 }
+
+/// The host's `may_send` also governs `edit` and `typing`: once it refuses, the member's
+/// edits and typing signals are `forbidden`, like their sends; reads go on.
+pub async fn policy_governs_edit_and_typing(fx: Fixture) {
+    let graph = Arc::new(Connections::default());
+    let m = fx.messenger_with(|b| b.policy(FirstDegree::new(graph.clone()))).await;
+    let (alice, bob) = two_users();
+    graph.connect(alice, bob);
+    let c = open(&m, alice, bob, None).await;
+    let sent = send(&m, alice, c.id, "hello").await;
+    m.typing(alice, c.id, TypingState::Started).await.must("typing while connected");
+    graph.disconnect(alice, bob);
+    assert_code(m.send(alice, SendMessage::to_conversation(c.id, "x")).await, "forbidden", "send");
+    assert_code(m.edit(alice, sent.id, "changed").await, "forbidden", "edit");
+    assert_code(m.typing(alice, c.id, TypingState::Stopped).await, "forbidden", "typing");
+    let page = m.history(bob, c.id, HistoryQuery::default()).await.must("history");
+    assert_eq!(page.messages[0].body, "hello", "the refused edit changed nothing");
+}
+
+/// A `started` repeated within half of `expires_in_ms` of the last one relayed is
+/// answered but not relayed; `stopped` always is, and the next `started` after it too.
+pub async fn typing_repeats_are_thinned(fx: Fixture) {
+    let m = fx.messenger_with(|b| b.limits(Limits::default().with_typing_expires_ms(60_000))).await;
+    let (alice, bob) = two_users();
+    let c = open(&m, alice, bob, None).await;
+    let mut bobs = m.connect(bob).await.must("connect");
+    for _ in 0..5 {
+        m.typing(alice, c.id, TypingState::Started).await.must("typing started");
+    }
+    m.typing(alice, c.id, TypingState::Stopped).await.must("typing stopped");
+    m.typing(alice, c.id, TypingState::Started).await.must("typing started again");
+    let barrier = send(&m, alice, c.id, "barrier").await;
+    let states: Vec<TypingState> = pushes_until_message(&mut bobs, barrier.id, "bob's pushes")
+        .await
+        .iter()
+        .filter_map(|push| match push {
+            Push::Signal(signal) => match signal.get() {
+                Signal::Typing { state, .. } => Some(*state),
+                _ => None,
+            },
+            Push::Event(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![TypingState::Started, TypingState::Stopped, TypingState::Started],
+        "repeats within the window are thinned, changes of state are not"
+    );
+}

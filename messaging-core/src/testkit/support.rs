@@ -212,7 +212,8 @@ pub(crate) async fn sync_all(
         let page = session.sync(Some(cursor), Some(limit)).await.must("sync");
         assert!(page.events.len() <= limit, "sync returned more than its limit");
         if page.has_more {
-            assert_eq!(page.events.len(), limit, "a page with has_more must be full");
+            // Full, or cut by the reply budget: never empty.
+            assert!(!page.events.is_empty(), "a page with has_more must hold an event");
             let last = page.events.last().map(LoggedEvent::cursor);
             assert_eq!(Some(page.cursor), last, "has_more: the cursor is the last event's");
         }

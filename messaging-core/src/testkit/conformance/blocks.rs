@@ -95,3 +95,27 @@ pub async fn unblock_restores_and_self_block_is_refused(fx: Fixture) {
         2
     );
 }
+
+/// While either user blocks the other, the sender's `edit` → `forbidden` (the message
+/// keeps its body, no event) in both directions; `delete` still works.
+pub async fn block_forbids_edit_but_not_delete(fx: Fixture) {
+    let m = fx.messenger().await;
+    let (alice, bob) = two_users();
+    let c = open(&m, alice, bob, None).await;
+    let first = send(&m, alice, c.id, "first").await;
+    let second = send(&m, alice, c.id, "second").await;
+    for (blocker, blocked) in [(alice, bob), (bob, alice)] {
+        m.block(blocker, blocked).await.must("block");
+        let head = fx.store.head().await.must("head");
+        assert_code(m.edit(alice, first.id, "changed").await, "forbidden", "edit while blocked");
+        assert_eq!(fx.store.head().await.must("head"), head, "a refused edit logs nothing");
+        let stored = fx.store.message(first.id).await.must("message").expect("stored");
+        assert_eq!(stored.body, "first");
+        m.unblock(blocker, blocked).await.must("unblock");
+    }
+    m.block(bob, alice).await.must("block");
+    let tombstone = m.delete(alice, second.id).await.must("delete while blocked");
+    assert!(tombstone.deleted);
+    m.unblock(bob, alice).await.must("unblock");
+    m.edit(alice, first.id, "changed").await.must("edit after the unblock");
+}

@@ -3,6 +3,7 @@
 //! [`conformance_tests!`](crate::conformance_tests) macro stamps one test per case.
 
 pub mod blocks;
+pub mod bounds;
 pub mod conversations;
 pub mod feed;
 pub mod history;
@@ -15,6 +16,7 @@ pub mod sync;
 pub mod validation;
 
 pub use blocks::*;
+pub use bounds::*;
 pub use conversations::*;
 pub use feed::*;
 pub use history::*;
