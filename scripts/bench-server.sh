@@ -53,8 +53,10 @@ start_server() {
       ;;
     *) echo "unknown store $store (sqlite-full, sqlite-normal, postgres)" >&2; exit 2 ;;
   esac
-  secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  "$server_bin" --listen "127.0.0.1:$port" --database-url "$database" --jwt-secret "$secret" \
+  # The secret goes in a file only its owner reads (secrets are never flag values).
+  secret_file="$dir/jwt-secret"
+  (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret_file")
+  "$server_bin" --listen "127.0.0.1:$port" --database-url "$database" --jwt-secret-file "$secret_file" \
     --ops-per-s 1000000 --ops-burst 1000000 --max-connections 20000 "${extra[@]}" \
     >"$dir/server.log" 2>&1 &
   server_pid=$!
@@ -70,7 +72,7 @@ start_server() {
 loadgen() { # loadgen <report file> <mode and its flags...>
   local report=$1
   shift
-  "$loadgen_bin" --server "127.0.0.1:$port" --jwt-secret "$secret" --server-pid "$server_pid" \
+  "$loadgen_bin" --server "127.0.0.1:$port" --jwt-secret-file "$secret_file" --server-pid "$server_pid" \
     --json "$@" >"$report"
 }
 

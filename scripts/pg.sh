@@ -289,7 +289,9 @@ export MESSAGING_PG_URL="$base_url/postgres"
 # Fault tests stop and start this cluster: `$MESSAGING_PG_CONTROL stop` (immediate, like a
 # crash: clients see their connections drop), `start` (same port, waits until it accepts
 # connections). Only a test binary that runs alone may use it (cargo runs test binaries one
-# after another; within one, such tests hold a lock).
+# after another; within one, such tests hold a lock). A test cluster runs with
+# synchronous_commit off, so an immediate stop loses the last commits as a crash would:
+# a test that checks data across a stop runs CHECKPOINT first.
 control=$dir/control.sh
 {
   echo '#!/usr/bin/env bash'

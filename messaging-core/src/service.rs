@@ -282,17 +282,27 @@ impl Messenger {
 
     /// Opens a session of `user`: registers presence (announcing it to the user's peers if
     /// it is the first session), subscribes to pushes and takes the hello cursor.
+    /// Cancel-safe: a call dropped midway leaves no session registered.
     pub async fn connect(&self, user: UserId) -> Result<Session> {
         let id = SessionId::new();
         let (subscription, position) = self.inner.fanout.subscribe(user);
-        let first = self.inner.presence.session_opened(user, id).await?;
-        let session = Session {
+        // The session exists before presence hears of it: if this future is dropped while
+        // presence registers it, dropping the session unregisters it (unregistering a
+        // session presence never recorded is a no-op), so no phantom stays online.
+        let mut session = Session {
             id,
             user,
             cursor: Cursor::at(position),
             subscription,
             messenger: self.clone(),
             closed: false,
+        };
+        let first = match self.inner.presence.session_opened(user, id).await {
+            Ok(first) => first,
+            Err(error) => {
+                session.closed = true;
+                return Err(error);
+            }
         };
         if first {
             self.announce(PresenceStatus { user_id: user, online: true, last_seen: None }).await?;

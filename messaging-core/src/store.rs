@@ -1,14 +1,14 @@
 //! The storage contract.
 //!
-//! A backend implements four small traits, split by concern, and gets [`Store`] (their
-//! union) for free through a blanket impl. One backend object implements all four, so one
+//! A backend implements five small traits, split by concern, and gets [`Store`] (their
+//! union) for free through a blanket impl. One backend object implements all five, so one
 //! transaction can span a conversation, its message and the event log.
 //!
 //! The rules (membership, blocks, policies, validation, which events a change produces and
 //! who sees them) live in [`Messenger`](crate::Messenger); a store keeps data and keeps
 //! its promises, listed on each method in testable sentences. The conformance suite
 //! (feature `testkit`) checks every one of them; run it against a new store with
-//! [`conformance_tests!`](crate::conformance_tests).
+//! `messaging_core::conformance_tests!` (a macro of that feature).
 //!
 //! ## Durable events
 //!

@@ -14,9 +14,15 @@
 //! could be missed, so nothing is kept and every question is a query, until it listens
 //! again and starts from an empty cache. An epoch counter stops a query that began before
 //! a change from storing its stale answer after it.
+//!
+//! A notification can also be lost without the listener noticing (a connection that died
+//! silently until the listener's probe caught it, a block written by hand in SQL), so every
+//! answer also expires after a time to live (`PgOptions::block_cache_ttl`, default 30 s):
+//! a block is enforced on every instance within that time at worst.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use messaging_core::UserId;
 use uuid::Uuid;
@@ -29,13 +35,15 @@ const MAX_PAIRS: usize = 100_000;
 struct State {
     listening: bool,
     epoch: u64,
-    pairs: HashMap<(UserId, UserId), bool>,
+    /// The answer for each pair, and when it was queried.
+    pairs: HashMap<(UserId, UserId), (bool, Instant)>,
 }
 
 /// The kept answers of "does either user block the other".
-#[derive(Default)]
 pub(crate) struct BlockCache {
     state: Mutex<State>,
+    /// How long an answer is kept at most.
+    ttl: Duration,
 }
 
 /// Permission to store the answer of a query started at a given epoch.
@@ -43,15 +51,25 @@ pub(crate) struct BlockCache {
 pub(crate) struct Ticket(Option<u64>);
 
 impl BlockCache {
+    /// An empty cache whose answers live at most `ttl`.
+    pub(crate) fn new(ttl: Duration) -> Self {
+        Self { state: Mutex::new(State::default()), ttl }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The kept answer for `a` and `b`, or a ticket to [`BlockCache::keep`] the queried one.
     pub(crate) fn get(&self, a: UserId, b: UserId) -> Result<bool, Ticket> {
-        let state = self.state();
-        match state.pairs.get(&pair(a, b)) {
-            Some(blocked) => Ok(*blocked),
+        let mut state = self.state();
+        let key = pair(a, b);
+        match state.pairs.get(&key) {
+            Some((blocked, at)) if at.elapsed() < self.ttl => Ok(*blocked),
+            Some(_) => {
+                state.pairs.remove(&key);
+                Err(Ticket(state.listening.then_some(state.epoch)))
+            }
             None => Err(Ticket(state.listening.then_some(state.epoch))),
         }
     }
@@ -65,7 +83,7 @@ impl BlockCache {
         if state.pairs.len() >= MAX_PAIRS {
             state.pairs.clear();
         }
-        state.pairs.insert(pair(a, b), blocked);
+        state.pairs.insert(pair(a, b), (blocked, Instant::now()));
     }
 
     /// Forgets the answer for `a` and `b` (a block or unblock of the pair committed).
@@ -120,7 +138,7 @@ mod tests {
 
     #[test]
     fn answers_are_kept_only_while_listening() {
-        let cache = BlockCache::default();
+        let cache = BlockCache::new(Duration::from_secs(60));
         let (a, b) = (UserId::new(), UserId::new());
         let Err(ticket) = cache.get(a, b) else { panic!("nothing kept yet") };
         cache.keep(ticket, a, b, false);
@@ -135,7 +153,7 @@ mod tests {
 
     #[test]
     fn an_answer_older_than_a_change_is_not_kept() {
-        let cache = BlockCache::default();
+        let cache = BlockCache::new(Duration::from_secs(60));
         cache.set_listening(true);
         let (a, b) = (UserId::new(), UserId::new());
         let Err(ticket) = cache.get(a, b) else { panic!("nothing kept yet") };
@@ -146,7 +164,7 @@ mod tests {
 
     #[test]
     fn notifications_name_the_pair() {
-        let cache = BlockCache::default();
+        let cache = BlockCache::new(Duration::from_secs(60));
         cache.set_listening(true);
         let (a, b, c) = (UserId::new(), UserId::new(), UserId::new());
         for (x, y) in [(a, b), (a, c)] {
@@ -158,5 +176,17 @@ mod tests {
         assert!(cache.get(a, c).is_ok(), "other pairs stay");
         cache.forget_notified("garbage");
         assert!(cache.get(a, c).is_err(), "a malformed payload forgets everything");
+    }
+
+    #[test]
+    fn answers_expire() {
+        let cache = BlockCache::new(Duration::from_millis(50));
+        cache.set_listening(true);
+        let (a, b) = (UserId::new(), UserId::new());
+        let Err(ticket) = cache.get(a, b) else { panic!("nothing kept yet") };
+        cache.keep(ticket, a, b, false);
+        assert!(matches!(cache.get(a, b), Ok(false)), "kept");
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(cache.get(a, b).is_err(), "expired after its time to live");
     }
 }

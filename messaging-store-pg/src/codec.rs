@@ -20,15 +20,35 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
     )
 }
 
-/// Maps a sqlx error to the core error: connection trouble is `Unavailable` (retryable),
-/// the rest a backend failure.
-pub(crate) fn db_err(error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            Error::unavailable(format!("database unavailable: {error}"))
-        }
-        _ => Error::backend(error),
+/// Whether `error` means the database cannot serve now rather than that the request was
+/// wrong: the connection is gone or could not be had (I/O, pool timed out or closed, TLS,
+/// SQLSTATE class 08), the server is shutting down or ended the session (57P01-57P03), a
+/// statement ran past `statement_timeout` or was cancelled (57014), or it lacks resources
+/// (class 53: disk full, out of memory, too many connections). The writer fails a whole
+/// batch at once on these (rerunning its jobs one by one could not succeed), and callers
+/// get them as `unavailable`.
+pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::BeginFailed => true,
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("53")
+                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "57014")
+        }),
+        _ => false,
     }
+}
+
+/// Maps a sqlx error to the core error, keeping it as the source (for logs) and never
+/// putting its text in a message a client reads: [`is_unavailable`] errors are
+/// `backend_unavailable` (retryable), the rest `backend` (internal).
+pub(crate) fn db_err(error: sqlx::Error) -> Error {
+    if is_unavailable(&error) { Error::backend_unavailable(error) } else { Error::backend(error) }
 }
 
 /// Marks SQL assembled from this crate's own constants (column lists, clause variants) as
@@ -174,8 +194,15 @@ pub(crate) fn event_columns() -> String {
 pub(crate) const EVENT_JOINS: &str = "LEFT JOIN messages m ON m.id = e.message_id \
      LEFT JOIN conversations c ON e.kind = 1 AND c.id = e.conversation_id";
 
-/// Decodes [`event_columns`]: the position, the event, and its audience.
-pub(crate) fn event(row: &PgRow) -> Result<(u64, Event, Vec<UserId>), sqlx::Error> {
+/// A decoded log row: its position, and the event with its audience unless the row is of
+/// a kind this version does not know.
+pub(crate) type EventRowOf = (u64, Option<(Event, Vec<UserId>)>);
+
+/// Decodes [`event_columns`]: the position, then the event and its audience. A kind this
+/// version does not know (written by a newer version sharing the database) is logged and
+/// decodes to `None`, so readers skip it instead of failing on it: one such row must not
+/// stop live delivery or `sync`.
+pub(crate) fn event(row: &PgRow) -> Result<EventRowOf, sqlx::Error> {
     let position = uint(row.try_get(0)?);
     let kind: i16 = row.try_get(1)?;
     let receipt = |kind| -> Result<Event, sqlx::Error> {
@@ -196,9 +223,10 @@ pub(crate) fn event(row: &PgRow) -> Result<(u64, Event, Vec<UserId>), sqlx::Erro
         kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
         kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
         other => {
-            return Err(sqlx::Error::Decode(format!("unknown event kind {other}").into()));
+            tracing::warn!(position, kind = other, "skipping a log event of an unknown kind");
+            return Ok((position, None));
         }
     };
     let audience: Vec<Uuid> = row.try_get(5)?;
-    Ok((position, event, audience.into_iter().map(UserId::from_uuid).collect()))
+    Ok((position, Some((event, audience.into_iter().map(UserId::from_uuid).collect()))))
 }

@@ -10,24 +10,37 @@
 //! heads this process has dispatched already (its own commits) do not wake the tailer.
 //!
 //! This process's own commits do not wait for the round trip: the writer hands each
-//! commit's events (as committed, with their payloads) to [`Feed::local`], which
+//! commit's events (as committed, with their payloads) to `Feed::local`, which
 //! dispatches them at once when they are next in line, or keeps them for the tailer to use
 //! in place of the rows it reads. Events of other processes are read from the log and
 //! carry the current state of the objects they name.
 //!
 //! Because `log_head` orders commits, the committed log is always the dense prefix
 //! `1..=head`: reading `position > last` never skips a transaction that committed late.
+//!
+//! A listener connection can also die silently (a peer or NAT that drops the connection
+//! without a reset): `try_recv` then waits forever, signals stop crossing and the block
+//! cache trusts notifications that never come. sqlx 0.9 has no TCP keepalive setting for
+//! its connections (the socket is not exposed; libpq's `keepalives` options are not
+//! supported), so the listener probes itself instead: every `PgOptions::listener_probe` it
+//! sends a NOTIFY with its own nonce on the probe channel through the pool, and when that
+//! does not come back within the same time it drops the connection and listens again on a
+//! new one, with backoff while that fails. Each listener connection comes from a pool of
+//! its own (one connection): dropping a listener runs `UNLISTEN` on its connection in the
+//! background, which on a dead connection hangs until the kernel gives up, and must not
+//! hold a slot of the store's pool meanwhile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use messaging_core::{CommittedEvent, FeedSink, Result};
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::Channels;
 use crate::blocks::BlockCache;
@@ -38,6 +51,10 @@ use crate::signals::SignalSinks;
 const PAGE: usize = 1000;
 /// The poll that bounds the delay of a lost notification.
 const POLL: Duration = Duration::from_secs(1);
+/// The first wait before listening again after a failure; it doubles while failures
+/// follow one another, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct State {
@@ -46,6 +63,9 @@ struct State {
     sinks: Vec<Weak<dyn FeedSink>>,
     /// This process's committed events that are not next in line yet.
     local: BTreeMap<u64, CommittedEvent>,
+    /// Positions read from the log whose events are of a kind this version does not know:
+    /// passed over, not dispatched.
+    skipped: BTreeSet<u64>,
 }
 
 /// The tailer's shared state.
@@ -59,6 +79,8 @@ pub(crate) struct Feed {
     state: Mutex<State>,
     wake: Arc<Notify>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// How often the listener probes its connection.
+    probe: Duration,
 }
 
 impl Feed {
@@ -68,6 +90,7 @@ impl Feed {
         signals: SignalSinks,
         blocks: Arc<BlockCache>,
         wake: Arc<Notify>,
+        probe: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
             pool,
@@ -78,6 +101,7 @@ impl Feed {
             state: Mutex::new(State::default()),
             wake,
             tasks: Mutex::new(Vec::new()),
+            probe,
         })
     }
 
@@ -105,6 +129,8 @@ impl Feed {
                     blocks: self.blocks.clone(),
                     dispatched: self.dispatched.clone(),
                     wake: Arc::downgrade(&self.wake),
+                    probe: self.probe,
+                    nonce: uuid::Uuid::now_v7().to_string(),
                 })));
             }
         }
@@ -146,15 +172,22 @@ impl Feed {
     async fn catch_up(&self) -> Result<()> {
         loop {
             let last = self.state().last;
-            let batch = read::feed(&self.pool, last, PAGE).await?;
-            let full = batch.len() == PAGE;
+            let rows = read::feed(&self.pool, last, PAGE).await?;
+            let full = rows.len() == PAGE;
             let mut state = self.state();
             let after = state.last;
-            let batch: Vec<CommittedEvent> = batch
-                .into_iter()
-                .filter(|e| e.logged.position > after)
-                .map(|e| state.local.remove(&e.logged.position).unwrap_or(e))
-                .collect();
+            let mut batch = Vec::with_capacity(rows.len());
+            for (position, event) in rows {
+                if position <= after {
+                    continue;
+                }
+                match state.local.remove(&position).or(event) {
+                    Some(event) => batch.push(event),
+                    None => {
+                        state.skipped.insert(position);
+                    }
+                }
+            }
             self.deliver(&mut state, &batch);
             if !full {
                 return Ok(());
@@ -162,32 +195,38 @@ impl Feed {
         }
     }
 
-    /// Hands `batch` (ascending, starting after `last`) to every live sink, then whatever
-    /// kept local events follow it without a gap.
+    /// Hands the events that follow the last position without a gap to every live sink:
+    /// from `batch` (ascending), from kept local events, passing over skipped positions.
     fn deliver(&self, state: &mut State, batch: &[CommittedEvent]) {
-        let fresh: Vec<&CommittedEvent> =
-            batch.iter().filter(|e| e.logged.position > state.last).collect();
+        let mut next = state.last + 1;
+        let first = next;
+        let mut fresh = batch.iter().filter(|e| e.logged.position >= first).peekable();
         let mut run: Vec<CommittedEvent> = Vec::new();
-        for event in fresh {
-            if event.logged.position != state.last + 1 + run.len() as u64 {
+        loop {
+            if let Some(event) = fresh.next_if(|e| e.logged.position == next) {
+                run.push(event.clone());
+            } else if let Some(event) = state.local.remove(&next) {
+                run.push(event);
+            } else if !state.skipped.remove(&next) {
                 break;
             }
-            run.push(event.clone());
-        }
-        let mut next = state.last + 1 + run.len() as u64;
-        while let Some(event) = state.local.remove(&next) {
-            run.push(event);
             next += 1;
         }
-        let Some(last) = run.last().map(|e| e.logged.position) else { return };
+        let last = next - 1;
+        if last == state.last {
+            return;
+        }
         state.local.retain(|position, _| *position > last);
-        state.sinks.retain(|sink| match sink.upgrade() {
-            Some(live) => {
-                live.committed(&run);
-                true
-            }
-            None => false,
-        });
+        state.skipped.retain(|position| *position > last);
+        if !run.is_empty() {
+            state.sinks.retain(|sink| match sink.upgrade() {
+                Some(live) => {
+                    live.committed(&run);
+                    true
+                }
+                None => false,
+            });
+        }
         state.last = last;
         self.dispatched.store(last, Ordering::Release);
     }
@@ -221,43 +260,61 @@ struct Listening {
     blocks: Arc<BlockCache>,
     dispatched: Arc<AtomicU64>,
     wake: Weak<Notify>,
+    /// How often the connection is probed, and how long a probe may take to come back.
+    probe: Duration,
+    /// This listener's probe payload (other instances' probes share the channel).
+    nonce: String,
 }
 
 /// Listens for the log's heads, signals and block changes; after a lost connection it
-/// listens again on a new one (the tailer catches up meanwhile, the block cache is off).
+/// listens again on a new one (the tailer catches up meanwhile, the block cache is off),
+/// waiting longer after each failure in a row.
 async fn listen(to: Listening) {
+    let mut backoff = FIRST_BACKOFF;
     loop {
-        match connect_listener(&to).await {
-            Some(listener) => {
-                to.blocks.set_listening(true);
-                if let Some(wake) = to.wake.upgrade() {
-                    // Anything committed before this LISTEN took effect is read now.
-                    wake.notify_one();
-                }
-                let stopped = receive(&to, listener).await;
-                to.blocks.set_listening(false);
-                if stopped {
-                    return;
-                }
+        if let Some(listener) = connect_listener(&to).await {
+            to.blocks.set_listening(true);
+            if let Some(wake) = to.wake.upgrade() {
+                // Anything committed before this LISTEN took effect is read now.
+                wake.notify_one();
             }
-            None => tokio::time::sleep(POLL).await,
+            let ended = receive(&to, listener).await;
+            to.blocks.set_listening(false);
+            match ended {
+                Ended::FeedGone => return,
+                // It worked for a while: the next attempt starts from the first wait.
+                Ended::Lost { proven: true } => backoff = FIRST_BACKOFF,
+                Ended::Lost { proven: false } => {}
+            }
         }
         if to.wake.strong_count() == 0 {
             return;
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
+/// A listening connection, from a pool of its own (see the module docs).
 async fn connect_listener(to: &Listening) -> Option<PgListener> {
-    let channels = [to.channels.log.as_str(), &to.channels.signal, &to.channels.blocks];
-    match PgListener::connect_with(&to.pool).await {
-        Ok(mut listener) => match listener.listen_all(channels).await {
-            Ok(()) => Some(listener),
-            Err(error) => {
-                tracing::warn!(%error, "LISTEN failed; polling until it works");
-                None
+    let channels =
+        [to.channels.log.as_str(), &to.channels.signal, &to.channels.blocks, &to.channels.probe];
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(to.pool.options().get_acquire_timeout())
+        .connect_lazy_with((*to.pool.connect_options()).clone());
+    match PgListener::connect_with(&own).await {
+        Ok(mut listener) => {
+            // A lost connection ends this listener; `listen` makes the next one.
+            listener.eager_reconnect(false);
+            match listener.listen_all(channels).await {
+                Ok(()) => Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN failed; polling until it works");
+                    None
+                }
             }
-        },
+        }
         Err(error) => {
             tracing::warn!(%error, "no listener connection; polling meanwhile");
             None
@@ -265,12 +322,44 @@ async fn connect_listener(to: &Listening) -> Option<PgListener> {
     }
 }
 
-/// Handles notifications until the connection is lost (`false`) or the feed is gone
-/// (`true`).
-async fn receive(to: &Listening, mut listener: PgListener) -> bool {
+/// How a listening connection ended.
+enum Ended {
+    /// The feed was dropped: stop listening.
+    FeedGone,
+    /// The connection was lost or failed its probe; `proven` when a probe came back on it
+    /// first.
+    Lost { proven: bool },
+}
+
+/// Handles notifications until the connection is lost or fails its probe, or the feed is
+/// gone.
+async fn receive(to: &Listening, mut listener: PgListener) -> Ended {
+    let mut proven = false;
+    // When the next probe goes out, or (when one is out) when it must have come back.
+    let mut deadline = Instant::now() + to.probe;
+    let mut probing = false;
     loop {
-        let outcome = listener.try_recv().await;
-        let Some(wake) = to.wake.upgrade() else { return true };
+        // `try_recv` reads whole messages only, so dropping it for the timer loses nothing.
+        let outcome = tokio::select! {
+            outcome = listener.try_recv() => outcome,
+            () = tokio::time::sleep_until(deadline) => {
+                if probing {
+                    tracing::warn!(
+                        after = ?to.probe,
+                        "the listener's probe did not come back; listening on a new connection"
+                    );
+                    if let Some(wake) = to.wake.upgrade() {
+                        wake.notify_one();
+                    }
+                    return Ended::Lost { proven };
+                }
+                send_probe(to).await;
+                probing = true;
+                deadline = Instant::now() + to.probe;
+                continue;
+            }
+        };
+        let Some(wake) = to.wake.upgrade() else { return Ended::FeedGone };
         match outcome {
             Ok(Some(notification)) => {
                 let channel = notification.channel();
@@ -282,6 +371,12 @@ async fn receive(to: &Listening, mut listener: PgListener) -> bool {
                     }
                 } else if channel == to.channels.blocks {
                     to.blocks.forget_notified(notification.payload());
+                } else if channel == to.channels.probe {
+                    if probing && notification.payload() == to.nonce {
+                        probing = false;
+                        proven = true;
+                        deadline = Instant::now() + to.probe;
+                    }
                 } else {
                     // This process's own commits are usually dispatched already.
                     let head = notification.payload().parse::<u64>().unwrap_or(u64::MAX);
@@ -293,13 +388,31 @@ async fn receive(to: &Listening, mut listener: PgListener) -> bool {
             Ok(None) => {
                 tracing::info!("listener connection lost; catching up from the last position");
                 wake.notify_one();
-                return false;
+                return Ended::Lost { proven };
             }
             Err(error) => {
                 tracing::warn!(%error, "listener failed; catching up and listening again");
                 wake.notify_one();
-                return false;
+                return Ended::Lost { proven };
             }
         }
+    }
+}
+
+/// Sends this listener's probe through the store's pool (a failure to send counts as a
+/// probe that does not come back).
+async fn send_probe(to: &Listening) {
+    let sent = tokio::time::timeout(
+        to.probe,
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(&to.channels.probe)
+            .bind(&to.nonce)
+            .execute(&to.pool),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "sending the listener's probe failed"),
+        Err(_) => tracing::warn!("sending the listener's probe timed out"),
     }
 }

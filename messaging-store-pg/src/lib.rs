@@ -34,15 +34,15 @@ mod write;
 pub mod writer;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use messaging_core::{
     Appended, CommitHold, Conversation, ConversationId, ConversationPage, ConversationStore,
     ConversationSummary, DeleteMessage, Deleted, EditMessage, Error, EventLog, FeedSink,
     HeldCommit, HistoryWindow, Hub, LoggedEvent, MarkUpdate, Marked, Message, MessageId,
-    MessageStore, NewConversation, NewMessage, Opened, Result, SearchQuery, SocialStore, Timestamp,
-    UnreadTotals, UserId,
+    MessageStore, NewConversation, NewMessage, Opened, Result, SearchQuery, SocialStore,
+    StoreHealth, Timestamp, UnreadTotals, UserId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Executor, PgPool};
@@ -72,6 +72,21 @@ pub struct PgOptions {
     pub writers: usize,
     /// Apply migrations when connecting (default true).
     pub migrate: bool,
+    /// The longest a statement of the pool's connections may run before the server
+    /// cancels it (default 3 s, under the 5 s answer bound): the caller gets `unavailable`
+    /// and the connection serves the next request. Migrations run without it.
+    pub statement_timeout: Duration,
+    /// The longest a request waits for a connection of the pool, connecting included
+    /// (default 2 s): when the database is down, callers hear `unavailable` well within
+    /// the answer bound.
+    pub acquire_timeout: Duration,
+    /// How long an answer about blocks is kept (default 30 s): the bound on how late a
+    /// block made elsewhere is enforced here when its notification was lost.
+    pub block_cache_ttl: Duration,
+    /// How often the listener checks its connection (default 5 s): it notifies itself and
+    /// reconnects (catching up from its last position) when that does not come back within
+    /// the same time.
+    pub listener_probe: Duration,
 }
 
 impl Default for PgOptions {
@@ -82,6 +97,10 @@ impl Default for PgOptions {
             max_batch: 512,
             writers: 2,
             migrate: true,
+            statement_timeout: Duration::from_secs(3),
+            acquire_timeout: Duration::from_secs(2),
+            block_cache_ttl: Duration::from_secs(30),
+            listener_probe: Duration::from_secs(5),
         }
     }
 }
@@ -115,6 +134,34 @@ impl PgOptions {
         self.migrate = migrate;
         self
     }
+
+    /// Sets the statement timeout (at least 1 ms; PostgreSQL reads 0 as "none").
+    #[must_use]
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets how long a request waits for a connection.
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Sets how long answers about blocks are kept.
+    #[must_use]
+    pub fn block_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.block_cache_ttl = ttl;
+        self
+    }
+
+    /// Sets how often the listener checks its connection (at least 10 ms).
+    #[must_use]
+    pub fn listener_probe(mut self, every: Duration) -> Self {
+        self.listener_probe = every.max(Duration::from_millis(10));
+        self
+    }
 }
 
 struct Inner {
@@ -136,6 +183,8 @@ pub(crate) struct Channels {
     pub(crate) signal: String,
     /// The pair of users of each committed block or unblock (see `blocks.rs`).
     pub(crate) blocks: String,
+    /// The listener's probes of its own connection (see `feed.rs`).
+    pub(crate) probe: String,
 }
 
 impl Channels {
@@ -144,6 +193,7 @@ impl Channels {
             log: format!("{schema}_log"),
             signal: format!("{schema}_signal"),
             blocks: format!("{schema}_blocks"),
+            probe: format!("{schema}_probe"),
         }
     }
 }
@@ -171,16 +221,21 @@ impl PgStore {
     /// Connects with prepared connection options.
     pub async fn connect_with(connect: PgConnectOptions, options: PgOptions) -> Result<Self> {
         let schema = schema::validate(&options.schema)?;
-        let search_path = format!("SET search_path TO \"{schema}\"");
+        // Set after connecting rather than as startup options, which poolers such as
+        // PgBouncer refuse.
+        let setup = format!(
+            "SET search_path TO \"{schema}\"; SET statement_timeout = {}",
+            options.statement_timeout.as_millis().max(1)
+        );
         let pool = PgPoolOptions::new()
             .max_connections(
                 options.max_connections.max(3 + u32::try_from(options.writers).unwrap_or(u32::MAX)),
             )
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.acquire_timeout)
             .after_connect(move |conn, _| {
-                let search_path = search_path.clone();
+                let setup = setup.clone();
                 Box::pin(async move {
-                    conn.execute(sqlx::AssertSqlSafe(search_path)).await?;
+                    conn.execute(sqlx::AssertSqlSafe(setup)).await?;
                     Ok(())
                 })
             })
@@ -192,13 +247,14 @@ impl PgStore {
         }
         let channels = Channels::of(&schema);
         let signals = SignalSinks::default();
-        let blocks = Arc::new(BlockCache::default());
+        let blocks = Arc::new(BlockCache::new(options.block_cache_ttl));
         let feed = Feed::new(
             pool.clone(),
             channels.clone(),
             signals.clone(),
             blocks.clone(),
             Arc::new(Notify::new()),
+            options.listener_probe,
         );
         let limits = WriterLimits { writers: options.writers, max_batch: options.max_batch };
         let writer = Writer::start(&pool, &channels, limits, &feed);
@@ -424,14 +480,14 @@ impl EventLog for PgStore {
 
 #[async_trait]
 impl SocialStore for PgStore {
-    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.write(Change::Block { blocker, blocked, on: true }).await?;
+    async fn block(&self, blocker: UserId, blocked: UserId, max_blocks: usize) -> Result<()> {
+        self.write(Change::Block { blocker, blocked, on: true, max: max_blocks }).await?;
         self.inner.blocks.forget(blocker, blocked);
         Ok(())
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.write(Change::Block { blocker, blocked, on: false }).await?;
+        self.write(Change::Block { blocker, blocked, on: false, max: usize::MAX }).await?;
         self.inner.blocks.forget(blocker, blocked);
         Ok(())
     }
@@ -453,6 +509,17 @@ impl SocialStore for PgStore {
 
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
         read::last_seen(&self.inner.pool, users).await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    fn last_commit(&self) -> Option<Instant> {
+        self.inner.writer.last_commit()
+    }
+
+    async fn probe_commit(&self) -> Result<()> {
+        self.write(Change::Probe).await.map(drop)
     }
 }
 

@@ -281,7 +281,7 @@ fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
             Some(Ok(appended)) => {
                 Ok(Appended { message: appended.message.clone(), created: false })
             }
-            Some(Err(e)) => Err(Error::unavailable(e.to_string())),
+            Some(Err(e)) => Err(e.clone()),
             None => Err(Error::unavailable("duplicate key without an original")),
         });
     }

@@ -1,6 +1,6 @@
 //! Presence shared by every instance on one database.
 //!
-//! Each instance counts its own sessions in memory ([`LocalPresence`]) and keeps one row
+//! Each instance counts its own sessions in memory and keeps one row
 //! per user it holds sessions for, plus a heartbeat row of its own. A user is online while
 //! some instance with a fresh heartbeat holds a row for them, so the users of an instance
 //! that dies without saying goodbye read as offline once its heartbeat is older than
@@ -12,14 +12,23 @@
 //!
 //! Writes happen only when a user's first session on this instance opens or their last one
 //! here closes (one statement each), never per session beyond that.
+//!
+//! A session is counted here before its row is written (so that two sessions of a user
+//! opening at once write once), and the count is undone when the write fails or the open
+//! is cancelled (a drop guard): a failed open must not leave a session that nobody will
+//! close, which the re-registration after a sweep would turn into a user shown online for
+//! good. Because a failed statement may still have committed (or a concurrent open of the
+//! same user may have skipped its write), every user whose write failed is reconciled at
+//! the next heartbeat: their row is removed when they hold no session here, and written
+//! when they do.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use messaging_core::{
-    Fanout, LocalPresence, Presence, PresenceStatus, Result, SessionId, Signal, Store, Timestamp,
-    UserId,
+    Fanout, Presence, PresenceStatus, Result, SessionId, Signal, Store, Timestamp, UserId,
 };
 use sqlx::{Connection, PgPool, Row};
 use tokio::task::JoinHandle;
@@ -64,10 +73,59 @@ pub struct PgPresence {
     heartbeat: JoinHandle<()>,
 }
 
+/// This instance's sessions per user, and the users whose row must be reconciled.
+#[derive(Default)]
+struct Local {
+    sessions: HashMap<UserId, Vec<SessionId>>,
+    /// Users whose presence write failed or was cancelled: their row may not match
+    /// `sessions` (see the module docs).
+    unsure: HashSet<UserId>,
+}
+
+impl Local {
+    /// Counts a session; whether it is the user's first here.
+    fn open(&mut self, user: UserId, session: SessionId) -> bool {
+        let list = self.sessions.entry(user).or_default();
+        list.push(session);
+        list.len() == 1
+    }
+
+    /// Forgets a session; whether it was the user's last here.
+    fn close(&mut self, user: UserId, session: SessionId) -> bool {
+        let Some(list) = self.sessions.get_mut(&user) else { return false };
+        let before = list.len();
+        list.retain(|s| *s != session);
+        let removed = list.len() < before;
+        if list.is_empty() {
+            self.sessions.remove(&user);
+            return removed;
+        }
+        false
+    }
+}
+
+/// Undoes a session's count unless disarmed: the open failed or its future was dropped.
+struct OpenGuard<'a> {
+    shared: &'a Shared,
+    user: UserId,
+    session: SessionId,
+    armed: bool,
+}
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut local = self.shared.local();
+            local.close(self.user, self.session);
+            local.unsure.insert(self.user);
+        }
+    }
+}
+
 struct Shared {
     pool: PgPool,
     instance: Uuid,
-    local: LocalPresence,
+    local: Mutex<Local>,
     options: PresenceOptions,
     /// The advisory lock key of this schema's sweeper.
     sweeper_key: String,
@@ -94,7 +152,7 @@ impl PgPresence {
         let shared = Arc::new(Shared {
             pool,
             instance: Uuid::now_v7(),
-            local: LocalPresence::default(),
+            local: Mutex::new(Local::default()),
             options,
             sweeper_key: format!("{schema}.presence_sweeper"),
             store,
@@ -142,6 +200,9 @@ async fn beat(shared: std::sync::Weak<Shared>) {
         if let Err(error) = shared.heartbeat().await {
             tracing::warn!(%error, "presence heartbeat failed; retrying at the next one");
         }
+        if let Err(error) = shared.reconcile().await {
+            tracing::warn!(%error, "presence reconciliation failed; retrying at the next heartbeat");
+        }
         if let Err(error) = shared.sweep().await {
             tracing::warn!(%error, "presence sweep failed; retrying at the next heartbeat");
         }
@@ -149,6 +210,62 @@ async fn beat(shared: std::sync::Weak<Shared>) {
 }
 
 impl Shared {
+    fn local(&self) -> MutexGuard<'_, Local> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn local_users(&self) -> Vec<Uuid> {
+        self.local().sessions.keys().map(|u| *u.as_uuid()).collect()
+    }
+
+    /// Makes the rows of the users whose write failed match this instance's sessions.
+    async fn reconcile(&self) -> Result<()> {
+        let unsure: Vec<UserId> = std::mem::take(&mut self.local().unsure).into_iter().collect();
+        if unsure.is_empty() {
+            return Ok(());
+        }
+        let (here, gone): (Vec<UserId>, Vec<UserId>) = {
+            let local = self.local();
+            unsure.iter().partition(|u| local.sessions.contains_key(u))
+        };
+        let ids = |users: &[UserId]| users.iter().map(|u| *u.as_uuid()).collect::<Vec<_>>();
+        let done = sqlx::query(
+            "WITH gone AS (DELETE FROM presence WHERE instance_id = $1 AND user_id = ANY($2)) \
+             INSERT INTO presence (user_id, instance_id) SELECT u, $1 FROM UNNEST($3::uuid[]) AS u \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(self.instance)
+        .bind(ids(&gone))
+        .bind(ids(&here))
+        .execute(&self.pool)
+        .await;
+        let again: Vec<UserId> = {
+            let mut local = self.local();
+            if done.is_err() {
+                local.unsure.extend(unsure.iter().copied());
+            }
+            // A session of a `gone` user that opened meanwhile may have written its row
+            // before the delete: write it again.
+            gone.iter().filter(|u| local.sessions.contains_key(u)).copied().collect()
+        };
+        done.map_err(db_err)?;
+        if !again.is_empty() {
+            let written = sqlx::query(
+                "INSERT INTO presence (user_id, instance_id) SELECT u, $1 \
+                 FROM UNNEST($2::uuid[]) AS u ON CONFLICT DO NOTHING",
+            )
+            .bind(self.instance)
+            .bind(ids(&again))
+            .execute(&self.pool)
+            .await;
+            if let Err(error) = written {
+                self.local().unsure.extend(again);
+                return Err(db_err(error));
+            }
+        }
+        Ok(())
+    }
+
     fn now() -> i64 {
         Timestamp::now().as_millis()
     }
@@ -183,7 +300,7 @@ impl Shared {
         if updated == 0 {
             tracing::warn!(instance = %self.instance, "this instance was swept as dead; registering again");
             self.register().await?;
-            let users: Vec<Uuid> = self.local.users().iter().map(|u| *u.as_uuid()).collect();
+            let users = self.local_users();
             sqlx::query(
                 "INSERT INTO presence (user_id, instance_id) SELECT u, $2 FROM UNNEST($1::uuid[]) AS u \
                  ON CONFLICT DO NOTHING",
@@ -264,10 +381,12 @@ impl Shared {
 #[async_trait]
 impl Presence for PgPresence {
     async fn session_opened(&self, user: UserId, session: SessionId) -> Result<bool> {
-        if !self.shared.local.session_opened(user, session).await? {
+        let shared = &*self.shared;
+        if !shared.local().open(user, session) {
             return Ok(false);
         }
-        self.shared
+        let mut guard = OpenGuard { shared, user, session, armed: true };
+        let alone = shared
             .alone_after(
                 user,
                 "WITH here AS ( \
@@ -275,24 +394,32 @@ impl Presence for PgPresence {
                    ON CONFLICT DO NOTHING \
                  ) ",
             )
-            .await
+            .await?;
+        guard.armed = false;
+        Ok(alone)
     }
 
     async fn session_closed(&self, user: UserId, session: SessionId) -> Result<bool> {
-        if !self.shared.local.session_closed(user, session).await? {
+        if !self.shared.local().close(user, session) {
             return Ok(false);
         }
-        self.shared
+        let alone = self
+            .shared
             .alone_after(
                 user,
                 "WITH here AS (DELETE FROM presence WHERE user_id = $1 AND instance_id = $2) ",
             )
-            .await
+            .await;
+        if alone.is_err() {
+            // The row may still be there: removed at the next heartbeat.
+            self.shared.local().unsure.insert(user);
+        }
+        alone
     }
 
     async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
         let ids: Vec<Uuid> = users.iter().map(|u| *u.as_uuid()).collect();
-        let online: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+        let online: HashSet<Uuid> = sqlx::query_scalar(
             "SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id \
              WHERE p.user_id = ANY($1) AND i.heartbeat_at >= $2",
         )

@@ -205,15 +205,34 @@ pub(crate) async fn history(
     Ok(messages)
 }
 
-pub(crate) async fn search(pool: &PgPool, query: &SearchQuery) -> Result<Vec<Message>> {
-    let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages m \
-         WHERE m.words @@ plainto_tsquery('simple', $1) AND NOT m.deleted \
-           AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = $2) \
-           AND ($4::uuid IS NULL OR m.conversation_id = $4) \
+/// The search statement: `$1` the words, `$2` the caller, `$3` the limit, and `$4` a
+/// conversation when `in_one` (the variants are separate statements so that each keeps its
+/// own plan).
+///
+/// The work is bounded by the caller's conversations, never by the database: the
+/// statement starts from the caller's memberships and looks into each conversation's
+/// messages through its `(conversation_id, seq)` index. Matching the words first through
+/// the GIN index and filtering by membership afterwards would read every message in the
+/// database holding a common word, which one caller could repeat to load the server. The
+/// match is written `ts_match_vq(words, query)` (the function behind `@@`) precisely so that
+/// the planner cannot pick that index. A caller whose own conversations are too large for
+/// this is stopped by `statement_timeout`.
+pub(crate) fn search_sql(in_one: bool) -> String {
+    let only = if in_one { "AND me.conversation_id = $4" } else { "AND $4::uuid IS NULL" };
+    format!(
+        "WITH mine AS MATERIALIZED ( \
+           SELECT me.conversation_id FROM members me WHERE me.user_id = $2 {only}) \
+         SELECT {MESSAGE_COLUMNS} FROM mine CROSS JOIN LATERAL ( \
+           SELECT * FROM messages x \
+           WHERE x.conversation_id = mine.conversation_id AND NOT x.deleted \
+             AND ts_match_vq(x.words, plainto_tsquery('simple', $1)) \
+           ORDER BY x.created_at DESC, x.id DESC LIMIT $3) m \
          ORDER BY m.created_at DESC, m.id DESC LIMIT $3"
-    );
-    let rows = sqlx::query(trusted(sql))
+    )
+}
+
+pub(crate) async fn search(pool: &PgPool, query: &SearchQuery) -> Result<Vec<Message>> {
+    let rows = sqlx::query(trusted(search_sql(query.conversation_id.is_some())))
         .bind(query.terms.join(" "))
         .bind(query.user.as_uuid())
         .bind(int(query.limit as u64))
@@ -268,14 +287,23 @@ pub(crate) async fn read_events(
         .fetch_all(pool)
         .await
         .map_err(db_err)?;
-    rows.iter()
-        .map(|row| codec::event(row).map(|(position, event, _)| LoggedEvent { position, event }))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err)
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        // Unknown kinds are skipped (see `codec::event`).
+        if let (position, Some((event, _))) = codec::event(row).map_err(db_err)? {
+            events.push(LoggedEvent { position, event });
+        }
+    }
+    Ok(events)
 }
 
-/// The committed log after `after`, for the feed, with audiences.
-pub(crate) async fn feed(pool: &PgPool, after: u64, limit: usize) -> Result<Vec<CommittedEvent>> {
+/// The committed log after `after`, for the feed, with audiences: every position read, with
+/// `None` for events of kinds this version does not know (the feed moves past them).
+pub(crate) async fn feed(
+    pool: &PgPool,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Option<CommittedEvent>)>> {
     let sql = format!(
         "SELECT {columns} FROM events e {EVENT_JOINS} WHERE e.position > $1 \
          ORDER BY e.position LIMIT $2",
@@ -289,9 +317,12 @@ pub(crate) async fn feed(pool: &PgPool, after: u64, limit: usize) -> Result<Vec<
         .map_err(db_err)?;
     rows.iter()
         .map(|row| {
-            codec::event(row).map(|(position, event, audience)| CommittedEvent {
-                logged: LoggedEvent { position, event },
-                audience,
+            codec::event(row).map(|(position, known)| {
+                let committed = known.map(|(event, audience)| CommittedEvent {
+                    logged: LoggedEvent { position, event },
+                    audience,
+                });
+                (position, committed)
             })
         })
         .collect::<Result<Vec<_>, _>>()
@@ -323,4 +354,95 @@ pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(Us
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::panic, reason = "tests: failing loudly is the point")]
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::search_sql;
+
+    /// A fresh database cloned from the migrated template of `scripts/pg.sh`, or `None`
+    /// (skip) without one, unless `MESSAGING_PG_REQUIRED=1` (then a failure).
+    async fn fresh_database() -> Option<String> {
+        let vars = (std::env::var("MESSAGING_PG_URL"), std::env::var("MESSAGING_PG_TEMPLATE"));
+        let (Ok(admin), Ok(template)) = vars else {
+            if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
+                panic!("MESSAGING_PG_REQUIRED=1 but no MESSAGING_PG_URL/MESSAGING_PG_TEMPLATE");
+            }
+            eprintln!("PostgreSQL test skipped: no MESSAGING_PG_URL (run ./scripts/test.sh)");
+            return None;
+        };
+        let name = format!("case_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin).await.expect("admin connection");
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
+            .await
+            .expect("create the database");
+        let (base, _) = admin.rsplit_once('/').expect("a database in MESSAGING_PG_URL");
+        Some(format!("{base}/{name}"))
+    }
+
+    /// The search plan starts from the caller's memberships and never reads the words
+    /// index (which would read every message in the database holding the words), neither
+    /// in the plans made for the given words nor in the generic plan of the prepared
+    /// statement. The data makes the words rare and the caller's conversations many: the
+    /// shape in which matching first looks cheapest to the planner.
+    #[tokio::test]
+    async fn search_is_driven_by_the_callers_conversations() {
+        let Some(url) = fresh_database().await else { return };
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        conn.execute(
+            "SET search_path TO messaging; \
+             INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
+               SELECT gen_random_uuid(), '00000000-0000-0000-0000-0000000000aa', \
+                      gen_random_uuid(), '', 0 FROM generate_series(1, 300); \
+             INSERT INTO members (user_id, conversation_id, peer_id) \
+               SELECT user_lo, id, user_hi FROM conversations; \
+             INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at, words) \
+               SELECT gen_random_uuid(), c.id, g, c.user_lo, 'hello', g, \
+                      to_tsvector('simple', 'hello ' || g) \
+               FROM conversations c, generate_series(1, 30) g; \
+             UPDATE messages SET words = to_tsvector('simple', 'rare') \
+               WHERE id IN (SELECT id FROM messages LIMIT 5); \
+             ANALYZE",
+        )
+        .await
+        .expect("test data");
+        let one: uuid::Uuid = sqlx::query_scalar("SELECT id FROM conversations LIMIT 1")
+            .fetch_one(&mut conn)
+            .await
+            .expect("a conversation");
+        let caller = "'rare', '00000000-0000-0000-0000-0000000000aa', 20";
+        for (in_one, args) in
+            [(false, format!("{caller}, NULL")), (true, format!("{caller}, '{one}'"))]
+        {
+            for mode in ["auto", "force_generic_plan"] {
+                let name = format!("search_{}_{mode}", u8::from(in_one));
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "SET plan_cache_mode = {mode}; \
+                     PREPARE {name}(text, uuid, bigint, uuid) AS {}",
+                    search_sql(in_one)
+                )))
+                .await
+                .expect("prepare");
+                let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN EXECUTE {name}({args})"
+                )))
+                .fetch_all(&mut conn)
+                .await
+                .expect("explain");
+                let plan = plan.join("\n");
+                assert!(!plan.contains("messages_words"), "the words index is not read:\n{plan}");
+                let members = plan.find("on members").expect("the memberships are read");
+                let messages = plan.find("on messages").expect("the messages are read");
+                assert!(members < messages, "memberships first:\n{plan}");
+                assert!(
+                    plan.contains("Nested Loop"),
+                    "messages looked up per conversation:\n{plan}"
+                );
+            }
+        }
+    }
 }

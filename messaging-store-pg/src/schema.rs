@@ -1,7 +1,7 @@
 //! Migrations, embedded, in the library's own schema with its own migrations table.
 
 use messaging_core::{Error, Result};
-use sqlx::PgPool;
+use sqlx::{Executor, PgPool};
 
 use crate::codec::db_err;
 
@@ -36,11 +36,14 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     let mut conn = pool.acquire().await.map_err(db_err)?;
     // However `run` ends (an error, or this future dropped), the session ends with it.
     conn.close_on_drop();
+    // The pool's `statement_timeout` bounds requests, not migrations: rewriting a large
+    // table, or waiting for another process's migration lock, may take longer.
+    conn.execute("SET statement_timeout = 0").await.map_err(db_err)?;
     // `run_direct` is what `run` calls after acquiring; called directly, the future stays
     // `Send` (through `run` with `&mut PgConnection`, rustc cannot prove it, and
     // `PgStore::connect` could not be spawned).
     migrator.run_direct(None, &mut *conn, false).await.map_err(|e| match e {
         sqlx::migrate::MigrateError::Execute(inner) => db_err(inner),
-        other => Error::unavailable(format!("migrating schema {schema}: {other}")),
+        other => Error::backend(other),
     })
 }

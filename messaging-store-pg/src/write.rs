@@ -191,24 +191,85 @@ pub(crate) async fn mark(
     Ok(Ok(Marked { seq: uint(target), moved: true }))
 }
 
-/// Stores a block (`on`) or removes it, and tells every instance to forget what it kept
-/// about the pair (see `blocks.rs`); the notification goes out at commit.
-pub(crate) async fn set_block(
+/// Who blocks whom.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Blocking {
+    pub(crate) blocker: UserId,
+    pub(crate) blocked: UserId,
+}
+
+/// Stores a block, unless `blocker` blocks `max` other users already (`Conflict`, nothing
+/// written); a block that exists already is kept and is not an error. Tells every instance
+/// to forget what it kept about the pair (see `blocks.rs`); the notification goes out at
+/// commit.
+///
+/// The count and the insert are one step for every writer on the database: a transaction
+/// advisory lock on the blocker (keyed by `channel`, which names the schema) serializes
+/// them until commit. The count is a statement after the lock's, so its snapshot sees what
+/// the previous holder committed (in one statement, the snapshot would predate the wait).
+pub(crate) async fn block(
     conn: &mut PgConnection,
-    blocker: UserId,
-    blocked: UserId,
-    on: bool,
+    blocking: Blocking,
+    max: usize,
     channel: &str,
 ) -> Step<()> {
-    let sql = if on {
-        "INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-    } else {
-        "DELETE FROM blocks WHERE blocker = $1 AND blocked = $2"
-    };
-    sqlx::query(sql).bind(blocker.as_uuid()).bind(blocked.as_uuid()).execute(&mut *conn).await?;
+    let Blocking { blocker, blocked } = blocking;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("{channel}:{}", blocker.as_uuid()))
+        .execute(&mut *conn)
+        .await?;
+    let row = sqlx::query(
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2),                 (SELECT count(*) FROM (SELECT 1 FROM blocks WHERE blocker = $1 LIMIT $3) b)",
+    )
+    .bind(blocker.as_uuid())
+    .bind(blocked.as_uuid())
+    .bind(int(max as u64))
+    .fetch_one(&mut *conn)
+    .await?;
+    let (exists, count): (bool, i64) = (row.try_get(0)?, row.try_get(1)?);
+    if exists {
+        return Ok(Ok(()));
+    }
+    if uint(count) >= max as u64 {
+        return Ok(Err(Error::conflict(format!("a user may block at most {max} users"))));
+    }
+    sqlx::query("INSERT INTO blocks (blocker, blocked) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(blocker.as_uuid())
+        .bind(blocked.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    notify_block(conn, blocking, channel).await
+}
+
+/// Removes a block (a missing one is not an error) and tells every instance to forget the
+/// pair.
+pub(crate) async fn unblock(
+    conn: &mut PgConnection,
+    blocking: Blocking,
+    channel: &str,
+) -> Step<()> {
+    sqlx::query("DELETE FROM blocks WHERE blocker = $1 AND blocked = $2")
+        .bind(blocking.blocker.as_uuid())
+        .bind(blocking.blocked.as_uuid())
+        .execute(&mut *conn)
+        .await?;
+    notify_block(conn, blocking, channel).await
+}
+
+async fn notify_block(conn: &mut PgConnection, blocking: Blocking, channel: &str) -> Step<()> {
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(channel)
-        .bind(crate::blocks::payload(blocker, blocked))
+        .bind(crate::blocks::payload(blocking.blocker, blocking.blocked))
+        .execute(&mut *conn)
+        .await?;
+    Ok(Ok(()))
+}
+
+/// Rewrites the probe row (migration 0004): a write nobody sees and no event, so that the
+/// batch's commit is a real, durable one.
+pub(crate) async fn probe(conn: &mut PgConnection) -> Step<()> {
+    sqlx::query("UPDATE probe SET at = $1")
+        .bind(Timestamp::now().as_millis())
         .execute(&mut *conn)
         .await?;
     Ok(Ok(()))

@@ -11,11 +11,23 @@
 //! Deadlocks, serialization failures and unique violations (another writer stored the same
 //! key first) roll the batch back and run it again, then looking stored keys up first:
 //! callers never see them. Appends to a conversation that does not exist fail the
-//! statement; those appends are answered `not_found` and the rest run again. Any other
-//! database error runs each job of the batch alone, so one bad job fails alone.
+//! statement; those appends are answered `not_found` and the rest run again.
+//!
+//! When the database cannot serve (the connection is lost or cannot be had, the server is
+//! shutting down, a statement ran past `statement_timeout`: `codec::is_unavailable`), every
+//! job of the batch gets that one error at once: running them one by one could not succeed
+//! and would make each caller wait for the pool's acquire timeout in turn (issue #12: with
+//! PostgreSQL stopped for 15 s, all 8 test senders had a request unanswered for over 10 s;
+//! `tests/faults.rs` saw no answer within 60 s without this rule). Any other database
+//! error is about the data: each job of the batch then runs alone, so one bad job fails
+//! alone.
+//!
+//! A job whose caller stopped waiting (the request's deadline passed and its future was
+//! dropped, closing the reply channel) before the writer took it is dropped unrun: a write
+//! is never committed after its caller was told it failed.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use messaging_core::{
     Appended, CommittedEvent, DeleteMessage, Deleted, EditMessage, Error, HoldPoint, LoggedEvent,
@@ -29,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::Channels;
-use crate::codec::{db_err, is_retryable};
+use crate::codec::{db_err, is_retryable, is_unavailable};
 use crate::feed::Feed;
 use crate::log_batch::{self, Appends};
 use crate::write::{self, PendingEvent};
@@ -44,8 +56,20 @@ pub(crate) enum Change {
     Edit(EditMessage),
     Delete(DeleteMessage),
     Mark(MarkUpdate),
-    Block { blocker: UserId, blocked: UserId, on: bool },
-    LastSeen { user: UserId, at: Timestamp },
+    /// Blocks `blocked` (unless `blocker` blocks `max` others already) when `on`, else
+    /// unblocks.
+    Block {
+        blocker: UserId,
+        blocked: UserId,
+        on: bool,
+        max: usize,
+    },
+    LastSeen {
+        user: UserId,
+        at: Timestamp,
+    },
+    /// Rewrites the probe row: a durable commit that nobody sees (see `StoreHealth`).
+    Probe,
 }
 
 /// What a change produced.
@@ -64,10 +88,14 @@ struct Job {
     reply: oneshot::Sender<Result<Done>>,
 }
 
+/// When a writer task last completed a commit (shared by the writer tasks and the store).
+pub(crate) type LastCommit = Arc<Mutex<Option<Instant>>>;
+
 /// The callers' handle on the writer task.
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
     hold: Arc<Mutex<Option<HoldPoint>>>,
+    last_commit: LastCommit,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -84,6 +112,7 @@ impl Writer {
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let hold = Arc::new(Mutex::new(None));
+        let last_commit: LastCommit = Arc::new(Mutex::new(None));
         let tasks = (0..limits.writers.max(1))
             .map(|_| {
                 tokio::spawn(
@@ -93,13 +122,19 @@ impl Writer {
                         max_batch,
                         feed: feed.clone(),
                         hold: hold.clone(),
+                        last_commit: last_commit.clone(),
                         conn: None,
                     }
                     .run(rx.clone()),
                 )
             })
             .collect();
-        Self { tx, hold, tasks }
+        Self { tx, hold, last_commit, tasks }
+    }
+
+    /// When a batch last committed (probes included).
+    pub(crate) fn last_commit(&self) -> Option<Instant> {
+        *self.last_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Makes `change` in the next batch; resolves after it committed.
@@ -142,6 +177,7 @@ struct WriterLoop {
     max_batch: usize,
     feed: Arc<Feed>,
     hold: Arc<Mutex<Option<HoldPoint>>>,
+    last_commit: LastCommit,
     /// The writer's own connection, kept between batches (its prepared statements too);
     /// dropped after an error and acquired again for the next batch.
     conn: Option<PoolConnection<Postgres>>,
@@ -149,31 +185,58 @@ struct WriterLoop {
 
 impl WriterLoop {
     async fn run(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
-        let mut batch = Vec::with_capacity(self.max_batch);
+        let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
         // The queue is held only while taking a batch: the next writer takes the next one
         // while this one commits.
         while queue.lock().await.recv_many(&mut batch, self.max_batch).await > 0 {
-            let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
-            let outcomes = match self.commit_with_retries(&changes).await {
-                Ok(outcomes) => outcomes,
-                Err(error) => {
-                    tracing::warn!(%error, jobs = changes.len(), "batch failed; running its jobs alone");
-                    let mut alone = Vec::with_capacity(changes.len());
-                    for change in &changes {
-                        alone.push(match self.commit_with_retries(&[change]).await {
-                            Ok(mut one) => {
-                                one.pop().unwrap_or_else(|| Err(Error::unavailable("no outcome")))
-                            }
-                            Err(error) => Err(db_err(error)),
-                        });
-                    }
-                    alone
-                }
-            };
+            // Their callers are gone (the answer deadline passed): never committed late.
+            batch.retain(|job| !job.reply.is_closed());
+            if batch.is_empty() {
+                continue;
+            }
+            let outcomes = self.run_jobs(&batch).await;
             for (job, outcome) in batch.drain(..).zip(outcomes) {
                 let _ = job.reply.send(outcome);
             }
         }
+    }
+
+    /// The outcome of every job of `batch`: committed together; or all failed with one
+    /// shared error when the database cannot serve; or, after any other failure, each job
+    /// run alone (skipping those whose caller left meanwhile).
+    async fn run_jobs(&mut self, batch: &[Job]) -> Vec<Result<Done>> {
+        let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
+        let error = match self.commit_with_retries(&changes).await {
+            Ok(outcomes) => return outcomes,
+            Err(error) => error,
+        };
+        if is_unavailable(&error) {
+            tracing::warn!(%error, jobs = batch.len(), "batch failed: the database cannot serve");
+            return vec![Err(db_err(error)); batch.len()];
+        }
+        tracing::warn!(%error, jobs = batch.len(), "batch failed; running its jobs alone");
+        let mut alone = Vec::with_capacity(batch.len());
+        let mut unavailable: Option<Error> = None;
+        for job in batch {
+            if let Some(error) = &unavailable {
+                alone.push(Err(error.clone()));
+                continue;
+            }
+            if job.reply.is_closed() {
+                alone.push(Err(Error::unavailable("the caller stopped waiting")));
+                continue;
+            }
+            alone.push(match self.commit_with_retries(&[&job.change]).await {
+                Ok(mut one) => one.pop().unwrap_or_else(|| Err(Error::unavailable("no outcome"))),
+                Err(error) if is_unavailable(&error) => {
+                    let error = db_err(error);
+                    unavailable = Some(error.clone());
+                    Err(error)
+                }
+                Err(error) => Err(db_err(error)),
+            });
+        }
+        alone
     }
 
     /// Commits `changes`, retrying what callers must not see: deadlocks, serialization
@@ -266,6 +329,11 @@ impl WriterLoop {
         }
         let (outcomes, events, first) = done?;
         self.conn = Some(conn);
+        if !alone || first.is_some() {
+            // A transaction committed (an implicit one only when its statement ran).
+            *self.last_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(Instant::now());
+        }
         if let Some(first) = first {
             self.feed.local(
                 events
@@ -312,14 +380,20 @@ impl WriterLoop {
                 Change::Mark(update) => {
                     write::mark(conn, update, &mut events).await?.map(Done::Marked)
                 }
-                Change::Block { blocker, blocked, on } => {
-                    write::set_block(conn, *blocker, *blocked, *on, &self.channels.blocks)
-                        .await?
-                        .map(|()| Done::Nothing)
+                Change::Block { blocker, blocked, on, max } => {
+                    let blocking = write::Blocking { blocker: *blocker, blocked: *blocked };
+                    let channel = &self.channels.blocks;
+                    if *on {
+                        write::block(conn, blocking, *max, channel).await?
+                    } else {
+                        write::unblock(conn, blocking, channel).await?
+                    }
+                    .map(|()| Done::Nothing)
                 }
                 Change::LastSeen { user, at } => {
                     write::set_last_seen(conn, *user, *at).await?.map(|()| Done::Nothing)
                 }
+                Change::Probe => write::probe(conn).await?.map(|()| Done::Nothing),
             });
         }
         let news: Vec<&NewMessage> = appends.iter().map(|(_, n)| *n).collect();

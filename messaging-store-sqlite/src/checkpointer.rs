@@ -7,6 +7,8 @@
 //! the checkpointer at every commit cost a context switch per commit on the writer's
 //! path (seen in `perf sched` with one sender at a time, 2026-11-22).
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,9 +19,17 @@ use rusqlite::Connection;
 /// How long commits accumulate before a checkpoint.
 const COALESCE: Duration = Duration::from_millis(50);
 
+/// WAL frames (pages of 2 KiB) past which a checkpoint also restarts the WAL and
+/// truncates its file: 8 MiB.
+pub(crate) const WAL_TRUNCATE_FRAMES: i64 = 4096;
+
+/// The size (bytes) a WAL file is cut back to when it restarts (`journal_size_limit`).
+pub(crate) const WAL_SIZE_LIMIT: i64 = 8 << 20;
+
 /// The checkpoint thread; dropping it stops the thread and closes its connection.
 pub(crate) struct Checkpointer {
     bell: Arc<Doorbell>,
+    wal_frames: Arc<AtomicI64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -27,17 +37,24 @@ impl Checkpointer {
     /// Starts the thread over `conn`, a read-write connection to the database.
     pub(crate) fn start(conn: Connection) -> Result<Self> {
         let bell = Arc::new(Doorbell::default());
-        let thread_bell = bell.clone();
+        let wal_frames = Arc::new(AtomicI64::new(0));
+        let (thread_bell, thread_frames) = (bell.clone(), wal_frames.clone());
         let thread = std::thread::Builder::new()
             .name("messaging-sqlite-checkpoint".into())
-            .spawn(move || run(&conn, &thread_bell))
+            .spawn(move || run(&conn, &thread_bell, &thread_frames))
             .map_err(Error::backend)?;
-        Ok(Self { bell, thread: Some(thread) })
+        Ok(Self { bell, wal_frames, thread: Some(thread) })
     }
 
     /// What the writer rings after each commit.
     pub(crate) fn bell(&self) -> Arc<Doorbell> {
         self.bell.clone()
+    }
+
+    /// The WAL's length in frames as the last checkpoint found it, for the writer, which
+    /// truncates a WAL grown past [`WAL_TRUNCATE_FRAMES`].
+    pub(crate) fn wal_frames(&self) -> Arc<AtomicI64> {
+        self.wal_frames.clone()
     }
 }
 
@@ -102,10 +119,29 @@ impl Doorbell {
     }
 }
 
-fn run(conn: &Connection, bell: &Doorbell) {
+/// One `PASSIVE` checkpoint per ring, publishing the WAL's length. A `PASSIVE` checkpoint
+/// copies pages back but cannot make the WAL restart at its start while readers hold
+/// older snapshots, as they do under steady load: the WAL then grows. Left to grow it took
+/// a small disk whole: with no room left for a checkpoint to copy pages into the database,
+/// no checkpoint could shrink it, and every write failed even after the space the user
+/// freed (seen 2026-12-05 on a tmpfs under 16 senders: a 44 MB WAL beside a 22 MB
+/// database). The writer therefore truncates a WAL grown past [`WAL_TRUNCATE_FRAMES`]
+/// between its batches: as the writer it does not compete with itself for the write lock,
+/// which a `TRUNCATE` here did, losing to the writer's next batch again and again.
+fn run(conn: &Connection, bell: &Doorbell, wal_frames: &AtomicI64) {
     while bell.wait_and_take() {
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "WAL checkpoint failed; the writer's automatic one remains");
+        let checkpoint = catch_unwind(AssertUnwindSafe(|| wal_checkpoint(conn, "PASSIVE")));
+        match checkpoint {
+            Ok(Ok(frames)) => wal_frames.store(frames, Ordering::Relaxed),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "WAL checkpoint failed; the writer's automatic one remains");
+            }
+            Err(_) => tracing::error!("a WAL checkpoint panicked; the next ring tries again"),
         }
     }
+}
+
+/// Runs a checkpoint in `mode`; returns the frames in the WAL before it.
+pub(crate) fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
 }

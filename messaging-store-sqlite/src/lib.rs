@@ -33,6 +33,10 @@
 //! another database, so a backup needs only the database (taken with SQLite's backup API
 //! or `VACUUM INTO`, as for any WAL database).
 //!
+//! The store creates the database and the search file readable by their owner only (0600),
+//! and SQLite gives their `-wal` and `-shm` files the same mode; files that already exist
+//! keep theirs (a warning is logged when others may read them).
+//!
 //! ## Building SQLite
 //!
 //! `rusqlite` compiles SQLite from source (`bundled`); `libsqlite3-sys` takes extra
@@ -52,6 +56,7 @@
 mod blocks;
 mod checkpointer;
 mod codec;
+mod files;
 mod read;
 mod schema;
 mod search_index;
@@ -60,14 +65,14 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use messaging_core::{
     Appended, Conversation, ConversationId, ConversationPage, ConversationStore,
     ConversationSummary, DeleteMessage, Deleted, EditMessage, EventLog, FeedSink, HistoryWindow,
     LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore, NewConversation, NewMessage,
-    Opened, Result, SearchQuery, SocialStore, Timestamp, UnreadTotals, UserId,
+    Opened, Result, SearchQuery, SocialStore, StoreHealth, Timestamp, UnreadTotals, UserId,
 };
 use rusqlite::Connection;
 
@@ -110,11 +115,21 @@ pub struct SqliteOptions {
     pub readers: usize,
     /// Most jobs the writer commits in one transaction (default 512).
     pub max_batch: usize,
+    /// The longest a read query may run before it is interrupted and answered
+    /// `Unavailable` ("the query took too long"); default 2 s, well within the server's
+    /// answer bound, so a query that would pass it frees its connection instead of holding
+    /// it after the caller has gone.
+    pub read_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { synchronous: Synchronous::Full, readers: 4, max_batch: 512 }
+        Self {
+            synchronous: Synchronous::Full,
+            readers: 4,
+            max_batch: 512,
+            read_timeout: Duration::from_secs(2),
+        }
     }
 }
 
@@ -130,6 +145,13 @@ impl SqliteOptions {
     #[must_use]
     pub fn readers(mut self, readers: usize) -> Self {
         self.readers = readers.max(1);
+        self
+    }
+
+    /// Sets the longest a read query may run (see [`SqliteOptions::read_timeout`]).
+    #[must_use]
+    pub fn read_timeout(mut self, bound: Duration) -> Self {
+        self.read_timeout = bound;
         self
     }
 }
@@ -188,6 +210,15 @@ impl SqliteStore {
         self.inner.search.caught_up().await
     }
 
+    /// The work read queries have done since the store opened, in thousands of SQLite
+    /// virtual-machine instructions (counted by the progress handler that bounds each
+    /// query's time). A diagnostic: comparing it before and after a query shows how much the
+    /// query did, independently of the machine's speed.
+    #[must_use]
+    pub fn read_work(&self) -> u64 {
+        self.inner.readers.work()
+    }
+
     async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,
@@ -200,8 +231,9 @@ impl SqliteStore {
 /// Opens the write connection (migrating), the search index, the readers, the checkpoint
 /// connection and the writer, in that order; blocking.
 fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
+    files::create_private(&path)?;
     let mut conn = Connection::open(&path).map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    conn.busy_timeout(writer::BUSY_TIMEOUT).map_err(db_err)?;
     // Small pages: a commit writes every page it dirtied to the WAL, and the writes of
     // many conversations land on scattered index pages.
     conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
@@ -212,6 +244,9 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
     conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
     // A backstop only: the checkpointer thread normally keeps the WAL short.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
+    // A WAL file keeps its largest size when it restarts at its start: cut it back to what
+    // the checkpointer lets it reach, so a burst does not hold the disk's space for good.
+    conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_SIZE_LIMIT).map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
     let head = read::head(&conn)?;
@@ -221,11 +256,14 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
     let (search_conn, search_upto) =
         search_index::open(&search_path, read::instance(&conn)?, head)?;
     let search = SearchIndex::start(read::open_read_only(&path)?, search_conn, search_upto, head)?;
-    let readers = ReadPool::open(&path, &search_path, options.readers)?;
+    let readers = ReadPool::open(&path, &search_path, options.readers, options.read_timeout)?;
     let checkpoint_conn = Connection::open(&path).map_err(db_err)?;
     checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
     checkpoint_conn
         .pragma_update(None, "synchronous", options.synchronous.pragma())
+        .map_err(db_err)?;
+    checkpoint_conn
+        .pragma_update(None, "journal_size_limit", checkpointer::WAL_SIZE_LIMIT)
         .map_err(db_err)?;
     let writer = Writer::start(
         conn,
@@ -357,14 +395,14 @@ impl EventLog for SqliteStore {
 
 #[async_trait]
 impl SocialStore for SqliteStore {
-    async fn block(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, true)).await?;
+    async fn block(&self, blocker: UserId, blocked: UserId, max_blocks: usize) -> Result<()> {
+        self.inner.writer.write(move |ctx| write::block(ctx, blocker, blocked, max_blocks)).await?;
         self.inner.blocks.set(blocker, blocked, true);
         Ok(())
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::set_block(ctx, blocker, blocked, false)).await?;
+        self.inner.writer.write(move |ctx| write::unblock(ctx, blocker, blocked)).await?;
         self.inner.blocks.set(blocker, blocked, false);
         Ok(())
     }
@@ -380,5 +418,16 @@ impl SocialStore for SqliteStore {
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
         let users = users.to_vec();
         self.read(move |conn| read::last_seen(conn, &users)).await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for SqliteStore {
+    fn last_commit(&self) -> Option<Instant> {
+        self.inner.writer.health().last_commit()
+    }
+
+    async fn probe_commit(&self) -> Result<()> {
+        self.inner.writer.write(|ctx| write::health_probe(ctx)).await
     }
 }

@@ -5,9 +5,21 @@
 //! transaction, so it sees everything committed before it started (in particular, every
 //! write whose reply the caller has already received). The writer uses the same lookups
 //! (by pair, by idempotency key) on its own connection, inside its transaction.
+//!
+//! A caller may stop waiting at any time (the server drops a request at its answer bound):
+//! the query then still runs to its end on its blocking thread, and the connection goes
+//! back to the pool from there, by a [`Lease`] the blocking closure owns. Before that, a
+//! connection handed out to a future that was dropped never came back, while its permit
+//! did: after as many cancellations as connections, every read failed.
+//!
+//! Each query is bounded in time by SQLite's progress handler (every
+//! [`PROGRESS_PERIOD`] virtual-machine instructions): past the bound it is interrupted and
+//! answered `Unavailable`, and the connection is ready for the next query.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use messaging_core::{
     Conversation, ConversationId, ConversationPage, ConversationSummary, Error, Event,
@@ -15,18 +27,95 @@ use messaging_core::{
     Timestamp, UnreadTotals, UserId,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{
     self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MESSAGE_COLUMNS, MESSAGE_WIDTH, db_err, int,
     uint,
 };
+use crate::search_index;
 use crate::write::{activity_bucket, kind};
+
+/// Virtual-machine instructions between two calls of a read connection's progress handler:
+/// the granularity of the time bound and of [`ReadPool::work`]. A call costs a clock read,
+/// noise next to a thousand instructions.
+pub(crate) const PROGRESS_PERIOD: i32 = 1_000;
 
 /// A fixed set of read-only connections.
 pub(crate) struct ReadPool {
-    idle: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    shared: Arc<PoolShared>,
+    permits: Arc<Semaphore>,
+    /// The longest a query may run before it is interrupted.
+    bound: Duration,
+    /// Progress-handler calls of every connection, for [`ReadPool::work`].
+    work: Arc<AtomicU64>,
+}
+
+struct PoolShared {
+    idle: Mutex<Vec<ReadConn>>,
+}
+
+impl PoolShared {
+    fn lock(&self) -> MutexGuard<'_, Vec<ReadConn>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A read connection and the deadline its progress handler enforces.
+struct ReadConn {
+    conn: Connection,
+    clock: Arc<QueryClock>,
+}
+
+/// The running query's deadline, shared with the connection's progress handler.
+#[derive(Default)]
+struct QueryClock {
+    deadline: Mutex<Option<Instant>>,
+    /// Set by the handler when it interrupted the query.
+    fired: AtomicBool,
+}
+
+impl QueryClock {
+    fn start(&self, bound: Duration) {
+        self.fired.store(false, Ordering::Relaxed);
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) =
+            Instant::now().checked_add(bound);
+    }
+
+    fn stop(&self) {
+        *self.deadline.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The progress handler: `true` interrupts the statement.
+    fn expired(&self) -> bool {
+        let late = self
+            .deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|deadline| Instant::now() >= deadline);
+        if late {
+            self.fired.store(true, Ordering::Relaxed);
+        }
+        late
+    }
+}
+
+/// A connection lent to one query, with the permit that counted it out. Dropping it (when
+/// the query is done, on whichever thread, whether or not anyone still waits for the
+/// answer) puts the connection back before the permit is released.
+struct Lease {
+    conn: Option<ReadConn>,
+    pool: Arc<PoolShared>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.clock.stop();
+            self.pool.lock().push(conn);
+        }
+    }
 }
 
 /// A read-only connection to the database at `path`, waiting up to 5 s on locks.
@@ -38,14 +127,15 @@ pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
             | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(db_err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
     Ok(conn)
 }
 
 impl ReadPool {
     /// Opens `size` connections to the database at `path`, each with the search file at
-    /// `search` attached as `search`.
-    pub(crate) fn open(path: &Path, search: &Path, size: usize) -> Result<Self> {
+    /// `search` attached as `search`, and each query bounded to `bound`.
+    pub(crate) fn open(path: &Path, search: &Path, size: usize, bound: Duration) -> Result<Self> {
+        let work = Arc::new(AtomicU64::new(0));
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             let conn = open_read_only(path)?;
@@ -54,34 +144,65 @@ impl ReadPool {
             })?;
             conn.execute("ATTACH DATABASE ?1 AS search", [search]).map_err(db_err)?;
             conn.set_prepared_statement_cache_capacity(64);
-            idle.push(conn);
+            let clock = Arc::new(QueryClock::default());
+            let (handler_clock, handler_work) = (clock.clone(), work.clone());
+            conn.progress_handler(
+                PROGRESS_PERIOD,
+                Some(move || {
+                    handler_work.fetch_add(1, Ordering::Relaxed);
+                    handler_clock.expired()
+                }),
+            )
+            .map_err(db_err)?;
+            idle.push(ReadConn { conn, clock });
         }
-        let permits = Semaphore::new(idle.len());
-        Ok(Self { idle: Mutex::new(idle), permits })
+        let permits = Arc::new(Semaphore::new(idle.len()));
+        Ok(Self { shared: Arc::new(PoolShared { idle: Mutex::new(idle) }), permits, bound, work })
     }
 
-    /// Runs `query` on an idle connection on a blocking thread.
+    /// Progress-handler calls of every read connection so far: the read work done, in
+    /// units of [`PROGRESS_PERIOD`] instructions.
+    pub(crate) fn work(&self) -> u64 {
+        self.work.load(Ordering::Relaxed)
+    }
+
+    /// Runs `query` on an idle connection on a blocking thread. The connection returns to
+    /// the pool when the query ends, even if this future was dropped before.
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
-        let _permit =
-            self.permits.acquire().await.map_err(|_| Error::unavailable("read pool closed"))?;
-        let conn =
-            self.lock().pop().ok_or_else(|| Error::unavailable("no idle read connection"))?;
-        let (conn, result) = tokio::task::spawn_blocking(move || {
-            let result = query(&conn);
-            (conn, result)
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::unavailable("read pool closed"))?;
+        let conn = self
+            .shared
+            .lock()
+            .pop()
+            .ok_or_else(|| Error::unavailable("no idle read connection"))?;
+        let lease = Lease { conn: Some(conn), pool: self.shared.clone(), _permit: permit };
+        let bound = self.bound;
+        tokio::task::spawn_blocking(move || {
+            let lease = lease;
+            let Some(read) = lease.conn.as_ref() else {
+                return Err(Error::unavailable("no idle read connection"));
+            };
+            read.clock.start(bound);
+            let result = query(&read.conn);
+            match result {
+                Err(error) if read.clock.fired.load(Ordering::Relaxed) => {
+                    tracing::warn!(%error, ?bound, "a read query was interrupted");
+                    Err(Error::unavailable("the query took too long"))
+                }
+                result => result,
+            }
         })
         .await
-        .map_err(Error::backend)?;
-        self.lock().push(conn);
-        result
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        .map_err(Error::backend)?
     }
 }
 
@@ -247,29 +368,53 @@ pub(crate) fn history(
     Ok(messages)
 }
 
-/// Every term quoted, so no character of the user's reaches FTS5's query syntax.
-fn match_expression(terms: &[String]) -> String {
-    terms.iter().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect::<Vec<_>>().join(" ")
+/// The MATCH expression of a search, with [`search_index::SCOPE_MARK`] where each word's
+/// conversation goes: every term is a quoted phrase of its words (a term of several words,
+/// which the core's query terms never are, must match them in sequence), so no character of
+/// the user's reaches FTS5's query syntax. `None` when a term has no word: nothing matches.
+fn match_template(terms: &[String]) -> Option<String> {
+    let mut phrases = Vec::with_capacity(terms.len());
+    for term in terms {
+        let words: Vec<String> = messaging_core::search::words(term)
+            .map(|word| format!("{}{word}", search_index::SCOPE_MARK))
+            .collect();
+        if words.is_empty() {
+            return None;
+        }
+        phrases.push(format!("\"{}\"", words.join(" ")));
+    }
+    Some(phrases.join(" "))
 }
 
+/// Driven by the caller's memberships: each of the caller's conversations is one FTS5 query
+/// for that conversation's own terms (see [`search_index`]), so the work grows with the
+/// caller's matching messages, never with the other users' (the whole database matched the
+/// word before). `CROSS JOIN` keeps `members` as the outer loop.
 pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Message>> {
+    let Some(template) = match_template(&query.terms) else {
+        return Ok(Vec::new());
+    };
     let scope = if query.conversation_id.is_some() {
-        "AND m.conversation_id = ?4"
+        "AND me.conversation_id = ?4"
     } else {
         "AND ?4 IS NULL"
     };
     let sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM search.messages_fts f JOIN messages m ON m.pk = f.rowid \
-         WHERE f.words MATCH ?1 AND m.deleted = 0 \
-           AND m.conversation_id IN (SELECT conversation_id FROM members WHERE user_id = ?2) \
-           {scope} \
-         ORDER BY m.pk DESC LIMIT ?3"
+        "SELECT {MESSAGE_COLUMNS} FROM members me \
+         CROSS JOIN search.messages_fts f \
+         CROSS JOIN messages m ON m.pk = f.rowid \
+         WHERE me.user_id = ?2 {scope} \
+           AND f.words MATCH replace(?1, '{mark}', {scope_sql}) \
+           AND m.deleted = 0 \
+         ORDER BY m.pk DESC LIMIT ?3",
+        mark = search_index::SCOPE_MARK,
+        scope_sql = search_index::scope_sql("me.conversation_id"),
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map(
             params![
-                match_expression(&query.terms),
+                template,
                 query.user.as_bytes(),
                 int(query.limit as u64),
                 query.conversation_id.map(|c| *c.as_bytes()),
@@ -314,6 +459,9 @@ pub(crate) fn audience_indexed_upto(conn: &Connection) -> Result<u64> {
     .map_err(db_err)
 }
 
+/// Reads `limit` events of kinds this build knows; a row of another kind (written by a
+/// newer build) is skipped with a warning, and reading goes on past it, so a page is never
+/// cut short by it (the service takes a short page for the end of the log).
 pub(crate) fn read_events(
     conn: &Connection,
     user: UserId,
@@ -329,39 +477,53 @@ pub(crate) fn read_events(
          LEFT JOIN messages m ON m.pk = e.message_pk \
          LEFT JOIN conversations c ON e.kind = {created} AND c.id = e.conversation_id \
          WHERE a.user_id = ?1 AND a.position > ?2 AND a.position <= ?3 \
-         ORDER BY a.position LIMIT ?4",
+         ORDER BY a.position",
         created = kind::CONVERSATION_CREATED
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(params![user.as_bytes(), int(after), int(up_to), int(limit as u64)], |row| {
-            let position = uint(row.get(0)?);
-            let kind: i64 = row.get(1)?;
-            let receipt = |kind| -> rusqlite::Result<Event> {
-                Ok(Event::Receipt(Receipt {
-                    conversation_id: codec::conversation_id(row, 2)?,
-                    user_id: codec::user(row, 3)?,
-                    kind,
-                    seq: uint(row.get(4)?),
-                }))
-            };
-            let event = match kind {
-                kind::CONVERSATION_CREATED => {
-                    Event::ConversationCreated(codec::conversation(row, 5 + MESSAGE_WIDTH)?)
+    let mut rows = stmt.query(params![user.as_bytes(), int(after), int(up_to)]).map_err(db_err)?;
+    let mut events = Vec::new();
+    let mut unknown: Vec<i64> = Vec::new();
+    while events.len() < limit {
+        let Some(row) = rows.next().map_err(db_err)? else {
+            break;
+        };
+        let position = uint(row.get(0).map_err(db_err)?);
+        let kind: i64 = row.get(1).map_err(db_err)?;
+        match decode_event(row, kind).map_err(db_err)? {
+            Some(event) => events.push(LoggedEvent { position, event }),
+            None => {
+                if !unknown.contains(&kind) {
+                    unknown.push(kind);
+                    tracing::warn!(kind, position, "skipping log events of an unknown kind");
                 }
-                kind::MESSAGE_CREATED => Event::MessageCreated(codec::message(row, 5)?),
-                kind::MESSAGE_EDITED => Event::MessageEdited(codec::message(row, 5)?),
-                kind::MESSAGE_DELETED => Event::MessageDeleted(codec::message(row, 5)?),
-                kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
-                kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
-                other => {
-                    return Err(rusqlite::Error::IntegralValueOutOfRange(1, other));
-                }
-            };
-            Ok(LoggedEvent { position, event })
-        })
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// The event of a `read_events` row; `None` for a kind this build does not know.
+fn decode_event(row: &rusqlite::Row<'_>, kind: i64) -> rusqlite::Result<Option<Event>> {
+    let receipt = |kind| -> rusqlite::Result<Event> {
+        Ok(Event::Receipt(Receipt {
+            conversation_id: codec::conversation_id(row, 2)?,
+            user_id: codec::user(row, 3)?,
+            kind,
+            seq: uint(row.get(4)?),
+        }))
+    };
+    Ok(Some(match kind {
+        kind::CONVERSATION_CREATED => {
+            Event::ConversationCreated(codec::conversation(row, 5 + MESSAGE_WIDTH)?)
+        }
+        kind::MESSAGE_CREATED => Event::MessageCreated(codec::message(row, 5)?),
+        kind::MESSAGE_EDITED => Event::MessageEdited(codec::message(row, 5)?),
+        kind::MESSAGE_DELETED => Event::MessageDeleted(codec::message(row, 5)?),
+        kind::RECEIPT_READ => receipt(ReceiptKind::Read)?,
+        kind::RECEIPT_DELIVERED => receipt(ReceiptKind::Delivered)?,
+        _ => return Ok(None),
+    }))
 }
 
 pub(crate) fn last_seen(conn: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {

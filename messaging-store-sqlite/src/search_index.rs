@@ -20,23 +20,32 @@
 //! under load one index transaction covers many batches; a waiting search cuts the wait.
 //! A search file that does not belong to the database beside it (another database's
 //! `instance`, a mark past the log's head, another schema version) is emptied and rebuilt.
+//!
+//! Every word is indexed under its conversation: the term is the conversation id in hex
+//! followed by the word (layout version 2). A search runs one FTS5 query per conversation
+//! of the caller's, each reading only that conversation's postings, so its cost follows the
+//! caller's data. With one term per word for the whole database (version 1), a common word
+//! matched every message that has it, and only then were the caller's kept: a user with no
+//! conversation paid for everyone's messages. The `ascii` tokenizer keeps each of the core's
+//! words (runs of alphanumeric characters) in one token, prefix included; `unicode61` could
+//! split one at a character it does not count as a letter, leaving a piece unscoped.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use messaging_core::search::index_text;
-use messaging_core::{Error, Result};
+use messaging_core::search::words;
+use messaging_core::{ConversationId, Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::codec::{db_err, int, uint};
+use crate::codec::{self, db_err, int, uint};
 use crate::write::kind;
-use crate::writer::clone_error;
 
 /// How long the indexer lets commits accumulate before indexing them, unless a search
 /// is waiting.
@@ -49,14 +58,35 @@ const RETRY: Duration = Duration::from_secs(1);
 const CHUNK: u64 = 8192;
 
 /// The search file's layout; a file at another version is rebuilt, not migrated.
-const SEARCH_SCHEMA: i64 = 1;
+const SEARCH_SCHEMA: i64 = 2;
+
+/// Where a search's MATCH template puts each word's conversation (see
+/// [`crate::read::search`]); never part of a word, which is alphanumeric only.
+pub(crate) const SCOPE_MARK: char = '#';
+
+/// The SQL expression of a conversation id column's term prefix, as [`scope`] writes it.
+pub(crate) fn scope_sql(column: &str) -> String {
+    format!("lower(hex({column}))")
+}
+
+/// A conversation's term prefix: its id's 16 bytes in lowercase hex.
+fn scope(conversation: ConversationId) -> String {
+    conversation.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The text indexed for a message of `conversation`: each word of `body` under its
+/// conversation's prefix.
+fn scoped_words(conversation: ConversationId, body: &str) -> String {
+    let prefix = scope(conversation);
+    words(body).map(|word| format!("{prefix}{word}")).collect::<Vec<_>>().join(" ")
+}
 
 const CREATE: &str = "
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
     words,
     content = '',
     contentless_delete = 1,
-    tokenize = 'unicode61 remove_diacritics 0'
+    tokenize = 'ascii'
 );
 CREATE TABLE search_meta (
     key   TEXT PRIMARY KEY,
@@ -74,6 +104,7 @@ pub(crate) fn path_beside(database: &Path) -> PathBuf {
 /// Opens (creating or rebuilding if needed) the search file for the database whose
 /// `instance` and log `head` are given; returns the connection and the index's mark.
 pub(crate) fn open(path: &Path, instance: i64, head: u64) -> Result<(Connection, u64)> {
+    crate::files::create_private(path)?;
     let conn = Connection::open(path).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
@@ -261,7 +292,9 @@ impl Indexer {
             }
             let target = state.committed;
             drop(state);
-            let outcome = self.catch_up(indexed, target);
+            // A panic (a bug) fails this attempt like an error would; the thread goes on.
+            let outcome = catch_unwind(AssertUnwindSafe(|| self.catch_up(indexed, target)))
+                .unwrap_or_else(|_| Err(Error::unavailable("the search indexer failed")));
             state = self.shared.lock();
             due = None;
             let indexed = self.shared.indexed.load(Ordering::Acquire);
@@ -277,7 +310,7 @@ impl Indexer {
                 Err(error) => {
                     tracing::warn!(%error, "search indexing failed; retrying");
                     for (_, waiter) in state.waiters.drain(..) {
-                        let _ = waiter.send(Err(clone_error(&error)));
+                        let _ = waiter.send(Err(error.clone()));
                     }
                     due = Some(Instant::now() + RETRY);
                 }
@@ -299,29 +332,50 @@ impl Indexer {
 
     /// The current state of every message an event in `(from, to]` names, read in one
     /// snapshot: (created within the range, the words to index or `None` if deleted).
+    /// Events of a kind this build does not know are skipped with a warning.
     fn read_changes(&self, from: u64, to: u64) -> Result<BTreeMap<i64, Change>> {
+        clean(&self.source)?;
         let tx = self.source.unchecked_transaction().map_err(db_err)?;
         let mut changes: BTreeMap<i64, Change> = BTreeMap::new();
+        let mut unknown: Vec<i64> = Vec::new();
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT e.kind, e.message_pk, m.body, m.deleted FROM events e \
+                    "SELECT e.kind, e.message_pk, m.body, m.deleted, m.conversation_id, \
+                     e.position FROM events e \
                      JOIN messages m ON m.pk = e.message_pk \
                      WHERE e.position > ?1 AND e.position <= ?2",
                 )
                 .map_err(db_err)?;
             let mut rows = stmt.query(params![int(from), int(to)]).map_err(db_err)?;
             while let Some(row) = rows.next().map_err(db_err)? {
-                let created = row.get::<_, i64>(0).map_err(db_err)? == kind::MESSAGE_CREATED;
+                let event_kind = row.get::<_, i64>(0).map_err(db_err)?;
+                match event_kind {
+                    kind::MESSAGE_CREATED | kind::MESSAGE_EDITED | kind::MESSAGE_DELETED => {}
+                    other => {
+                        if !unknown.contains(&other) {
+                            unknown.push(other);
+                            let position: i64 = row.get(5).map_err(db_err)?;
+                            tracing::warn!(
+                                kind = other,
+                                position,
+                                "search index: skipping log events of an unknown kind"
+                            );
+                        }
+                        continue;
+                    }
+                }
+                let created = event_kind == kind::MESSAGE_CREATED;
                 let pk: i64 = row.get(1).map_err(db_err)?;
                 match changes.entry(pk) {
                     Entry::Occupied(mut entry) => entry.get_mut().new |= created,
                     Entry::Vacant(entry) => {
                         let deleted: bool = row.get(3).map_err(db_err)?;
                         let body = row.get_ref(2).and_then(|v| Ok(v.as_str()?)).map_err(db_err)?;
+                        let conversation = codec::conversation_id(row, 4).map_err(db_err)?;
                         entry.insert(Change {
                             new: created,
-                            words: (!deleted).then(|| index_text(body)),
+                            words: (!deleted).then(|| scoped_words(conversation, body)),
                         });
                     }
                 }
@@ -332,6 +386,7 @@ impl Indexer {
     }
 
     fn write_changes(&self, changes: &BTreeMap<i64, Change>, upto: u64) -> Result<()> {
+        clean(&self.index)?;
         let tx = self.index.unchecked_transaction().map_err(db_err)?;
         {
             let mut remove =
@@ -355,6 +410,15 @@ impl Indexer {
         }
         tx.commit().map_err(db_err)
     }
+}
+
+/// Ends a transaction a failure left open (a failed COMMIT on a full disk may keep it), so
+/// the next attempt starts clean instead of failing at BEGIN until a restart.
+fn clean(conn: &Connection) -> Result<()> {
+    if !conn.is_autocommit() {
+        conn.execute_batch("ROLLBACK").map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// What indexing does for one message.

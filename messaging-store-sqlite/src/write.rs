@@ -367,20 +367,58 @@ pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> Result<Marked
     Ok(Marked { seq, moved: true })
 }
 
-pub(crate) fn set_block(
+/// Records that `blocker` blocks `blocked`, unless that would make more than `max_blocks`
+/// blocks of `blocker`'s (`Conflict`, nothing written); an existing block is kept as is.
+/// The writer runs one job at a time, so the count and the insert are one atomic step.
+pub(crate) fn block(
     ctx: &WriteCtx<'_>,
     blocker: UserId,
     blocked: UserId,
-    on: bool,
+    max_blocks: usize,
 ) -> Result<()> {
-    let sql = if on {
-        "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)"
-    } else {
-        "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2"
-    };
+    let exists = ctx
+        .conn
+        .prepare_cached("SELECT 1 FROM blocks WHERE blocker = ?1 AND blocked = ?2")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![blocker.as_bytes(), blocked.as_bytes()], |_| Ok(())).optional()
+        })
+        .map_err(db_err)?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let count: i64 = ctx
+        .conn
+        .prepare_cached("SELECT count(*) FROM blocks WHERE blocker = ?1")
+        .and_then(|mut stmt| stmt.query_row(params![blocker.as_bytes()], |row| row.get(0)))
+        .map_err(db_err)?;
+    if uint(count) >= max_blocks as u64 {
+        return Err(Error::conflict("too many blocked users"));
+    }
     ctx.conn
-        .prepare_cached(sql)
+        .prepare_cached("INSERT INTO blocks (blocker, blocked) VALUES (?1, ?2)")
         .and_then(|mut stmt| stmt.execute(params![blocker.as_bytes(), blocked.as_bytes()]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+pub(crate) fn unblock(ctx: &WriteCtx<'_>, blocker: UserId, blocked: UserId) -> Result<()> {
+    ctx.conn
+        .prepare_cached("DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2")
+        .and_then(|mut stmt| stmt.execute(params![blocker.as_bytes(), blocked.as_bytes()]))
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// A write nobody sees and no event logs: the health probe's commit. It rewrites one
+/// `meta` row, so the commit writes and syncs like any other.
+pub(crate) fn health_probe(ctx: &WriteCtx<'_>) -> Result<()> {
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO meta (key, value) VALUES ('health_probe', 1) \
+             ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        )
+        .and_then(|mut stmt| stmt.execute([]))
         .map_err(db_err)?;
     Ok(())
 }

@@ -29,22 +29,77 @@
 //! Log positions are assigned here, in memory, from the head read at start: the writer
 //! is the only one who appends, so positions are dense and in commit order. A job that
 //! fails, or a batch whose commit fails, gives its positions back.
+//!
+//! A job whose caller stopped waiting (its reply receiver is closed, e.g. the server's
+//! answer bound fired) before the writer starts it is dropped unrun: it is never committed
+//! after its caller was told it failed.
+//!
+//! Nothing stops the thread but the store closing. A batch that cannot commit (a full or
+//! failing disk, a lock held elsewhere) answers every job with its one error (shared, not
+//! copied as text), the connection is rolled back to a clean state (retried before the next
+//! batch if the ROLLBACK fails too), and the next batch runs as usual. After a full disk it
+//! also checkpoints and truncates the WAL, giving its space back. A panic (a bug, in a job
+//! or a feed sink) is caught: its batch is answered, and the store is marked broken, failing
+//! every later write at once, since the connection's and the log head's state is unknown.
+//! Every commit's time is kept for health checks (`Health`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use messaging_core::{CommittedEvent, Error, FeedSink, Result};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpointer::{Checkpointer, Doorbell};
-use crate::codec::db_err;
+use crate::checkpointer::{self, Checkpointer, Doorbell};
+use crate::codec::{db_err, is_disk_failure};
 use crate::search_index;
 use crate::write::index_audience;
 
 /// How far the audience index may trail the log before a batch brings it up to date.
 const AUDIENCE_INDEX_LAG: u64 = 8192;
+
+/// How long the write connection waits on locks (set when the store opens).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a WAL truncation waits for readers of older snapshots (writes wait too).
+const TRUNCATE_WAIT: Duration = Duration::from_millis(250);
+
+/// What the writer tells callers about itself: its last commit and whether it broke.
+#[derive(Default)]
+pub(crate) struct Health {
+    last_commit: Mutex<Option<Instant>>,
+    /// Set when a batch panicked: the connection's and the log head's state is unknown, so
+    /// every later write fails at once (until the store is reopened) instead of risking a
+    /// wrong position or waiting on a writer that cannot serve.
+    broken: AtomicBool,
+}
+
+impl Health {
+    /// When the writer last committed a batch.
+    pub(crate) fn last_commit(&self) -> Option<Instant> {
+        *self.last_commit.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn committed(&self) {
+        *self.last_commit.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
+    fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    fn set_broken(&self) {
+        self.broken.store(true, Ordering::Release);
+    }
+}
+
+/// The answer to every write once the writer is broken (see [`Health`]).
+fn broken() -> Error {
+    Error::unavailable("the SQLite store failed internally and must be reopened")
+}
 
 /// What a job sees while it runs inside the batch transaction.
 pub(crate) struct WriteCtx<'a> {
@@ -75,10 +130,14 @@ impl WriteCtx<'_> {
 
 /// A unit of work for the writer.
 pub(crate) trait Job: Send {
-    /// Runs inside the batch transaction, under a savepoint.
+    /// Runs inside the batch transaction, under a savepoint; on failure, a copy of the
+    /// error (the original goes to the caller).
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> Result<()>;
     /// Delivers the outcome once the batch committed (`Ok`) or failed to commit (`Err`).
     fn finish(self: Box<Self>, commit: Result<()>);
+    /// Whether nobody waits for the outcome any more (the caller's future was dropped, e.g.
+    /// at its answer bound): such a job is dropped unrun, never committed late.
+    fn abandoned(&self) -> bool;
 }
 
 struct FnJob<T, F> {
@@ -94,7 +153,7 @@ where
 {
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> Result<()> {
         let outcome = (self.work)(ctx);
-        let ok = outcome.as_ref().map(|_| ()).map_err(clone_error);
+        let ok = outcome.as_ref().map(|_| ()).map_err(Error::clone);
         self.outcome = Some(outcome);
         ok
     }
@@ -103,16 +162,14 @@ where
         let outcome = match (commit, self.outcome) {
             (Err(e), _) => Err(e),
             (Ok(()), Some(outcome)) => outcome,
-            (Ok(()), None) => Err(Error::unavailable("write was not run")),
+            (Ok(()), None) => Err(Error::unavailable("the write was not run")),
         };
         let _ = self.reply.send(outcome);
     }
-}
 
-/// A copy of an error good enough to decide commit-or-rollback; the original goes to the
-/// caller.
-pub(crate) fn clone_error(error: &Error) -> Error {
-    Error::unavailable(error.to_string())
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
 }
 
 enum Command {
@@ -123,6 +180,7 @@ enum Command {
 /// The caller's handle on the writer thread.
 pub(crate) struct Writer {
     indexed: Arc<AtomicU64>,
+    health: Arc<Health>,
     tx: Option<mpsc::Sender<Command>>,
     thread: Option<JoinHandle<()>>,
     checkpointer: Option<Checkpointer>,
@@ -140,6 +198,7 @@ impl Writer {
         search: Arc<search_index::Shared>,
     ) -> Result<Self> {
         let indexed = Arc::new(AtomicU64::new(indexed_upto));
+        let health = Arc::new(Health::default());
         let max_batch = max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let checkpointer = Checkpointer::start(checkpoint_conn)?;
@@ -148,24 +207,41 @@ impl Writer {
             head,
             indexed_upto,
             indexed: indexed.clone(),
+            health: health.clone(),
             max_batch,
             sinks: vec![],
             checkpoint: checkpointer.bell(),
+            wal_frames: checkpointer.wal_frames(),
             search,
         };
         let thread = std::thread::Builder::new()
             .name("messaging-sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(Error::backend)?;
-        Ok(Self { indexed, tx: Some(tx), thread: Some(thread), checkpointer: Some(checkpointer) })
+        Ok(Self {
+            indexed,
+            health,
+            tx: Some(tx),
+            thread: Some(thread),
+            checkpointer: Some(checkpointer),
+        })
     }
 
-    /// Runs `work` in the next batch; resolves after the batch committed.
+    /// The writer's health, shared with its thread.
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Runs `work` in the next batch; resolves after the batch committed. Dropping the
+    /// future before the writer takes the job drops the job: it is never run.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
     {
+        if self.health.is_broken() {
+            return Err(broken());
+        }
         let (reply, rx) = oneshot::channel();
         let job = Box::new(FnJob { work, outcome: None, reply });
         self.send(Command::Job(job)).await?;
@@ -186,6 +262,9 @@ impl Writer {
 
     /// Attaches a feed sink; resolves once it has been started.
     pub(crate) async fn attach(&self, sink: &Arc<dyn FeedSink>) -> Result<()> {
+        if self.health.is_broken() {
+            return Err(broken());
+        }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Attach(Arc::downgrade(sink), reply)).await?;
         rx.await.map_err(|_| Error::unavailable("the SQLite writer stopped"))
@@ -217,9 +296,12 @@ struct WriterLoop {
     head: u64,
     indexed_upto: u64,
     indexed: Arc<AtomicU64>,
+    health: Arc<Health>,
     max_batch: usize,
     sinks: Vec<Weak<dyn FeedSink>>,
     checkpoint: Arc<Doorbell>,
+    /// The WAL's length as the checkpointer last found it.
+    wal_frames: Arc<AtomicI64>,
     search: Arc<search_index::Shared>,
 }
 
@@ -227,7 +309,8 @@ struct WriterLoop {
 enum BatchError {
     /// A job failed: run the batch again with savepoints.
     JobFailed,
-    /// SQLite failed outside any job (begin, commit, the index changes).
+    /// SQLite failed outside any job (begin, commit, the index changes), or a job's failure
+    /// ended the whole transaction (SQLite rolls back on a full disk or an I/O error).
     Database(Error),
 }
 
@@ -238,19 +321,48 @@ impl From<Error> for BatchError {
 }
 
 impl WriterLoop {
+    /// Serves until every sender is gone. Nothing ends it early: a batch that fails answers
+    /// its jobs with the failure and the next batch starts on a clean connection; a panic
+    /// (a bug, in a job or in a feed sink) is caught, answered, and breaks the store (see
+    /// [`Health`]), after which every job is answered at once with that.
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(self.max_batch);
         let mut events = Vec::new();
         while let Some(command) = rx.blocking_recv() {
-            self.take(command, &mut batch);
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(command) => self.take(command, &mut batch),
-                    Err(_) => break,
+            let served = catch_unwind(AssertUnwindSafe(|| {
+                self.take(command, &mut batch);
+                while batch.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(command) => self.take(command, &mut batch),
+                        Err(_) => break,
+                    }
                 }
-            }
-            if !batch.is_empty() {
+                // A caller that stopped waiting before its job started gets nothing done.
+                batch.retain(|job| !job.abandoned());
+                if batch.is_empty() {
+                    return;
+                }
+                if self.health.is_broken() {
+                    for job in batch.drain(..) {
+                        job.finish(Err(broken()));
+                    }
+                    return;
+                }
                 self.commit_batch(&mut batch, &mut events);
+            }));
+            if served.is_err() {
+                self.health.set_broken();
+                tracing::error!(
+                    "the SQLite writer panicked; the store fails every write until reopened"
+                );
+                let _ = catch_unwind(AssertUnwindSafe(|| {
+                    self.rollback();
+                    for job in batch.drain(..) {
+                        job.finish(Err(broken()));
+                    }
+                }));
+                batch.clear();
+                events.clear();
             }
         }
     }
@@ -278,14 +390,13 @@ impl WriterLoop {
             events.clear();
             result = self.run_batch(batch, events, with_savepoints);
             match result {
-                Err(BatchError::JobFailed) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
+                Err(BatchError::JobFailed) => self.rollback(),
                 _ => break,
             }
         }
         let commit = match result {
             Ok(indexed) => {
+                self.health.committed();
                 if let Some(upto) = indexed {
                     self.indexed_upto = upto;
                     self.indexed.store(upto, Ordering::Release);
@@ -293,12 +404,18 @@ impl WriterLoop {
                 self.dispatch(events);
                 self.search.committed(self.head);
                 self.checkpoint.ring();
+                if self.wal_frames.load(Ordering::Relaxed) > checkpointer::WAL_TRUNCATE_FRAMES {
+                    self.truncate_wal();
+                }
                 Ok(())
             }
             Err(BatchError::Database(error)) => {
                 tracing::error!(%error, "SQLite batch failed to commit");
-                let _ = self.conn.execute_batch("ROLLBACK");
+                self.rollback();
                 self.head = start_head;
+                if is_disk_failure(&error) {
+                    self.give_wal_space_back();
+                }
                 Err(error)
             }
             Err(BatchError::JobFailed) => {
@@ -307,7 +424,41 @@ impl WriterLoop {
             }
         };
         for job in batch.drain(..) {
-            job.finish(commit.as_ref().map(|_| ()).map_err(clone_error));
+            job.finish(commit.clone());
+        }
+    }
+
+    /// Checkpoints the whole WAL and truncates it, between batches (see the checkpointer's
+    /// `run` for why the writer does it). It waits for readers of older snapshots at most
+    /// [`TRUNCATE_WAIT`] (writes wait meanwhile); when they outlast it, a later batch tries
+    /// again.
+    fn truncate_wal(&self) {
+        let _ = self.conn.busy_timeout(TRUNCATE_WAIT);
+        match checkpointer::wal_checkpoint(&self.conn, "TRUNCATE") {
+            Ok(_) => self.wal_frames.store(0, Ordering::Relaxed),
+            Err(error) => tracing::debug!(%error, "WAL truncation deferred"),
+        }
+        let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+    }
+
+    /// After a full disk: checkpoints the whole WAL into the database and truncates it, so
+    /// the space it held is free for the next batch (a WAL only grows while writes fail, and
+    /// otherwise returns its space only when it restarts at its start). On a disk still
+    /// full this fails at once and the next failing batch tries again.
+    fn give_wal_space_back(&self) {
+        match checkpointer::wal_checkpoint(&self.conn, "TRUNCATE") {
+            Ok(_) => tracing::info!("WAL checkpointed and truncated after a disk failure"),
+            Err(error) => tracing::warn!(%error, "WAL truncation after a disk failure failed"),
+        }
+    }
+
+    /// Ends whatever transaction is open. A ROLLBACK that fails (the disk is still failing)
+    /// leaves it open: the next batch tries again before it begins.
+    fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(error) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::warn!(%error, "SQLite ROLLBACK failed; retried before the next batch");
         }
     }
 
@@ -317,9 +468,15 @@ impl WriterLoop {
         events: &mut Vec<CommittedEvent>,
         with_savepoints: bool,
     ) -> Result<Option<u64>, BatchError> {
+        if !self.conn.is_autocommit() {
+            self.exec("ROLLBACK")?;
+        }
         self.exec("BEGIN IMMEDIATE")?;
         let mut index_requested = false;
         for job in batch.iter_mut() {
+            if job.abandoned() {
+                continue;
+            }
             if with_savepoints {
                 self.exec("SAVEPOINT job")?;
             }
@@ -330,12 +487,17 @@ impl WriterLoop {
                 events,
                 index_requested: &mut index_requested,
             };
-            let ok = job.run(&mut ctx).is_ok();
-            match (ok, with_savepoints) {
-                (true, false) => {}
-                (true, true) => self.exec("RELEASE job")?,
-                (false, false) => return Err(BatchError::JobFailed),
-                (false, true) => {
+            let outcome = job.run(&mut ctx);
+            match (outcome, with_savepoints) {
+                (Ok(()), false) => {}
+                (Ok(()), true) => self.exec("RELEASE job")?,
+                (Err(_), false) => return Err(BatchError::JobFailed),
+                (Err(error), true) => {
+                    // SQLite ends the whole transaction on some failures (a full disk, an
+                    // I/O error): then the batch fails, with the job's own error.
+                    if self.conn.is_autocommit() {
+                        return Err(BatchError::Database(error));
+                    }
                     self.exec("ROLLBACK TO job")?;
                     self.exec("RELEASE job")?;
                     self.head = head_before;
@@ -343,7 +505,8 @@ impl WriterLoop {
                 }
             }
         }
-        let indexed = if index_requested || self.head - self.indexed_upto >= AUDIENCE_INDEX_LAG {
+        let behind = self.head.saturating_sub(self.indexed_upto);
+        let indexed = if index_requested || behind >= AUDIENCE_INDEX_LAG {
             index_audience(&self.conn, self.indexed_upto, self.head)?;
             Some(self.head)
         } else {
@@ -361,16 +524,28 @@ impl WriterLoop {
             .map_err(db_err)
     }
 
+    /// Hands committed events to the sinks. A sink that panics breaks the store (its feed
+    /// missed events); the batch is committed all the same, and its callers hear so.
     fn dispatch(&mut self, events: &[CommittedEvent]) {
         if events.is_empty() {
             return;
         }
-        self.sinks.retain(|sink| match sink.upgrade() {
-            Some(live) => {
-                live.committed(events);
-                true
-            }
-            None => false,
-        });
+        let sinks = &mut self.sinks;
+        let dispatched = catch_unwind(AssertUnwindSafe(|| {
+            sinks.retain(|sink| match sink.upgrade() {
+                Some(live) => {
+                    live.committed(events);
+                    true
+                }
+                None => false,
+            });
+        }));
+        if dispatched.is_err() {
+            self.health.set_broken();
+            tracing::error!(
+                "a feed sink panicked on committed events; the store fails every write until \
+                 reopened"
+            );
+        }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use messaging_core::{Error, Limits, Messenger, Result};
 use messaging_store_pg::presence::{PgPresence, PresenceOptions};
@@ -28,21 +29,29 @@ impl Database {
         let path =
             url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
         if path.is_empty() || path.contains("://") {
-            return Err(Error::invalid(format!(
-                "database URL {url:?}: expected postgres://…, sqlite://<path> or a file path"
-            )));
+            // Not echoed: a URL of another database may hold a password.
+            return Err(Error::invalid(
+                "the database URL: expected postgres://…, sqlite://<path> or a file path",
+            ));
         }
         Ok(Self::Sqlite(PathBuf::from(path)))
     }
 
-    /// A description for logs (no credentials).
+    /// A description for logs and errors: the file, or `host:port/database` of a
+    /// PostgreSQL URL. Never credentials: the user and password before `@` and every query
+    /// parameter (`?password=…`, `sslkey=…`) are left out.
     #[must_use]
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite(path) => format!("SQLite {}", path.display()),
-            Self::Postgres(url) => match url.split_once('@') {
-                Some((_, host)) => format!("PostgreSQL {host}"),
-                None => "PostgreSQL".to_owned(),
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(parsed) => {
+                    let host = parsed.host_str().unwrap_or_default();
+                    let port = parsed.port().map(|p| format!(":{p}")).unwrap_or_default();
+                    format!("PostgreSQL {host}{port}{}", parsed.path()).trim_end().to_owned()
+                }
+                // Unparsable: no part of it can be shown safely.
+                Err(_) => "PostgreSQL".to_owned(),
             },
         }
     }
@@ -55,6 +64,33 @@ pub struct StoreSettings {
     pub sqlite_synchronous: Synchronous,
     /// The messenger's limits.
     pub limits: Limits,
+    /// The answer bound of the transports: the store's own time limits (a read's
+    /// statement time, the wait for a database connection) are cut from it, so a slow
+    /// statement fails on its own before the answer bound answers for it.
+    pub answer_timeout: Duration,
+}
+
+impl StoreSettings {
+    /// Settings with the protocol's defaults (FULL, default limits, a 5 s answer bound).
+    #[must_use]
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            sqlite_synchronous: Synchronous::Full,
+            limits,
+            answer_timeout: Duration::from_millis(5_000),
+        }
+    }
+
+    /// The longest a statement may run: three fifths of the answer bound.
+    fn statement_timeout(&self) -> Duration {
+        self.answer_timeout * 3 / 5
+    }
+
+    /// The longest a request waits for a database connection, or a SQLite read runs: two
+    /// fifths of the answer bound.
+    fn wait_timeout(&self) -> Duration {
+        self.answer_timeout * 2 / 5
+    }
 }
 
 /// An open store and the messenger over it.
@@ -89,7 +125,9 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
     let limits = settings.limits.clone();
     match database {
         Database::Sqlite(path) => {
-            let options = SqliteOptions::default().synchronous(settings.sqlite_synchronous);
+            let options = SqliteOptions::default()
+                .synchronous(settings.sqlite_synchronous)
+                .read_timeout(settings.wait_timeout());
             let store = SqliteStore::open_with(path, options).await?;
             let messenger = Messenger::builder(Arc::new(store)).limits(limits).build().await?;
             let store_label =
@@ -97,7 +135,10 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
             Ok(Opened { messenger, store_label, presence: None })
         }
         Database::Postgres(url) => {
-            let store = PgStore::connect(url, PgOptions::default()).await?;
+            let options = PgOptions::default()
+                .statement_timeout(settings.statement_timeout())
+                .acquire_timeout(settings.wait_timeout());
+            let store = PgStore::connect(url, options).await?;
             let fanout = store.fanout(limits.max_queue_frames);
             let presence = store.presence(fanout.clone(), PresenceOptions::default()).await?;
             let messenger = Messenger::builder(Arc::new(store))
@@ -145,5 +186,25 @@ mod tests {
             Database::parse("postgres://u:pw@h:5432/db").unwrap().describe(),
             "PostgreSQL h:5432/db"
         );
+    }
+
+    #[test]
+    fn descriptions_never_show_credentials() {
+        for (url, described) in [
+            ("postgres://user:s3cret@db.internal:5432/chat", "PostgreSQL db.internal:5432/chat"),
+            (
+                "postgresql://db.internal/chat?user=me&password=s3cret&sslmode=require",
+                "PostgreSQL db.internal/chat",
+            ),
+            ("postgres://u:s3cret@h/chat?password=s3cret#frag", "PostgreSQL h/chat"),
+            ("postgres://u:pa%40ss@h:1/chat", "PostgreSQL h:1/chat"),
+            ("postgres:///chat?host=/run/pg&password=s3cret", "PostgreSQL /chat"),
+            ("postgres://u:s3c?ret@h/chat", "PostgreSQL"),
+            ("postgres://u:s3cret@", "PostgreSQL"),
+        ] {
+            let text = Database::parse(url).unwrap().describe();
+            assert_eq!(text, described, "{url}");
+            assert!(!text.contains("s3c") && !text.contains("pa%40ss"), "{text}");
+        }
     }
 }

@@ -1,7 +1,13 @@
 //! The command line: `serve` (the default), `token` and `migrate`. Every flag can also be
 //! given through the environment variable named in `--help`.
+//!
+//! Secrets are never flag values (every user of the machine sees those in `ps`): the
+//! HS256 secret comes from `--jwt-secret-file` or the environment variable
+//! `MESSAGING_JWT_SECRET`, and the database URL, which may hold a password, is never
+//! echoed by `--help`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -10,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use messaging_core::{Limits, UserId};
 use messaging_store_sqlite::Synchronous;
 
+use crate::admission;
 use crate::auth::{self, AuthSettings, Verifier};
 use crate::backend::{self, Database, StoreSettings};
 use crate::config::Transport;
@@ -40,12 +47,19 @@ enum Command {
 #[derive(Debug, Clone, Args)]
 struct StoreArgs {
     /// `postgres://…` for PostgreSQL (cross-instance delivery); otherwise a SQLite file.
-    #[arg(long, env = "MESSAGING_DATABASE_URL", default_value = "messaging.db")]
+    #[arg(
+        long,
+        env = "MESSAGING_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "messaging.db"
+    )]
     database_url: String,
-    /// HS256 secret. With SQLite and neither this nor a public key, one is generated into
+    /// A file holding the HS256 secret (surrounding whitespace ignored; keep it mode 0600),
+    /// or the secret itself in the environment variable MESSAGING_JWT_SECRET (never a flag
+    /// value). With SQLite and no secret nor public key, one is generated into
     /// `<database>.jwt-secret`. Required with PostgreSQL unless a public key is given.
-    #[arg(long, env = "MESSAGING_JWT_SECRET", hide_env_values = true)]
-    jwt_secret: Option<String>,
+    #[arg(long, env = "MESSAGING_JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
     /// PEM public key (RSA: RS256, EC P-256: ES256) of the host's auth service. HS256 is then
     /// off unless a secret is also given.
     #[arg(long, env = "MESSAGING_JWT_PUBLIC_KEY")]
@@ -101,6 +115,38 @@ struct ServeArgs {
     /// SQLite fsync policy: `full` (durable against power loss) or `normal`.
     #[arg(long, env = "MESSAGING_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SyncMode::Full)]
     sqlite_synchronous: SyncMode,
+    /// The most a request waits for its answer (ms); past it: `unavailable`.
+    #[arg(long, env = "MESSAGING_ANSWER_TIMEOUT_MS", default_value_t = 5_000)]
+    answer_timeout_ms: u64,
+    /// The most a reply page's encoded items may take (bytes); a page that would pass it
+    /// holds fewer items and says there is more.
+    #[arg(long, env = "MESSAGING_REPLY_BUDGET_BYTES", default_value_t = 1_048_576)]
+    reply_budget_bytes: usize,
+    /// Outbound bytes waiting for a slow reader before it is closed with 4000 `lagged`
+    /// (at least twice --reply-budget-bytes).
+    #[arg(long, env = "MESSAGING_MAX_QUEUE_BYTES", default_value_t = 4_194_304)]
+    max_queue_bytes: usize,
+    /// Sessions one user may hold on this instance; past it, upgrades get HTTP 503.
+    #[arg(long, env = "MESSAGING_MAX_SESSIONS_PER_USER", default_value_t = 32)]
+    max_sessions_per_user: usize,
+    /// A user's searches per second, across their connections (token bucket refill).
+    #[arg(long, env = "MESSAGING_SEARCH_PER_S", default_value_t = 5)]
+    search_per_s: u32,
+    /// A user's search burst (token bucket capacity).
+    #[arg(long, env = "MESSAGING_SEARCH_BURST", default_value_t = 20)]
+    search_burst: u32,
+    /// The most users one user may block; `block` beyond it is `conflict`.
+    #[arg(long, env = "MESSAGING_MAX_BLOCKS_PER_USER", default_value_t = 10_000)]
+    max_blocks_per_user: usize,
+    /// Connections from one address still sending their request headers; past it, new
+    /// ones from that address are closed at once (default: no cap). Trusted proxies are
+    /// not counted.
+    #[arg(long, env = "MESSAGING_MAX_PENDING_PER_IP")]
+    max_pending_per_ip: Option<usize>,
+    /// A proxy whose `X-Forwarded-For` names the client (repeatable; the environment
+    /// variable takes a comma-separated list). Others' `X-Forwarded-For` is ignored.
+    #[arg(long = "trusted-proxy", env = "MESSAGING_TRUSTED_PROXY", value_delimiter = ',')]
+    trusted_proxy: Vec<IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,29 +217,39 @@ fn init_logs(args: &StoreArgs) {
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let database = Database::parse(&args.store.database_url).map_err(|e| e.to_string())?;
-    let auth = auth_settings(&args.store, &database, Purpose::Serve)?;
-    let verifier = Verifier::new(&auth).map_err(|e| e.to_string())?;
     let limits = Limits::default()
         .with_max_body_bytes(args.max_body_bytes)
         .with_max_queue_frames(args.max_queue_frames)
-        .with_typing_expires_ms(args.typing_expires_ms);
+        .with_typing_expires_ms(args.typing_expires_ms)
+        .with_reply_budget_bytes(args.reply_budget_bytes)
+        .with_max_blocks_per_user(args.max_blocks_per_user);
+    let transport = Transport::default()
+        .max_frame_bytes(args.max_frame_bytes)
+        .max_connections(connections_allowed(args.max_connections))
+        .rate_limit(args.ops_per_s, args.ops_burst)
+        .heartbeat(Duration::from_secs(args.heartbeat_s))
+        .handshake_timeout(Duration::from_secs(args.handshake_timeout_s.max(1)))
+        .answer_timeout(Duration::from_millis(args.answer_timeout_ms))
+        .max_queue_bytes(args.max_queue_bytes)
+        .max_sessions_per_user(args.max_sessions_per_user)
+        .search_rate(args.search_per_s, args.search_burst)
+        .max_pending_per_ip(args.max_pending_per_ip)
+        .trusted_proxies(args.trusted_proxy.clone());
+    transport.check(limits.reply_budget_bytes)?;
+    let auth = auth_settings(&args.store, &database, Purpose::Serve)?;
+    let verifier = Verifier::new(&auth).map_err(|e| e.to_string())?;
     let settings = StoreSettings {
         sqlite_synchronous: match args.sqlite_synchronous {
             SyncMode::Full => Synchronous::Full,
             SyncMode::Normal => Synchronous::Normal,
         },
         limits,
+        answer_timeout: Duration::from_millis(args.answer_timeout_ms.max(1)),
     };
     let opened = backend::open(&database, &settings)
         .await
         .map_err(|e| format!("opening {}: {e}", database.describe()))?;
     tracing::info!(store = %database.describe(), "store open");
-    let transport = Transport::default()
-        .max_frame_bytes(args.max_frame_bytes)
-        .max_connections(args.max_connections)
-        .rate_limit(args.ops_per_s, args.ops_burst)
-        .heartbeat(Duration::from_secs(args.heartbeat_s))
-        .handshake_timeout(Duration::from_secs(args.handshake_timeout_s.max(1)));
     let listener = listen(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
     let config = Config {
         messenger: opened.messenger.clone(),
@@ -206,11 +262,32 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// Raises the open file limit to its hard limit and lowers `max_connections` to what the
+/// limit can hold (logged at warn when it does).
+fn connections_allowed(max_connections: usize) -> usize {
+    let Some((limit, before)) = admission::raise_fd_limit() else { return max_connections };
+    if limit > before {
+        tracing::info!("open file limit raised from {before} to {limit}");
+    }
+    let allowed = admission::clamp_connections(max_connections, limit);
+    if allowed < max_connections {
+        tracing::warn!(
+            "--max-connections {max_connections} lowered to {allowed}: the open file limit is \
+             {limit}, of which {} are kept for the store, the listener and the runtime \
+             (raise the hard limit, e.g. `ulimit -Hn` or systemd's LimitNOFILE)",
+            admission::FD_HEADROOM
+        );
+    }
+    allowed
+}
+
 fn token(args: &TokenArgs) -> Result<(), String> {
     let database = Database::parse(&args.store.database_url).map_err(|e| e.to_string())?;
     let auth = auth_settings(&args.store, &database, Purpose::Token)?;
     let Some(secret) = &auth.secret else {
-        return Err("`token` signs with the HS256 secret: give --jwt-secret".into());
+        return Err("`token` signs with the HS256 secret: give MESSAGING_JWT_SECRET or \
+                    --jwt-secret-file"
+            .into());
     };
     let token = auth::mint(secret, UserId::from(args.user), args.ttl, &auth)
         .map_err(|e| format!("signing: {e}"))?;
@@ -250,13 +327,16 @@ fn auth_settings(
                 .map_err(|e| format!("reading the public key {}: {e}", path.display()))
         })
         .transpose()?;
-    let mut secret = args.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec());
+    let mut secret = given_secret(args)?;
     if secret.is_none() && public_key_pem.is_none() {
         match database {
             Database::Sqlite(path) => {
                 let file = secret::path_beside(path);
                 let (generated, created) = secret::load_or_create(&file)
                     .map_err(|e| format!("the JWT secret file {}: {e}", file.display()))?;
+                if !created {
+                    warn_if_readable_by_others(&file);
+                }
                 if created || purpose == Purpose::Serve {
                     tracing::info!(
                         "JWT secret (HS256) {} {}; mint a token with: messaging-ws-server token --user <uuid>{}",
@@ -268,8 +348,8 @@ fn auth_settings(
                 secret = Some(generated);
             }
             Database::Postgres(_) => {
-                return Err("with PostgreSQL, give --jwt-secret or --jwt-public-key \
-                            (every instance must verify the same tokens)"
+                return Err("with PostgreSQL, give MESSAGING_JWT_SECRET, --jwt-secret-file or \
+                            --jwt-public-key (every instance must verify the same tokens)"
                     .into());
             }
         }
@@ -280,6 +360,42 @@ fn auth_settings(
         issuer: args.jwt_issuer.clone(),
         audience: args.jwt_audience.clone(),
     })
+}
+
+/// The environment variable holding the HS256 secret itself.
+const SECRET_VARIABLE: &str = "MESSAGING_JWT_SECRET";
+
+/// The secret from `--jwt-secret-file` or `MESSAGING_JWT_SECRET` (an empty variable counts
+/// as unset); both at once is ambiguous, so refused.
+fn given_secret(args: &StoreArgs) -> Result<Option<Vec<u8>>, String> {
+    let from_env = std::env::var_os(SECRET_VARIABLE).filter(|value| !value.is_empty());
+    match (&args.jwt_secret_file, from_env) {
+        (Some(_), Some(_)) => Err(format!(
+            "the JWT secret is given twice: use either {SECRET_VARIABLE} or --jwt-secret-file"
+        )),
+        (Some(path), None) => {
+            let secret = secret::read(path)
+                .map_err(|e| format!("the JWT secret file {}: {e}", path.display()))?;
+            warn_if_readable_by_others(path);
+            Ok(Some(secret))
+        }
+        (None, Some(value)) => Ok(Some(value.into_encoded_bytes())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Warns when a secret file may be read by group or others.
+fn warn_if_readable_by_others(path: &Path) {
+    match secret::loose_permissions(path) {
+        Ok(Some(mode)) => tracing::warn!(
+            "the JWT secret file {} is readable by group or others (mode {mode:o}); \
+             restrict it: chmod 600 {}",
+            path.display(),
+            path.display()
+        ),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "cannot read the mode of {}", path.display()),
+    }
 }
 
 /// `--database-url …` when it is not the default (so the printed command finds the file).
@@ -360,5 +476,36 @@ mod tests {
             matches!(cli.command, Some(Command::Token(TokenArgs { ttl, .. })) if ttl == Duration::from_secs(1800))
         );
         assert!(Cli::try_parse_from(["messaging-ws-server", "token", "--user", "nope"]).is_err());
+    }
+
+    #[test]
+    fn admission_flags_parse_and_secrets_are_not_flags() {
+        let cli = Cli::try_parse_from([
+            "messaging-ws-server",
+            "--trusted-proxy",
+            "10.0.0.1",
+            "--trusted-proxy",
+            "::1",
+            "--max-pending-per-ip",
+            "4",
+            "--answer-timeout-ms",
+            "250",
+            "--max-blocks-per-user",
+            "7",
+        ])
+        .unwrap();
+        let serve = cli.serve;
+        assert_eq!(
+            serve.trusted_proxy,
+            ["10.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
+        );
+        assert_eq!(serve.max_pending_per_ip, Some(4));
+        assert_eq!((serve.answer_timeout_ms, serve.max_blocks_per_user), (250, 7));
+        assert_eq!(
+            (serve.max_sessions_per_user, serve.search_per_s, serve.search_burst),
+            (32, 5, 20)
+        );
+        assert_eq!((serve.reply_budget_bytes, serve.max_queue_bytes), (1_048_576, 4_194_304));
+        assert!(Cli::try_parse_from(["messaging-ws-server", "--jwt-secret", "x"]).is_err());
     }
 }

@@ -14,15 +14,22 @@
 //! Backpressure: while the socket does not take what is written (the client is not
 //! reading), nothing more is read from it either, so a client that sends without reading
 //! cannot make the server queue replies or pongs without bound; its requests wait in its
-//! own socket. Pushes keep queueing, up to `max_queue_frames`.
+//! own socket. Pushes keep queueing, up to `max_queue_frames` frames and `max_queue_bytes`
+//! bytes. tungstenite's own write buffer is finite too (`max_write_buffer_size`); when a
+//! frame would pass it, tungstenite hands the frame back (`WriteBufferFull`), and it goes
+//! back to the head of the outbox: the socket is not taking writes, nothing is lost.
 //!
-//! Lag policy: frames waiting to be written (replies and pushes) queue in `outbox`. A
-//! reader too slow to keep it under `max_queue_frames`, or whose subscription overflowed in
-//! the fan-out, is closed with 4000 `lagged`: queued frames are dropped, the close frame is
-//! written when the socket takes it (bounded by a grace period), and the client resumes
-//! with `sync`. Nobody else waits for it: the fan-out never blocks on a session.
+//! Lag policy: frames waiting to be written (replies and pushes) queue in the
+//! [`Outbox`], which counts their bytes and those handed to the socket but not yet flushed.
+//! A reader too slow to keep it under `max_queue_frames` and `max_queue_bytes`, or whose
+//! subscription overflowed in the fan-out, is closed with 4000 `lagged`: queued frames are
+//! dropped, the close frame is written when the socket takes it (bounded by a grace
+//! period), and the client resumes with `sync`. Nobody else waits for it: the fan-out never
+//! blocks on a session.
+//!
+//! Searches are also limited per user across connections (`search_per_s`,
+//! `search_burst`), besides the connection's own request rate.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,8 +50,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use crate::frames::{self, HelloLimits};
 use crate::metrics::Metrics;
 use crate::ops::{self, Caller};
-use crate::rate::TokenBucket;
-use crate::request;
+use crate::outbox::Outbox;
+use crate::rate::{TokenBucket, UserBuckets};
+use crate::request::{self, Op};
 
 /// Longest a closing connection waits for its last frames to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -60,6 +68,10 @@ pub(crate) struct SessionSettings {
     pub(crate) hello: HelloLimits,
     pub(crate) heartbeat: Duration,
     pub(crate) metrics: Arc<Metrics>,
+    /// The answer bound of every request.
+    pub(crate) answer_timeout: Duration,
+    /// Every user's search bucket, shared by their connections.
+    pub(crate) searches: UserBuckets,
 }
 
 type OpFuture = Pin<Box<dyn Future<Output = (Bytes, &'static str)> + Send>>;
@@ -123,7 +135,7 @@ where
 
 struct Connection<S> {
     socket: WebSocketStream<S>,
-    outbox: VecDeque<Message>,
+    outbox: Outbox,
     unflushed: bool,
     caller: Caller,
     settings: Arc<SessionSettings>,
@@ -144,7 +156,7 @@ where
         let bucket = TokenBucket::new(settings.hello.ops_per_s, settings.hello.ops_burst);
         Self {
             socket,
-            outbox: VecDeque::new(),
+            outbox: Outbox::new(settings.metrics.outbox_bytes.clone()),
             unflushed: false,
             caller,
             settings,
@@ -244,7 +256,7 @@ where
                         tracing::debug!("peer silent for two heartbeats; dropping it");
                         break Ending::Drop;
                     }
-                    self.outbox.push_back(Message::Ping(Bytes::new()));
+                    self.outbox.push(Message::Ping(Bytes::new()));
                 }
                 Step::Stop => stopping = true,
             }
@@ -255,13 +267,17 @@ where
         }
     }
 
-    /// Queues a frame for writing; past `max_queue_frames` waiting, the reader is lagging.
+    /// Queues a frame for writing; past `max_queue_frames` frames or `max_queue_bytes`
+    /// bytes waiting, the reader is lagging.
     fn queue(&mut self, frame: Bytes) -> Result<(), Ending> {
-        if self.outbox.len() >= self.settings.hello.max_queue_frames {
+        let limits = &self.settings.hello;
+        if self.outbox.len() >= limits.max_queue_frames
+            || self.outbox.bytes().saturating_add(frame.len()) > limits.max_queue_bytes
+        {
             return Err(self.lagged());
         }
         match Utf8Bytes::try_from(frame) {
-            Ok(text) => self.outbox.push_back(Message::Text(text)),
+            Ok(text) => self.outbox.push(Message::Text(text)),
             Err(error) => tracing::error!(%error, "an encoded frame is not UTF-8; not sent"),
         }
         Ok(())
@@ -325,7 +341,21 @@ where
         match request::parse(text) {
             Ok(request) => {
                 let name = request.op.name();
-                let future = Box::pin(ops::run(self.caller.clone(), request.id, request.op));
+                if matches!(request.op, Op::Search { .. })
+                    && !self.settings.searches.try_take(self.caller.user)
+                {
+                    self.settings.metrics.op(name, "rate_limited", Duration::ZERO);
+                    return self
+                        .queue(frames::error(&request.id, &messaging_core::Error::RateLimited));
+                }
+                let settings = &self.settings;
+                let future = Box::pin(ops::run(
+                    self.caller.clone(),
+                    request.id,
+                    request.op,
+                    settings.answer_timeout,
+                    settings.metrics.clone(),
+                ));
                 self.running = Some(Running { future, name, started: Instant::now() });
                 Ok(())
             }
@@ -341,7 +371,7 @@ where
     async fn close_with(&mut self, frame: CloseFrame) {
         let writing = async {
             let mut sent = 0_u64;
-            while let Some(message) = self.outbox.pop_front() {
+            while let Some((message, _)) = self.outbox.take_front() {
                 self.socket.feed(message).await?;
                 sent += 1;
             }
@@ -387,7 +417,7 @@ fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
 /// split would put it behind a lock in a shared allocation on every connection).
 struct Io<'a, S> {
     socket: &'a mut WebSocketStream<S>,
-    outbox: &'a mut VecDeque<Message>,
+    outbox: &'a mut Outbox,
     unflushed: &'a mut bool,
     blocked: &'a mut bool,
     metrics: &'a Metrics,
@@ -425,20 +455,38 @@ where
     /// goes out in one flush.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         let mut socket = Pin::new(&mut *self.socket);
+        // Set once a flush emptied tungstenite's buffer for a frame it refused.
+        let mut drained_for_refused = false;
         while !self.outbox.is_empty() {
             ready!(socket.as_mut().poll_ready(cx))?;
-            if let Some(message) = self.outbox.pop_front() {
-                socket.as_mut().start_send(message)?;
-                self.metrics.frames_out.inc();
-                *self.unflushed = true;
+            let Some((message, size)) = self.outbox.take_front() else { break };
+            match socket.as_mut().start_send(message) {
+                Ok(()) => {
+                    self.metrics.frames_out.inc();
+                    *self.unflushed = true;
+                    drained_for_refused = false;
+                }
+                // tungstenite's write buffer is full: the frame comes back whole. The
+                // socket is not taking writes; wait until it has taken the buffer.
+                Err(WsError::WriteBufferFull(message)) if !drained_for_refused => {
+                    self.outbox.put_back(*message, size);
+                    *self.unflushed = true;
+                    ready!(socket.as_mut().poll_flush(cx))?;
+                    *self.unflushed = false;
+                    self.outbox.flushed();
+                    drained_for_refused = true;
+                }
+                // Refused by an empty buffer: larger than the buffer can ever hold. The
+                // buffer is sized above the queue's byte cap, so `queue` never lets such
+                // a frame in; should one come, the connection ends rather than spin.
+                Err(error) => return Poll::Ready(Err(error)),
             }
         }
         if *self.unflushed {
             ready!(socket.as_mut().poll_flush(cx))?;
             *self.unflushed = false;
         }
-        // An idle connection keeps no outbox buffer.
-        *self.outbox = VecDeque::new();
+        self.outbox.flushed();
         Poll::Ready(Ok(()))
     }
 }

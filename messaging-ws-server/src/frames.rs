@@ -42,7 +42,7 @@ pub(crate) fn error(id: &Value, error: &Error) -> Bytes {
     encode(&Reply { r#type: "reply", id, ok: false, error })
 }
 
-/// The settings `hello` announces (PROTOCOL.md "Connecting").
+/// The settings `hello` announces (PROTOCOL.md "Connecting", v1.1 "Settings").
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct HelloLimits {
     pub(crate) max_frame_bytes: usize,
@@ -50,6 +50,12 @@ pub(crate) struct HelloLimits {
     pub(crate) ops_per_s: u32,
     pub(crate) ops_burst: u32,
     pub(crate) max_queue_frames: usize,
+    pub(crate) answer_timeout_ms: u64,
+    pub(crate) reply_budget_bytes: usize,
+    pub(crate) max_queue_bytes: usize,
+    pub(crate) max_sessions_per_user: usize,
+    pub(crate) search_per_s: u32,
+    pub(crate) search_burst: u32,
 }
 
 /// The first frame of a session.

@@ -1,5 +1,6 @@
-//! The standalone WebSocket server of the messaging library: PROTOCOL.md v1 over a SQLite
-//! file (zero config) or PostgreSQL (several instances on one database).
+//! The standalone WebSocket server of the messaging library: PROTOCOL.md v1 (with the v1.1
+//! settings and robustness rules) over a SQLite file (zero config) or PostgreSQL (several
+//! instances on one database).
 //!
 //! The binary is [`cli::main`]; an application can also run the server in its own process:
 //!
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admission;
 pub mod auth;
 pub mod backend;
 pub mod cli;
@@ -34,10 +36,12 @@ mod connection;
 mod frames;
 mod metrics;
 mod ops;
+mod outbox;
 mod rate;
 mod request;
 pub mod secret;
 mod server;
+mod sessions;
 
 pub use auth::{AuthSettings, Verifier};
 pub use config::Transport;

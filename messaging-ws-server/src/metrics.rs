@@ -30,6 +30,16 @@ struct OpName {
     op: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Reason {
+    reason: &'static str,
+}
+
 type LatencyFamily = Family<OpName, Histogram, fn() -> Histogram>;
 
 /// Every metric the server exports.
@@ -40,8 +50,12 @@ pub(crate) struct Metrics {
     pub(crate) frames_out: Counter,
     pub(crate) events_delivered: Counter,
     pub(crate) lagged_closes: Counter,
+    /// Bytes waiting in every connection's outbound queue (see `outbox`).
+    pub(crate) outbox_bytes: Gauge,
     ops: Family<OpOutcome, Counter>,
     op_seconds: LatencyFamily,
+    store_errors: Family<Kind, Counter>,
+    refused: Family<Reason, Counter>,
 }
 
 impl Metrics {
@@ -61,6 +75,9 @@ impl Metrics {
         let frames_out = Counter::default();
         let events_delivered = Counter::default();
         let lagged_closes = Counter::default();
+        let outbox_bytes = Gauge::default();
+        let store_errors = Family::<Kind, Counter>::default();
+        let refused = Family::<Reason, Counter>::default();
         let ops = Family::<OpOutcome, Counter>::default();
         let op_seconds: LatencyFamily = Family::new_with_constructor(|| {
             // 50 µs to ~1.6 s.
@@ -83,6 +100,22 @@ impl Metrics {
             "Connections closed with 4000 lagged (slow readers)",
             lagged_closes.clone(),
         );
+        registry.register(
+            "outbox_bytes",
+            "Bytes waiting for slow readers in the outbound queues of all connections",
+            outbox_bytes.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Store failures answered to clients, by protocol code (unavailable, internal), \
+             and requests past the answer bound (timeout)",
+            store_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections refused before a session, by reason",
+            refused.clone(),
+        );
         registry.register("ops", "Operations by name and outcome (error code or ok)", ops.clone());
         registry.register("op_seconds", "Operation latency by name", op_seconds.clone());
         Arc::new(Self {
@@ -92,8 +125,11 @@ impl Metrics {
             frames_out,
             events_delivered,
             lagged_closes,
+            outbox_bytes,
             ops,
             op_seconds,
+            store_errors,
+            refused,
         })
     }
 
@@ -101,6 +137,18 @@ impl Metrics {
     pub(crate) fn op(&self, op: &'static str, outcome: &'static str, took: Duration) {
         self.ops.get_or_create(&OpOutcome { op, outcome }).inc();
         self.op_seconds.get_or_create(&OpName { op }).observe(took.as_secs_f64());
+    }
+
+    /// Counts a store failure (`kind`: the protocol code, or `timeout` for the answer
+    /// bound).
+    pub(crate) fn store_error(&self, kind: &'static str) {
+        self.store_errors.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts a connection refused before it became a session (`reason`: `connections`,
+    /// `sessions_per_user`, `pending_per_ip`, `handshakes`, `no_descriptors`).
+    pub(crate) fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&Reason { reason }).inc();
     }
 
     /// The text exposition.
@@ -121,6 +169,8 @@ mod tests {
         let metrics = Metrics::new("sqlite synchronous=FULL");
         metrics.op("send", "ok", Duration::from_millis(2));
         metrics.connections_open.inc();
+        metrics.store_error("timeout");
+        metrics.refused("pending_per_ip");
         let text = metrics.render();
         for name in [
             "messaging_build_info{version=\"0.1.0\",store=\"sqlite synchronous=FULL\"} 1",
@@ -131,6 +181,9 @@ mod tests {
             "messaging_lagged_closes_total",
             "messaging_ops_total{op=\"send\",outcome=\"ok\"} 1",
             "messaging_op_seconds_bucket{le=",
+            "messaging_outbox_bytes 0",
+            "messaging_store_errors_total{kind=\"timeout\"} 1",
+            "messaging_connections_refused_total{reason=\"pending_per_ip\"} 1",
         ] {
             assert!(text.contains(name), "{name} missing from\n{text}");
         }

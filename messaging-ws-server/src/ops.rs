@@ -3,16 +3,31 @@
 //! Every rule (membership, blocks, policy, ranges, byte limits) is `Messenger`'s; this
 //! module only maps PROTOCOL.md's parameters onto its calls and its results onto the
 //! documented `data` shapes. The acting user is always the connection's authenticated one.
+//!
+//! Answer bound (PROTOCOL.md v1.1 "Robustness rules"): every operation is answered within
+//! `answer_timeout`. When it passes, the answer is `unavailable` and the operation's future
+//! is dropped: a store write not started by then is dropped by the store (its caller is
+//! gone), never committed late; one already started may still commit, which a retry with
+//! the same `client_msg_id` resolves to the one message.
+//!
+//! Store failures reach the client as their code and the library's own words only
+//! (`Error::public_message`); the full error, with its source chain, goes to the log at
+//! warn with the operation's name, and each one counts in `messaging_store_errors_total`.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use messaging_core::{
-    Conversation, ConversationSummary, Cursor, HistoryQuery, Message, Messenger, PresenceStatus,
-    Result, SendMessage, UserId,
+    Conversation, ConversationSummary, Cursor, Error, HistoryQuery, Message, Messenger,
+    PresenceStatus, Result, SendMessage, UserId,
 };
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::frames::{self, EventData, SyncedEvent};
+use crate::metrics::Metrics;
 use crate::request::Op;
 
 /// Who is asking, on which session.
@@ -24,12 +39,58 @@ pub(crate) struct Caller {
     pub(crate) hello: Cursor,
 }
 
-/// Runs `op` and returns the reply frame (a success or the error it ended with).
-pub(crate) async fn run(caller: Caller, id: Value, op: Op) -> (Bytes, &'static str) {
-    match execute(&caller, &id, op).await {
-        Ok(reply) => (reply, "ok"),
-        Err(error) => (frames::error(&id, &error), error.code()),
+/// Runs `op` within `bound` and returns the reply frame (a success, the error it ended
+/// with, or `unavailable` when the bound passed) and its outcome for the metrics.
+pub(crate) async fn run(
+    caller: Caller,
+    id: Value,
+    op: Op,
+    bound: Duration,
+    metrics: Arc<Metrics>,
+) -> (Bytes, &'static str) {
+    let name = op.name();
+    let error = match tokio::time::timeout(bound, execute(&caller, &id, op)).await {
+        Ok(Ok(reply)) => return (reply, "ok"),
+        Ok(Err(error)) => {
+            if error.is_backend() {
+                report(&metrics, name, &error);
+            }
+            error
+        }
+        Err(_) => {
+            tracing::warn!(
+                op = name,
+                bound_ms = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX),
+                "no answer within the answer bound: answered unavailable, operation dropped"
+            );
+            metrics.store_error("timeout");
+            Error::unavailable(
+                "no answer within the answer bound; retry later (a send retried with its \
+                 client_msg_id is stored once)",
+            )
+        }
+    };
+    (frames::error(&id, &error), error.code())
+}
+
+/// Logs a store failure in full and counts it.
+pub(crate) fn report(metrics: &Metrics, op: &'static str, error: &Error) {
+    tracing::warn!(op, code = error.code(), error = %error, sources = %sources(error), "store failure");
+    metrics.store_error(error.code());
+}
+
+/// The source chain of `error`, outermost first, `: `-separated (empty when it has none).
+fn sources(error: &dyn StdError) -> String {
+    let mut chain = String::new();
+    let mut next = error.source();
+    while let Some(source) = next {
+        if !chain.is_empty() {
+            chain.push_str(": ");
+        }
+        chain.push_str(&source.to_string());
+        next = source.source();
     }
+    chain
 }
 
 async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
@@ -136,6 +197,23 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
 
 #[derive(Serialize)]
 struct Empty {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("pool timed out")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_source_chain_is_spelled_out() {
+        let error = Error::backend_unavailable(Outer(std::io::Error::other("connection refused")));
+        assert_eq!(sources(&error), "pool timed out: connection refused");
+        assert_eq!(sources(&Error::RateLimited), "");
+        assert!(!error.public_message().contains("refused"), "clients never read the cause");
+    }
+}
 
 #[derive(Serialize)]
 struct MessageData<'a> {

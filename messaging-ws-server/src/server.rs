@@ -2,12 +2,21 @@
 //! `/metrics`, on one port, with hyper 1 (no hand-parsed HTTP) and tokio-tungstenite on the
 //! upgraded connection.
 //!
-//! Connections are bounded by a semaphore (`max_connections`): past it, upgrades get 503.
+//! Connections are bounded by a semaphore (`max_connections`): past it, upgrades get 503;
+//! so are each user's sessions (`max_sessions_per_user`, 503 too), and, optionally, the
+//! connections of one address still sending their headers (see `admission`). When the
+//! process runs out of file descriptors, waiting connections are accepted and closed at
+//! once rather than left in the backlog.
+//!
+//! `/healthz` is `Messenger::health` within the answer bound: 200 while reads answer and
+//! the store can commit, 503 otherwise.
+//!
 //! Shutdown: stop accepting, tell every session (they finish their running operation,
 //! close with 1001), and return once every connection task has ended.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,18 +36,24 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::admission::{self, Pending, PendingSlot, Reserve};
 use crate::auth::{self, Verifier};
 use crate::config::Transport;
 use crate::connection::{self, SessionSettings};
 use crate::frames::HelloLimits;
 use crate::metrics::Metrics;
-use crate::ops::Caller;
+use crate::ops::{self, Caller};
+use crate::rate::UserBuckets;
+use crate::sessions::UserSessions;
 
 /// First read size of a connection: a request frame usually fits.
 const READ_BUFFER_BYTES: usize = 1024;
 
 /// Frames collected before a write system call (a flush writes the rest).
 const WRITE_BUFFER_BYTES: usize = 4096;
+
+/// The largest WebSocket frame header (what a frame adds to its payload).
+const FRAME_HEADER_BYTES: usize = 14;
 
 /// Longest wait, at shutdown, for sessions and HTTP connections to end.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
@@ -79,6 +94,10 @@ struct State {
     /// Connections not yet upgraded (or plain HTTP), bounded by `max_connections` too.
     handshakes: Arc<Semaphore>,
     handshake_timeout: Duration,
+    /// Sessions per user.
+    sessions: Arc<UserSessions>,
+    /// Connections per address still sending their headers.
+    pending: Arc<Pending>,
     shutdown: watch::Receiver<bool>,
     /// Held by every connection task; `run` waits until all are dropped.
     alive: mpsc::Sender<()>,
@@ -86,15 +105,22 @@ struct State {
 
 /// Serves PROTOCOL.md on `listener` until `shutdown` resolves, then closes every session
 /// with 1001 after its running operation and returns once all have ended.
+///
+/// Fails at once (`InvalidInput`) when the transport's settings do not fit the messenger's
+/// limits (see [`Transport::check`]).
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let (stop, stopped) = watch::channel(false);
-    let (alive, mut all_ended) = mpsc::channel::<()>(1);
     let limits = config.messenger.limits();
     let transport = config.transport;
+    transport
+        .check(limits.reply_budget_bytes)
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
+    let (stop, stopped) = watch::channel(false);
+    let (alive, mut all_ended) = mpsc::channel::<()>(1);
+    let metrics = Metrics::new(&config.store_label);
     let state = Arc::new(State {
         settings: Arc::new(SessionSettings {
             hello: HelloLimits {
@@ -103,14 +129,24 @@ pub async fn run(
                 ops_per_s: transport.ops_per_s,
                 ops_burst: transport.ops_burst,
                 max_queue_frames: limits.max_queue_frames,
+                answer_timeout_ms: transport.answer_timeout_ms(),
+                reply_budget_bytes: limits.reply_budget_bytes,
+                max_queue_bytes: transport.max_queue_bytes,
+                max_sessions_per_user: transport.max_sessions_per_user,
+                search_per_s: transport.search_per_s,
+                search_burst: transport.search_burst,
             },
             heartbeat: transport.heartbeat,
-            metrics: Metrics::new(&config.store_label),
+            metrics,
+            answer_timeout: transport.answer_timeout,
+            searches: UserBuckets::new(transport.search_per_s, transport.search_burst),
         }),
-        ws_config: ws_config(transport.max_frame_bytes),
+        ws_config: ws_config(transport.max_frame_bytes, transport.max_queue_bytes),
         connections: Arc::new(Semaphore::new(transport.max_connections)),
         handshakes: Arc::new(Semaphore::new(transport.max_connections)),
         handshake_timeout: transport.handshake_timeout,
+        sessions: UserSessions::new(transport.max_sessions_per_user),
+        pending: Pending::new(transport.max_pending_per_ip, transport.trusted_proxies),
         messenger: config.messenger,
         verifier: config.verifier,
         shutdown: stopped,
@@ -118,26 +154,25 @@ pub async fn run(
     });
     tracing::info!(address = %listener.local_addr()?, "serving");
 
+    let mut reserve = Reserve::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Frames are batched per flush already; Nagle's algorithm would only
-                    // hold a reply back until the previous frame is acknowledged.
-                    if let Err(error) = stream.set_nodelay(true) {
-                        tracing::debug!(%error, "TCP_NODELAY not set");
+                Ok((stream, peer)) => admit(stream, peer, &state),
+                Err(error) if Reserve::is_exhaustion(&error) => {
+                    // The connection stays in the backlog, its client waiting for an
+                    // answer: accept it on the reserve descriptor and close it.
+                    if reserve.shed(&listener) {
+                        state.settings.metrics.refused("no_descriptors");
+                    } else {
+                        tracing::warn!(%error, "accept failed; no reserve descriptor");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    let Ok(slot) = state.handshakes.clone().try_acquire_owned() else {
-                        tracing::debug!("too many connections in handshake; one refused");
-                        continue;
-                    };
-                    let state = state.clone();
-                    tokio::spawn(async move { serve_http(stream, state, slot).await });
                 }
                 Err(error) => {
-                    // Out of file descriptors, typically: wait for some to be released
-                    // rather than spinning.
+                    // Out of memory or buffers: wait for some to be released rather than
+                    // spinning.
                     tracing::warn!(%error, "accept failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
@@ -157,23 +192,64 @@ pub async fn run(
     Ok(())
 }
 
+/// Starts serving an accepted connection, unless the handshakes or its address's pending
+/// connections are at their cap (then it is closed at once).
+fn admit(stream: TcpStream, peer: SocketAddr, state: &Arc<State>) {
+    // Frames are batched per flush already; Nagle's algorithm would only hold a reply back
+    // until the previous frame is acknowledged.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "TCP_NODELAY not set");
+    }
+    let Ok(slot) = state.handshakes.clone().try_acquire_owned() else {
+        tracing::debug!(%peer, "too many connections in handshake; one refused");
+        state.settings.metrics.refused("handshakes");
+        return;
+    };
+    let Some(pending) = state.pending.try_enter(peer.ip()) else {
+        tracing::debug!(%peer, "too many connections of this address sending headers; refused");
+        state.settings.metrics.refused("pending_per_ip");
+        return;
+    };
+    let state = state.clone();
+    tokio::spawn(async move { serve_http(stream, peer, state, slot, pending).await });
+}
+
 /// The WebSocket settings: frames and messages bounded by `max_frame_bytes`, and small
 /// buffers, since an idle connection keeps them (the defaults cost ~131 KiB per
 /// connection). Reads start at [`READ_BUFFER_BYTES`] and grow to a frame's announced
 /// length; writes collect up to [`WRITE_BUFFER_BYTES`] of frames per system call.
-fn ws_config(max_frame_bytes: usize) -> WebSocketConfig {
+///
+/// The write buffer is finite (tungstenite's default is unbounded): at most one
+/// outbound frame past the collected bytes. An outbound frame is at most `max_queue_bytes`
+/// (the outbox refuses larger ones), so every frame fits an empty buffer; a frame that does
+/// not fit a fuller one is handed back (see `connection`).
+fn ws_config(max_frame_bytes: usize, max_queue_bytes: usize) -> WebSocketConfig {
+    let max_write =
+        WRITE_BUFFER_BYTES.saturating_add(max_queue_bytes).saturating_add(FRAME_HEADER_BYTES);
     WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(max_write)
         .max_frame_size(Some(max_frame_bytes))
         .max_message_size(Some(max_frame_bytes))
 }
 
-async fn serve_http(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphorePermit) {
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<State>,
+    _slot: OwnedSemaphorePermit,
+    pending: PendingSlot,
+) {
     let _alive = state.alive.clone();
     let handshake_timeout = state.handshake_timeout;
     let mut shutdown = state.shutdown.clone();
-    let service = service_fn(move |request| route(request, state.clone()));
+    let pending = Arc::new(pending);
+    let service = service_fn(move |request| {
+        // The request's headers are in: the connection no longer counts as pending.
+        pending.release();
+        route(request, peer, state.clone())
+    });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(handshake_timeout)
@@ -195,10 +271,11 @@ async fn serve_http(stream: TcpStream, state: Arc<State>, _slot: OwnedSemaphoreP
 
 async fn route(
     request: Request<Incoming>,
+    peer: SocketAddr,
     state: Arc<State>,
 ) -> Result<Response<Body>, Infallible> {
     Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/v1/ws") => upgrade(request, &state).await,
+        (&Method::GET, "/v1/ws") => upgrade(request, peer, &state).await,
         (&Method::GET, "/healthz") => health(&state).await,
         (&Method::GET, "/metrics") => Response::builder()
             .header(
@@ -212,10 +289,16 @@ async fn route(
 }
 
 async fn health(state: &State) -> Response<Body> {
-    let answer = tokio::time::timeout(Duration::from_secs(2), state.messenger.store().head()).await;
-    let (status, body) = match answer {
-        Ok(Ok(_)) => (StatusCode::OK, r#"{"status":"ok"}"#),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#),
+    let bound = state.settings.answer_timeout;
+    let (status, body) = match state.messenger.health(bound).await {
+        Ok(()) => (StatusCode::OK, r#"{"status":"ok"}"#),
+        Err(error) => {
+            tracing::warn!(error = %error, "health check failed");
+            if error.is_backend() {
+                state.settings.metrics.store_error(error.code());
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"unavailable"}"#)
+        }
     };
     Response::builder()
         .status(status)
@@ -226,11 +309,19 @@ async fn health(state: &State) -> Response<Body> {
 
 /// Authenticates, checks the handshake, opens the session, answers 101 and hands the
 /// upgraded socket to the session task.
-async fn upgrade(mut request: Request<Incoming>, state: &Arc<State>) -> Response<Body> {
+async fn upgrade(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    state: &Arc<State>,
+) -> Response<Body> {
+    let client = admission::client_ip(peer, request.headers(), state.pending.trusted());
     let user = match auth::token_of(&request).ok_or(auth::AuthError::Missing) {
         Ok(token) => match state.verifier.verify(&token) {
             Ok(user) => user,
-            Err(error) => return plain(StatusCode::UNAUTHORIZED, &error.to_string()),
+            Err(error) => {
+                tracing::debug!(%client, %error, "token refused");
+                return plain(StatusCode::UNAUTHORIZED, &error.to_string());
+            }
         },
         Err(error) => return plain(StatusCode::UNAUTHORIZED, &error.to_string()),
     };
@@ -238,23 +329,43 @@ async fn upgrade(mut request: Request<Incoming>, state: &Arc<State>) -> Response
         return plain(StatusCode::BAD_REQUEST, "not a WebSocket upgrade (version 13)");
     };
     let Ok(permit) = state.connections.clone().try_acquire_owned() else {
+        state.settings.metrics.refused("connections");
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
+    let Some(user_slot) = state.sessions.try_open(user) else {
+        tracing::debug!(%client, %user, "too many sessions of this user; refused");
+        state.settings.metrics.refused("sessions_per_user");
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many sessions of this user");
     };
     let stopping = *state.shutdown.borrow();
     if stopping {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let session = match state.messenger.connect(user).await {
-        Ok(session) => session,
-        Err(error) => {
-            tracing::warn!(%error, "opening a session failed");
+    // Under the answer bound like every request; `connect` is cancel-safe (a session
+    // dropped while it registers leaves no presence behind).
+    let opened =
+        tokio::time::timeout(state.settings.answer_timeout, state.messenger.connect(user)).await;
+    let session = match opened {
+        Ok(Ok(session)) => session,
+        Ok(Err(error)) => {
+            if error.is_backend() {
+                ops::report(&state.settings.metrics, "connect", &error);
+            } else {
+                tracing::warn!(%error, "opening a session failed");
+            }
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+        }
+        Err(_) => {
+            tracing::warn!("opening a session took longer than the answer bound; refused");
+            state.settings.metrics.store_error("timeout");
             return plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
         }
     };
+    tracing::debug!(%client, %user, "session opened");
     let caller = Caller { messenger: state.messenger.clone(), user, hello: session.cursor() };
     let on_upgrade = hyper::upgrade::on(&mut request);
     let (settings, shutdown) = (state.settings.clone(), state.shutdown.clone());
-    let keep = (permit, state.alive.clone());
+    let keep = (permit, user_slot, state.alive.clone());
     tokio::spawn(
         websocket(on_upgrade, state.ws_config).then(move |socket| {
             connection::serve(socket, session, caller, settings, shutdown, keep)

@@ -1,6 +1,8 @@
 //! The binary as users run it: zero-config start on SQLite with `token` minting a usable
-//! token, exit 0 on SIGTERM; and two server processes on one PostgreSQL database with a user
-//! on each.
+//! token, exit 0 on SIGTERM; two server processes on one PostgreSQL database with a user on
+//! each; secrets only from files or the environment (never echoed by `--help`); settings
+//! checked at start; and a process out of file descriptors that still answers every
+//! connection (closed at once rather than left waiting in the backlog).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -8,13 +10,15 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use messaging_core::UserId;
 use serde_json::json;
-use support::Client;
+use support::{Client, WAIT};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_messaging-ws-server");
 
@@ -22,24 +26,54 @@ const BINARY: &str = env!("CARGO_BIN_EXE_messaging-ws-server");
 struct Process {
     child: Child,
     addr: SocketAddr,
+    /// Its log lines so far.
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// A command without the settings the environment of the test may carry.
+fn binary(dir: &Path) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .current_dir(dir)
+        .env_remove("MESSAGING_DATABASE_URL")
+        .env_remove("MESSAGING_JWT_SECRET")
+        .env_remove("MESSAGING_JWT_SECRET_FILE");
+    command
 }
 
 impl Process {
     /// Starts `messaging-ws-server` in `dir` with `args` (plus `--listen 127.0.0.1:0`) and
     /// waits for its "serving" log line.
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
+        Self::spawn(binary(dir), args)
+    }
+
+    /// Same, under a shell that first sets the open file limit: `soft` of `hard`.
+    fn start_with_fd_limit(dir: &Path, args: &[&str], soft: u64, hard: u64) -> Self {
+        let mut command = Command::new("sh");
+        command
             .current_dir(dir)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
             .env_remove("MESSAGING_DATABASE_URL")
             .env_remove("MESSAGING_JWT_SECRET")
+            .env_remove("MESSAGING_JWT_SECRET_FILE")
+            .arg("-c")
+            .arg(format!("ulimit -Sn {soft} && ulimit -Hn {hard} && exec \"$0\" \"$@\""))
+            .arg(BINARY);
+        Self::spawn(command, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Self {
+        let mut child = command
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--log-level", "info"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the server binary");
         let stderr = child.stderr.take().expect("stderr");
         let (found, addr) = std::sync::mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let kept = logs.clone();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stderr).lines();
             let mut sent = false;
@@ -48,14 +82,19 @@ impl Process {
                     let _ = found.send(at.trim().to_owned());
                     sent = true;
                 }
+                kept.lock().unwrap().push(line);
             }
         });
-        let addr = addr
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server logs its address")
-            .parse()
-            .expect("a socket address");
-        Self { child, addr }
+        let addr = match addr.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr.parse().expect("a socket address"),
+            Err(_) => panic!("the server did not log its address: {:?}", logs.lock().unwrap()),
+        };
+        Self { child, addr, logs }
+    }
+
+    /// Whether a log line so far contains `text`.
+    fn logged(&self, text: &str) -> bool {
+        self.logs.lock().unwrap().iter().any(|line| line.contains(text))
     }
 
     fn url(&self) -> String {
@@ -85,13 +124,10 @@ impl Drop for Process {
 }
 
 fn token_from_binary(dir: &Path, args: &[&str], user: UserId) -> String {
-    let output = Command::new(BINARY)
-        .current_dir(dir)
+    let output = binary(dir)
         .arg("token")
         .args(["--user", &user.to_string()])
         .args(args)
-        .env_remove("MESSAGING_DATABASE_URL")
-        .env_remove("MESSAGING_JWT_SECRET")
         .output()
         .expect("run token");
     assert!(output.status.success(), "token failed: {}", String::from_utf8_lossy(&output.stderr));
@@ -135,14 +171,180 @@ async fn postgres_needs_a_shared_key() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("--jwt-secret or --jwt-public-key"), "{stderr}");
+    assert!(
+        stderr.contains("MESSAGING_JWT_SECRET, --jwt-secret-file or --jwt-public-key"),
+        "{stderr}"
+    );
+}
+
+/// A secret file of mode `mode` in `dir`.
+fn secret_file(dir: &Path, secret: &str, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("jwt-secret");
+    std::fs::write(&path, format!("{secret}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn help_never_shows_the_database_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://chat:hunter2-pw@db.internal:5432/chat?password=hunter2-pw";
+    for args in
+        [&["serve", "--help"][..], &["--help"], &["token", "--help"], &["migrate", "--help"]]
+    {
+        let output = binary(dir.path())
+            .args(args)
+            .env("MESSAGING_DATABASE_URL", url)
+            .env("MESSAGING_JWT_SECRET", "hunter2-jwt")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("MESSAGING_DATABASE_URL"), "{args:?}: {help}");
+        assert!(!help.contains("hunter2"), "{args:?} shows a secret:\n{help}");
+        assert!(!help.contains("--jwt-secret <"), "no secret as a flag value: {help}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // A secret as a flag value is refused (visible in `ps`).
+    let output = binary(dir.path())
+        .args(["token", "--user", &UserId::new().to_string(), "--jwt-secret", "x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+
+    // The server reads a file (and warns that others may read it); `token` signs with the
+    // same secret from the environment.
+    let file = secret_file(dir.path(), "file and environment agree", 0o644);
+    let file_arg = file.to_str().unwrap();
+    let server = Process::start(dir.path(), &["--jwt-secret-file", file_arg]);
+    assert!(server.logged("readable by group or others (mode 644)"), "{:?}", server.logs);
+    assert!(!dir.path().join("messaging.db.jwt-secret").exists(), "nothing generated");
+    let user = UserId::new();
+    let output = binary(dir.path())
+        .args(["token", "--user", &user.to_string()])
+        .env("MESSAGING_JWT_SECRET", "file and environment agree")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let token = String::from_utf8(output.stdout).unwrap();
+    let mut client = Client::connect(&server.url(), token.trim()).await;
+    client.ok(json!({"op":"ping"})).await;
+
+    // Both at once is ambiguous.
+    let output = binary(dir.path())
+        .args(["token", "--user", &user.to_string(), "--jwt-secret-file", file_arg])
+        .env("MESSAGING_JWT_SECRET", "another")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("given twice"));
+
+    // A file only its owner reads: no warning.
+    let strict = Process::start(
+        dir.path(),
+        &["--jwt-secret-file", secret_file(dir.path(), "s", 0o600).to_str().unwrap()],
+    );
+    assert!(!strict.logged("readable by group or others"), "{:?}", strict.logs);
+}
+
+#[test]
+fn a_queue_smaller_than_two_reply_pages_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--max-queue-bytes", "2000000"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "--max-queue-bytes (2000000) must be at least twice --reply-budget-bytes (1048576)"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("messaging.db").exists(), "refused before opening the store");
+}
+
+/// Connects a client that sends a request and waits for its answer: `Some(status line)`,
+/// or `None` when the server closed the connection without one.
+async fn answer_of(addr: SocketAddr) -> Option<String> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut answer = Vec::new();
+    match tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await {
+        Ok(_) => {}
+        Err(_) => panic!("no answer and no close within {WAIT:?}: left waiting in the backlog"),
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    answer.lines().next().filter(|line| !line.is_empty()).map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_every_client_still_gets_an_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        Process::start_with_fd_limit(dir.path(), &["--handshake-timeout-s", "120"], 100, 128);
+    assert!(server.logged("open file limit raised from 100 to 128"), "{:?}", server.logs);
+    assert!(server.logged("--max-connections 20000 lowered to 64"), "{:?}", server.logs);
+
+    // 64 sessions (the clamped maximum), then silent sockets until the process has no
+    // descriptor left.
+    let secret = std::fs::read_to_string(dir.path().join("messaging.db.jwt-secret")).unwrap();
+    let mint = |user| {
+        messaging_ws_server::auth::mint(
+            secret.trim().as_bytes(),
+            user,
+            Duration::from_secs(600),
+            &messaging_ws_server::AuthSettings::default(),
+        )
+        .unwrap()
+    };
+    let mut sessions = Vec::new();
+    for _ in 0..64 {
+        sessions.push(Client::connect(&server.url(), &mint(UserId::new())).await);
+    }
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Out of descriptors: a new client is closed at once, not left in the backlog.
+    assert_eq!(answer_of(server.addr).await, None);
+
+    // Descriptors back: served again, and the shed connections were counted.
+    drop(silent);
+    drop(sessions);
+    let deadline = std::time::Instant::now() + WAIT;
+    while answer_of(server.addr).await.as_deref() != Some("HTTP/1.1 200 OK") {
+        assert!(std::time::Instant::now() < deadline, "served again once descriptors are back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = support::http_get(server.addr, "/metrics").await;
+    let shed = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"messaging_connections_refused_total{reason="no_descriptors"} "#)
+        })
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(shed >= 1.0, "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_on_one_postgres_database() {
     let Some(url) = support::pg_database().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let args = ["--database-url", url.as_str(), "--jwt-secret", "shared secret of both"];
+    let secret = secret_file(dir.path(), "shared secret of both", 0o600);
+    let args = ["--database-url", url.as_str(), "--jwt-secret-file", secret.to_str().unwrap()];
     let first = Process::start(dir.path(), &args);
     let second = Process::start(dir.path(), &args);
     let (alice, bob) = (UserId::new(), UserId::new());

@@ -30,7 +30,9 @@ async fn every_operation_succeeds(backend: Backend) {
     assert_eq!(
         a.hello["limits"],
         json!({"max_frame_bytes":65536,"max_body_bytes":8192,"ops_per_s":100,"ops_burst":200,
-               "max_queue_frames":1024})
+               "max_queue_frames":1024,"answer_timeout_ms":5000,"reply_budget_bytes":1048576,
+               "max_queue_bytes":4194304,"max_sessions_per_user":32,"search_per_s":5,
+               "search_burst":20})
     );
 
     // open

@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use futures::SinkExt;
 use messaging_core::{Limits, UserId};
 use messaging_ws_server::Transport;
-use messaging_ws_server::backend::Database;
 use serde_json::json;
-use sqlx::Connection;
-use support::{Backend, SECRET, Server, WAIT, handshake_status, token};
+use support::{Backend, SECRET, Server, WAIT, handshake_status, lock_the_store, token};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -88,31 +86,6 @@ async fn request_headers_have_a_deadline(backend: Backend) {
     tokio::time::timeout(WAIT, server.shutdown()).await.expect("shutdown is not held up");
 }
 
-/// Holds the store's write lock from outside for `held`, starting now.
-async fn lock_the_store(database: &Database, held: Duration) {
-    match database {
-        Database::Sqlite(path) => {
-            let connection = rusqlite::Connection::open(path).unwrap();
-            connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
-            std::thread::spawn(move || {
-                std::thread::sleep(held);
-                connection.execute_batch("COMMIT").unwrap();
-            });
-        }
-        Database::Postgres(url) => {
-            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
-            for statement in ["BEGIN", "LOCK TABLE messaging.messages IN ACCESS EXCLUSIVE MODE"] {
-                sqlx::query(statement).execute(&mut connection).await.unwrap();
-            }
-            tokio::spawn(async move {
-                tokio::time::sleep(held).await;
-                sqlx::query("COMMIT").execute(&mut connection).await.unwrap();
-                connection.close().await.unwrap();
-            });
-        }
-    }
-}
-
 async fn heartbeats_are_read_while_a_request_runs(backend: Backend) {
     let transport = Transport::default().heartbeat(Duration::from_secs(1));
     let Some(server) = Server::start(backend, transport).await else { return };
@@ -121,11 +94,12 @@ async fn heartbeats_are_read_while_a_request_runs(backend: Backend) {
     let conversation =
         a.ok(json!({"op":"open","peer":bob.to_string()})).await["conversation"]["id"].clone();
 
-    // A send waits 3.5 s for the store: longer than two heartbeat intervals. The client
-    // keeps answering pings (it reads), so it is not dropped; then the same with a second
-    // request sent behind the send, which waits its turn.
+    // A send waits 2.5 s for the store: longer than two heartbeat intervals (and shorter
+    // than the PostgreSQL store's 3 s statement timeout and the 5 s answer bound). The
+    // client keeps answering pings (it reads), so it is not dropped; then the same with a
+    // second request sent behind the send, which waits its turn.
     for pipelined in [false, true] {
-        lock_the_store(&server.database, Duration::from_millis(3500)).await;
+        lock_the_store(&server.database, Duration::from_millis(2500)).await;
         let began = Instant::now();
         let send = json!({"id":1,"op":"send","conversation_id":conversation,"body":"slow"});
         a.send_text(send.to_string()).await;
@@ -135,7 +109,7 @@ async fn heartbeats_are_read_while_a_request_runs(backend: Backend) {
         let first =
             tokio::time::timeout(WAIT, a.reply_to(&json!(1))).await.expect("the send is answered");
         assert_eq!(first["ok"], true, "{first}");
-        assert!(began.elapsed() >= Duration::from_secs(3), "the store was locked");
+        assert!(began.elapsed() >= Duration::from_secs(2), "the store was locked");
         if pipelined {
             let second =
                 tokio::time::timeout(WAIT, a.reply_to(&json!(2))).await.expect("then the ping");

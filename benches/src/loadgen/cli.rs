@@ -22,12 +22,17 @@ struct Args {
     /// The server's address.
     #[arg(long, env = "MESSAGING_LOADGEN_SERVER", default_value = "127.0.0.1:8080", global = true)]
     server: SocketAddr,
-    /// The server's HS256 secret, to mint tokens (else read from --secret-file).
-    #[arg(long, env = "MESSAGING_JWT_SECRET", hide_env_values = true, global = true)]
-    jwt_secret: Option<String>,
-    /// The file holding the server's generated secret.
-    #[arg(long, default_value = "messaging.db.jwt-secret", global = true)]
-    secret_file: PathBuf,
+    /// The file holding the server's HS256 secret, to mint tokens (the server's generated
+    /// one by default). The secret itself may instead be in the environment variable
+    /// MESSAGING_JWT_SECRET (never a flag value: flags are visible in `ps`).
+    #[arg(
+        long,
+        visible_alias = "secret-file",
+        env = "MESSAGING_JWT_SECRET_FILE",
+        default_value = "messaging.db.jwt-secret",
+        global = true
+    )]
+    jwt_secret_file: PathBuf,
     /// The server's process id, to read its memory and CPU time.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
@@ -216,14 +221,14 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
 }
 
 fn secret(args: &Args) -> Result<Vec<u8>, Error> {
-    if let Some(secret) = &args.jwt_secret {
-        return Ok(secret.as_bytes().to_vec());
+    if let Some(secret) = std::env::var_os("MESSAGING_JWT_SECRET").filter(|s| !s.is_empty()) {
+        return Ok(secret.into_encoded_bytes());
     }
-    let text = std::fs::read_to_string(&args.secret_file).map_err(|error| {
+    let text = std::fs::read_to_string(&args.jwt_secret_file).map_err(|error| {
         format!(
-            "no --jwt-secret, and the secret file {} is unreadable ({error}); run from the \
-             server's directory or give --secret-file",
-            args.secret_file.display()
+            "no MESSAGING_JWT_SECRET, and the secret file {} is unreadable ({error}); run \
+             from the server's directory or give --jwt-secret-file",
+            args.jwt_secret_file.display()
         )
     })?;
     Ok(text.trim().as_bytes().to_vec())

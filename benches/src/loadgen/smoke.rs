@@ -27,10 +27,7 @@ struct InProcess {
 
 impl InProcess {
     async fn start(database: &Database) -> Result<Self, Error> {
-        let settings = StoreSettings {
-            sqlite_synchronous: messaging_store_sqlite::Synchronous::Full,
-            limits: messaging_core::Limits::default(),
-        };
+        let settings = StoreSettings::new(messaging_core::Limits::default());
         let opened = backend::open(database, &settings).await?;
         let mut secret = vec![0_u8; 32];
         getrandom::fill(&mut secret)?;

@@ -54,3 +54,34 @@ fn server_variable(name: &str) -> Option<String> {
     });
     None
 }
+
+/// The cluster's stop/start script (`MESSAGING_PG_CONTROL`), or `None` to skip; a failure
+/// when `MESSAGING_PG_REQUIRED=1`. Only `tests/faults.rs` may use it (see there).
+pub(crate) fn control() -> Option<String> {
+    server_variable("MESSAGING_PG_CONTROL")
+}
+
+/// Runs the control script with `stop` or `start`, failing the test if it fails.
+pub(crate) fn run_control(script: &str, action: &str) {
+    let status =
+        std::process::Command::new(script).arg(action).status().expect("run the control script");
+    assert!(status.success(), "{script} {action} failed: {status}");
+}
+
+/// Waits (up to `within`) until `check` holds, polling every 50 ms; whether it did.
+pub(crate) async fn eventually<F, Fut>(within: std::time::Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -101,7 +101,7 @@ impl Server {
         limits: messaging_core::Limits,
         auth: &AuthSettings,
     ) -> Self {
-        let settings = StoreSettings { sqlite_synchronous: Default::default(), limits };
+        let settings = StoreSettings::new(limits);
         let opened = backend::open(&database, &settings).await.expect("open the store");
         let verifier = Verifier::new(auth).expect("verifier");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -175,12 +175,56 @@ impl Server {
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
             .unwrap_or(0.0)
     }
+
+    /// Waits (within [`WAIT`]) until `series` has `value`.
+    pub async fn await_metric(&self, series: &str, value: f64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let now = self.metric(series).await;
+            if now == value {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} is {now}, not {value}, after {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+/// Holds the store's write lock from outside for `held`, starting now (SQLite: an
+/// exclusive transaction, which WAL readers do not wait for; PostgreSQL: the messages
+/// table locked).
+pub async fn lock_the_store(database: &Database, held: Duration) {
+    match database {
+        Database::Sqlite(path) => {
+            let connection = rusqlite::Connection::open(path).unwrap();
+            connection.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(held);
+                connection.execute_batch("COMMIT").unwrap();
+            });
+        }
+        Database::Postgres(url) => {
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
+            for statement in ["BEGIN", "LOCK TABLE messaging.messages IN ACCESS EXCLUSIVE MODE"] {
+                sqlx::query(statement).execute(&mut connection).await.unwrap();
+            }
+            tokio::spawn(async move {
+                tokio::time::sleep(held).await;
+                sqlx::query("COMMIT").execute(&mut connection).await.unwrap();
+                connection.close().await.unwrap();
+            });
         }
     }
 }

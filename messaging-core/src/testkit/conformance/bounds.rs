@@ -21,7 +21,6 @@ pub async fn pages_are_cut_by_the_reply_budget(fx: Fixture) {
     let m =
         fx.messenger_with(|b| b.limits(Limits::default().with_reply_budget_bytes(budget))).await;
     let (alice, bob) = two_users();
-    let bobs = m.connect(bob).await.must("connect");
     let c = open(&m, alice, bob, None).await;
     let mut sent = Vec::new();
     for i in 0..4 {
@@ -35,6 +34,9 @@ pub async fn pages_are_cut_by_the_reply_budget(fx: Fixture) {
             .must("send");
         sent.push(message.seq);
     }
+    // Connected after the sends: its `sync` reaches them (sync stops at the hello cursor).
+    crate::testkit::support::settle(&m).await;
+    let bobs = m.connect(bob).await.must("connect");
 
     let latest = m.history(bob, c.id, HistoryQuery::default()).await.must("history");
     assert_eq!(latest.messages.iter().map(|x| x.seq).collect::<Vec<_>>(), vec![4], "the newest");
