@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use messaging_core::{
-    ConversationStore, Limits, MessageId, MessageStore, Messenger, NewConversation, NewMessage,
-    Presence, SessionId, StoreHealth, Timestamp, UserId,
+    ConversationStore, Limits, MessageStore, Messenger, NewConversation, Presence, SessionId,
+    StoreHealth, Timestamp, UserId,
 };
 use messaging_store_pg::presence::PresenceOptions;
 use messaging_store_pg::{PgOptions, PgStore};
@@ -62,23 +62,6 @@ async fn setup() -> Option<(String, String)> {
     Some((url, script))
 }
 
-fn new_message(
-    conversation: messaging_core::ConversationId,
-    sender: UserId,
-    body: &str,
-) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id: conversation,
-        sender_id: sender,
-        body: body.to_owned(),
-        metadata: None,
-        client_msg_id: None,
-        created_at: Timestamp::now(),
-        audience: vec![sender],
-    }
-}
-
 /// With PostgreSQL down, every write is answered (`unavailable`) well within the 5 s
 /// answer bound, all at once rather than one after another; the probe fails; a write whose
 /// caller gave up is never stored; and once PostgreSQL is back the same store object
@@ -107,7 +90,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
         .expect("open")
         .conversation
         .id;
-    store.append(new_message(conversation, alice, "before")).await.expect("append");
+    store.append(support::new_message(conversation, alice, "before")).await.expect("append");
 
     let mut stopped = Stopped::stop(&script, &url).await;
     let senders: Vec<_> = (0..8)
@@ -117,7 +100,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
                 let started = Instant::now();
                 let answer = tokio::time::timeout(
                     Duration::from_secs(60),
-                    store.append(new_message(conversation, alice, &format!("down {i}"))),
+                    store.append(support::new_message(conversation, alice, &format!("down {i}"))),
                 )
                 .await
                 .expect("an answer at all");
@@ -126,7 +109,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
         })
         .collect();
     // Queued behind the senders; its caller gives up before the writer gets to it.
-    let abandoned = new_message(conversation, alice, "abandoned");
+    let abandoned = support::new_message(conversation, alice, "abandoned");
     let abandoned_id = abandoned.id;
     if let Ok(answer) =
         tokio::time::timeout(Duration::from_millis(200), store.append(abandoned)).await
@@ -148,7 +131,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
     stopped.start();
     let before = store.last_commit();
     let resumed = support::eventually(Duration::from_secs(20), || async {
-        store.append(new_message(conversation, alice, "after")).await.is_ok()
+        store.append(support::new_message(conversation, alice, "after")).await.is_ok()
     })
     .await;
     assert!(resumed, "the same store object commits again once PostgreSQL is back");

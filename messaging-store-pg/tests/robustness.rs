@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use messaging_core::{
-    ConversationId, ConversationStore, Event, EventLog, Limits, MessageId, MessageStore, Messenger,
-    NewConversation, NewMessage, Push, SendMessage, Session, Signal, SocialStore, StoreHealth,
-    Timestamp, TypingState, UserId,
+    ConversationId, ConversationStore, Event, EventLog, Limits, MessageStore, Messenger,
+    NewConversation, Push, SendMessage, Session, Signal, SocialStore, StoreHealth, Timestamp,
+    TypingState, UserId,
 };
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
@@ -68,19 +68,6 @@ async fn open(store: &PgStore, a: UserId, b: UserId) -> ConversationId {
         .expect("open")
         .conversation
         .id
-}
-
-fn new_message(conversation: ConversationId, sender: UserId, body: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id: conversation,
-        sender_id: sender,
-        body: body.to_owned(),
-        metadata: None,
-        client_msg_id: None,
-        created_at: Timestamp::now(),
-        audience: vec![sender],
-    }
 }
 
 // ------------------------------------------------------------------- statement timeout
@@ -151,13 +138,13 @@ async fn a_write_whose_caller_left_is_never_committed() {
     // The one writer is busy with this append until the lock goes.
     let first = tokio::spawn({
         let store = store.clone();
-        async move { store.append(new_message(conversation, alice, "first")).await }
+        async move { store.append(support::new_message(conversation, alice, "first")).await }
     });
     let waiting =
         support::eventually(Duration::from_secs(20), || async { lock_waiters(&admin).await >= 1 })
             .await;
     assert!(waiting, "the writer waits for the lock");
-    let abandoned = new_message(conversation, alice, "abandoned");
+    let abandoned = support::new_message(conversation, alice, "abandoned");
     let id = abandoned.id;
     let answered =
         tokio::time::timeout(Duration::from_millis(200), store.append(abandoned)).await.is_ok();
@@ -166,7 +153,7 @@ async fn a_write_whose_caller_left_is_never_committed() {
     first.await.expect("task").expect("the first append commits");
     // After the abandoned job in the queue: once it commits, that job was taken.
     store.probe_commit().await.expect("probe");
-    store.append(new_message(conversation, alice, "later")).await.expect("append");
+    store.append(support::new_message(conversation, alice, "later")).await.expect("append");
     assert_eq!(store.message(id).await.expect("read"), None, "never committed late");
 }
 

@@ -368,16 +368,14 @@ pub(crate) fn history(
     Ok(messages)
 }
 
-/// The MATCH expression of a search, with [`search_index::SCOPE_MARK`] where each word's
-/// conversation goes: every term is a quoted phrase of its words (a term of several words,
-/// which the core's query terms never are, must match them in sequence), so no character of
-/// the user's reaches FTS5's query syntax. `None` when a term has no word: nothing matches.
-fn match_template(terms: &[String]) -> Option<String> {
+/// The MATCH expression of a search: every term a quoted phrase of its words (a term of
+/// several words, which the core's query terms never are, must match them in sequence), so
+/// no character of the user's reaches FTS5's query syntax. `None` when a term has no word:
+/// nothing matches.
+fn match_expression(terms: &[String]) -> Option<String> {
     let mut phrases = Vec::with_capacity(terms.len());
     for term in terms {
-        let words: Vec<String> = messaging_core::search::words(term)
-            .map(|word| format!("{}{word}", search_index::SCOPE_MARK))
-            .collect();
+        let words: Vec<String> = messaging_core::search::words(term).collect();
         if words.is_empty() {
             return None;
         }
@@ -386,12 +384,13 @@ fn match_template(terms: &[String]) -> Option<String> {
     Some(phrases.join(" "))
 }
 
-/// Driven by the caller's memberships: each of the caller's conversations is one FTS5 query
-/// for that conversation's own terms (see [`search_index`]), so the work grows with the
-/// caller's matching messages, never with the other users' (the whole database matched the
-/// word before). `CROSS JOIN` keeps `members` as the outer loop.
+/// Driven by the caller's memberships: for each of the caller's conversations, FTS5 seeks
+/// into that conversation's rowid range of each word's posting list (see
+/// [`search_index`]), so the work grows with the caller's data, never with the other
+/// users' (the whole database matched the word before). `CROSS JOIN` keeps `members` as
+/// the outer loop.
 pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Message>> {
-    let Some(template) = match_template(&query.terms) else {
+    let Some(expression) = match_expression(&query.terms) else {
         return Ok(Vec::new());
     };
     let scope = if query.conversation_id.is_some() {
@@ -399,22 +398,23 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Messa
     } else {
         "AND ?4 IS NULL"
     };
+    let (first, last) = search_index::rowid_range_sql("c.num");
     let sql = format!(
         "SELECT {MESSAGE_COLUMNS} FROM members me \
+         CROSS JOIN conversations c ON c.id = me.conversation_id \
          CROSS JOIN search.messages_fts f \
-         CROSS JOIN messages m ON m.pk = f.rowid \
+         CROSS JOIN messages m \
+           ON m.conversation_id = me.conversation_id AND m.seq = (f.rowid & 4294967295) \
          WHERE me.user_id = ?2 {scope} \
-           AND f.words MATCH replace(?1, '{mark}', {scope_sql}) \
+           AND f.messages_fts MATCH ?1 AND f.rowid >= {first} AND f.rowid <= {last} \
            AND m.deleted = 0 \
          ORDER BY m.pk DESC LIMIT ?3",
-        mark = search_index::SCOPE_MARK,
-        scope_sql = search_index::scope_sql("me.conversation_id"),
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
     let rows = stmt
         .query_map(
             params![
-                template,
+                expression,
                 query.user.as_bytes(),
                 int(query.limit as u64),
                 query.conversation_id.map(|c| *c.as_bytes()),

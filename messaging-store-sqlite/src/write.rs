@@ -112,8 +112,12 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Resu
     let inserted = ctx
         .conn
         .prepare_cached(
-            "INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_lo, user_hi, context) DO NOTHING",
+            // `num`: the next conversation number (the writer is alone, so max + 1 is
+            // free; see migration 4), read from the end of its index.
+            "INSERT INTO conversations (id, user_lo, user_hi, context, created_at, num) \
+             VALUES (?1, ?2, ?3, ?4, ?5, \
+                     (SELECT coalesce(max(num), 0) + 1 FROM conversations)) \
+             ON CONFLICT (user_lo, user_hi, context) DO NOTHING",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![

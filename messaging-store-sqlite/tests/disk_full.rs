@@ -39,6 +39,25 @@ impl Tmpfs {
         }
     }
 
+    /// [`Tmpfs::mount`], or: with `MESSAGING_SKIP_TMPFS=1`, `None` after a loud skip
+    /// note; else a failure, since CI (root) must run the test.
+    fn mount_or_skip(size: &str, test: &str) -> Option<Self> {
+        if let Some(fs) = Self::mount(size) {
+            return Some(fs);
+        }
+        if std::env::var("MESSAGING_SKIP_TMPFS").as_deref() == Ok("1") {
+            eprintln!(
+                "\n!!!!!!!! SKIPPED {test}: mounting a tmpfs is not permitted here \
+                 (MESSAGING_SKIP_TMPFS=1) !!!!!!!!\n"
+            );
+            return None;
+        }
+        panic!(
+            "{test}: this test mounts a tmpfs and needs root (CI runs as root); set \
+             MESSAGING_SKIP_TMPFS=1 to skip it"
+        );
+    }
+
     fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -101,18 +120,9 @@ impl Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_writes_until_space_returns() {
-    let Some(fs) = Tmpfs::mount("16m") else {
-        if std::env::var("MESSAGING_SKIP_TMPFS").as_deref() == Ok("1") {
-            eprintln!(
-                "\n!!!!!!!! SKIPPED a_full_disk_fails_writes_until_space_returns: mounting a \
-                 tmpfs is not permitted here (MESSAGING_SKIP_TMPFS=1) !!!!!!!!\n"
-            );
-            return;
-        }
-        panic!(
-            "this test mounts a tmpfs and needs root (CI runs as root); \
-             set MESSAGING_SKIP_TMPFS=1 to skip it"
-        );
+    let Some(fs) = Tmpfs::mount_or_skip("16m", "a_full_disk_fails_writes_until_space_returns")
+    else {
+        return;
     };
     let db: PathBuf = fs.path().join("full.db");
     let filler = fs.path().join("filler");
@@ -216,18 +226,9 @@ fn sizes(dir: &Path) -> Vec<(String, u64)> {
 /// copy it back and writes failed for good, however much space was freed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_under_load_fails_batches_and_recovers() {
-    let Some(fs) = Tmpfs::mount("64m") else {
-        if std::env::var("MESSAGING_SKIP_TMPFS").as_deref() == Ok("1") {
-            eprintln!(
-                "\n!!!!!!!! SKIPPED a_full_disk_under_load_fails_batches_and_recovers: mounting \
-                 a tmpfs is not permitted here (MESSAGING_SKIP_TMPFS=1) !!!!!!!!\n"
-            );
-            return;
-        }
-        panic!(
-            "this test mounts a tmpfs and needs root (CI runs as root); \
-             set MESSAGING_SKIP_TMPFS=1 to skip it"
-        );
+    let Some(fs) = Tmpfs::mount_or_skip("64m", "a_full_disk_under_load_fails_batches_and_recovers")
+    else {
+        return;
     };
     let db: PathBuf = fs.path().join("load.db");
     let filler = fs.path().join("filler");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use messaging_core::{Cursor, HistoryQuery, MessageId, Messenger, SendMessage, UserId};
+use messaging_core::{Cursor, HistoryQuery, Message, MessageId, Messenger, SendMessage, UserId};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,6 +199,62 @@ async fn a_version_2_conversation_list_keeps_its_order() {
             .unwrap();
         assert_eq!(buckets, [at / 1000, at / 1000]);
     }
+}
+
+/// A database of schema version 3 (conversations without numbers) written through the
+/// store, then set back to version 3 as an older build leaves it: it opens under the
+/// current schema with every conversation numbered once, the search index rebuilt in its
+/// new layout finds each conversation's messages and only them, and new conversations get
+/// the next numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_database_gets_conversation_numbers_and_searches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+    {
+        let messenger =
+            Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
+        for (peer, body) in [(bob, "harbour for bob"), (carol, "harbour for carol")] {
+            messenger.send(alice, SendMessage::to_peer(peer, None, body)).await.unwrap();
+        }
+    }
+    {
+        // What version 3 had: no `num` column, no search file of the new layout.
+        let conn = rusqlite_conn(&path);
+        conn.execute_batch(
+            "DROP INDEX conversations_num; ALTER TABLE conversations DROP COLUMN num; \
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(conn);
+        std::fs::remove_file(search_file(&path)).unwrap();
+    }
+    let messenger =
+        Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
+    let conn = rusqlite_conn(&path);
+    let nums: Vec<i64> = conn
+        .prepare("SELECT num FROM conversations ORDER BY num")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(nums, [1, 2], "every conversation numbered once");
+    let bodies = |hits: Vec<Message>| hits.into_iter().map(|m| m.body).collect::<Vec<_>>();
+    assert_eq!(
+        bodies(messenger.search(bob, "harbour", None, None).await.unwrap()),
+        ["harbour for bob"]
+    );
+    assert_eq!(
+        bodies(messenger.search(carol, "harbour", None, None).await.unwrap()),
+        ["harbour for carol"]
+    );
+    let dave = UserId::new();
+    messenger.send(dave, SendMessage::to_peer(bob, None, "harbour for dave")).await.unwrap();
+    let next: i64 =
+        conn.query_row("SELECT max(num) FROM conversations", [], |row| row.get(0)).unwrap();
+    assert_eq!(next, 3, "new conversations take the next number");
+    assert_eq!(messenger.search(bob, "harbour", None, None).await.unwrap().len(), 2);
 }
 
 #[allow(clippy::unwrap_used, reason = "test helper")]

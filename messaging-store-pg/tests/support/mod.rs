@@ -85,3 +85,21 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A message of `sender` for `MessageStore::append`, seen by the sender alone.
+pub(crate) fn new_message(
+    conversation_id: messaging_core::ConversationId,
+    sender_id: messaging_core::UserId,
+    body: &str,
+) -> messaging_core::NewMessage {
+    messaging_core::NewMessage {
+        id: messaging_core::MessageId::new(),
+        conversation_id,
+        sender_id,
+        body: body.to_owned(),
+        metadata: None,
+        client_msg_id: None,
+        created_at: messaging_core::Timestamp::now(),
+        audience: vec![sender_id],
+    }
+}
