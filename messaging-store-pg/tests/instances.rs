@@ -20,23 +20,10 @@ async fn instance(url: &str) -> Messenger {
     Messenger::new(Arc::new(store)).await.expect("messenger")
 }
 
-/// The next durable event pushed to `session`, failing after a few seconds.
-async fn next_event(session: &mut Session) -> messaging_core::LoggedEvent {
-    loop {
-        let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
-            .await
-            .expect("an event within 5 s")
-            .expect("subscription open");
-        if let Push::Event(event) = push {
-            return event.get().clone();
-        }
-    }
-}
-
 /// Receives `n` message events and checks they are the next seqs, in log order.
 async fn expect_messages(session: &mut Session, from_seq: u64, n: u64, last_position: &mut u64) {
     for seq in from_seq..from_seq + n {
-        let event = next_event(session).await;
+        let event = support::next_event(session).await;
         assert!(event.position > *last_position, "pushed in log order");
         *last_position = event.position;
         match &event.event {
@@ -55,7 +42,7 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     let mut bob_on_b = b.connect(bob).await.expect("connect");
 
     let first = b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send");
-    let created = next_event(&mut alice_on_a).await;
+    let created = support::next_event(&mut alice_on_a).await;
     assert!(matches!(created.event, Event::ConversationCreated(_)), "the conversation first");
     let mut last = created.position;
     expect_messages(&mut alice_on_a, 1, 1, &mut last).await;
@@ -73,7 +60,7 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
         .expect("send");
     let mut seen = None;
     for _ in 0..22 {
-        let event = next_event(&mut bob_on_b).await;
+        let event = support::next_event(&mut bob_on_b).await;
         if let Event::MessageCreated(m) = &event.event
             && m.id == reply.id
         {
@@ -91,7 +78,7 @@ async fn a_killed_listener_reconnects_and_nothing_is_lost() {
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_a = a.connect(alice).await.expect("connect");
     let first = b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send");
-    let created = next_event(&mut alice_on_a).await;
+    let created = support::next_event(&mut alice_on_a).await;
     let mut last = created.position;
     expect_messages(&mut alice_on_a, 1, 1, &mut last).await;
 

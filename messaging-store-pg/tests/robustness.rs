@@ -227,21 +227,8 @@ async fn concurrent_blocks_cannot_pass_the_bound_together() {
 
 // ------------------------------------------------------------------ unknown event kinds
 
-/// The next durable event pushed to `session`.
-async fn next_event(session: &mut Session) -> messaging_core::LoggedEvent {
-    loop {
-        let push = tokio::time::timeout(Duration::from_secs(10), session.recv())
-            .await
-            .expect("an event within 10 s")
-            .expect("subscription open");
-        if let Push::Event(event) = push {
-            return event.get().clone();
-        }
-    }
-}
-
 async fn expect_message(session: &mut Session, body: &str) {
-    match next_event(session).await.event {
+    match support::next_event(session).await.event {
         Event::MessageCreated(m) => assert_eq!(m.body, body),
         other => panic!("expected message {body:?}, got {}", other.name()),
     }
@@ -260,7 +247,10 @@ async fn events_of_unknown_kinds_are_skipped() {
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_a = a.connect(alice).await.expect("connect");
     let first = b.send(bob, SendMessage::to_peer(alice, None, "one")).await.expect("send");
-    assert!(matches!(next_event(&mut alice_on_a).await.event, Event::ConversationCreated(_)));
+    assert!(matches!(
+        support::next_event(&mut alice_on_a).await.event,
+        Event::ConversationCreated(_)
+    ));
     expect_message(&mut alice_on_a, "one").await;
 
     let admin = admin(&url).await;
@@ -429,7 +419,7 @@ async fn signals_cross_again_after_the_listener_is_terminated() {
     assert!(online);
     b.send(bob, SendMessage::to_conversation(c.id, "durable")).await.expect("send");
     loop {
-        if let Event::MessageCreated(m) = next_event(&mut alice_on_a).await.event {
+        if let Event::MessageCreated(m) = support::next_event(&mut alice_on_a).await.event {
             assert_eq!(m.body, "durable");
             break;
         }

@@ -103,3 +103,18 @@ pub(crate) fn new_message(
         audience: vec![sender_id],
     }
 }
+
+/// The next durable event pushed to `session`, failing after 10 s.
+pub(crate) async fn next_event(
+    session: &mut messaging_core::Session,
+) -> messaging_core::LoggedEvent {
+    loop {
+        let push = tokio::time::timeout(std::time::Duration::from_secs(10), session.recv())
+            .await
+            .expect("an event within 10 s")
+            .expect("subscription open");
+        if let messaging_core::Push::Event(event) = push {
+            return event.get().clone();
+        }
+    }
+}
