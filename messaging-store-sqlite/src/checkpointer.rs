@@ -19,10 +19,17 @@ use rusqlite::Connection;
 /// How long commits accumulate before a checkpoint.
 const COALESCE: Duration = Duration::from_millis(50);
 
-/// WAL frames (pages of 2 KiB) past which the writer restarts the WAL and truncates its
-/// file: 32 MiB. Under steady load the WAL passes 8 MiB several times a second; truncating
-/// at 8 MiB cost the server a tenth of its capacity (2026-12-05), at 32 MiB it is rare.
-pub(crate) const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+/// The WAL's bound: 32 MiB. Past it (in frames of 2 KiB pages) the writer forces the WAL
+/// to restart at its start, and a WAL file larger than it is cut back to it when the WAL
+/// restarts (`journal_size_limit`). Under steady load the WAL passes 8 MiB several times
+/// a second: a file cut back to 8 MiB grew again at once, and every commit that extends
+/// the file makes its `fdatasync` write the file's metadata too (capacity -10 %,
+/// 2026-12-05); so did truncating the file to nothing at 32 MiB (-12 %). Past 32 MiB it is
+/// rare, and below it the file is rewritten in place.
+pub(crate) const WAL_LIMIT_BYTES: i64 = 32 << 20;
+
+/// [`WAL_LIMIT_BYTES`] in WAL frames (2 KiB pages, see the store's `page_size`).
+pub(crate) const WAL_LIMIT_FRAMES: i64 = WAL_LIMIT_BYTES / 2048;
 
 /// The checkpoint thread; dropping it stops the thread and closes its connection.
 pub(crate) struct Checkpointer {
@@ -49,8 +56,8 @@ impl Checkpointer {
         self.bell.clone()
     }
 
-    /// The WAL's length in frames as the last checkpoint found it, for the writer, which
-    /// truncates a WAL grown past [`WAL_TRUNCATE_FRAMES`].
+    /// The frames in the WAL at the last checkpoint, for the writer, which restarts a WAL
+    /// grown past [`WAL_LIMIT_FRAMES`].
     pub(crate) fn wal_frames(&self) -> Arc<AtomicI64> {
         self.wal_frames.clone()
     }
@@ -123,14 +130,16 @@ impl Doorbell {
 /// a small disk whole: with no room left for a checkpoint to copy pages into the database,
 /// no checkpoint could shrink it, and every write failed even after the space the user
 /// freed (seen 2026-12-05 on a tmpfs under 16 senders: a 44 MB WAL beside a 22 MB
-/// database). The writer therefore truncates a WAL grown past [`WAL_TRUNCATE_FRAMES`]
-/// between its batches: as the writer it does not compete with itself for the write lock,
-/// which a `TRUNCATE` here did, losing to the writer's next batch again and again.
+/// database). The writer therefore forces a restart of a WAL grown past
+/// [`WAL_LIMIT_FRAMES`] between its batches (as the writer it does not compete with itself
+/// for the write lock, which a `TRUNCATE` here did, losing to the writer's next batch again
+/// and again), and `journal_size_limit` cuts the file back to [`WAL_LIMIT_BYTES`] when it
+/// restarts.
 fn run(conn: &Connection, bell: &Doorbell, wal_frames: &AtomicI64) {
     while bell.wait_and_take() {
         let checkpoint = catch_unwind(AssertUnwindSafe(|| wal_checkpoint(conn, "PASSIVE")));
         match checkpoint {
-            Ok(Ok(frames)) => wal_frames.store(frames, Ordering::Relaxed),
+            Ok(Ok(done)) => wal_frames.store(done.frames, Ordering::Relaxed),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "WAL checkpoint failed; the writer's automatic one remains");
             }
@@ -139,7 +148,19 @@ fn run(conn: &Connection, bell: &Doorbell, wal_frames: &AtomicI64) {
     }
 }
 
-/// Runs a checkpoint in `mode`; returns the frames in the WAL before it.
-pub(crate) fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
-    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
+/// What a checkpoint reports.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Checkpointed {
+    /// It finished: no reader or writer was in the way (SQLite answers "busy" as a value,
+    /// not an error).
+    pub(crate) finished: bool,
+    /// The frames in the WAL when it ran.
+    pub(crate) frames: i64,
+}
+
+/// Runs a checkpoint in `mode`.
+pub(crate) fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpointed> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| {
+        Ok(Checkpointed { finished: row.get::<_, i64>(0)? == 0, frames: row.get(1)? })
+    })
 }

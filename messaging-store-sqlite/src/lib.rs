@@ -244,10 +244,10 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
     conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
     // A backstop only: the checkpointer thread normally keeps the WAL short.
     conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
-    // No `journal_size_limit`: a WAL file that keeps its size when it restarts is rewritten
-    // in place, while one cut back grows again under load, and a commit that extends the
-    // file makes its fdatasync write the file's metadata too (capacity -8 % with an 8 MiB
-    // limit, 2026-12-05). The writer truncates a WAL grown past 32 MiB instead.
+    // A WAL file keeps its largest size when the WAL restarts: cut it back to the bound
+    // then (see the checkpointer for why the bound is not lower).
+    conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_LIMIT_BYTES)
+        .map_err(db_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
     let head = read::head(&conn)?;

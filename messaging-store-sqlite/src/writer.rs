@@ -64,8 +64,12 @@ const AUDIENCE_INDEX_LAG: u64 = 8192;
 /// How long the write connection waits on locks (set when the store opens).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How long a WAL truncation waits for readers of older snapshots (writes wait too).
-const TRUNCATE_WAIT: Duration = Duration::from_millis(250);
+/// How long a forced WAL restart waits for readers of older snapshots (writes wait too).
+const RESTART_WAIT: Duration = Duration::from_millis(100);
+
+/// After a restart a reader outlasted, how long before the next attempt: a long reader
+/// (a backup) then costs the writer at most a tenth of its time.
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
 
 /// What the writer tells callers about itself: its last commit and whether it broke.
 #[derive(Default)]
@@ -212,6 +216,7 @@ impl Writer {
             sinks: vec![],
             checkpoint: checkpointer.bell(),
             wal_frames: checkpointer.wal_frames(),
+            restart_after: Instant::now(),
             search,
         };
         let thread = std::thread::Builder::new()
@@ -302,6 +307,8 @@ struct WriterLoop {
     checkpoint: Arc<Doorbell>,
     /// The WAL's length as the checkpointer last found it.
     wal_frames: Arc<AtomicI64>,
+    /// No forced WAL restart before this (see [`RESTART_BACKOFF`]).
+    restart_after: Instant,
     search: Arc<search_index::Shared>,
 }
 
@@ -404,8 +411,10 @@ impl WriterLoop {
                 self.dispatch(events);
                 self.search.committed(self.head);
                 self.checkpoint.ring();
-                if self.wal_frames.load(Ordering::Relaxed) > checkpointer::WAL_TRUNCATE_FRAMES {
-                    self.truncate_wal();
+                if self.wal_frames.load(Ordering::Relaxed) > checkpointer::WAL_LIMIT_FRAMES
+                    && Instant::now() >= self.restart_after
+                {
+                    self.restart_wal();
                 }
                 Ok(())
             }
@@ -428,15 +437,22 @@ impl WriterLoop {
         }
     }
 
-    /// Checkpoints the whole WAL and truncates it, between batches (see the checkpointer's
-    /// `run` for why the writer does it). It waits for readers of older snapshots at most
-    /// [`TRUNCATE_WAIT`] (writes wait meanwhile); when they outlast it, a later batch tries
-    /// again.
-    fn truncate_wal(&self) {
-        let _ = self.conn.busy_timeout(TRUNCATE_WAIT);
-        match checkpointer::wal_checkpoint(&self.conn, "TRUNCATE") {
-            Ok(_) => self.wal_frames.store(0, Ordering::Relaxed),
-            Err(error) => tracing::debug!(%error, "WAL truncation deferred"),
+    /// Checkpoints the whole WAL and makes the next batch write it from its start (the
+    /// file is then cut back to the bound), between batches (see the checkpointer's `run`
+    /// for why the writer does it). It waits for readers of older snapshots at most
+    /// [`RESTART_WAIT`] (writes wait meanwhile); when they outlast it, a batch after
+    /// [`RESTART_BACKOFF`] tries again.
+    fn restart_wal(&mut self) {
+        let _ = self.conn.busy_timeout(RESTART_WAIT);
+        match checkpointer::wal_checkpoint(&self.conn, "RESTART") {
+            Ok(done) if done.finished => self.wal_frames.store(0, Ordering::Relaxed),
+            outcome => {
+                if let Err(error) = outcome {
+                    tracing::debug!(%error, "WAL restart failed");
+                }
+                // A reader of an older snapshot outlasted the wait.
+                self.restart_after = Instant::now() + RESTART_BACKOFF;
+            }
         }
         let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
     }
