@@ -93,13 +93,7 @@ async fn a_killed_listener_reconnects_and_nothing_is_lost() {
         .expect("pg_stat_activity")
     };
     assert_eq!(listeners().await, 2, "one listener per instance");
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_all(&admin)
-    .await
-    .expect("terminate the listeners");
+    let killed = support::terminate_listeners(&admin).await;
     assert_eq!(killed, [true, true]);
 
     // Written while the listeners are down or reconnecting: caught up from the last

@@ -392,13 +392,7 @@ async fn signals_cross_again_after_the_listener_is_terminated() {
     let _bob_on_b = b.connect(bob).await.expect("connect");
     assert!(signals_cross_again(&mut alice_on_a, &b, bob, c.id).await, "signals cross");
 
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-    )
-    .fetch_all(&admin)
-    .await
-    .expect("terminate the listeners");
+    let killed = support::terminate_listeners(&admin).await;
     assert_eq!(killed, [true, true], "one listener per instance");
     assert!(signals_cross_again(&mut alice_on_a, &b, bob, c.id).await, "signals cross again");
     let carol = UserId::new();

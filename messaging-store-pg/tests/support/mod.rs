@@ -118,3 +118,15 @@ pub(crate) async fn next_event(
         }
     }
 }
+
+/// Terminates every LISTEN connection on the current database (one per store instance), as
+/// a dropped NAT mapping or an administrator would; one `true` per connection terminated.
+pub(crate) async fn terminate_listeners(admin: &sqlx::PgPool) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(admin)
+    .await
+    .expect("terminate the listeners")
+}
