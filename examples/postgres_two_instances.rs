@@ -1,15 +1,19 @@
 //! Two messengers on one PostgreSQL database, as two server processes would be: Alice is
 //! connected to the first, Bob writes through the second, and the message crosses over
-//! through the database's log (NOTIFY wakes the other instance's tailer).
+//! through the database's log (NOTIFY wakes the other instance's tailer). Each messenger
+//! comes from `PgStore::messenger`, which wires the store's own fan-out and presence, so
+//! typing and presence cross over too.
 //!
 //! `cargo run --example postgres_two_instances -- postgres://user@host/db`
 //! (or set `DATABASE_URL`). With the test cluster:
 //! `scripts/pg.sh run -- bash -c 'cargo run --example postgres_two_instances -- "$MESSAGING_PG_URL"'`
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::{Event, Messenger, Push, SendMessage, UserId};
+use messaging_core::fanout::Push;
+use messaging_core::id::UserId;
+use messaging_core::model::Event;
+use messaging_core::{Limits, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
 
 #[tokio::main]
@@ -20,10 +24,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ok_or("usage: postgres_two_instances <postgres-url> (or DATABASE_URL)")?;
 
     // Two store objects: two writers, two log tailers, two listeners; one database.
-    let first =
-        Messenger::new(Arc::new(PgStore::connect(&url, PgOptions::default()).await?)).await?;
-    let second =
-        Messenger::new(Arc::new(PgStore::connect(&url, PgOptions::default()).await?)).await?;
+    let first_store = PgStore::connect(&url, PgOptions::default()).await?;
+    let second_store = PgStore::connect(&url, PgOptions::default()).await?;
+    let first = first_store.messenger(Limits::default()).await?;
+    let second = second_store.messenger(Limits::default()).await?;
 
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_first = first.connect(alice).await?;
@@ -51,6 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     alice_on_first.close().await?;
+    // Queued writes finish, presence says goodbye, every task ends.
+    first_store.close().await?;
+    second_store.close().await?;
     Ok(())
 }
 

@@ -13,9 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 
-use messaging_core::{
-    ConversationId, MessageId, Messenger, NewMessage, Result, Store, Timestamp, UserId,
-};
+use messaging_core::store::NewMessage;
+use messaging_core::{ConversationId, MessageId, Messenger, Result, Store, Timestamp, UserId};
 use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 use sqlx::{Connection, Executor};
@@ -81,7 +80,7 @@ pub async fn sqlite_deep_history(depth: u64) -> Result<PathBuf> {
 pub async fn fill_deep_history(store: &Arc<dyn Store>, depth: u64) -> Result<()> {
     let (a, b) = ids::deep_pair();
     let conversation = store
-        .open_direct(messaging_core::NewConversation {
+        .open_direct(messaging_core::store::NewConversation {
             id: ids::deep_conversation(),
             members: [a, b],
             context: None,

@@ -100,7 +100,7 @@ impl Error {
         matches!(self, Self::Backend { .. })
     }
 
-    /// The protocol error code of this error (PROTOCOL.md "Frames").
+    /// The protocol error code of this error (docs/protocol.md "Frames").
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {

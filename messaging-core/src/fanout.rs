@@ -1,6 +1,6 @@
 //! Routing of committed events and ephemeral signals to the sessions of users.
 //!
-//! The feed of committed events (see [`EventLog::attach_feed`](crate::EventLog)) and
+//! The feed of committed events (see [`EventLog::attach_feed`](crate::store::EventLog::attach_feed)) and
 //! the ephemeral signals (typing, presence) both end in per-session [`Subscription`]s.
 //! [`Hub`] is the in-process router; a multi-instance deployment wraps it to also carry
 //! signals between processes.
@@ -56,7 +56,8 @@ pub enum RecvError {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use messaging_core::{Fanout, Hub, UserId};
+/// use messaging_core::fanout::{Fanout, Hub};
+/// use messaging_core::UserId;
 ///
 /// let hub: Arc<dyn Fanout> = Arc::new(Hub::new(64));
 /// let (subscription, position) = hub.subscribe(UserId::new());

@@ -1,9 +1,15 @@
 //! Direct (1:1) messaging as a library.
 //!
-//! `messaging-core` holds the domain ([`Conversation`], [`Message`], [`Event`]), the storage
-//! contract ([`Store`] and its parts), the rules ([`Messenger`]), fan-out ([`Fanout`],
-//! [`Hub`]) and presence ([`Presence`]). It does no I/O of its own: pair it with a store
-//! crate (`messaging-store-sqlite`, `messaging-store-pg`).
+//! `messaging-core` holds the domain ([`Conversation`], [`Message`], [`Event`]), the rules
+//! ([`Messenger`]), the storage contract ([`Store`]), fan-out and presence. It does no I/O
+//! of its own: pair it with a store crate (`messaging-store-sqlite`, `messaging-store-pg`).
+//!
+//! The crate root is the application's API: the messenger, its sessions, what goes in and
+//! comes out, access policies. What a store author implements and passes around lives in
+//! [`store`] (the storage traits and their inputs and outputs), [`fanout`] and
+//! [`presence`] (for stores with a fan-out or presence of their own); the conformance
+//! suite and its test seams in `testkit` (feature `testkit`), and a reference store in
+//! `memory` (feature `memory`).
 //!
 //! ```no_run
 //! # async fn demo(store: std::sync::Arc<dyn messaging_core::Store>) -> messaging_core::Result<()> {
@@ -25,12 +31,17 @@ pub mod fanout;
 pub mod id;
 pub mod limits;
 mod membership;
+#[cfg(feature = "memory")]
+pub mod memory;
+mod messenger;
 pub mod model;
+mod pages;
 pub mod policy;
 pub mod presence;
 mod push_queue;
+mod requests;
 pub mod search;
-pub mod service;
+mod session;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -39,27 +50,21 @@ mod typing;
 mod validate;
 
 pub use error::{Error, Result};
-pub use fanout::{Fanout, Hub, Push, RecvError, Subscription};
+pub use fanout::{Push, RecvError};
 pub use id::{ConversationId, MessageId, SessionId, UserId};
 pub use limits::{Limits, PageSize};
+pub use messenger::{Messenger, MessengerBuilder};
 pub use model::{
-    ActivityKey, CommittedEvent, Conversation, ConversationKind, ConversationSummary, Cursor,
-    Event, LoggedEvent, Message, PresenceStatus, Receipt, ReceiptKind, Shared, Signal, TypingState,
-    UnreadTotals,
+    Conversation, ConversationKind, ConversationSummary, Cursor, Event, LoggedEvent, Message,
+    PresenceStatus, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
 };
+pub use pages::{ConversationsPage, HistoryPage, SyncPage};
 pub use policy::{
-    AccessPolicy, AccessPolicyExt, AllowAll, And, Decision, FirstDegree, SocialGraph,
+    AccessPolicy, AccessPolicyExt, AllowAll, And, Decision, FirstDegree, Outgoing, SocialGraph,
 };
-pub use presence::{LocalPresence, Presence};
-pub use service::{
-    ConversationsPage, HistoryPage, HistoryQuery, Messenger, MessengerBuilder, SendMessage,
-    SendTarget, Session, SyncPage,
-};
-pub use store::{
-    Appended, CommitHold, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage,
-    EventLog, FeedSink, HeldCommit, HistoryWindow, HoldPoint, MarkUpdate, Marked, MessageStore,
-    NewConversation, NewMessage, Opened, SearchQuery, SocialStore, Store, StoreHealth,
-};
+pub use requests::{HistoryQuery, SendMessage, SendTarget};
+pub use session::Session;
+pub use store::{Opened, Store};
 pub use time::Timestamp;
 
 pub use async_trait::async_trait;

@@ -1,4 +1,4 @@
-//! Size limits and page sizes: the numbers PROTOCOL.md lists, as one settings struct.
+//! Size limits and page sizes: the numbers docs/protocol.md lists, as one settings struct.
 
 /// Limits the service enforces. The defaults are the protocol's.
 #[derive(Clone, Debug, PartialEq, Eq)]

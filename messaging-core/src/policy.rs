@@ -1,7 +1,9 @@
 //! The application's own access rules.
 //!
 //! Membership and blocks are core rules that always hold; an [`AccessPolicy`] adds the
-//! host's rules on top: who may open a conversation with whom, and who may send in one.
+//! host's rules on top: who may open a conversation with whom, and who may send to whom
+//! (told as the facts of the send, [`Outgoing`], also before the first message creates
+//! the conversation).
 //! Built-ins: [`AllowAll`] and [`FirstDegree`] (only users connected in the host's
 //! [`SocialGraph`]). Policies compose with [`AccessPolicyExt::and`].
 
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::id::UserId;
+use crate::id::{ConversationId, UserId};
 use crate::model::Conversation;
 
 /// What a policy says.
@@ -32,11 +34,41 @@ impl Decision {
     }
 }
 
+/// What a policy is asked about a send (and an edit or typing, which follow the same rule):
+/// who writes to whom, about what, and in which conversation if it exists yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outgoing<'a> {
+    /// The writer, a member (or about to be).
+    pub from: UserId,
+    /// The other member.
+    pub to: UserId,
+    /// The conversation's context.
+    pub context: Option<&'a str>,
+    /// The conversation; `None` when this send is the first and creates it.
+    pub conversation_id: Option<ConversationId>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// `from`'s send within `conversation`; `NotFound` when `from` is not a member.
+    pub(crate) fn within(from: UserId, conversation: &'a Conversation) -> Result<Self> {
+        let to = conversation
+            .peer_of(from)
+            .ok_or_else(|| Error::not_found("no such conversation or message"))?;
+        Ok(Self {
+            from,
+            to,
+            context: conversation.context.as_deref(),
+            conversation_id: Some(conversation.id),
+        })
+    }
+}
+
 /// The host application's rules for opening conversations and sending.
 ///
 /// ```
 /// use async_trait::async_trait;
-/// use messaging_core::{AccessPolicy, Conversation, Decision, UserId};
+/// use messaging_core::{AccessPolicy, Decision, Outgoing, UserId};
 ///
 /// /// Only conversations about a listing may be opened.
 /// struct ListingsOnly;
@@ -55,12 +87,9 @@ impl Decision {
 ///         })
 ///     }
 ///
-///     async fn may_send(
-///         &self,
-///         _from: UserId,
-///         _conversation: &Conversation,
-///     ) -> messaging_core::Result<Decision> {
-///         Ok(Decision::Allow)
+///     async fn may_send(&self, send: &Outgoing<'_>) -> messaging_core::Result<Decision> {
+///         // The same rule for every message, the first included.
+///         self.may_open(send.from, send.to, send.context).await
 ///     }
 /// }
 /// ```
@@ -69,8 +98,9 @@ pub trait AccessPolicy: Send + Sync {
     /// Whether `from` may open (or reopen) a conversation with `to` about `context`.
     async fn may_open(&self, from: UserId, to: UserId, context: Option<&str>) -> Result<Decision>;
 
-    /// Whether `from`, a member, may send in `conversation`.
-    async fn may_send(&self, from: UserId, conversation: &Conversation) -> Result<Decision>;
+    /// Whether `send.from` may send to `send.to` (asked for every send, edit and typing
+    /// notice; for a first send by peer, after [`may_open`](Self::may_open)).
+    async fn may_send(&self, send: &Outgoing<'_>) -> Result<Decision>;
 }
 
 /// Everyone may open and send (blocks and membership still apply).
@@ -83,7 +113,7 @@ impl AccessPolicy for AllowAll {
         Ok(Decision::Allow)
     }
 
-    async fn may_send(&self, _: UserId, _: &Conversation) -> Result<Decision> {
+    async fn may_send(&self, _: &Outgoing<'_>) -> Result<Decision> {
         Ok(Decision::Allow)
     }
 }
@@ -144,11 +174,8 @@ impl AccessPolicy for FirstDegree {
         self.decide(from, to).await
     }
 
-    async fn may_send(&self, from: UserId, conversation: &Conversation) -> Result<Decision> {
-        match conversation.peer_of(from) {
-            Some(peer) => self.decide(from, peer).await,
-            None => Ok(Decision::Deny("not a member".into())),
-        }
+    async fn may_send(&self, send: &Outgoing<'_>) -> Result<Decision> {
+        self.decide(send.from, send.to).await
     }
 }
 
@@ -165,9 +192,9 @@ impl<A: AccessPolicy, B: AccessPolicy> AccessPolicy for And<A, B> {
         }
     }
 
-    async fn may_send(&self, from: UserId, conversation: &Conversation) -> Result<Decision> {
-        match self.0.may_send(from, conversation).await? {
-            Decision::Allow => self.1.may_send(from, conversation).await,
+    async fn may_send(&self, send: &Outgoing<'_>) -> Result<Decision> {
+        match self.0.may_send(send).await? {
+            Decision::Allow => self.1.may_send(send).await,
             deny => Ok(deny),
         }
     }
@@ -179,8 +206,8 @@ impl AccessPolicy for Arc<dyn AccessPolicy> {
         (**self).may_open(from, to, context).await
     }
 
-    async fn may_send(&self, from: UserId, conversation: &Conversation) -> Result<Decision> {
-        (**self).may_send(from, conversation).await
+    async fn may_send(&self, send: &Outgoing<'_>) -> Result<Decision> {
+        (**self).may_send(send).await
     }
 }
 

@@ -15,7 +15,8 @@ use crate::id::{SessionId, UserId};
 /// Tracks open sessions per user.
 ///
 /// ```
-/// use messaging_core::{LocalPresence, Presence, SessionId, UserId};
+/// use messaging_core::presence::{LocalPresence, Presence};
+/// use messaging_core::{SessionId, UserId};
 ///
 /// # tokio_test_block(async {
 /// let presence = LocalPresence::default();

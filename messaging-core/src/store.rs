@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use tokio::sync::oneshot;
 
 use crate::error::Result;
 use crate::id::{ConversationId, MessageId, UserId};
@@ -211,7 +210,8 @@ pub struct SearchQuery {
 /// Conversations: creation, lookup, the per-user list, members' markers.
 ///
 /// ```
-/// use messaging_core::{ConversationStore, UserId};
+/// use messaging_core::store::ConversationStore;
+/// use messaging_core::UserId;
 ///
 /// async fn peer_count(store: &dyn ConversationStore, me: UserId) -> messaging_core::Result<usize> {
 ///     Ok(store.peers(me).await?.len())
@@ -262,7 +262,8 @@ pub trait ConversationStore: Send + Sync {
 /// Messages: append with idempotency, history, edit, delete, search, unread.
 ///
 /// ```
-/// use messaging_core::{ConversationId, HistoryWindow, MessageStore};
+/// use messaging_core::store::{HistoryWindow, MessageStore};
+/// use messaging_core::ConversationId;
 ///
 /// async fn newest(store: &dyn MessageStore, id: ConversationId) -> messaging_core::Result<()> {
 ///     let page = store.history(id, HistoryWindow::Latest, 10).await?;
@@ -324,7 +325,8 @@ pub trait MessageStore: Send + Sync {
 /// The event log: reading it back, and the feed of committed events.
 ///
 /// ```
-/// use messaging_core::{EventLog, UserId};
+/// use messaging_core::store::EventLog;
+/// use messaging_core::UserId;
 ///
 /// async fn replay(log: &dyn EventLog, user: UserId) -> messaging_core::Result<()> {
 ///     let head = log.head().await?;
@@ -361,7 +363,8 @@ pub trait EventLog: Send + Sync {
 /// Blocks between users and the last-seen time of each user.
 ///
 /// ```
-/// use messaging_core::{SocialStore, UserId};
+/// use messaging_core::store::SocialStore;
+/// use messaging_core::UserId;
 ///
 /// async fn may_talk(store: &dyn SocialStore, a: UserId, b: UserId) -> messaging_core::Result<bool> {
 ///     Ok(!store.is_blocked_between(a, b).await?)
@@ -397,7 +400,7 @@ pub trait SocialStore: Send + Sync {
 ///
 /// ```
 /// use std::time::Duration;
-/// use messaging_core::StoreHealth;
+/// use messaging_core::store::StoreHealth;
 ///
 /// async fn can_commit(store: &dyn StoreHealth) -> bool {
 ///     let recent = store.last_commit().is_some_and(|at| at.elapsed() < Duration::from_secs(2));
@@ -439,7 +442,8 @@ impl<T: ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth 
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use messaging_core::{CommittedEvent, FeedSink};
+/// use messaging_core::model::CommittedEvent;
+/// use messaging_core::store::FeedSink;
 ///
 /// #[derive(Default)]
 /// struct Counter(AtomicU64);
@@ -461,77 +465,4 @@ pub trait FeedSink: Send + Sync {
 
     /// One commit's events (or several commits'), in position order, never empty.
     fn committed(&self, events: &[CommittedEvent]);
-}
-
-/// Optional capability of stores whose writers can commit out of position order
-/// (several writers on one database): hold a write after it has taken its log position,
-/// so tests can commit a later position first.
-///
-/// ```
-/// use messaging_core::CommitHold;
-///
-/// async fn hold(store: &dyn CommitHold) -> messaging_core::Result<()> {
-///     let held = store.hold_next_write().await?;
-///     held.release();
-///     Ok(())
-/// }
-/// ```
-#[async_trait]
-pub trait CommitHold: Send + Sync {
-    /// Arms a hold on the next durable write this store object starts: that write takes its
-    /// log position, reports it through [`HeldCommit::positioned`], and waits before
-    /// committing until the [`HeldCommit`] is released or dropped.
-    async fn hold_next_write(&self) -> Result<HeldCommit>;
-}
-
-/// The test's side of a [`CommitHold`].
-#[derive(Debug)]
-pub struct HeldCommit {
-    positioned: Option<oneshot::Receiver<u64>>,
-    release: Option<oneshot::Sender<()>>,
-}
-
-/// The store's side of a [`CommitHold`].
-#[derive(Debug)]
-pub struct HoldPoint {
-    positioned: oneshot::Sender<u64>,
-    release: oneshot::Receiver<()>,
-}
-
-impl HeldCommit {
-    /// A connected pair: the test keeps the [`HeldCommit`], the store the [`HoldPoint`].
-    #[must_use]
-    pub fn pair() -> (Self, HoldPoint) {
-        let (positioned_tx, positioned_rx) = oneshot::channel();
-        let (release_tx, release_rx) = oneshot::channel();
-        (
-            Self { positioned: Some(positioned_rx), release: Some(release_tx) },
-            HoldPoint { positioned: positioned_tx, release: release_rx },
-        )
-    }
-
-    /// Waits until the held write has taken its position; returns the position.
-    pub async fn positioned(&mut self) -> Result<u64> {
-        let rx = self
-            .positioned
-            .take()
-            .ok_or_else(|| crate::Error::invalid("positioned() was already awaited"))?;
-        rx.await.map_err(|_| crate::Error::unavailable("the held write ended before its position"))
-    }
-
-    /// Lets the held write commit.
-    pub fn release(mut self) {
-        if let Some(tx) = self.release.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl HoldPoint {
-    /// Called by the store once the write has its position: reports it, then waits for the
-    /// release (or for the test's side to be dropped).
-    pub async fn hold(self, position: u64) {
-        let _ = self.positioned.send(position);
-        let _ = self.release.await;
-    }
 }

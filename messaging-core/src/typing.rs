@@ -1,7 +1,7 @@
 //! Thinning of repeated `typing: started` signals.
 //!
 //! A client repeats `started` while its user types (at most every half of
-//! `typing_expires_ms`, PROTOCOL.md "Events"); a hostile or buggy one can repeat it as fast
+//! `typing_expires_ms`, docs/protocol.md "Events"); a hostile or buggy one can repeat it as fast
 //! as its rate limit allows, and every repeat is a push to the peer's sessions. A `started`
 //! repeated within half the expiry of the last one relayed tells the peer nothing new, so
 //! it is dropped (the caller still gets its answer); a change of state is always relayed.

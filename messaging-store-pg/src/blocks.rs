@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use messaging_core::UserId;
+use messaging_core::id::UserId;
 use uuid::Uuid;
 
 /// Pairs kept at most; the cache starts over when full (blocks are checked per send, so

@@ -1,55 +1,15 @@
-//! Conversions between rows and the core model, and from sqlx errors to the core error.
+//! Conversions between rows and the core model.
 //!
 //! Column lists and their decoders sit side by side (as in the SQLite store): every query
-//! returning a message selects [`MESSAGE_COLUMNS`] and decodes with [`message`].
+//! returning a message selects [`MESSAGE_COLUMNS`] and decodes with [`message`]. Decoders
+//! fail with the driver's error; the caller's `?` makes it a [`PgError`](crate::error::PgError).
 
-use messaging_core::{
-    Conversation, ConversationId, ConversationKind, Error, Event, Message, MessageId, Receipt,
-    ReceiptKind, Timestamp, UserId,
-};
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::{Conversation, ConversationKind, Event, Message, Receipt, ReceiptKind};
+use messaging_core::time::Timestamp;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
-
-/// SQLSTATEs the writer retries: serialization failure, deadlock, unique violation (a
-/// concurrent writer stored the same idempotency key or pair first).
-pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
-    matches!(
-        error.as_database_error().and_then(|e| e.code()).as_deref(),
-        Some("40001" | "40P01" | "23505")
-    )
-}
-
-/// Whether `error` means the database cannot serve now rather than that the request was
-/// wrong: the connection is gone or could not be had (I/O, pool timed out or closed, TLS,
-/// SQLSTATE class 08), the server is shutting down or ended the session (57P01-57P03), a
-/// statement ran past `statement_timeout` or was cancelled (57014), or it lacks resources
-/// (class 53: disk full, out of memory, too many connections). The writer fails a whole
-/// batch at once on these (rerunning its jobs one by one could not succeed), and callers
-/// get them as `unavailable`.
-pub(crate) fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::BeginFailed => true,
-        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
-            code.starts_with("08")
-                || code.starts_with("53")
-                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "57014")
-        }),
-        _ => false,
-    }
-}
-
-/// Maps a sqlx error to the core error, keeping it as the source (for logs) and never
-/// putting its text in a message a client reads: [`is_unavailable`] errors are
-/// `backend_unavailable` (retryable), the rest `backend` (internal).
-pub(crate) fn db_err(error: sqlx::Error) -> Error {
-    if is_unavailable(&error) { Error::backend_unavailable(error) } else { Error::backend(error) }
-}
 
 /// Marks SQL assembled from this crate's own constants (column lists, clause variants) as
 /// safe. Never pass text that came from a caller: values always go through binds.

@@ -35,15 +35,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use messaging_core::{CommittedEvent, FeedSink, Result};
+use messaging_core::model::CommittedEvent;
+use messaging_core::store::FeedSink;
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::Channels;
 use crate::blocks::BlockCache;
+use crate::channels::Channels;
+use crate::error::Result;
 use crate::read;
 use crate::signals::SignalSinks;
 
@@ -229,6 +231,26 @@ impl Feed {
         }
         state.last = last;
         self.dispatched.store(last, Ordering::Release);
+    }
+}
+
+impl Feed {
+    /// Stops the tailer and the listener and waits for their tasks to end. Neither keeps
+    /// anything worth finishing: what they have not read stays in the log.
+    pub(crate) async fn stop(&self) {
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Cancelled (or already ended): either way it runs no more.
+            let _ = task.await;
+        }
     }
 }
 

@@ -18,12 +18,16 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use messaging_core::id::UserId;
+use messaging_core::model::{Event, Message};
 use messaging_core::search::index_text;
-use messaging_core::{Appended, Error, Event, Message, NewMessage, Result};
+use messaging_core::store::{Appended, NewMessage};
+use messaging_core::{Error, Result};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
+use crate::error::PgError;
 use crate::write::PendingEvent;
 
 /// SQLSTATE of a NOT NULL violation: an append's conversation was not found (its `seq`
@@ -101,10 +105,7 @@ impl<'a> Appends<'a> {
 
     /// Looks up which keys of this batch are stored already; those appends return the
     /// stored message and are not written again.
-    pub(crate) async fn resolve_stored(
-        &mut self,
-        conn: &mut PgConnection,
-    ) -> std::result::Result<(), sqlx::Error> {
+    pub(crate) async fn resolve_stored(&mut self, conn: &mut PgConnection) -> Result<(), PgError> {
         let keyed: Vec<(usize, &NewMessage, &str)> = self
             .appends
             .iter()
@@ -175,7 +176,7 @@ pub(crate) async fn append_and_log(
     mut appends: Appends<'_>,
     prior: Vec<PendingEvent>,
     channel: &str,
-) -> std::result::Result<(Vec<Result<Appended>>, Vec<PendingEvent>, Option<u64>), sqlx::Error> {
+) -> Result<(Vec<Result<Appended>>, Vec<PendingEvent>, Option<u64>), PgError> {
     let order: Vec<(Uuid, usize, i64)> = appends
         .fresh
         .iter()
@@ -194,8 +195,7 @@ pub(crate) async fn append_and_log(
     }
     let events = prior.len() + news.len();
     let mut rows: Vec<codec::EventRow> = prior.iter().map(|e| codec::event_row(&e.event)).collect();
-    let mut audiences: Vec<&[messaging_core::UserId]> =
-        prior.iter().map(|e| e.audience.as_slice()).collect();
+    let mut audiences: Vec<&[UserId]> = prior.iter().map(|e| e.audience.as_slice()).collect();
     for new in &news {
         rows.push(codec::EventRow {
             kind: codec::kind::MESSAGE_CREATED,
@@ -259,13 +259,15 @@ pub(crate) async fn append_and_log(
         }
     }
     let Some(head_base) = head_base else {
-        return Err(sqlx::Error::Protocol("the log statement returned no head".into()));
+        return Err(sqlx::Error::Protocol("the log statement returned no head".into()).into());
     };
 
     let mut logged = prior;
     for ((conversation, i, ordinal), new) in order.iter().zip(&news) {
         let Some(base) = bases.get(conversation) else {
-            return Err(sqlx::Error::Protocol("an appended conversation was not returned".into()));
+            return Err(
+                sqlx::Error::Protocol("an appended conversation was not returned".into()).into()
+            );
         };
         let message = new.stored(uint(base + ordinal));
         logged.push(PendingEvent::new(Event::MessageCreated(message.clone()), &new.audience));
@@ -293,6 +295,6 @@ fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
 }
 
 /// An audience as the text `string_to_array` splits back into `uuid[]`.
-fn joined(audience: &[messaging_core::UserId]) -> String {
+fn joined(audience: &[UserId]) -> String {
     audience.iter().map(|u| u.as_uuid().to_string()).collect::<Vec<_>>().join(",")
 }

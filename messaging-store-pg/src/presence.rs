@@ -27,14 +27,17 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use messaging_core::{
-    Fanout, Presence, PresenceStatus, Result, SessionId, Signal, Store, Timestamp, UserId,
-};
+use messaging_core::fanout::Fanout;
+use messaging_core::id::{SessionId, UserId};
+use messaging_core::model::{PresenceStatus, Signal};
+use messaging_core::presence::Presence;
+use messaging_core::store::Store;
+use messaging_core::time::Timestamp;
 use sqlx::{Connection, PgPool, Row};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::codec::db_err;
+use crate::error::Result;
 use crate::signals::PgFanout;
 
 /// Timing of the presence heartbeat.
@@ -66,11 +69,14 @@ impl PresenceOptions {
 }
 
 /// The [`Presence`] of a [`PgStore`](crate::PgStore): right across every instance on the
-/// database. Make one with [`PgStore::presence`](crate::PgStore::presence) and give it to
+/// database. [`PgStore::messenger`](crate::PgStore::messenger) makes one for its
+/// messenger; a host that builds its own messenger makes one with
+/// [`PgStore::presence`](crate::PgStore::presence) and gives it to
 /// [`MessengerBuilder::presence`](messaging_core::MessengerBuilder::presence).
 pub struct PgPresence {
     shared: Arc<Shared>,
-    heartbeat: JoinHandle<()>,
+    /// The heartbeat task, until [`PgPresence::close`] stops it.
+    heartbeat: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// This instance's sessions per user, and the users whose row must be reconciled.
@@ -160,32 +166,30 @@ impl PgPresence {
         });
         shared.register().await?;
         let heartbeat = tokio::spawn(beat(Arc::downgrade(&shared)));
-        Ok(Self { shared, heartbeat })
+        Ok(Self { shared, heartbeat: Mutex::new(Some(heartbeat)) })
     }
 
-    /// Says goodbye: this instance's users go offline everywhere at once (instead of after
-    /// the timeout). Sessions still open here stop counting.
-    pub async fn close(&self) -> Result<()> {
-        self.heartbeat.abort();
-        let mut tx = self.shared.pool.begin().await.map_err(db_err)?;
-        sqlx::query("DELETE FROM presence WHERE instance_id = $1")
-            .bind(self.shared.instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query("DELETE FROM instances WHERE id = $1")
-            .bind(self.shared.instance)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
+    /// Says goodbye: stops the heartbeat (and waits for its task to end), and this
+    /// instance's users go offline everywhere at once (instead of after the timeout).
+    /// Sessions still open here stop counting. [`PgStore::close`](crate::PgStore::close)
+    /// does this for every presence the store made.
+    pub async fn close(&self) -> messaging_core::Result<()> {
+        let heartbeat = self.heartbeat.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(heartbeat) = heartbeat {
+            heartbeat.abort();
+            // Cancelled (or already ended): either way it runs no more.
+            let _ = heartbeat.await;
+        }
+        Ok(self.shared.goodbye().await?)
     }
 }
 
 impl Drop for PgPresence {
     fn drop(&mut self) {
         // No goodbye here (that needs the database): the rows expire with the heartbeat.
-        self.heartbeat.abort();
+        if let Some(heartbeat) = self.heartbeat.get_mut().unwrap_or_else(PoisonError::into_inner) {
+            heartbeat.abort();
+        }
     }
 }
 
@@ -210,6 +214,21 @@ async fn beat(shared: std::sync::Weak<Shared>) {
 }
 
 impl Shared {
+    /// Removes this instance and its users' rows.
+    async fn goodbye(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM presence WHERE instance_id = $1")
+            .bind(self.instance)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM instances WHERE id = $1")
+            .bind(self.instance)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     fn local(&self) -> MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -248,7 +267,7 @@ impl Shared {
             // before the delete: write it again.
             gone.iter().filter(|u| local.sessions.contains_key(u)).copied().collect()
         };
-        done.map_err(db_err)?;
+        done?;
         if !again.is_empty() {
             let written = sqlx::query(
                 "INSERT INTO presence (user_id, instance_id) SELECT u, $1 \
@@ -260,7 +279,7 @@ impl Shared {
             .await;
             if let Err(error) = written {
                 self.local().unsure.extend(again);
-                return Err(db_err(error));
+                return Err(error.into());
             }
         }
         Ok(())
@@ -282,8 +301,7 @@ impl Shared {
         .bind(self.instance)
         .bind(Self::now())
         .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        .await?;
         Ok(())
     }
 
@@ -294,8 +312,7 @@ impl Shared {
             .bind(self.instance)
             .bind(Self::now())
             .execute(&self.pool)
-            .await
-            .map_err(db_err)?
+            .await?
             .rows_affected();
         if updated == 0 {
             tracing::warn!(instance = %self.instance, "this instance was swept as dead; registering again");
@@ -308,8 +325,7 @@ impl Shared {
             .bind(&users)
             .bind(self.instance)
             .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+            .await?;
         }
         Ok(())
     }
@@ -328,19 +344,31 @@ impl Shared {
             .bind(self.oldest_alive())
             .fetch_one(&self.pool)
             .await
-            .map_err(db_err)
+            .map_err(Into::into)
+    }
+
+    /// Which of `ids` some live instance holds a session of.
+    async fn online(&self, ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let online: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id \
+             WHERE p.user_id = ANY($1) AND i.heartbeat_at >= $2",
+        )
+        .bind(ids)
+        .bind(self.oldest_alive())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(online.into_iter().collect())
     }
 
     /// Removes dead instances (one sweeper at a time, by advisory lock), records
     /// `last_seen` for the users now offline everywhere and announces them to their peers.
     async fn sweep(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(db_err)?;
-        let mut tx = conn.begin().await.map_err(db_err)?;
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
             .bind(&self.sweeper_key)
             .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            .await?;
         if !locked {
             return Ok(());
         }
@@ -363,13 +391,12 @@ impl Shared {
         )
         .bind(self.oldest_alive())
         .fetch_all(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        .await?;
+        tx.commit().await?;
         drop(conn);
         for row in rows {
-            let user = UserId::from_uuid(row.try_get(0).map_err(db_err)?);
-            let at = Timestamp::from_millis(row.try_get(1).map_err(db_err)?);
+            let user = UserId::from_uuid(row.try_get(0)?);
+            let at = Timestamp::from_millis(row.try_get(1)?);
             let peers = self.store.peers(user).await?;
             let status = PresenceStatus { user_id: user, online: false, last_seen: Some(at) };
             self.fanout.signal(Signal::Presence(status), &peers).await?;
@@ -380,7 +407,11 @@ impl Shared {
 
 #[async_trait]
 impl Presence for PgPresence {
-    async fn session_opened(&self, user: UserId, session: SessionId) -> Result<bool> {
+    async fn session_opened(
+        &self,
+        user: UserId,
+        session: SessionId,
+    ) -> messaging_core::Result<bool> {
         let shared = &*self.shared;
         if !shared.local().open(user, session) {
             return Ok(false);
@@ -399,7 +430,11 @@ impl Presence for PgPresence {
         Ok(alone)
     }
 
-    async fn session_closed(&self, user: UserId, session: SessionId) -> Result<bool> {
+    async fn session_closed(
+        &self,
+        user: UserId,
+        session: SessionId,
+    ) -> messaging_core::Result<bool> {
         if !self.shared.local().close(user, session) {
             return Ok(false);
         }
@@ -414,22 +449,12 @@ impl Presence for PgPresence {
             // The row may still be there: removed at the next heartbeat.
             self.shared.local().unsure.insert(user);
         }
-        alone
+        Ok(alone?)
     }
 
-    async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
+    async fn online(&self, users: &[UserId]) -> messaging_core::Result<Vec<bool>> {
         let ids: Vec<Uuid> = users.iter().map(|u| *u.as_uuid()).collect();
-        let online: HashSet<Uuid> = sqlx::query_scalar(
-            "SELECT DISTINCT p.user_id FROM presence p JOIN instances i ON i.id = p.instance_id \
-             WHERE p.user_id = ANY($1) AND i.heartbeat_at >= $2",
-        )
-        .bind(&ids)
-        .bind(self.shared.oldest_alive())
-        .fetch_all(&self.shared.pool)
-        .await
-        .map_err(db_err)?
-        .into_iter()
-        .collect();
+        let online = self.shared.online(&ids).await?;
         Ok(ids.iter().map(|id| online.contains(id)).collect())
     }
 }

@@ -1,32 +1,31 @@
 //! The SQL of every read. Reads go straight to the pool: each is one statement.
 
-use messaging_core::{
-    CommittedEvent, Conversation, ConversationId, ConversationPage, ConversationSummary,
-    HistoryWindow, LoggedEvent, Message, MessageId, Result, SearchQuery, Timestamp, UnreadTotals,
-    UserId,
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::{
+    CommittedEvent, Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
 };
+use messaging_core::store::{ConversationPage, HistoryWindow, SearchQuery};
+use messaging_core::time::Timestamp;
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
 use crate::codec::{
-    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, EVENT_JOINS, MESSAGE_COLUMNS, db_err,
-    event_columns, int, trusted, uint,
+    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, EVENT_JOINS, MESSAGE_COLUMNS, event_columns,
+    int, trusted, uint,
 };
+use crate::error::Result;
 
 pub(crate) async fn conversation(
     db: impl PgExecutor<'_>,
     id: ConversationId,
 ) -> Result<Option<Conversation>> {
-    sqlx::query(trusted(format!(
+    let row = sqlx::query(trusted(format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = $1"
     )))
     .bind(id.as_uuid())
     .fetch_optional(db)
-    .await
-    .map_err(db_err)?
-    .map(|row| codec::conversation(&row, 0))
-    .transpose()
-    .map_err(db_err)
+    .await?;
+    Ok(row.map(|row| codec::conversation(&row, 0)).transpose()?)
 }
 
 pub(crate) async fn find_direct(
@@ -36,7 +35,7 @@ pub(crate) async fn find_direct(
     context: &str,
 ) -> Result<Option<Conversation>> {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    sqlx::query(trusted(format!(
+    let row = sqlx::query(trusted(format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
          WHERE c.user_lo = $1 AND c.user_hi = $2 AND c.context = $3"
     )))
@@ -44,11 +43,8 @@ pub(crate) async fn find_direct(
     .bind(hi.as_uuid())
     .bind(context)
     .fetch_optional(db)
-    .await
-    .map_err(db_err)?
-    .map(|row| codec::conversation(&row, 0))
-    .transpose()
-    .map_err(db_err)
+    .await?;
+    Ok(row.map(|row| codec::conversation(&row, 0)).transpose()?)
 }
 
 /// One statement per page; the last message and the unread count are lateral lookups on
@@ -95,8 +91,7 @@ pub(crate) async fn conversations(
         .bind(page.before.map(|k| k.at.as_millis()))
         .bind(page.before.map(|k| *k.id.as_uuid()))
         .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+        .await?;
     rows.iter()
         .map(|row| {
             let at = CONVERSATION_WIDTH;
@@ -110,7 +105,7 @@ pub(crate) async fn conversations(
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(db_err)
+        .map_err(Into::into)
 }
 
 pub(crate) async fn peers(pool: &PgPool, user: UserId) -> Result<Vec<UserId>> {
@@ -118,8 +113,7 @@ pub(crate) async fn peers(pool: &PgPool, user: UserId) -> Result<Vec<UserId>> {
         sqlx::query_scalar("SELECT DISTINCT peer_id FROM members WHERE user_id = $1")
             .bind(user.as_uuid())
             .fetch_all(pool)
-            .await
-            .map_err(db_err)?;
+            .await?;
     Ok(rows.into_iter().map(UserId::from_uuid).collect())
 }
 
@@ -135,20 +129,17 @@ pub(crate) async fn peers_among(
     .bind(user.as_uuid())
     .bind(&candidates)
     .fetch_all(pool)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(UserId::from_uuid).collect())
 }
 
 pub(crate) async fn message(db: impl PgExecutor<'_>, id: MessageId) -> Result<Option<Message>> {
-    sqlx::query(trusted(format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1")))
-        .bind(id.as_uuid())
-        .fetch_optional(db)
-        .await
-        .map_err(db_err)?
-        .map(|row| codec::message(&row, 0))
-        .transpose()
-        .map_err(db_err)
+    let row =
+        sqlx::query(trusted(format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1")))
+            .bind(id.as_uuid())
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|row| codec::message(&row, 0)).transpose()?)
 }
 
 pub(crate) async fn find_by_client_msg_id(
@@ -157,7 +148,7 @@ pub(crate) async fn find_by_client_msg_id(
     sender_id: UserId,
     key: &str,
 ) -> Result<Option<Message>> {
-    sqlx::query(trusted(format!(
+    let row = sqlx::query(trusted(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m \
          WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
     )))
@@ -165,11 +156,8 @@ pub(crate) async fn find_by_client_msg_id(
     .bind(sender_id.as_uuid())
     .bind(key)
     .fetch_optional(db)
-    .await
-    .map_err(db_err)?
-    .map(|row| codec::message(&row, 0))
-    .transpose()
-    .map_err(db_err)
+    .await?;
+    Ok(row.map(|row| codec::message(&row, 0)).transpose()?)
 }
 
 pub(crate) async fn history(
@@ -192,13 +180,9 @@ pub(crate) async fn history(
         .bind(int(limit as u64))
         .bind(anchor)
         .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    let mut messages = rows
-        .iter()
-        .map(|row| codec::message(row, 0))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err)?;
+        .await?;
+    let mut messages =
+        rows.iter().map(|row| codec::message(row, 0)).collect::<Result<Vec<_>, _>>()?;
     if order == "DESC" {
         messages.reverse();
     }
@@ -238,9 +222,8 @@ pub(crate) async fn search(pool: &PgPool, query: &SearchQuery) -> Result<Vec<Mes
         .bind(int(query.limit as u64))
         .bind(query.conversation_id.map(|c| *c.as_uuid()))
         .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
-    rows.iter().map(|row| codec::message(row, 0)).collect::<Result<Vec<_>, _>>().map_err(db_err)
+        .await?;
+    Ok(rows.iter().map(|row| codec::message(row, 0)).collect::<Result<Vec<_>, _>>()?)
 }
 
 pub(crate) async fn unread(pool: &PgPool, user: UserId) -> Result<UnreadTotals> {
@@ -251,17 +234,12 @@ pub(crate) async fn unread(pool: &PgPool, user: UserId) -> Result<UnreadTotals> 
     )
     .bind(user.as_uuid())
     .fetch_one(pool)
-    .await
-    .map_err(db_err)?;
-    Ok(UnreadTotals {
-        total: uint(row.try_get(0).map_err(db_err)?),
-        conversations: uint(row.try_get(1).map_err(db_err)?),
-    })
+    .await?;
+    Ok(UnreadTotals { total: uint(row.try_get(0)?), conversations: uint(row.try_get(1)?) })
 }
 
 pub(crate) async fn head(db: impl PgExecutor<'_>) -> Result<u64> {
-    let head: i64 =
-        sqlx::query_scalar("SELECT position FROM log_head").fetch_one(db).await.map_err(db_err)?;
+    let head: i64 = sqlx::query_scalar("SELECT position FROM log_head").fetch_one(db).await?;
     Ok(uint(head))
 }
 
@@ -285,12 +263,11 @@ pub(crate) async fn read_events(
         .bind(int(up_to))
         .bind(int(limit as u64))
         .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+        .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
         // Unknown kinds are skipped (see `codec::event`).
-        if let (position, Some((event, _))) = codec::event(row).map_err(db_err)? {
+        if let (position, Some((event, _))) = codec::event(row)? {
             events.push(LoggedEvent { position, event });
         }
     }
@@ -309,12 +286,8 @@ pub(crate) async fn feed(
          ORDER BY e.position LIMIT $2",
         columns = event_columns()
     );
-    let rows = sqlx::query(trusted(sql))
-        .bind(int(after))
-        .bind(int(limit as u64))
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+    let rows =
+        sqlx::query(trusted(sql)).bind(int(after)).bind(int(limit as u64)).fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
             codec::event(row).map(|(position, known)| {
@@ -325,8 +298,8 @@ pub(crate) async fn feed(
                 (position, committed)
             })
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err)
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(Into::into)
 }
 
 pub(crate) async fn is_blocked_between(pool: &PgPool, a: UserId, b: UserId) -> Result<bool> {
@@ -338,7 +311,7 @@ pub(crate) async fn is_blocked_between(pool: &PgPool, a: UserId, b: UserId) -> R
     .bind(b.as_uuid())
     .fetch_one(pool)
     .await
-    .map_err(db_err)
+    .map_err(Into::into)
 }
 
 pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
@@ -346,14 +319,13 @@ pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(Us
     let rows = sqlx::query("SELECT user_id, at FROM last_seen WHERE user_id = ANY($1)")
         .bind(&ids)
         .fetch_all(pool)
-        .await
-        .map_err(db_err)?;
+        .await?;
     rows.iter()
         .map(|row| {
             Ok((UserId::from_uuid(row.try_get(0)?), Timestamp::from_millis(row.try_get(1)?)))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(db_err)
+        .map_err(Into::into)
 }
 
 #[cfg(test)]

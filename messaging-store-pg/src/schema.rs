@@ -1,12 +1,12 @@
 //! Migrations, embedded, in the library's own schema with its own migrations table.
 
-use messaging_core::{Error, Result};
+use messaging_core::Error;
 use sqlx::{Executor, PgPool};
 
-use crate::codec::db_err;
+use crate::error::Result;
 
 /// Refuses schema names that would need quoting rules to be safe.
-pub(crate) fn validate(schema: &str) -> Result<String> {
+pub(crate) fn validate(schema: &str) -> Result<String, Error> {
     let mut chars = schema.chars();
     let valid = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -33,17 +33,15 @@ pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<()> {
     let mut migrator = sqlx::migrate!("./migrations");
     migrator.dangerous_set_table_name(format!("\"{schema}\"._messaging_migrations"));
     migrator.create_schema(format!("\"{schema}\""));
-    let mut conn = pool.acquire().await.map_err(db_err)?;
+    let mut conn = pool.acquire().await?;
     // However `run` ends (an error, or this future dropped), the session ends with it.
     conn.close_on_drop();
     // The pool's `statement_timeout` bounds requests, not migrations: rewriting a large
     // table, or waiting for another process's migration lock, may take longer.
-    conn.execute("SET statement_timeout = 0").await.map_err(db_err)?;
+    conn.execute("SET statement_timeout = 0").await?;
     // `run_direct` is what `run` calls after acquiring; called directly, the future stays
     // `Send` (through `run` with `&mut PgConnection`, rustc cannot prove it, and
     // `PgStore::connect` could not be spawned).
-    migrator.run_direct(None, &mut *conn, false).await.map_err(|e| match e {
-        sqlx::migrate::MigrateError::Execute(inner) => db_err(inner),
-        other => Error::backend(other),
-    })
+    migrator.run_direct(None, &mut *conn, false).await?;
+    Ok(())
 }

@@ -9,22 +9,24 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use messaging_core::{
-    CommittedEvent, ConversationId, Fanout, FeedSink, Hub, PresenceStatus, Result, Signal,
-    Subscription, Timestamp, TypingState, UserId,
-};
+use messaging_core::fanout::{Fanout, Hub, Subscription};
+use messaging_core::id::{ConversationId, UserId};
+use messaging_core::model::{CommittedEvent, PresenceStatus, Signal, TypingState};
+use messaging_core::store::FeedSink;
+use messaging_core::time::Timestamp;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::codec::db_err;
+use crate::error::Result;
 
 /// Users per notification: NOTIFY payloads are limited to 8000 bytes.
 const AUDIENCE_PER_NOTIFY: usize = 100;
 
 /// The [`Fanout`] of a [`PgStore`](crate::PgStore): local delivery plus NOTIFY to the
-/// other instances on the same database. Make one with
-/// [`PgStore::fanout`](crate::PgStore::fanout) and give it to
+/// other instances on the same database. [`PgStore::messenger`](crate::PgStore::messenger)
+/// makes one for its messenger; a host that builds its own messenger makes one with
+/// [`PgStore::fanout`](crate::PgStore::fanout) and gives it to
 /// [`MessengerBuilder::fanout`](messaging_core::MessengerBuilder::fanout).
 pub struct PgFanout {
     hub: Hub,
@@ -42,6 +44,19 @@ impl std::fmt::Debug for PgFanout {
 impl PgFanout {
     pub(crate) fn new(hub: Hub, pool: PgPool, channel: String, instance: Uuid) -> Self {
         Self { hub, pool, channel, instance }
+    }
+
+    /// Publishes `signal` to the other instances, in notifications small enough for
+    /// NOTIFY.
+    async fn publish(&self, signal: &Signal, audience: &[UserId]) -> Result<()> {
+        for chunk in audience.chunks(AUDIENCE_PER_NOTIFY) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&self.channel)
+                .bind(encode(self.instance, signal, chunk))
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Delivers a signal another instance published (ignores this instance's own).
@@ -70,17 +85,9 @@ impl Fanout for PgFanout {
         self.hub.subscribe(user)
     }
 
-    async fn signal(&self, signal: Signal, audience: &[UserId]) -> Result<()> {
+    async fn signal(&self, signal: Signal, audience: &[UserId]) -> messaging_core::Result<()> {
         self.hub.deliver_signal(signal.clone(), audience);
-        for chunk in audience.chunks(AUDIENCE_PER_NOTIFY) {
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(encode(self.instance, &signal, chunk))
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-        }
-        Ok(())
+        Ok(self.publish(&signal, audience).await?)
     }
 }
 

@@ -5,15 +5,19 @@
 //! commits. Events are collected as [`PendingEvent`]s and get their positions at the very
 //! end of the transaction (see `writer.rs`).
 
+use messaging_core::Error;
+use messaging_core::id::UserId;
+use messaging_core::model::{Conversation, ConversationKind, Event, Message, Receipt, ReceiptKind};
 use messaging_core::search::index_text;
-use messaging_core::{
-    Conversation, ConversationKind, DeleteMessage, Deleted, EditMessage, Error, Event, MarkUpdate,
-    Marked, Message, NewConversation, Opened, Receipt, ReceiptKind, Result, Timestamp, UserId,
+use messaging_core::store::{
+    DeleteMessage, Deleted, EditMessage, MarkUpdate, Marked, NewConversation, Opened,
 };
+use messaging_core::time::Timestamp;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
+use crate::error::PgError;
 use crate::read;
 
 /// An event waiting for its position: what happened, and who may see it.
@@ -29,8 +33,9 @@ impl PendingEvent {
     }
 }
 
-/// SQL failures abort the batch (outer `Err`); the caller's own failures are the inner one.
-pub(crate) type Step<T> = std::result::Result<Result<T>, sqlx::Error>;
+/// Database failures abort the batch (outer `Err`); the caller's own failures (not found,
+/// conflict) are the inner one, and the rest of the batch commits.
+pub(crate) type Step<T> = Result<Result<T, Error>, PgError>;
 
 pub(crate) async fn open_direct(
     conn: &mut PgConnection,
@@ -56,7 +61,9 @@ pub(crate) async fn open_direct(
         return Ok(match read::find_direct(&mut *conn, members[0], members[1], context).await {
             Ok(Some(conversation)) => Ok(Opened { conversation, created: false }),
             Ok(None) => Err(Error::unavailable("conversation vanished during open")),
-            Err(e) => Err(e),
+            // This caller's answer; the batch goes on, and fails at its next statement if
+            // the lookup broke the transaction.
+            Err(e) => Err(e.into()),
         });
     }
     sqlx::query(
@@ -83,18 +90,14 @@ pub(crate) async fn open_direct(
     Ok(Ok(Opened { conversation, created: true }))
 }
 
-async fn locked_message(
-    conn: &mut PgConnection,
-    id: Uuid,
-) -> std::result::Result<Option<Message>, sqlx::Error> {
-    sqlx::query(trusted(format!(
+async fn locked_message(conn: &mut PgConnection, id: Uuid) -> Result<Option<Message>, PgError> {
+    let row = sqlx::query(trusted(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 FOR UPDATE"
     )))
     .bind(id)
     .fetch_optional(&mut *conn)
-    .await?
-    .map(|row| codec::message(&row, 0))
-    .transpose()
+    .await?;
+    Ok(row.map(|row| codec::message(&row, 0)).transpose()?)
 }
 
 pub(crate) async fn edit(

@@ -14,7 +14,7 @@
 //! statement; those appends are answered `not_found` and the rest run again.
 //!
 //! When the database cannot serve (the connection is lost or cannot be had, the server is
-//! shutting down, a statement ran past `statement_timeout`: `codec::is_unavailable`), every
+//! shutting down, a statement ran past `statement_timeout`: `PgError::is_unavailable`), every
 //! job of the batch gets that one error at once: running them one by one could not succeed
 //! and would make each caller wait for the pool's acquire timeout in turn (issue #12: with
 //! PostgreSQL stopped for 15 s, all 8 test senders had a request unanswered for over 10 s;
@@ -25,78 +25,53 @@
 //! A job whose caller stopped waiting (the request's deadline passed and its future was
 //! dropped, closing the reply channel) before the writer took it is dropped unrun: a write
 //! is never committed after its caller was told it failed.
+//!
+//! Each change carries its caller's reply channel, typed by its kind (see `change.rs`);
+//! the answers of a batch are kept in its changes until it commits.
+//!
+//! Closing ends the queue: what is already queued still commits and is answered, then the
+//! writer tasks end (`Writer::close`, for `PgStore::close`).
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use messaging_core::{
-    Appended, CommittedEvent, DeleteMessage, Deleted, EditMessage, Error, HoldPoint, LoggedEvent,
-    MarkUpdate, Marked, Message, NewConversation, NewMessage, Opened, Result, Timestamp, UserId,
-};
-use std::collections::HashSet;
-
+use messaging_core::model::{CommittedEvent, LoggedEvent};
+use messaging_core::store::{Appended, NewMessage};
+#[cfg(feature = "testkit")]
+use messaging_core::testkit::HoldPoint;
+use messaging_core::{Error, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::Channels;
-use crate::codec::{db_err, is_retryable, is_unavailable};
+use crate::change::{Change, Pending};
+use crate::channels::Channels;
+use crate::error::{PgError, closed};
 use crate::feed::Feed;
 use crate::log_batch::{self, Appends};
 use crate::write::{self, PendingEvent};
 
 const RETRIES: usize = 8;
 
-/// A change to make.
-#[derive(Debug)]
-pub(crate) enum Change {
-    Open(NewConversation),
-    Append(NewMessage),
-    Edit(EditMessage),
-    Delete(DeleteMessage),
-    Mark(MarkUpdate),
-    /// Blocks `blocked` (unless `blocker` blocks `max` others already) when `on`, else
-    /// unblocks.
-    Block {
-        blocker: UserId,
-        blocked: UserId,
-        on: bool,
-        max: usize,
-    },
-    LastSeen {
-        user: UserId,
-        at: Timestamp,
-    },
-    /// Rewrites the probe row: a durable commit that nobody sees (see `StoreHealth`).
-    Probe,
-}
-
-/// What a change produced.
-#[derive(Debug, Clone)]
-pub(crate) enum Done {
-    Opened(Opened),
-    Appended(Appended),
-    Message(Message),
-    Deleted(Deleted),
-    Marked(Marked),
-    Nothing,
-}
-
-struct Job {
-    change: Change,
-    reply: oneshot::Sender<Result<Done>>,
-}
-
 /// When a writer task last completed a commit (shared by the writer tasks and the store).
-pub(crate) type LastCommit = Arc<Mutex<Option<Instant>>>;
+type LastCommit = Arc<Mutex<Option<Instant>>>;
 
-/// The callers' handle on the writer task.
+/// A hold a test armed on the next batch that logs events (see `CommitHold`).
+#[cfg(feature = "testkit")]
+type HoldSlot = Arc<Mutex<Option<HoldPoint>>>;
+
+/// The callers' handle on the writer tasks.
 pub(crate) struct Writer {
-    tx: mpsc::Sender<Job>,
-    hold: Arc<Mutex<Option<HoldPoint>>>,
+    /// The queue's sending side; taken by [`Writer::close`], after which the queue ends
+    /// once the writes already on their way are queued.
+    queue: Mutex<Option<mpsc::Sender<Change>>>,
+    #[cfg(feature = "testkit")]
+    hold: HoldSlot,
     last_commit: LastCommit,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Writer {
@@ -111,8 +86,9 @@ impl Writer {
         let max_batch = limits.max_batch.max(1);
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        let hold = Arc::new(Mutex::new(None));
-        let last_commit: LastCommit = Arc::new(Mutex::new(None));
+        #[cfg(feature = "testkit")]
+        let hold = HoldSlot::default();
+        let last_commit = LastCommit::default();
         let tasks = (0..limits.writers.max(1))
             .map(|_| {
                 tokio::spawn(
@@ -121,6 +97,7 @@ impl Writer {
                         channels: channels.clone(),
                         max_batch,
                         feed: feed.clone(),
+                        #[cfg(feature = "testkit")]
                         hold: hold.clone(),
                         last_commit: last_commit.clone(),
                         conn: None,
@@ -129,33 +106,64 @@ impl Writer {
                 )
             })
             .collect();
-        Self { tx, hold, last_commit, tasks }
+        Self {
+            queue: Mutex::new(Some(tx)),
+            #[cfg(feature = "testkit")]
+            hold,
+            last_commit,
+            tasks: Mutex::new(tasks),
+        }
     }
 
     /// When a batch last committed (probes included).
     pub(crate) fn last_commit(&self) -> Option<Instant> {
-        *self.last_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.last_commit.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes `change` in the next batch; resolves after it committed.
-    pub(crate) async fn write(&self, change: Change) -> Result<Done> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Job { change, reply })
+    /// Makes `request` in the next batch; resolves with its answer after that batch
+    /// committed. `kind` is the variant of [`Change`] for the request, which fixes the type
+    /// of the answer (`writer.submit(new, Change::Open)` answers an `Opened`).
+    pub(crate) async fn submit<R, T>(
+        &self,
+        request: R,
+        kind: fn(Pending<R, T>) -> Change,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        // This clone of the sender is dropped once the change is queued: `close` waits for
+        // the queue to end, which it does when the last sender is gone.
+        queue
+            .ok_or_else(closed)?
+            .send(kind(Pending::new(request, reply)))
             .await
-            .map_err(|_| Error::unavailable("the PostgreSQL writer stopped"))?;
-        rx.await.map_err(|_| Error::unavailable("the PostgreSQL writer stopped"))?
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| Error::unavailable("the PostgreSQL writer stopped"))?
+    }
+
+    /// Stops taking changes, lets the writer tasks commit and answer everything queued,
+    /// and waits for them to end.
+    pub(crate) async fn close(&self) {
+        drop(self.queue.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let tasks: Vec<JoinHandle<()>> =
+            self.tasks.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+        for task in tasks {
+            // A task that panicked has nothing left to finish.
+            let _ = task.await;
+        }
     }
 
     /// Arms a hold on the next batch that logs events (see `CommitHold`).
+    #[cfg(feature = "testkit")]
     pub(crate) fn arm_hold(&self, point: HoldPoint) {
-        *self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(point);
+        *self.hold.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        // Not closed: nobody waits for the tasks, which would otherwise run on without a
+        // store. Changes still queued are answered `unavailable` (their reply is dropped).
+        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).iter() {
             task.abort();
         }
     }
@@ -176,7 +184,8 @@ struct WriterLoop {
     channels: Channels,
     max_batch: usize,
     feed: Arc<Feed>,
-    hold: Arc<Mutex<Option<HoldPoint>>>,
+    #[cfg(feature = "testkit")]
+    hold: HoldSlot,
     last_commit: LastCommit,
     /// The writer's own connection, kept between batches (its prepared statements too);
     /// dropped after an error and acquired again for the next batch.
@@ -184,68 +193,65 @@ struct WriterLoop {
 }
 
 impl WriterLoop {
-    async fn run(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
-        let mut batch: Vec<Job> = Vec::with_capacity(self.max_batch);
+    async fn run(mut self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Change>>>) {
+        let mut batch: Vec<Change> = Vec::with_capacity(self.max_batch);
         // The queue is held only while taking a batch: the next writer takes the next one
-        // while this one commits.
+        // while this one commits. It ends once closed and empty.
         while queue.lock().await.recv_many(&mut batch, self.max_batch).await > 0 {
             // Their callers are gone (the answer deadline passed): never committed late.
-            batch.retain(|job| !job.reply.is_closed());
+            batch.retain(|change| !change.abandoned());
             if batch.is_empty() {
                 continue;
             }
-            let outcomes = self.run_jobs(&batch).await;
-            for (job, outcome) in batch.drain(..).zip(outcomes) {
-                let _ = job.reply.send(outcome);
+            self.run_changes(&mut batch).await;
+            for change in batch.drain(..) {
+                change.answer();
             }
         }
     }
 
-    /// The outcome of every job of `batch`: committed together; or all failed with one
-    /// shared error when the database cannot serve; or, after any other failure, each job
-    /// run alone (skipping those whose caller left meanwhile).
-    async fn run_jobs(&mut self, batch: &[Job]) -> Vec<Result<Done>> {
-        let changes: Vec<&Change> = batch.iter().map(|j| &j.change).collect();
-        let error = match self.commit_with_retries(&changes).await {
-            Ok(outcomes) => return outcomes,
+    /// Sets the answer of every change of `batch`: committed together; or all failed with
+    /// one shared error when the database cannot serve; or, after any other failure, each
+    /// change run alone (skipping those whose caller left meanwhile).
+    async fn run_changes(&mut self, batch: &mut [Change]) {
+        let error = match self.commit_with_retries(batch).await {
+            Ok(()) => return,
             Err(error) => error,
         };
-        if is_unavailable(&error) {
+        if error.is_unavailable() {
             tracing::warn!(%error, jobs = batch.len(), "batch failed: the database cannot serve");
-            return vec![Err(db_err(error)); batch.len()];
+            let error = Error::from(error);
+            for change in batch {
+                change.fail(error.clone());
+            }
+            return;
         }
         tracing::warn!(%error, jobs = batch.len(), "batch failed; running its jobs alone");
-        let mut alone = Vec::with_capacity(batch.len());
         let mut unavailable: Option<Error> = None;
-        for job in batch {
+        for change in batch {
             if let Some(error) = &unavailable {
-                alone.push(Err(error.clone()));
+                change.fail(error.clone());
                 continue;
             }
-            if job.reply.is_closed() {
-                alone.push(Err(Error::unavailable("the caller stopped waiting")));
+            if change.abandoned() {
+                change.fail(Error::unavailable("the caller stopped waiting"));
                 continue;
             }
-            alone.push(match self.commit_with_retries(&[&job.change]).await {
-                Ok(mut one) => one.pop().unwrap_or_else(|| Err(Error::unavailable("no outcome"))),
-                Err(error) if is_unavailable(&error) => {
-                    let error = db_err(error);
+            if let Err(error) = self.commit_with_retries(std::slice::from_mut(change)).await {
+                let cannot_serve = error.is_unavailable();
+                let error = Error::from(error);
+                if cannot_serve {
                     unavailable = Some(error.clone());
-                    Err(error)
                 }
-                Err(error) => Err(db_err(error)),
-            });
+                change.fail(error);
+            }
         }
-        alone
     }
 
     /// Commits `changes`, retrying what callers must not see: deadlocks, serialization
     /// failures and unique violations (then looking stored idempotency keys up first), and
     /// appends to conversations that do not exist (answered `not_found`, the rest rerun).
-    async fn commit_with_retries(
-        &mut self,
-        changes: &[&Change],
-    ) -> std::result::Result<Vec<Result<Done>>, sqlx::Error> {
+    async fn commit_with_retries(&mut self, changes: &mut [Change]) -> Result<(), PgError> {
         let mut attempt = 0;
         let mut missing = HashSet::new();
         let mut lookup_keys = false;
@@ -257,7 +263,7 @@ impl WriterLoop {
                         return Err(error);
                     }
                 }
-                Err(error) if is_retryable(&error) && attempt < RETRIES => {
+                Err(error) if error.is_retryable() && attempt < RETRIES => {
                     attempt += 1;
                     lookup_keys = true;
                     tracing::debug!(%error, attempt, "retrying a batch");
@@ -271,14 +277,11 @@ impl WriterLoop {
     }
 
     /// The conversations `changes` append to that do not exist.
-    async fn missing_conversations(
-        &mut self,
-        changes: &[&Change],
-    ) -> std::result::Result<HashSet<Uuid>, sqlx::Error> {
+    async fn missing_conversations(&self, changes: &[Change]) -> Result<HashSet<Uuid>, PgError> {
         let wanted: Vec<Uuid> = changes
             .iter()
-            .filter_map(|c| match c {
-                Change::Append(new) => Some(*new.conversation_id.as_uuid()),
+            .filter_map(|change| match change {
+                Change::Append(append) => Some(*append.request.conversation_id.as_uuid()),
                 _ => None,
             })
             .collect();
@@ -292,47 +295,63 @@ impl WriterLoop {
         Ok(wanted.into_iter().filter(|id| !found.contains(id)).collect())
     }
 
-    /// One attempt. A batch of appends alone is one statement in its own implicit
-    /// transaction; other changes (or an armed hold) make it an explicit transaction with
-    /// that statement last.
+    /// One attempt: sets the answer of every change when it commits (and of none when it
+    /// fails). A batch of appends alone is one statement in its own implicit transaction;
+    /// other changes (or an armed hold) make it an explicit transaction with that
+    /// statement last.
     async fn commit(
         &mut self,
-        changes: &[&Change],
+        changes: &mut [Change],
         missing: &HashSet<Uuid>,
         lookup_keys: bool,
-    ) -> std::result::Result<Vec<Result<Done>>, sqlx::Error> {
+    ) -> Result<(), PgError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
             None => self.pool.acquire().await?,
         };
-        let mut hold = self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let alone = hold.is_none() && changes.iter().all(|c| matches!(c, Change::Append(_)));
+        #[cfg(feature = "testkit")]
+        let mut hold = self.hold.lock().unwrap_or_else(PoisonError::into_inner).take();
+        #[cfg(feature = "testkit")]
+        let held = hold.is_some();
+        #[cfg(not(feature = "testkit"))]
+        let held = false;
+        let alone = !held && changes.iter().all(|c| matches!(c, Change::Append(_)));
         let done = if alone {
             self.run_batch(&mut conn, changes, missing, lookup_keys).await
         } else {
             match conn.begin().await {
                 Ok(mut tx) => match self.run_batch(&mut tx, changes, missing, lookup_keys).await {
-                    Ok((outcomes, events, first)) => {
-                        if let (Some(first), Some(point)) = (first, hold.take()) {
+                    Ok(done) => {
+                        #[cfg(feature = "testkit")]
+                        if let (Some(first), Some(point)) = (done.1, hold.take()) {
                             point.hold(first).await;
                         }
-                        tx.commit().await.map(|()| (outcomes, events, first))
+                        tx.commit().await.map(|()| done).map_err(PgError::from)
                     }
                     Err(error) => Err(error),
                 },
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
             }
         };
+        #[cfg(feature = "testkit")]
         if let Some(point) = hold {
             // Nothing was logged: the hold waits for the next batch that logs events.
-            *self.hold.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(point);
+            *self.hold.lock().unwrap_or_else(PoisonError::into_inner) = Some(point);
         }
-        let (outcomes, events, first) = done?;
+        let (events, first) = match done {
+            Ok(done) => done,
+            Err(error) => {
+                // Answers only ever come from an attempt that committed.
+                for change in changes {
+                    change.forget_outcome();
+                }
+                return Err(error);
+            }
+        };
         self.conn = Some(conn);
         if !alone || first.is_some() {
             // A transaction committed (an implicit one only when its statement ran).
-            *self.last_commit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(Instant::now());
+            *self.last_commit.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
         if let Some(first) = first {
             self.feed.local(
@@ -346,76 +365,72 @@ impl WriterLoop {
                     .collect(),
             );
         }
-        Ok(outcomes)
+        Ok(())
     }
 
     /// The batch's statements on `conn`: the other changes one by one, then the appends
-    /// and the log in one statement.
+    /// and the log in one statement. Sets each change's answer; returns the events logged
+    /// and the first position (`None` when nothing was logged).
     async fn run_batch(
         &self,
         conn: &mut PgConnection,
-        changes: &[&Change],
+        changes: &mut [Change],
         missing: &HashSet<Uuid>,
         lookup_keys: bool,
-    ) -> std::result::Result<(Vec<Result<Done>>, Vec<PendingEvent>, Option<u64>), sqlx::Error> {
+    ) -> Result<(Vec<PendingEvent>, Option<u64>), PgError> {
         let mut events: Vec<PendingEvent> = Vec::new();
-        let mut outcomes: Vec<Option<Result<Done>>> = (0..changes.len()).map(|_| None).collect();
-        let mut appends: Vec<(usize, &NewMessage)> = Vec::new();
-        for (i, change) in changes.iter().enumerate() {
+        let mut appends: Vec<&mut Pending<NewMessage, Appended>> = Vec::new();
+        let blocks = &self.channels.blocks;
+        for change in changes {
             let conn = &mut *conn;
-            outcomes[i] = Some(match change {
-                Change::Append(new) => {
-                    appends.push((i, new));
-                    continue;
-                }
-                Change::Open(new) => {
-                    write::open_direct(conn, new, &mut events).await?.map(Done::Opened)
+            match change {
+                Change::Append(append) => appends.push(append),
+                Change::Open(open) => {
+                    let outcome = write::open_direct(conn, &open.request, &mut events).await?;
+                    open.set(outcome);
                 }
                 Change::Edit(edit) => {
-                    write::edit(conn, edit, &mut events).await?.map(Done::Message)
+                    let outcome = write::edit(conn, &edit.request, &mut events).await?;
+                    edit.set(outcome);
                 }
-                Change::Delete(del) => {
-                    write::delete(conn, del, &mut events).await?.map(Done::Deleted)
+                Change::Delete(delete) => {
+                    let outcome = write::delete(conn, &delete.request, &mut events).await?;
+                    delete.set(outcome);
                 }
-                Change::Mark(update) => {
-                    write::mark(conn, update, &mut events).await?.map(Done::Marked)
+                Change::Mark(mark) => {
+                    let outcome = write::mark(conn, &mark.request, &mut events).await?;
+                    mark.set(outcome);
                 }
-                Change::Block { blocker, blocked, on, max } => {
-                    let blocking = write::Blocking { blocker: *blocker, blocked: *blocked };
-                    let channel = &self.channels.blocks;
-                    if *on {
-                        write::block(conn, blocking, *max, channel).await?
-                    } else {
-                        write::unblock(conn, blocking, channel).await?
-                    }
-                    .map(|()| Done::Nothing)
+                Change::Block(block) => {
+                    let (blocking, max) = block.request;
+                    block.set(write::block(conn, blocking, max, blocks).await?);
                 }
-                Change::LastSeen { user, at } => {
-                    write::set_last_seen(conn, *user, *at).await?.map(|()| Done::Nothing)
+                Change::Unblock(unblock) => {
+                    let blocking = unblock.request;
+                    unblock.set(write::unblock(conn, blocking, blocks).await?);
                 }
-                Change::Probe => write::probe(conn).await?.map(|()| Done::Nothing),
-            });
+                Change::LastSeen(last_seen) => {
+                    let (user, at) = last_seen.request;
+                    last_seen.set(write::set_last_seen(conn, user, at).await?);
+                }
+                Change::Probe(probe) => probe.set(write::probe(conn).await?),
+            }
         }
-        let news: Vec<&NewMessage> = appends.iter().map(|(_, n)| *n).collect();
+        let news: Vec<&NewMessage> = appends.iter().map(|append| &append.request).collect();
         let mut plan = Appends::new(&news, missing);
         if lookup_keys {
             plan.resolve_stored(&mut *conn).await?;
         }
         let (appended, logged, first) =
             log_batch::append_and_log(conn, plan, events, &self.channels.log).await?;
-        for ((i, _), outcome) in appends.iter().zip(appended) {
-            outcomes[*i] = Some(outcome.map(Done::Appended));
+        for (append, outcome) in appends.iter_mut().zip(appended) {
+            append.set(outcome);
         }
-        let outcomes = outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| Err(Error::unavailable("change was not run"))))
-            .collect();
-        Ok((outcomes, logged, first))
+        Ok((logged, first))
     }
 }
 
 /// A NOT NULL violation of the append statement: some appended conversation is missing.
-fn is_missing_conversation(error: &sqlx::Error) -> bool {
-    error.as_database_error().and_then(|e| e.code()).as_deref()
-        == Some(log_batch::MISSING_CONVERSATION)
+fn is_missing_conversation(error: &PgError) -> bool {
+    error.sqlstate().as_deref() == Some(log_batch::MISSING_CONVERSATION)
 }

@@ -15,9 +15,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::{
-    EventLog, HistoryQuery, Message, MessageStore, Messenger, SendMessage, UserId,
-};
+use messaging_core::id::UserId;
+use messaging_core::model::Message;
+use messaging_core::store::{EventLog, MessageStore};
+use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;

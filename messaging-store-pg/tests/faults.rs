@@ -14,10 +14,13 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use messaging_core::{
-    ConversationStore, Limits, MessageStore, Messenger, NewConversation, Presence, SessionId,
-    StoreHealth, Timestamp, UserId,
+use messaging_core::id::{ConversationId, SessionId, UserId};
+use messaging_core::presence::Presence;
+use messaging_core::store::{
+    ConversationStore, HistoryWindow, MessageStore, NewConversation, StoreHealth,
 };
+use messaging_core::time::Timestamp;
+use messaging_core::{Limits, Messenger};
 use messaging_store_pg::presence::PresenceOptions;
 use messaging_store_pg::{PgOptions, PgStore};
 
@@ -80,7 +83,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
     members.sort();
     let conversation = store
         .open_direct(NewConversation {
-            id: messaging_core::ConversationId::new(),
+            id: ConversationId::new(),
             members,
             context: None,
             created_at: Timestamp::now(),
@@ -139,10 +142,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
     store.probe_commit().await.expect("the probe commits again");
     // Everything queued before has been taken by now (the queue is first in, first out).
     assert_eq!(store.message(abandoned_id).await.expect("read"), None, "never stored late");
-    let stored = store
-        .history(conversation, messaging_core::HistoryWindow::Latest, 100)
-        .await
-        .expect("history");
+    let stored = store.history(conversation, HistoryWindow::Latest, 100).await.expect("history");
     assert!(stored.iter().all(|m| !m.body.starts_with("down")), "failed writes left nothing");
 }
 

@@ -9,7 +9,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::{Event, Messenger, Push, SendMessage, Session, UserId};
+use messaging_core::fanout::Push;
+use messaging_core::id::UserId;
+use messaging_core::model::{Event, Signal};
+use messaging_core::{Limits, Messenger, SendMessage, Session};
 use messaging_store_pg::presence::{PgPresence, PresenceOptions};
 use messaging_store_pg::{PgOptions, PgStore};
 
@@ -120,12 +123,12 @@ async fn instance_with_signals(url: &str) -> Messenger {
     let store = PgStore::connect(url, PgOptions::default().max_connections(6).migrate(false))
         .await
         .expect("connect");
-    let fanout = store.fanout(messaging_core::Limits::default().max_queue_frames);
+    let fanout = store.fanout(Limits::default().max_queue_frames);
     Messenger::builder(Arc::new(store)).fanout(fanout).build().await.expect("messenger")
 }
 
 /// The next ephemeral signal pushed to `session`.
-async fn next_signal(session: &mut Session) -> messaging_core::Signal {
+async fn next_signal(session: &mut Session) -> Signal {
     loop {
         let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
             .await
@@ -139,7 +142,7 @@ async fn next_signal(session: &mut Session) -> messaging_core::Signal {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_and_presence_cross_instances() {
-    use messaging_core::{Signal, TypingState};
+    use messaging_core::model::TypingState;
 
     let Some(url) = support::fresh_database().await else { return };
     let (a, b) = (instance_with_signals(&url).await, instance_with_signals(&url).await);
@@ -176,7 +179,7 @@ async fn instance_with_presence(url: &str) -> (Messenger, Arc<PgPresence>) {
     let store = PgStore::connect(url, PgOptions::default().max_connections(6).migrate(false))
         .await
         .expect("connect");
-    let fanout = store.fanout(messaging_core::Limits::default().max_queue_frames);
+    let fanout = store.fanout(Limits::default().max_queue_frames);
     let options =
         PresenceOptions::default().timing(Duration::from_millis(200), Duration::from_secs(1));
     let presence = store.presence(fanout.clone(), options).await.expect("presence");
@@ -196,8 +199,6 @@ async fn is_online(m: &Messenger, asker: UserId, user: UserId) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_shared_and_dead_instances_go_offline() {
-    use messaging_core::Signal;
-
     let Some(url) = support::fresh_database().await else { return };
     // Instance A runs its tasks on a runtime of its own, so that it can die like a process.
     let a_runtime = tokio::runtime::Builder::new_multi_thread()

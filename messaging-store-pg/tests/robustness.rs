@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use messaging_core::{
-    ConversationId, ConversationStore, Event, EventLog, Limits, MessageStore, Messenger,
-    NewConversation, Push, SendMessage, Session, Signal, SocialStore, StoreHealth, Timestamp,
-    TypingState, UserId,
+use messaging_core::fanout::Push;
+use messaging_core::id::{ConversationId, UserId};
+use messaging_core::model::{Event, Signal, TypingState};
+use messaging_core::store::{
+    ConversationStore, EventLog, MessageStore, NewConversation, SocialStore, StoreHealth,
 };
+use messaging_core::time::Timestamp;
+use messaging_core::{Limits, Messenger, SendMessage, Session};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

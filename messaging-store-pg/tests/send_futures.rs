@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use messaging_core::Messenger;
+use messaging_core::{Limits, Messenger};
 use messaging_store_pg::presence::PresenceOptions;
 use messaging_store_pg::{PgOptions, PgStore};
 
@@ -21,5 +21,13 @@ fn constructors_are_send() {
     let _ = |store: PgStore| {
         let build = async move { Messenger::new(Arc::new(store)).await };
         spawnable(&build);
+    };
+    let _ = |store: PgStore| {
+        let build = async move { store.messenger(Limits::default()).await };
+        spawnable(&build);
+    };
+    let _ = |store: PgStore| {
+        let close = async move { store.close().await };
+        spawnable(&close);
     };
 }

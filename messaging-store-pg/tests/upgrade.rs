@@ -11,10 +11,10 @@
 
 use std::sync::Arc;
 
-use messaging_core::{
-    ActivityKey, ConversationId, ConversationPage, ConversationStore, Messenger, SendMessage,
-    UserId,
-};
+use messaging_core::id::{ConversationId, UserId};
+use messaging_core::model::ActivityKey;
+use messaging_core::store::{ConversationPage, ConversationStore};
+use messaging_core::{Messenger, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor};

@@ -10,10 +10,11 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
-use messaging_core::{Result, UserId};
+use messaging_core::id::UserId;
 use rusqlite::Connection;
 
-use crate::codec::{db_err, user};
+use crate::codec::user;
+use crate::error::StoreResult;
 
 /// The (blocker, blocked) pairs of the database.
 #[derive(Debug, Default)]
@@ -23,13 +24,11 @@ pub(crate) struct BlockSet {
 
 impl BlockSet {
     /// Reads every block of the database.
-    pub(crate) fn load(conn: &Connection) -> Result<Self> {
-        let mut stmt = conn.prepare("SELECT blocker, blocked FROM blocks").map_err(db_err)?;
+    pub(crate) fn load(conn: &Connection) -> StoreResult<Self> {
+        let mut stmt = conn.prepare("SELECT blocker, blocked FROM blocks")?;
         let pairs = stmt
-            .query_map([], |row| Ok((user(row, 0)?, user(row, 1)?)))
-            .map_err(db_err)?
-            .collect::<rusqlite::Result<HashSet<_>>>()
-            .map_err(db_err)?;
+            .query_map([], |row| Ok((user(row, 0)?, user(row, 1)?)))?
+            .collect::<rusqlite::Result<HashSet<_>>>()?;
         Ok(Self { pairs: RwLock::new(pairs) })
     }
 

@@ -13,8 +13,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use messaging_core::{Error, Result};
+use messaging_core::Error;
 use rusqlite::Connection;
+
+use crate::error::StoreResult;
 
 /// How long commits accumulate before a checkpoint.
 const COALESCE: Duration = Duration::from_millis(50);
@@ -40,7 +42,7 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread over `conn`, a read-write connection to the database.
-    pub(crate) fn start(conn: Connection) -> Result<Self> {
+    pub(crate) fn start(conn: Connection) -> StoreResult<Self> {
         let bell = Arc::new(Doorbell::default());
         let wal_frames = Arc::new(AtomicI64::new(0));
         let (thread_bell, thread_frames) = (bell.clone(), wal_frames.clone());

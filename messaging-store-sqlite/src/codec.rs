@@ -1,42 +1,13 @@
-//! Conversions between rows and the core model, and from SQLite errors to the core error.
+//! Conversions between rows and the core model.
 //!
 //! Column lists and their decoders live side by side so a query and its decoder cannot
 //! drift apart: every query that returns a message selects [`MESSAGE_COLUMNS`] and decodes
 //! with [`message`].
 
-use messaging_core::{
-    Conversation, ConversationId, ConversationKind, Error, Message, MessageId, Timestamp, UserId,
-};
-use rusqlite::{ErrorCode, Row};
-
-/// Maps a SQLite error to the core error without copying its text into a message a client
-/// may read: transient conditions (contention, a full disk, an I/O failure, a statement
-/// interrupted for taking too long) are `backend_unavailable` (retryable), the rest is
-/// `backend` (internal). Either way the SQLite error stays the source, for logs only.
-pub(crate) fn db_err(error: rusqlite::Error) -> Error {
-    match error.sqlite_error_code() {
-        Some(
-            ErrorCode::DatabaseBusy
-            | ErrorCode::DatabaseLocked
-            | ErrorCode::DiskFull
-            | ErrorCode::SystemIoFailure
-            | ErrorCode::OperationInterrupted,
-        ) => Error::backend_unavailable(error),
-        _ => Error::backend(error),
-    }
-}
-
-/// Whether `error` is SQLite reporting a full disk or a failing one: the writer then tries
-/// to give the WAL's space back (see `writer`).
-pub(crate) fn is_disk_failure(error: &Error) -> bool {
-    match error {
-        Error::Backend { source, .. } => source
-            .downcast_ref::<rusqlite::Error>()
-            .and_then(rusqlite::Error::sqlite_error_code)
-            .is_some_and(|code| matches!(code, ErrorCode::DiskFull | ErrorCode::SystemIoFailure)),
-        _ => false,
-    }
-}
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::{Conversation, ConversationKind, Message};
+use messaging_core::time::Timestamp;
+use rusqlite::Row;
 
 /// A `u64` as SQLite's signed integer; values above `i64::MAX` saturate (no stored seq or
 /// position comes near it, so comparisons stay right).

@@ -12,11 +12,13 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use messaging_core::{Error, Result};
+use messaging_core::Error;
+
+use crate::error::StoreResult;
 
 /// Creates `path` empty with mode 0600 unless it exists (SQLite takes an empty file for a
 /// new database); warns when an existing one is readable by group or others.
-pub(crate) fn create_private(path: &Path) -> Result<()> {
+pub(crate) fn create_private(path: &Path) -> StoreResult<()> {
     match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == ErrorKind::AlreadyExists => {
@@ -31,6 +33,6 @@ pub(crate) fn create_private(path: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(error) => Err(Error::backend_unavailable(error)),
+        Err(error) => Err(Error::backend_unavailable(error).into()),
     }
 }

@@ -1,8 +1,10 @@
 //! SQLite store for `messaging-core`: the embedded default.
 //!
-//! One file, WAL journal, one writer thread with group commit (see [`writer`]), a small
-//! pool of read connections, FTS5 search in a file beside the database (indexed from the
-//! event log on its own thread), and migrations on a `user_version` ladder.
+//! One file, WAL journal, one writer thread with group commit (see "Durability" below, and
+//! the `writer` module of the source), a small pool of read connections, FTS5 search in a
+//! file beside the database (indexed from the event log on its own thread), and migrations
+//! on a `user_version` ladder. Close the store with [`SqliteStore::close`] when you can
+//! await (see [Closing](SqliteStore#closing)).
 //!
 //! ```no_run
 //! # async fn demo() -> messaging_core::Result<()> {
@@ -10,8 +12,10 @@
 //! use messaging_core::Messenger;
 //! use messaging_store_sqlite::SqliteStore;
 //!
-//! let store = SqliteStore::open("messaging.db").await?;
-//! let messenger = Messenger::new(Arc::new(store)).await?;
+//! let store = Arc::new(SqliteStore::open("messaging.db").await?);
+//! let messenger = Messenger::new(store.clone()).await?;
+//! // … serve, then at shutdown:
+//! store.close().await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -53,33 +57,55 @@
 //! Linux. `SQLITE_DEFAULT_MEMSTATUS=0`: no global mutex around SQLite's allocations. Both
 //! are among SQLite's recommended options; without them the store is correct, only slower.
 
+// The modules import one way only: each uses only modules listed below it here (their
+// `//!` docs say what each is for). Keep it so when moving items: shared vocabulary goes
+// down to `vocab`, `codec` or `error`, never sideways.
+//
+//   writer        the writer thread, its group commit and its close
+//   write         the SQL of every mutation, and the `WriteCtx` a mutation is given
+//   read          the read pool and the SQL of every read
+//   search_index  the full-text index file and its indexer thread
+//   checkpointer  WAL checkpoints on their own thread
+//   blocks        the blocks, held in memory
+//   schema        the migration ladder
+//   files         who may read the store's files
+//   codec         rows to and from the core model
+//   vocab         what stored values mean (event kinds, activity buckets)
+//   error         the internal error and its one conversion to the core error
 mod blocks;
 mod checkpointer;
 mod codec;
+mod error;
 mod files;
 mod read;
 mod schema;
 mod search_index;
+mod vocab;
 mod write;
-pub mod writer;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use messaging_core::{
-    Appended, Conversation, ConversationId, ConversationPage, ConversationStore,
-    ConversationSummary, DeleteMessage, Deleted, EditMessage, EventLog, FeedSink, HistoryWindow,
-    LoggedEvent, MarkUpdate, Marked, Message, MessageId, MessageStore, NewConversation, NewMessage,
-    Opened, Result, SearchQuery, SocialStore, StoreHealth, Timestamp, UnreadTotals, UserId,
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::{
+    Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
 };
+use messaging_core::store::{
+    Appended, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage, EventLog,
+    FeedSink, HistoryWindow, MarkUpdate, Marked, MessageStore, NewConversation, NewMessage, Opened,
+    SearchQuery, SocialStore, StoreHealth,
+};
+use messaging_core::time::Timestamp;
+use messaging_core::{Error, Result};
 use rusqlite::Connection;
 
 pub use schema::SCHEMA_VERSION;
 
 use crate::blocks::BlockSet;
-use crate::codec::db_err;
+use crate::error::StoreResult;
 use crate::read::ReadPool;
 use crate::search_index::SearchIndex;
 use crate::writer::Writer;
@@ -158,6 +184,7 @@ impl SqliteOptions {
 
 /// Field order matters: the read connections close first, so the writer's connection is
 /// the last one and checkpoints the WAL into the file (a read-only connection cannot).
+/// [`SqliteStore::close`] closes them in the same order.
 struct Inner {
     blocks: BlockSet,
     readers: ReadPool,
@@ -165,10 +192,24 @@ struct Inner {
     search: SearchIndex,
     writer: Writer,
     path: PathBuf,
+    /// Held by [`SqliteStore::close`], so that a second call returns once the first is done.
+    closing: tokio::sync::Mutex<()>,
 }
 
-/// A [`Store`](messaging_core::Store) in one SQLite file. Cheap to clone; dropping the last
-/// clone finishes queued writes and closes the file.
+/// A [`Store`](messaging_core::store::Store) in one SQLite file. Cheap to clone; dropping the
+/// last clone finishes queued writes and closes the file.
+///
+/// ## Closing
+///
+/// Prefer [`SqliteStore::close`] wherever you can await, e.g. at the end of a server's
+/// shutdown: it commits the writes already queued and closes the file, and it waits for
+/// the store's threads on a blocking thread, so the runtime's threads stay free. Any clone
+/// can call it (the store shared as `Arc<SqliteStore>` too); every call after it, on any
+/// clone, fails with `Unavailable` ("the SQLite store is closed").
+///
+/// Dropping the last clone is the fallback: it does the same work, but blocks the thread it
+/// runs on (in async code, a runtime worker) until the queued writes are committed and the
+/// threads have ended. After `close`, dropping has nothing left to wait for.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -192,8 +233,29 @@ impl SqliteStore {
         let path = path.as_ref().to_path_buf();
         let inner = tokio::task::spawn_blocking(move || open_inner(path, &options))
             .await
-            .map_err(messaging_core::Error::backend)??;
+            .map_err(Error::backend)??;
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Closes the store: the writes queued before the call are committed and answered,
+    /// then every connection closes (the WAL is folded back into the database file and
+    /// removed) and the store's threads end. It waits on a blocking thread, never on the
+    /// runtime's. Every call after it, on this or any clone, fails with `Unavailable` ("the
+    /// SQLite store is closed"); calling it again is harmless. Reads running when it is
+    /// called finish first (each within [`SqliteOptions::read_timeout`]).
+    ///
+    /// Prefer it to dropping the store, which does the same but blocks the dropping thread
+    /// (see [Closing](SqliteStore#closing)).
+    pub async fn close(&self) -> Result<()> {
+        let _one_at_a_time = self.inner.closing.lock().await;
+        // Refuse new writes first, so nothing starts after this call began; the writer
+        // thread then drains its queue while the readers close.
+        self.inner.writer.stop_taking().await;
+        // The read-only connections close before the read-write ones, whose last one folds
+        // the WAL back into the file (see `Inner`).
+        self.inner.readers.close().await?;
+        self.inner.search.close().await?;
+        self.inner.writer.join().await
     }
 
     /// The database file.
@@ -222,7 +284,7 @@ impl SqliteStore {
     async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         self.inner.readers.read(query).await
     }
@@ -230,24 +292,23 @@ impl SqliteStore {
 
 /// Opens the write connection (migrating), the search index, the readers, the checkpoint
 /// connection and the writer, in that order; blocking.
-fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
+fn open_inner(path: PathBuf, options: &SqliteOptions) -> StoreResult<Inner> {
     files::create_private(&path)?;
-    let mut conn = Connection::open(&path).map_err(db_err)?;
-    conn.busy_timeout(writer::BUSY_TIMEOUT).map_err(db_err)?;
+    let mut conn = Connection::open(&path)?;
+    conn.busy_timeout(writer::BUSY_TIMEOUT)?;
     // Small pages: a commit writes every page it dirtied to the WAL, and the writes of
     // many conversations land on scattered index pages.
-    conn.pragma_update(None, "page_size", 2048).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", options.synchronous.pragma()).map_err(db_err)?;
-    conn.pragma_update(None, "temp_store", "MEMORY").map_err(db_err)?;
+    conn.pragma_update(None, "page_size", 2048)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // 64 MiB of page cache for the writer: index pages stay hot between batches.
-    conn.pragma_update(None, "cache_size", -65_536).map_err(db_err)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
     // A backstop only: the checkpointer thread normally keeps the WAL short.
-    conn.pragma_update(None, "wal_autocheckpoint", 16_384).map_err(db_err)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     // A WAL file keeps its largest size when the WAL restarts: cut it back to the bound
     // then (see the checkpointer for why the bound is not lower).
-    conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_LIMIT_BYTES)
-        .map_err(db_err)?;
+    conn.pragma_update(None, "journal_size_limit", checkpointer::WAL_LIMIT_BYTES)?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
     let head = read::head(&conn)?;
@@ -258,11 +319,9 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
         search_index::open(&search_path, read::instance(&conn)?, head)?;
     let search = SearchIndex::start(read::open_read_only(&path)?, search_conn, search_upto, head)?;
     let readers = ReadPool::open(&path, &search_path, options.readers, options.read_timeout)?;
-    let checkpoint_conn = Connection::open(&path).map_err(db_err)?;
-    checkpoint_conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-    checkpoint_conn
-        .pragma_update(None, "synchronous", options.synchronous.pragma())
-        .map_err(db_err)?;
+    let checkpoint_conn = Connection::open(&path)?;
+    checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
+    checkpoint_conn.pragma_update(None, "synchronous", options.synchronous.pragma())?;
     let writer = Writer::start(
         conn,
         checkpoint_conn,
@@ -271,7 +330,7 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> Result<Inner> {
         options.max_batch,
         search.shared(),
     )?;
-    Ok(Inner { blocks, readers, search, writer, path })
+    Ok(Inner { blocks, readers, search, writer, path, closing: tokio::sync::Mutex::new(()) })
 }
 
 #[async_trait]
@@ -357,6 +416,7 @@ impl MessageStore for SqliteStore {
     }
 
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
+        self.inner.writer.ensure_open()?;
         if query.terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -406,6 +466,8 @@ impl SocialStore for SqliteStore {
     }
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
+        // Answered from memory, so the closed store is noticed here, not by a connection.
+        self.inner.writer.ensure_open()?;
         Ok(self.inner.blocks.between(a, b))
     }
 

@@ -21,20 +21,23 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use messaging_core::{
-    Conversation, ConversationId, ConversationPage, ConversationSummary, Error, Event,
-    HistoryWindow, LoggedEvent, Message, MessageId, Receipt, ReceiptKind, Result, SearchQuery,
-    Timestamp, UnreadTotals, UserId,
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::{
+    Conversation, ConversationSummary, Event, LoggedEvent, Message, Receipt, ReceiptKind,
+    UnreadTotals,
 };
+use messaging_core::store::{ConversationPage, HistoryWindow, SearchQuery};
+use messaging_core::time::Timestamp;
+use messaging_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{
-    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MESSAGE_COLUMNS, MESSAGE_WIDTH, db_err, int,
-    uint,
+    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, MESSAGE_COLUMNS, MESSAGE_WIDTH, int, uint,
 };
+use crate::error::{self, StoreResult};
 use crate::search_index;
-use crate::write::{activity_bucket, kind};
+use crate::vocab::{activity_bucket, kind};
 
 /// Virtual-machine instructions between two calls of a read connection's progress handler:
 /// the granularity of the time bound and of [`ReadPool::work`]. A call costs a clock read,
@@ -45,6 +48,8 @@ pub(crate) const PROGRESS_PERIOD: i32 = 1_000;
 pub(crate) struct ReadPool {
     shared: Arc<PoolShared>,
     permits: Arc<Semaphore>,
+    /// The number of connections (and of permits).
+    size: u32,
     /// The longest a query may run before it is interrupted.
     bound: Duration,
     /// Progress-handler calls of every connection, for [`ReadPool::work`].
@@ -119,22 +124,26 @@ impl Drop for Lease {
 }
 
 /// A read-only connection to the database at `path`, waiting up to 5 s on locks.
-pub(crate) fn open_read_only(path: &Path) -> Result<Connection> {
+pub(crate) fn open_read_only(path: &Path) -> StoreResult<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
             | OpenFlags::SQLITE_OPEN_URI,
-    )
-    .map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)
 }
 
 impl ReadPool {
     /// Opens `size` connections to the database at `path`, each with the search file at
     /// `search` attached as `search`, and each query bounded to `bound`.
-    pub(crate) fn open(path: &Path, search: &Path, size: usize, bound: Duration) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        search: &Path,
+        size: usize,
+        bound: Duration,
+    ) -> StoreResult<Self> {
         let work = Arc::new(AtomicU64::new(0));
         let mut idle = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
@@ -142,7 +151,7 @@ impl ReadPool {
             let search = search.to_str().ok_or_else(|| {
                 Error::unavailable("the search file's path is not UTF-8, which ATTACH needs")
             })?;
-            conn.execute("ATTACH DATABASE ?1 AS search", [search]).map_err(db_err)?;
+            conn.execute("ATTACH DATABASE ?1 AS search", [search])?;
             conn.set_prepared_statement_cache_capacity(64);
             let clock = Arc::new(QueryClock::default());
             let (handler_clock, handler_work) = (clock.clone(), work.clone());
@@ -152,12 +161,13 @@ impl ReadPool {
                     handler_work.fetch_add(1, Ordering::Relaxed);
                     handler_clock.expired()
                 }),
-            )
-            .map_err(db_err)?;
+            )?;
             idle.push(ReadConn { conn, clock });
         }
         let permits = Arc::new(Semaphore::new(idle.len()));
-        Ok(Self { shared: Arc::new(PoolShared { idle: Mutex::new(idle) }), permits, bound, work })
+        let size = u32::try_from(idle.len()).unwrap_or(u32::MAX);
+        let shared = Arc::new(PoolShared { idle: Mutex::new(idle) });
+        Ok(Self { shared, permits, size, bound, work })
     }
 
     /// Progress-handler calls of every read connection so far: the read work done, in
@@ -167,18 +177,15 @@ impl ReadPool {
     }
 
     /// Runs `query` on an idle connection on a blocking thread. The connection returns to
-    /// the pool when the query ends, even if this future was dropped before.
+    /// the pool when the query ends, even if this future was dropped before. This is where
+    /// a read's error leaves the crate, converted to the core error.
     pub(crate) async fn read<T, F>(&self, query: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::unavailable("read pool closed"))?;
+        // The semaphore is closed only by `close`.
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| error::closed())?;
         let conn = self
             .shared
             .lock()
@@ -192,7 +199,7 @@ impl ReadPool {
                 return Err(Error::unavailable("no idle read connection"));
             };
             read.clock.start(bound);
-            let result = query(&read.conn);
+            let result = query(&read.conn).map_err(Error::from);
             match result {
                 Err(error) if read.clock.fired.load(Ordering::Relaxed) => {
                     tracing::warn!(%error, ?bound, "a read query was interrupted");
@@ -204,16 +211,32 @@ impl ReadPool {
         .await
         .map_err(Error::backend)?
     }
+
+    /// Closes every connection once the reads running now are done (each within the
+    /// bound), and fails every later read with "the SQLite store is closed". Closing twice
+    /// is harmless.
+    pub(crate) async fn close(&self) -> Result<()> {
+        // Granted once every read queued before it has given its connection back (the
+        // semaphore is fair); fails if the pool is closed already.
+        let Ok(all) = self.permits.acquire_many(self.size).await else {
+            return Ok(());
+        };
+        self.permits.close();
+        drop(all);
+        let idle = std::mem::take(&mut *self.shared.lock());
+        // Closing a connection may touch the file: not on the runtime's threads.
+        tokio::task::spawn_blocking(move || drop(idle)).await.map_err(Error::backend)
+    }
 }
 
-pub(crate) fn conversation(conn: &Connection, id: ConversationId) -> Result<Option<Conversation>> {
-    conn.prepare_cached(&format!(
+pub(crate) fn conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> StoreResult<Option<Conversation>> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.id = ?1"
-    ))
-    .and_then(|mut stmt| {
-        stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0)).optional()
-    })
-    .map_err(db_err)
+    ))?;
+    Ok(stmt.query_row(params![id.as_bytes()], |row| codec::conversation(row, 0)).optional()?)
 }
 
 pub(crate) fn find_direct(
@@ -221,19 +244,17 @@ pub(crate) fn find_direct(
     a: UserId,
     b: UserId,
     context: &str,
-) -> Result<Option<Conversation>> {
+) -> StoreResult<Option<Conversation>> {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
-    conn.prepare_cached(&format!(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CONVERSATION_COLUMNS} FROM conversations c \
          WHERE c.user_lo = ?1 AND c.user_hi = ?2 AND c.context = ?3"
-    ))
-    .and_then(|mut stmt| {
-        stmt.query_row(params![lo.as_bytes(), hi.as_bytes(), context], |row| {
+    ))?;
+    Ok(stmt
+        .query_row(params![lo.as_bytes(), hi.as_bytes(), context], |row| {
             codec::conversation(row, 0)
         })
-        .optional()
-    })
-    .map_err(db_err)
+        .optional()?)
 }
 
 /// One statement per page: the page's conversations are chosen first from the members'
@@ -243,7 +264,7 @@ pub(crate) fn find_direct(
 pub(crate) fn conversations(
     conn: &Connection,
     page: ConversationPage,
-) -> Result<Vec<ConversationSummary>> {
+) -> StoreResult<Vec<ConversationSummary>> {
     let keyset = if page.before.is_some() {
         "AND me.activity_bucket <= ?5 AND (me.activity_bucket < ?5 \
            OR COALESCE(c.last_message_at, c.created_at) < ?3 \
@@ -271,53 +292,41 @@ pub(crate) fn conversations(
     let before_at = page.before.map(|k| k.at.as_millis());
     let before_id = page.before.map(|k| *k.id.as_bytes());
     let before_bucket = before_at.map(activity_bucket);
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(
-            params![
-                page.user.as_bytes(),
-                int(page.limit as u64),
-                before_at,
-                before_id,
-                before_bucket
-            ],
-            |row| {
-                let conversation = codec::conversation(row, 0)?;
-                let at = CONVERSATION_WIDTH;
-                let last_message = if row.get_ref(at + 4)?.as_bytes_or_null()?.is_some() {
-                    Some(codec::message(row, at + 4)?)
-                } else {
-                    None
-                };
-                Ok(ConversationSummary {
-                    conversation,
-                    read_seq: uint(row.get(at)?),
-                    peer_read_seq: uint(row.get(at + 1)?),
-                    peer_delivered_seq: uint(row.get(at + 2)?),
-                    unread_count: uint(row.get(at + 3)?),
-                    last_message,
-                })
-            },
-        )
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![page.user.as_bytes(), int(page.limit as u64), before_at, before_id, before_bucket],
+        |row| {
+            let conversation = codec::conversation(row, 0)?;
+            let at = CONVERSATION_WIDTH;
+            let last_message = if row.get_ref(at + 4)?.as_bytes_or_null()?.is_some() {
+                Some(codec::message(row, at + 4)?)
+            } else {
+                None
+            };
+            Ok(ConversationSummary {
+                conversation,
+                read_seq: uint(row.get(at)?),
+                peer_read_seq: uint(row.get(at + 1)?),
+                peer_delivered_seq: uint(row.get(at + 2)?),
+                unread_count: uint(row.get(at + 3)?),
+                last_message,
+            })
+        },
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(crate) fn peers(conn: &Connection, user: UserId) -> Result<Vec<UserId>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT DISTINCT peer_id FROM members WHERE user_id = ?1")
-        .map_err(db_err)?;
-    let rows =
-        stmt.query_map(params![user.as_bytes()], |row| codec::user(row, 0)).map_err(db_err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+pub(crate) fn peers(conn: &Connection, user: UserId) -> StoreResult<Vec<UserId>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT peer_id FROM members WHERE user_id = ?1")?;
+    let rows = stmt.query_map(params![user.as_bytes()], |row| codec::user(row, 0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(crate) fn message(conn: &Connection, id: MessageId) -> Result<Option<Message>> {
-    conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))
-        .and_then(|mut stmt| {
-            stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0)).optional()
-        })
-        .map_err(db_err)
+pub(crate) fn message(conn: &Connection, id: MessageId) -> StoreResult<Option<Message>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = ?1"))?;
+    Ok(stmt.query_row(params![id.as_bytes()], |row| codec::message(row, 0)).optional()?)
 }
 
 pub(crate) fn find_by_client_msg_id(
@@ -325,18 +334,16 @@ pub(crate) fn find_by_client_msg_id(
     conversation_id: ConversationId,
     sender_id: UserId,
     key: &str,
-) -> Result<Option<Message>> {
-    conn.prepare_cached(&format!(
+) -> StoreResult<Option<Message>> {
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m \
          WHERE m.conversation_id = ?1 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
-    ))
-    .and_then(|mut stmt| {
-        stmt.query_row(params![conversation_id.as_bytes(), sender_id.as_bytes(), key], |row| {
+    ))?;
+    Ok(stmt
+        .query_row(params![conversation_id.as_bytes(), sender_id.as_bytes(), key], |row| {
             codec::message(row, 0)
         })
-        .optional()
-    })
-    .map_err(db_err)
+        .optional()?)
 }
 
 pub(crate) fn history(
@@ -344,7 +351,7 @@ pub(crate) fn history(
     conversation_id: ConversationId,
     window: HistoryWindow,
     limit: usize,
-) -> Result<Vec<Message>> {
+) -> StoreResult<Vec<Message>> {
     let (condition, order, anchor) = match window {
         HistoryWindow::Latest => ("", "DESC", None),
         HistoryWindow::Before(seq) => ("AND m.seq < ?3", "DESC", Some(int(seq))),
@@ -355,13 +362,12 @@ pub(crate) fn history(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1 \
          {condition}{anchor_unused} ORDER BY m.seq {order} LIMIT ?2"
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(params![conversation_id.as_bytes(), int(limit as u64), anchor], |row| {
             codec::message(row, 0)
-        })
-        .map_err(db_err)?;
-    let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?;
+        })?;
+    let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     if order == "DESC" {
         messages.reverse();
     }
@@ -389,7 +395,7 @@ fn match_expression(terms: &[String]) -> Option<String> {
 /// [`search_index`]), so the work grows with the caller's data, never with the other
 /// users' (the whole database matched the word before). `CROSS JOIN` keeps `members` as
 /// the outer loop.
-pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Message>> {
+pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<Vec<Message>> {
     let Some(expression) = match_expression(&query.terms) else {
         return Ok(Vec::new());
     };
@@ -410,53 +416,47 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> Result<Vec<Messa
            AND m.deleted = 0 \
          ORDER BY m.pk DESC LIMIT ?3",
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let rows = stmt
-        .query_map(
-            params![
-                expression,
-                query.user.as_bytes(),
-                int(query.limit as u64),
-                query.conversation_id.map(|c| *c.as_bytes()),
-            ],
-            |row| codec::message(row, 0),
-        )
-        .map_err(db_err)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            expression,
+            query.user.as_bytes(),
+            int(query.limit as u64),
+            query.conversation_id.map(|c| *c.as_bytes()),
+        ],
+        |row| codec::message(row, 0),
+    )?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(crate) fn unread(conn: &Connection, user: UserId) -> Result<UnreadTotals> {
-    conn.prepare_cached(
+pub(crate) fn unread(conn: &Connection, user: UserId) -> StoreResult<UnreadTotals> {
+    let mut stmt = conn.prepare_cached(
         "SELECT count(*), count(DISTINCT me.conversation_id) FROM members me \
          JOIN messages u ON u.conversation_id = me.conversation_id AND u.seq > me.read_seq \
          WHERE me.user_id = ?1 AND u.sender_id <> ?1 AND u.deleted = 0",
-    )
-    .and_then(|mut stmt| {
-        stmt.query_row(params![user.as_bytes()], |row| {
-            Ok(UnreadTotals { total: uint(row.get(0)?), conversations: uint(row.get(1)?) })
-        })
-    })
-    .map_err(db_err)
+    )?;
+    Ok(stmt.query_row(params![user.as_bytes()], |row| {
+        Ok(UnreadTotals { total: uint(row.get(0)?), conversations: uint(row.get(1)?) })
+    })?)
 }
 
-pub(crate) fn head(conn: &Connection) -> Result<u64> {
-    conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get::<_, i64>(0))
-        .map(uint)
-        .map_err(db_err)
+pub(crate) fn head(conn: &Connection) -> StoreResult<u64> {
+    let head: i64 =
+        conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |row| row.get(0))?;
+    Ok(uint(head))
 }
 
 /// The database's identity, which the search file beside it records.
-pub(crate) fn instance(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |row| row.get(0))
-        .map_err(db_err)
+pub(crate) fn instance(conn: &Connection) -> StoreResult<i64> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = 'instance'", [], |row| row.get(0))?)
 }
 
-pub(crate) fn audience_indexed_upto(conn: &Connection) -> Result<u64> {
-    conn.query_row("SELECT value FROM meta WHERE key = 'audience_indexed_upto'", [], |row| {
-        row.get::<_, i64>(0)
-    })
-    .map(uint)
-    .map_err(db_err)
+pub(crate) fn audience_indexed_upto(conn: &Connection) -> StoreResult<u64> {
+    let upto: i64 =
+        conn.query_row("SELECT value FROM meta WHERE key = 'audience_indexed_upto'", [], |row| {
+            row.get(0)
+        })?;
+    Ok(uint(upto))
 }
 
 /// Reads `limit` events of kinds this build knows; a row of another kind (written by a
@@ -468,7 +468,7 @@ pub(crate) fn read_events(
     after: u64,
     up_to: u64,
     limit: usize,
-) -> Result<Vec<LoggedEvent>> {
+) -> StoreResult<Vec<LoggedEvent>> {
     let sql = format!(
         "SELECT e.position, e.kind, e.conversation_id, e.user_id, e.seq, \
                 {MESSAGE_COLUMNS}, {CONVERSATION_COLUMNS} \
@@ -480,17 +480,17 @@ pub(crate) fn read_events(
          ORDER BY a.position",
         created = kind::CONVERSATION_CREATED
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let mut rows = stmt.query(params![user.as_bytes(), int(after), int(up_to)]).map_err(db_err)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![user.as_bytes(), int(after), int(up_to)])?;
     let mut events = Vec::new();
     let mut unknown: Vec<i64> = Vec::new();
     while events.len() < limit {
-        let Some(row) = rows.next().map_err(db_err)? else {
+        let Some(row) = rows.next()? else {
             break;
         };
-        let position = uint(row.get(0).map_err(db_err)?);
-        let kind: i64 = row.get(1).map_err(db_err)?;
-        match decode_event(row, kind).map_err(db_err)? {
+        let position = uint(row.get(0)?);
+        let kind: i64 = row.get(1)?;
+        match decode_event(row, kind)? {
             Some(event) => events.push(LoggedEvent { position, event }),
             None => {
                 if !unknown.contains(&kind) {
@@ -526,15 +526,15 @@ fn decode_event(row: &rusqlite::Row<'_>, kind: i64) -> rusqlite::Result<Option<E
     }))
 }
 
-pub(crate) fn last_seen(conn: &Connection, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1").map_err(db_err)?;
+pub(crate) fn last_seen(
+    conn: &Connection,
+    users: &[UserId],
+) -> StoreResult<Vec<(UserId, Timestamp)>> {
+    let mut stmt = conn.prepare_cached("SELECT at FROM last_seen WHERE user_id = ?1")?;
     let mut seen = Vec::new();
     for user in users {
-        let at: Option<i64> = stmt
-            .query_row(params![user.as_bytes()], |row| row.get(0))
-            .optional()
-            .map_err(db_err)?;
+        let at: Option<i64> =
+            stmt.query_row(params![user.as_bytes()], |row| row.get(0)).optional()?;
         if let Some(at) = at {
             seen.push((*user, Timestamp::from_millis(at)));
         }

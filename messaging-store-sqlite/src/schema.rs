@@ -2,10 +2,10 @@
 //!
 //! See `migrations/NOTES.md` for the rules of adding a version.
 
-use messaging_core::{Error, Result};
+use messaging_core::Error;
 use rusqlite::Connection;
 
-use crate::codec::db_err;
+use crate::error::StoreResult;
 
 /// The migrations, in order; index + 1 is the version each one produces.
 const MIGRATIONS: &[&str] = &[
@@ -19,20 +19,21 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Brings the database up to [`SCHEMA_VERSION`]; refuses a newer one.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if current > SCHEMA_VERSION {
         return Err(Error::unavailable(format!(
             "the database schema is version {current}, newer than the {SCHEMA_VERSION} this \
              build of messaging-store-sqlite knows; upgrade the library to open it"
-        )));
+        ))
+        .into());
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(current).unwrap_or(0)) {
         let version = i64::try_from(index + 1).unwrap_or(i64::MAX);
-        let tx = conn.transaction().map_err(db_err)?;
-        tx.execute_batch(sql).map_err(db_err)?;
-        tx.pragma_update(None, "user_version", version).map_err(db_err)?;
-        tx.commit().map_err(db_err)?;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
         tracing::info!(version, "applied SQLite migration");
     }
     Ok(())

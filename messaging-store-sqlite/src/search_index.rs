@@ -21,7 +21,7 @@
 //! A search file that does not belong to the database beside it (another database's
 //! `instance`, a mark past the log's head, another schema version) is emptied and rebuilt.
 //!
-//! A message's row in the index is [`rowid`]`(num, seq)`: its conversation's number (see
+//! A message's row in the index is [`rowid_sql`]`(num, seq)`: its conversation's number (see
 //! migration 4) in the high bits, its seq in the low ones, so every conversation is one
 //! rowid range of each word's posting list (layout version 4). A search seeks into the
 //! range of each of the caller's conversations (FTS5 skips through a posting list by rowid
@@ -54,8 +54,10 @@ use messaging_core::{Error, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::codec::{db_err, int, uint};
-use crate::write::kind;
+use crate::codec::{int, uint};
+use crate::error::{self, StoreResult};
+use crate::files;
+use crate::vocab::kind;
 
 /// How long the indexer lets commits accumulate before indexing them, unless a search
 /// is waiting.
@@ -104,13 +106,13 @@ pub(crate) fn path_beside(database: &Path) -> PathBuf {
 
 /// Opens (creating or rebuilding if needed) the search file for the database whose
 /// `instance` and log `head` are given; returns the connection and the index's mark.
-pub(crate) fn open(path: &Path, instance: i64, head: u64) -> Result<(Connection, u64)> {
-    crate::files::create_private(path)?;
-    let conn = Connection::open(path).map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
-    conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
+pub(crate) fn open(path: &Path, instance: i64, head: u64) -> StoreResult<(Connection, u64)> {
+    files::create_private(path)?;
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
     // The index is rebuilt from the log after a power cut; NORMAL keeps the file intact.
-    conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(16);
     if let Some(mark) = existing_mark(&conn, instance)?
         && mark <= head
@@ -125,21 +127,19 @@ pub(crate) fn open(path: &Path, instance: i64, head: u64) -> Result<(Connection,
          INSERT INTO search_meta (key, value) VALUES ('instance', {instance}), ('indexed_upto', 0);
          PRAGMA user_version = {SEARCH_SCHEMA};
          COMMIT;"
-    ))
-    .map_err(db_err)?;
+    ))?;
     Ok((conn, 0))
 }
 
 /// The mark of an index built for `instance` at this schema, if the file holds one.
-fn existing_mark(conn: &Connection, instance: i64) -> Result<Option<u64>> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(db_err)?;
+fn existing_mark(conn: &Connection, instance: i64) -> StoreResult<Option<u64>> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version != SEARCH_SCHEMA {
         return Ok(None);
     }
     let meta = |key: &str| {
         conn.query_row("SELECT value FROM search_meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()
-            .map_err(db_err)
     };
     if meta("instance")? != Some(instance) {
         return Ok(None);
@@ -150,7 +150,8 @@ fn existing_mark(conn: &Connection, instance: i64) -> Result<Option<u64>> {
 /// The indexer thread and what callers share with it.
 pub(crate) struct SearchIndex {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Taken by [`SearchIndex::close`], or else when the index is dropped.
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// What the writer, the searches and the indexer thread share.
@@ -192,15 +193,15 @@ impl Shared {
 }
 
 impl SearchIndex {
-    /// Starts the indexer over `source` (a read-only connection to the database, see
-    /// [`crate::read::open_read_only`]) and `index` (the search file, at mark
-    /// `indexed_upto`), the log's head being `head`.
+    /// Starts the indexer over `source` (a read-only connection to the database, as the
+    /// read pool opens them) and `index` (the search file, at mark `indexed_upto`), the
+    /// log's head being `head`.
     pub(crate) fn start(
         source: Connection,
         index: Connection,
         indexed_upto: u64,
         head: u64,
-    ) -> Result<Self> {
+    ) -> StoreResult<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { committed: head, waiters: Vec::new(), closing: false }),
             wake: Condvar::new(),
@@ -211,7 +212,7 @@ impl SearchIndex {
             .name("messaging-sqlite-search".into())
             .spawn(move || indexer.run())
             .map_err(Error::backend)?;
-        Ok(Self { shared, thread: Some(thread) })
+        Ok(Self { shared, thread: Mutex::new(Some(thread)) })
     }
 
     /// What the writer reports its commits to.
@@ -223,12 +224,12 @@ impl SearchIndex {
     pub(crate) async fn caught_up(&self) -> Result<()> {
         let rx = {
             let mut state = self.shared.lock();
+            if state.closing {
+                return Err(error::closed());
+            }
             let target = state.committed;
             if self.shared.indexed.load(Ordering::Acquire) >= target {
                 return Ok(());
-            }
-            if state.closing {
-                return Err(Error::unavailable("the SQLite store is closed"));
             }
             let (tx, rx) = oneshot::channel();
             state.waiters.push((target, tx));
@@ -237,14 +238,32 @@ impl SearchIndex {
         self.shared.wake.notify_one();
         rx.await.map_err(|_| Error::unavailable("the SQLite search indexer stopped"))?
     }
+
+    /// Stops the indexer and closes its connections, waiting on a blocking thread, not the
+    /// caller's; every later call fails with "the SQLite store is closed".
+    pub(crate) async fn close(&self) -> Result<()> {
+        if let Some(thread) = self.stop() {
+            tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+            })
+            .await
+            .map_err(Error::backend)?;
+        }
+        Ok(())
+    }
+
+    /// Tells the indexer to stop; the thread to join, unless taken before. What is not
+    /// indexed yet is indexed from the log at the next open.
+    fn stop(&self) -> Option<JoinHandle<()>> {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+        self.thread.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
 }
 
 impl Drop for SearchIndex {
     fn drop(&mut self) {
-        // What is not indexed yet is indexed from the log at the next open.
-        self.shared.lock().closing = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.stop() {
             let _ = thread.join();
         }
     }
@@ -264,7 +283,7 @@ impl Indexer {
         loop {
             if state.closing {
                 for (_, waiter) in state.waiters.drain(..) {
-                    let _ = waiter.send(Err(Error::unavailable("the SQLite store is closed")));
+                    let _ = waiter.send(Err(error::closed()));
                 }
                 return;
             }
@@ -294,8 +313,11 @@ impl Indexer {
             let target = state.committed;
             drop(state);
             // A panic (a bug) fails this attempt like an error would; the thread goes on.
-            let outcome = catch_unwind(AssertUnwindSafe(|| self.catch_up(indexed, target)))
-                .unwrap_or_else(|_| Err(Error::unavailable("the search indexer failed")));
+            // The outcome is converted here, once, since every waiter gets a copy of it.
+            let outcome = match catch_unwind(AssertUnwindSafe(|| self.catch_up(indexed, target))) {
+                Ok(outcome) => outcome.map_err(Error::from),
+                Err(_) => Err(Error::unavailable("the search indexer failed")),
+            };
             state = self.shared.lock();
             due = None;
             let indexed = self.shared.indexed.load(Ordering::Acquire);
@@ -320,7 +342,7 @@ impl Indexer {
     }
 
     /// Indexes the messages named by the events in `(from, to]`, a chunk per transaction.
-    fn catch_up(&self, mut from: u64, to: u64) -> Result<()> {
+    fn catch_up(&self, mut from: u64, to: u64) -> StoreResult<()> {
         while from < to {
             let upto = to.min(from.saturating_add(CHUNK));
             let changes = self.read_changes(from, upto)?;
@@ -334,30 +356,28 @@ impl Indexer {
     /// The current state of every message an event in `(from, to]` names, read in one
     /// snapshot: (created within the range, the words to index or `None` if deleted).
     /// Events of a kind this build does not know are skipped with a warning.
-    fn read_changes(&self, from: u64, to: u64) -> Result<BTreeMap<i64, Change>> {
+    fn read_changes(&self, from: u64, to: u64) -> StoreResult<BTreeMap<i64, Change>> {
         clean(&self.source)?;
-        let tx = self.source.unchecked_transaction().map_err(db_err)?;
+        let tx = self.source.unchecked_transaction()?;
         let mut changes: BTreeMap<i64, Change> = BTreeMap::new();
         let mut unknown: Vec<i64> = Vec::new();
         {
-            let mut stmt = tx
-                .prepare_cached(&format!(
-                    "SELECT e.kind, {rowid}, m.body, m.deleted, e.position FROM events e \
-                         JOIN messages m ON m.pk = e.message_pk \
-                         JOIN conversations c ON c.id = m.conversation_id \
-                         WHERE e.position > ?1 AND e.position <= ?2",
-                    rowid = rowid_sql("c.num", "m.seq")
-                ))
-                .map_err(db_err)?;
-            let mut rows = stmt.query(params![int(from), int(to)]).map_err(db_err)?;
-            while let Some(row) = rows.next().map_err(db_err)? {
-                let event_kind = row.get::<_, i64>(0).map_err(db_err)?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT e.kind, {rowid}, m.body, m.deleted, e.position FROM events e \
+                     JOIN messages m ON m.pk = e.message_pk \
+                     JOIN conversations c ON c.id = m.conversation_id \
+                     WHERE e.position > ?1 AND e.position <= ?2",
+                rowid = rowid_sql("c.num", "m.seq")
+            ))?;
+            let mut rows = stmt.query(params![int(from), int(to)])?;
+            while let Some(row) = rows.next()? {
+                let event_kind = row.get::<_, i64>(0)?;
                 match event_kind {
                     kind::MESSAGE_CREATED | kind::MESSAGE_EDITED | kind::MESSAGE_DELETED => {}
                     other => {
                         if !unknown.contains(&other) {
                             unknown.push(other);
-                            let position: i64 = row.get(4).map_err(db_err)?;
+                            let position: i64 = row.get(4)?;
                             tracing::warn!(
                                 kind = other,
                                 position,
@@ -368,12 +388,12 @@ impl Indexer {
                     }
                 }
                 let created = event_kind == kind::MESSAGE_CREATED;
-                let rowid: i64 = row.get(1).map_err(db_err)?;
+                let rowid: i64 = row.get(1)?;
                 match changes.entry(rowid) {
                     Entry::Occupied(mut entry) => entry.get_mut().new |= created,
                     Entry::Vacant(entry) => {
-                        let deleted: bool = row.get(3).map_err(db_err)?;
-                        let body = row.get_ref(2).and_then(|v| Ok(v.as_str()?)).map_err(db_err)?;
+                        let deleted: bool = row.get(3)?;
+                        let body = row.get_ref(2).and_then(|v| Ok(v.as_str()?))?;
                         entry.insert(Change {
                             new: created,
                             words: (!deleted).then(|| index_text(body)),
@@ -386,38 +406,36 @@ impl Indexer {
         Ok(changes)
     }
 
-    fn write_changes(&self, changes: &BTreeMap<i64, Change>, upto: u64) -> Result<()> {
+    fn write_changes(&self, changes: &BTreeMap<i64, Change>, upto: u64) -> StoreResult<()> {
         clean(&self.index)?;
-        let tx = self.index.unchecked_transaction().map_err(db_err)?;
+        let tx = self.index.unchecked_transaction()?;
         {
-            let mut remove =
-                tx.prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1").map_err(db_err)?;
-            let mut insert = tx
-                .prepare_cached("INSERT INTO messages_fts (rowid, words) VALUES (?1, ?2)")
-                .map_err(db_err)?;
+            let mut remove = tx.prepare_cached("DELETE FROM messages_fts WHERE rowid = ?1")?;
+            let mut insert =
+                tx.prepare_cached("INSERT INTO messages_fts (rowid, words) VALUES (?1, ?2)")?;
             for (rowid, change) in changes {
                 // A message created in this range is not in the index yet; one created
                 // before it is, under its old words.
                 if !change.new {
-                    remove.execute([rowid]).map_err(db_err)?;
+                    remove.execute([rowid])?;
                 }
                 if let Some(words) = &change.words {
-                    insert.execute(params![rowid, words]).map_err(db_err)?;
+                    insert.execute(params![rowid, words])?;
                 }
             }
-            tx.prepare_cached("UPDATE search_meta SET value = ?1 WHERE key = 'indexed_upto'")
-                .and_then(|mut stmt| stmt.execute([int(upto)]))
-                .map_err(db_err)?;
+            tx.prepare_cached("UPDATE search_meta SET value = ?1 WHERE key = 'indexed_upto'")?
+                .execute([int(upto)])?;
         }
-        tx.commit().map_err(db_err)
+        tx.commit()?;
+        Ok(())
     }
 }
 
 /// Ends a transaction a failure left open (a failed COMMIT on a full disk may keep it), so
 /// the next attempt starts clean instead of failing at BEGIN until a restart.
-fn clean(conn: &Connection) -> Result<()> {
+fn clean(conn: &Connection) -> StoreResult<()> {
     if !conn.is_autocommit() {
-        conn.execute_batch("ROLLBACK").map_err(db_err)?;
+        conn.execute_batch("ROLLBACK")?;
     }
     Ok(())
 }

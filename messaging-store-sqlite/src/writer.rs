@@ -34,14 +34,16 @@
 //! answer bound fired) before the writer starts it is dropped unrun: it is never committed
 //! after its caller was told it failed.
 //!
-//! Nothing stops the thread but the store closing. A batch that cannot commit (a full or
-//! failing disk, a lock held elsewhere) answers every job with its one error (shared, not
-//! copied as text), the connection is rolled back to a clean state (retried before the next
-//! batch if the ROLLBACK fails too), and the next batch runs as usual. After a full disk it
-//! also checkpoints and truncates the WAL, giving its space back. A panic (a bug, in a job
-//! or a feed sink) is caught: its batch is answered, and the store is marked broken, failing
-//! every later write at once, since the connection's and the log head's state is unknown.
-//! Every commit's time is kept for health checks (`Health`).
+//! Nothing stops the thread but the store closing (`Writer::stop_taking`, or dropping the
+//! `Writer`), and the jobs queued before that are committed and answered first. A batch
+//! that cannot commit (a full or failing disk, a lock held elsewhere) answers every job
+//! with its one error (shared, not copied as text), the connection is rolled back to a
+//! clean state (retried before the next batch if the ROLLBACK fails too), and the next
+//! batch runs as usual. After a full disk it also checkpoints and truncates the WAL, giving
+//! its space back. A panic (a bug, in a job or a feed sink) is caught: its batch is
+//! answered, and the store is marked broken, failing every later write at once, since the
+//! connection's and the log head's state is unknown. Every commit's time is kept for health
+//! checks (`Health`).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -49,14 +51,16 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use messaging_core::{CommittedEvent, Error, FeedSink, Result};
+use messaging_core::model::CommittedEvent;
+use messaging_core::store::FeedSink;
+use messaging_core::{Error, Result};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpointer::{self, Checkpointer, Doorbell};
-use crate::codec::{db_err, is_disk_failure};
+use crate::error::{self, StoreError, StoreResult, is_disk_failure};
 use crate::search_index;
-use crate::write::index_audience;
+use crate::write::{WriteCtx, index_audience};
 
 /// How far the audience index may trail the log before a batch brings it up to date.
 const AUDIENCE_INDEX_LAG: u64 = 8192;
@@ -105,33 +109,6 @@ fn broken() -> Error {
     Error::unavailable("the SQLite store failed internally and must be reopened")
 }
 
-/// What a job sees while it runs inside the batch transaction.
-pub(crate) struct WriteCtx<'a> {
-    /// The write connection, inside the batch transaction.
-    pub(crate) conn: &'a Connection,
-    head: &'a mut u64,
-    events: &'a mut Vec<CommittedEvent>,
-    index_requested: &'a mut bool,
-}
-
-impl WriteCtx<'_> {
-    /// Takes the next log position.
-    pub(crate) fn next_position(&mut self) -> u64 {
-        *self.head += 1;
-        *self.head
-    }
-
-    /// Queues an event (already written to the log tables) for the feed after commit.
-    pub(crate) fn emit(&mut self, event: CommittedEvent) {
-        self.events.push(event);
-    }
-
-    /// Asks for the audience index to cover this batch's events when it commits.
-    pub(crate) fn request_audience_index(&mut self) {
-        *self.index_requested = true;
-    }
-}
-
 /// A unit of work for the writer.
 pub(crate) trait Job: Send {
     /// Runs inside the batch transaction, under a savepoint; on failure, a copy of the
@@ -153,10 +130,12 @@ struct FnJob<T, F> {
 impl<T, F> Job for FnJob<T, F>
 where
     T: Send,
-    F: FnMut(&mut WriteCtx<'_>) -> Result<T> + Send,
+    F: FnMut(&mut WriteCtx<'_>) -> StoreResult<T> + Send,
 {
     fn run(&mut self, ctx: &mut WriteCtx<'_>) -> Result<()> {
-        let outcome = (self.work)(ctx);
+        // Where a write's error leaves the crate: converted once, then shared (a clone
+        // shares the SQLite source) between the caller and the batch.
+        let outcome = (self.work)(ctx).map_err(Error::from);
         let ok = outcome.as_ref().map(|_| ()).map_err(Error::clone);
         self.outcome = Some(outcome);
         ok
@@ -179,6 +158,8 @@ where
 enum Command {
     Job(Box<dyn Job>),
     Attach(Weak<dyn FeedSink>, oneshot::Sender<()>),
+    /// Refuse every later command; serve those queued before, then end.
+    Close,
 }
 
 /// The caller's handle on the writer thread.
@@ -186,8 +167,28 @@ pub(crate) struct Writer {
     indexed: Arc<AtomicU64>,
     health: Arc<Health>,
     tx: Option<mpsc::Sender<Command>>,
-    thread: Option<JoinHandle<()>>,
-    checkpointer: Option<Checkpointer>,
+    /// Set by [`Writer::stop_taking`]: every later call fails with "the SQLite store is
+    /// closed".
+    closed: AtomicBool,
+    /// Taken and stopped by [`Writer::join`], or else when the writer is dropped.
+    threads: Mutex<Option<Threads>>,
+}
+
+/// The writer's thread and the checkpointer, stopped together and in this order.
+struct Threads {
+    writer: JoinHandle<()>,
+    checkpointer: Checkpointer,
+}
+
+impl Threads {
+    /// Waits for the writer thread to end (the channel must be closed or dropped first),
+    /// then stops the checkpointer; blocking.
+    fn stop(self) {
+        let _ = self.writer.join();
+        // The checkpointer's connection is the last to close, and (being read-write) folds
+        // the WAL back into the file.
+        drop(self.checkpointer);
+    }
 }
 
 impl Writer {
@@ -200,7 +201,7 @@ impl Writer {
         indexed_upto: u64,
         max_batch: usize,
         search: Arc<search_index::Shared>,
-    ) -> Result<Self> {
+    ) -> StoreResult<Self> {
         let indexed = Arc::new(AtomicU64::new(indexed_upto));
         let health = Arc::new(Health::default());
         let max_batch = max_batch.max(1);
@@ -227,8 +228,8 @@ impl Writer {
             indexed,
             health,
             tx: Some(tx),
-            thread: Some(thread),
-            checkpointer: Some(checkpointer),
+            closed: AtomicBool::new(false),
+            threads: Mutex::new(Some(Threads { writer: thread, checkpointer })),
         })
     }
 
@@ -242,15 +243,16 @@ impl Writer {
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnMut(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.ensure_open()?;
         if self.health.is_broken() {
             return Err(broken());
         }
         let (reply, rx) = oneshot::channel();
         let job = Box::new(FnJob { work, outcome: None, reply });
         self.send(Command::Job(job)).await?;
-        rx.await.map_err(|_| Error::unavailable("the SQLite writer stopped"))?
+        rx.await.map_err(|_| self.stopped())?
     }
 
     /// Makes sure the audience index covers every event up to `position`.
@@ -267,32 +269,63 @@ impl Writer {
 
     /// Attaches a feed sink; resolves once it has been started.
     pub(crate) async fn attach(&self, sink: &Arc<dyn FeedSink>) -> Result<()> {
+        self.ensure_open()?;
         if self.health.is_broken() {
             return Err(broken());
         }
         let (reply, rx) = oneshot::channel();
         self.send(Command::Attach(Arc::downgrade(sink), reply)).await?;
-        rx.await.map_err(|_| Error::unavailable("the SQLite writer stopped"))
+        rx.await.map_err(|_| self.stopped())
+    }
+
+    /// The first half of closing: every later call fails with "the SQLite store is closed";
+    /// the jobs queued before are still committed and answered, then the thread ends, and
+    /// its connection closes (the checkpointer's stays open until [`Writer::join`]).
+    pub(crate) async fn stop_taking(&self) {
+        self.closed.store(true, Ordering::Release);
+        if let Some(tx) = &self.tx {
+            // Fails only if the thread is gone already; joining it is then all that is left.
+            let _ = tx.send(Command::Close).await;
+        }
+    }
+
+    /// The second half of closing, after [`Writer::stop_taking`]: waits for the writer
+    /// thread to end, then stops the checkpointer, whose connection is then the last one
+    /// to close; it waits on a blocking thread, not the caller's. Joining twice is harmless.
+    pub(crate) async fn join(&self) -> Result<()> {
+        let threads = self.threads.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(threads) = threads {
+            tokio::task::spawn_blocking(move || threads.stop()).await.map_err(Error::backend)?;
+        }
+        Ok(())
+    }
+
+    /// Fails with "the SQLite store is closed" once [`Writer::stop_taking`] was called.
+    pub(crate) fn ensure_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) { Err(error::closed()) } else { Ok(()) }
+    }
+
+    /// The answer to a command the thread refused or dropped: it was closed, or it stopped.
+    fn stopped(&self) -> Error {
+        self.ensure_open().err().unwrap_or_else(|| Error::unavailable("the SQLite writer stopped"))
     }
 
     async fn send(&self, command: Command) -> Result<()> {
-        let tx =
-            self.tx.as_ref().ok_or_else(|| Error::unavailable("the SQLite store is closed"))?;
-        tx.send(command).await.map_err(|_| Error::unavailable("the SQLite writer stopped"))
+        let tx = self.tx.as_ref().ok_or_else(error::closed)?;
+        tx.send(command).await.map_err(|_| self.stopped())
     }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel lets the thread finish what is queued and exit; joining makes
-        // "the store was dropped" mean "the file is closed".
+        // "the store was dropped" mean "the file is closed". After `close`, nothing is left
+        // to join.
         self.tx.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(threads) = self.threads.get_mut().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            threads.stop();
         }
-        // The checkpointer's connection is the last to close, and (being read-write) folds
-        // the WAL back into the file.
-        drop(self.checkpointer.take());
     }
 }
 
@@ -321,9 +354,9 @@ enum BatchError {
     Database(Error),
 }
 
-impl From<Error> for BatchError {
-    fn from(error: Error) -> Self {
-        Self::Database(error)
+impl From<StoreError> for BatchError {
+    fn from(error: StoreError) -> Self {
+        Self::Database(error.into())
     }
 }
 
@@ -337,10 +370,10 @@ impl WriterLoop {
         let mut events = Vec::new();
         while let Some(command) = rx.blocking_recv() {
             let served = catch_unwind(AssertUnwindSafe(|| {
-                self.take(command, &mut batch);
+                self.take(command, &mut batch, &mut rx);
                 while batch.len() < self.max_batch {
                     match rx.try_recv() {
-                        Ok(command) => self.take(command, &mut batch),
+                        Ok(command) => self.take(command, &mut batch, &mut rx),
                         Err(_) => break,
                     }
                 }
@@ -374,9 +407,17 @@ impl WriterLoop {
         }
     }
 
-    fn take(&mut self, command: Command, batch: &mut Vec<Box<dyn Job>>) {
+    fn take(
+        &mut self,
+        command: Command,
+        batch: &mut Vec<Box<dyn Job>>,
+        rx: &mut mpsc::Receiver<Command>,
+    ) {
         match command {
             Command::Job(job) => batch.push(job),
+            // What is queued is still received (and served); then `run`'s receive returns
+            // `None` and the thread ends.
+            Command::Close => rx.close(),
             Command::Attach(sink, reply) => {
                 // Events of jobs already in `batch` are not committed yet: they will reach
                 // this sink too, so it starts at the committed head.
@@ -497,12 +538,7 @@ impl WriterLoop {
                 self.exec("SAVEPOINT job")?;
             }
             let (head_before, events_before) = (self.head, events.len());
-            let mut ctx = WriteCtx {
-                conn: &self.conn,
-                head: &mut self.head,
-                events,
-                index_requested: &mut index_requested,
-            };
+            let mut ctx = WriteCtx::new(&self.conn, &mut self.head, events, &mut index_requested);
             let outcome = job.run(&mut ctx);
             match (outcome, with_savepoints) {
                 (Ok(()), false) => {}
@@ -532,12 +568,9 @@ impl WriterLoop {
         Ok(indexed)
     }
 
-    fn exec(&self, sql: &str) -> Result<()> {
-        self.conn
-            .prepare_cached(sql)
-            .and_then(|mut stmt| stmt.execute([]))
-            .map(|_| ())
-            .map_err(db_err)
+    fn exec(&self, sql: &str) -> StoreResult<()> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
     }
 
     /// Hands committed events to the sinks. A sink that panics breaks the store (its feed

@@ -14,10 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::{
-    ConversationId, HistoryQuery, HistoryWindow, MessageStore, Messenger, SendMessage, StoreHealth,
-    UserId,
-};
+use messaging_core::id::{ConversationId, UserId};
+use messaging_core::store::{HistoryWindow, MessageStore, StoreHealth};
+use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 /// A tmpfs mounted on a temporary directory, unmounted when dropped.

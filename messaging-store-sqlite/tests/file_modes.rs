@@ -13,7 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use messaging_core::{Messenger, SendMessage, UserId};
+use messaging_core::id::UserId;
+use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 const CHILD: &str = "MESSAGING_FILE_MODES_CHILD";

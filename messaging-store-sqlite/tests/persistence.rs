@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use messaging_core::{Cursor, HistoryQuery, Message, MessageId, Messenger, SendMessage, UserId};
+use messaging_core::id::{MessageId, UserId};
+use messaging_core::model::{Cursor, Message};
+use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use messaging_core::{
-    ConversationId, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageId,
-    MessageStore, Messenger, SearchQuery, SendMessage, SocialStore, UserId,
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::store::{
+    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, SearchQuery,
+    SocialStore,
 };
+use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::{SqliteOptions, SqliteStore};
 
 type Read<'a> = Pin<Box<dyn Future<Output = messaging_core::Result<()>> + Send + 'a>>;

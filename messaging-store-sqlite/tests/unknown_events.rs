@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
-use messaging_core::{Cursor, EventLog, Messenger, SendMessage, UserId};
+use messaging_core::id::UserId;
+use messaging_core::model::Cursor;
+use messaging_core::store::EventLog;
+use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

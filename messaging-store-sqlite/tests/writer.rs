@@ -9,10 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use messaging_core::{
-    CommittedEvent, ConversationId, EventLog, FeedSink, HistoryWindow, MessageId, MessageStore,
-    Messenger, NewMessage, SendMessage, SocialStore, StoreHealth, Timestamp, UserId,
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::CommittedEvent;
+use messaging_core::store::{
+    EventLog, FeedSink, HistoryWindow, MessageStore, NewMessage, SocialStore, StoreHealth,
 };
+use messaging_core::time::Timestamp;
+use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 fn new_message(conversation_id: ConversationId, sender: UserId, body: &str) -> NewMessage {

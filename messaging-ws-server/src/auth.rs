@@ -1,4 +1,4 @@
-//! Who a connection is: JWT verification before the upgrade (PROTOCOL.md "Connecting"),
+//! Who a connection is: JWT verification before the upgrade (docs/protocol.md "Connecting"),
 //! and minting for the `token` command.
 //!
 //! Keys: an HS256 secret (the server's own, or one shared by every instance), and/or a

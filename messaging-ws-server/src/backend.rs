@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use messaging_core::{Error, Limits, Messenger, Result};
-use messaging_store_pg::presence::{PgPresence, PresenceOptions};
 use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -99,23 +98,32 @@ pub struct Opened {
     pub messenger: Messenger,
     /// The store and its durability, as `/metrics` names it (`sqlite synchronous=FULL`).
     pub store_label: String,
-    presence: Option<Arc<PgPresence>>,
+    store: OpenStore,
+}
+
+/// The store under the messenger, kept to be closed at shutdown.
+enum OpenStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Opened").field("shared_presence", &self.presence.is_some()).finish()
+        f.debug_struct("Opened").field("store", &self.store_label).finish_non_exhaustive()
     }
 }
 
 impl Opened {
-    /// Says goodbye to the other instances (PostgreSQL presence), so this instance's users
-    /// go offline at once rather than after the sweeper's timeout.
+    /// Closes the store: writes already queued commit and are answered, and on PostgreSQL
+    /// this instance says goodbye to the others, so its users go offline at once rather
+    /// than after the sweeper's timeout.
     pub async fn close(self) {
-        if let Some(presence) = self.presence
-            && let Err(error) = presence.close().await
-        {
-            tracing::warn!(%error, "presence goodbye failed");
+        let closed = match &self.store {
+            OpenStore::Sqlite(store) => store.close().await,
+            OpenStore::Postgres(store) => store.close().await,
+        };
+        if let Err(error) = closed {
+            tracing::warn!(%error, "closing the store failed");
         }
     }
 }
@@ -129,26 +137,22 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
                 .synchronous(settings.sqlite_synchronous)
                 .read_timeout(settings.wait_timeout());
             let store = SqliteStore::open_with(path, options).await?;
-            let messenger = Messenger::builder(Arc::new(store)).limits(limits).build().await?;
+            let messenger =
+                Messenger::builder(Arc::new(store.clone())).limits(limits).build().await?;
             let store_label =
                 format!("sqlite synchronous={}", settings.sqlite_synchronous.pragma());
-            Ok(Opened { messenger, store_label, presence: None })
+            Ok(Opened { messenger, store_label, store: OpenStore::Sqlite(store) })
         }
         Database::Postgres(url) => {
             let options = PgOptions::default()
                 .statement_timeout(settings.statement_timeout())
                 .acquire_timeout(settings.wait_timeout());
             let store = PgStore::connect(url, options).await?;
-            let fanout = store.fanout(limits.max_queue_frames);
-            let presence = store.presence(fanout.clone(), PresenceOptions::default()).await?;
-            let messenger = Messenger::builder(Arc::new(store))
-                .fanout(fanout)
-                .presence(presence.clone())
-                .limits(limits)
-                .build()
-                .await?;
+            // Wired with the store's fan-out and presence: typing and presence reach the
+            // sessions of every instance on the database.
+            let messenger = store.messenger(limits).await?;
             let store_label = "postgresql".to_owned();
-            Ok(Opened { messenger, store_label, presence: Some(presence) })
+            Ok(Opened { messenger, store_label, store: OpenStore::Postgres(store) })
         }
     }
 }

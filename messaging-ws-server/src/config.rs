@@ -1,5 +1,5 @@
 //! Transport settings of the server (the ones `hello` announces besides the `Messenger`'s
-//! limits, and how connections are admitted), with PROTOCOL.md's defaults.
+//! limits, and how connections are admitted), with docs/protocol.md's defaults.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub struct Transport {
     /// counted from the accept, so a socket that sends nothing is closed too.
     pub handshake_timeout: Duration,
     /// The most a request waits for its answer (default 5 s): past it the answer is
-    /// `unavailable` and the operation is dropped (PROTOCOL.md v1.1 "Answer bound").
+    /// `unavailable` and the operation is dropped (docs/protocol.md "Limits and robustness").
     pub answer_timeout: Duration,
     /// Outbound bytes waiting for a connection's reader before it is closed with 4000
     /// `lagged` (default 4 MiB; at least twice the messenger's reply budget).

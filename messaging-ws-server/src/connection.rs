@@ -1,5 +1,5 @@
 //! One WebSocket session: a single task that reads requests, runs them one at a time,
-//! writes replies and pushes, sends heartbeats and enforces the limits of PROTOCOL.md.
+//! writes replies and pushes, sends heartbeats and enforces the limits of docs/protocol.md.
 //!
 //! Why one task and a `select!`: an idle connection is then one small future (no extra
 //! task, channel or buffer per connection), and every branch is cancel-safe, so the loop

@@ -1,13 +1,14 @@
-//! Server frames (PROTOCOL.md "Frames", "Events"): replies, pushes and `hello`, encoded to
+//! Server frames (docs/protocol.md "Frames", "Events"): replies, pushes and `hello`, encoded to
 //! JSON text.
 //!
 //! Pushes are encoded once per event, whatever the number of recipients: the bytes are
 //! cached in the event's [`Shared`] slot and every session sends the same buffer.
 
 use bytes::Bytes;
+use messaging_core::model::Shared;
 use messaging_core::{
     Conversation, ConversationId, Cursor, Error, Event, LoggedEvent, Message, PresenceStatus, Push,
-    Receipt, ReceiptKind, Shared, Signal, UserId,
+    Receipt, ReceiptKind, Signal, UserId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -42,7 +43,7 @@ pub(crate) fn error(id: &Value, error: &Error) -> Bytes {
     encode(&Reply { r#type: "reply", id, ok: false, error })
 }
 
-/// The settings `hello` announces (PROTOCOL.md "Connecting", v1.1 "Settings").
+/// The settings `hello` announces (docs/protocol.md "Connecting", "Limits and robustness").
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct HelloLimits {
     pub(crate) max_frame_bytes: usize,
@@ -94,21 +95,7 @@ pub(crate) fn push(push: &Push) -> Bytes {
 }
 
 fn durable(event: &Shared<LoggedEvent>) -> Bytes {
-    event.encoded(|logged| {
-        #[derive(Serialize)]
-        struct Push<'a> {
-            r#type: &'static str,
-            event: &'static str,
-            cursor: String,
-            data: EventData<'a>,
-        }
-        encode(&Push {
-            r#type: "event",
-            event: logged.event.name(),
-            cursor: logged.cursor().to_string(),
-            data: EventData::of(&logged.event),
-        })
-    })
+    event.encoded(|logged| encode(&SyncedEvent::of(logged)))
 }
 
 fn ephemeral(signal: &Shared<Signal>) -> Bytes {
@@ -176,7 +163,8 @@ impl<'a> EventData<'a> {
     }
 }
 
-/// A durable event as `sync` returns it: the push's shape.
+/// A durable event's frame: the push, and each element of `sync`'s `events` (one shape,
+/// built in one place).
 #[derive(Serialize)]
 pub(crate) struct SyncedEvent<'a> {
     r#type: &'static str,

@@ -1,4 +1,4 @@
-//! The standalone WebSocket server of the messaging library: PROTOCOL.md v1 (with the v1.1
+//! The standalone WebSocket server of the messaging library: docs/protocol.md v1 (with the v1.1
 //! settings and robustness rules) over a SQLite file (zero config) or PostgreSQL (several
 //! instances on one database).
 //!

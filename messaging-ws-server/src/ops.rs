@@ -1,10 +1,10 @@
 //! Runs one parsed operation for the connection's user and encodes its reply.
 //!
 //! Every rule (membership, blocks, policy, ranges, byte limits) is `Messenger`'s; this
-//! module only maps PROTOCOL.md's parameters onto its calls and its results onto the
+//! module only maps docs/protocol.md's parameters onto its calls and its results onto the
 //! documented `data` shapes. The acting user is always the connection's authenticated one.
 //!
-//! Answer bound (PROTOCOL.md v1.1 "Robustness rules"): every operation is answered within
+//! Answer bound (docs/protocol.md "Limits and robustness"): every operation is answered within
 //! `answer_timeout`. When it passes, the answer is `unavailable` and the operation's future
 //! is dropped: a store write not started by then is dropped by the store (its caller is
 //! gone), never committed late; one already started may still commit, which a retry with

@@ -1,5 +1,6 @@
-//! A connection's outbound queue, counted in frames and in bytes (PROTOCOL.md v1.1: a
-//! reader is lagging past `max_queue_frames` frames **or** `max_queue_bytes` bytes).
+//! A connection's outbound queue, counted in frames and in bytes (docs/protocol.md "Limits
+//! and robustness": a reader is lagging past `max_queue_frames` frames **or**
+//! `max_queue_bytes` bytes).
 //!
 //! Why bytes too: a frame cap alone let a client that never reads hold up to 1,024 pushes
 //! of ~50 KB each, and before replies were cut by the reply budget one `sync` reply of 496

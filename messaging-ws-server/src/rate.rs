@@ -1,7 +1,7 @@
-//! Rate limits: a token bucket per connection for its requests (PROTOCOL.md "Frames":
+//! Rate limits: a token bucket per connection for its requests (docs/protocol.md "Frames":
 //! refills at `ops_per_s`, holds at most `ops_burst`, full when the connection opens), and
 //! one bucket per user, shared by all of that user's connections on the instance, for
-//! searches (PROTOCOL.md v1.1 "Settings": `search_per_s`, `search_burst`), the costliest
+//! searches (docs/protocol.md "Limits and robustness": `search_per_s`, `search_burst`), the costliest
 //! read.
 
 use std::collections::HashMap;

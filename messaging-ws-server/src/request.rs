@@ -1,4 +1,4 @@
-//! Client frames (PROTOCOL.md "Frames" and "Operations") parsed into typed requests.
+//! Client frames (docs/protocol.md "Frames" and "Operations") parsed into typed requests.
 //!
 //! Parsing goes through `serde_json::Value` rather than derived structs so that every
 //! failure names the parameter and says what was expected, unknown fields are ignored, and
@@ -16,7 +16,7 @@ pub(crate) struct Request {
     pub(crate) op: Op,
 }
 
-/// One operation of PROTOCOL.md with its parameters.
+/// One operation of docs/protocol.md with its parameters.
 #[derive(Debug)]
 pub(crate) enum Op {
     Open {
@@ -259,7 +259,7 @@ impl Params<'_> {
         Ok(self.opt_u64("limit")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
     }
 
-    /// `context`: an empty one is the same as none (PROTOCOL.md "Conversation").
+    /// `context`: an empty one is the same as none (docs/protocol.md "Objects").
     fn context(&self) -> Result<Option<String>, Error> {
         Ok(self.opt_string("context")?.filter(|c| !c.is_empty()))
     }

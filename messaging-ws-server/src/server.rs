@@ -103,7 +103,7 @@ struct State {
     alive: mpsc::Sender<()>,
 }
 
-/// Serves PROTOCOL.md on `listener` until `shutdown` resolves, then closes every session
+/// Serves docs/protocol.md on `listener` until `shutdown` resolves, then closes every session
 /// with 1001 after its running operation and returns once all have ended.
 ///
 /// Fails at once (`InvalidInput`) when the transport's settings do not fit the messenger's

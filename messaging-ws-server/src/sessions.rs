@@ -1,4 +1,4 @@
-//! The per-user session limit (PROTOCOL.md v1.1 "Sessions per user"): how many sessions
+//! The per-user session limit (docs/protocol.md "Limits and robustness"): how many sessions
 //! each user holds on this instance, so that one account (or one stolen token) cannot take
 //! every connection slot. A session over the limit is refused with 503 before the upgrade.
 //!

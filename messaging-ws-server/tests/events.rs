@@ -1,4 +1,4 @@
-//! Every event reaches exactly the sessions PROTOCOL.md names: durable events every session
+//! Every event reaches exactly the sessions docs/protocol.md names: durable events every session
 //! of both members (the causing one included), ephemeral ones the other user only, and
 //! nobody else. Two users with two sessions each, and an outsider.
 

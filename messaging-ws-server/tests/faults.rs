@@ -1,4 +1,4 @@
-//! PostgreSQL going away under a running server (PROTOCOL.md v1.1 "Robustness rules"):
+//! PostgreSQL going away under a running server (docs/protocol.md "Limits and robustness"):
 //! `/healthz` turns 503 within the answer bound and 200 again after a restart, and requests
 //! are answered within the bound while the cluster is down, with a retried send stored once.
 //!

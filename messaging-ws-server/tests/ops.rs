@@ -1,4 +1,4 @@
-//! Every operation of PROTOCOL.md: its success shape, and every error it lists.
+//! Every operation of docs/protocol.md: its success shape, and every error it lists.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 

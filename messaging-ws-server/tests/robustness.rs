@@ -1,4 +1,4 @@
-//! PROTOCOL.md v1.1 "Settings" and "Robustness rules" on real sockets: the settings `hello`
+//! docs/protocol.md "Limits and robustness" on real sockets: the settings `hello`
 //! announces, the byte cap of the outbound queue, the session limit per user, the search
 //! limit per user, the answer bound, `/healthz` needing a store that commits, and admission
 //! (silent sockets, the pending cap per address).

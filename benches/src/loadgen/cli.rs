@@ -15,7 +15,7 @@ use super::report::Report;
 use super::sustained::{self, Load};
 use super::{Error, Run, romeo, smoke, summary};
 
-/// Load generator for messaging-ws-server: speaks PROTOCOL.md over loopback and measures.
+/// Load generator for messaging-ws-server: speaks docs/protocol.md over loopback and measures.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {

@@ -1,7 +1,7 @@
-//! A PROTOCOL.md client as the load generator needs it: tokens minted from the server's
+//! A docs/protocol.md client as the load generator needs it: tokens minted from the server's
 //! secret, connections from a chosen loopback source address, frames as JSON values.
 //!
-//! Written from PROTOCOL.md alone (never the server's own types), as any client would be.
+//! Written from docs/protocol.md alone (never the server's own types), as any client would be.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,5 +1,5 @@
 //! `messaging-loadgen`: drives a running `messaging-ws-server` over loopback the way its
-//! users would, speaking PROTOCOL.md, and reports what users compare servers by:
+//! users would, speaking docs/protocol.md, and reports what users compare servers by:
 //! handshakes per second, server memory per idle connection, sustained durable messages
 //! per second with send→deliver latency, and the "Romeo & Juliet" sequential exercise.
 //!

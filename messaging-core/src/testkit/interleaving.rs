@@ -17,14 +17,14 @@ use std::time::Duration;
 
 use crate::fanout::Push;
 use crate::model::{Cursor, LoggedEvent};
-use crate::service::{Messenger, SendMessage};
-use crate::store::HeldCommit;
+use crate::testkit::HeldCommit;
 use crate::testkit::support::{
     Must, assert_ascending, carried, events_until, history_seqs, log_of, open, positions, sync_all,
     two_users,
 };
 use crate::testkit::{FeedRecorder, Fixture, PUSH_TIMEOUT};
 use crate::{Conversation, Message, UserId};
+use crate::{Messenger, SendMessage};
 
 /// How long a later write is given to commit while an earlier one is held.
 pub const OVERTAKE_WINDOW: Duration = Duration::from_millis(300);

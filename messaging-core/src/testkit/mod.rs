@@ -1,7 +1,7 @@
 //! The conformance suite: one set of cases, run by every store.
 //!
 //! A store crate proves that it keeps the storage contract (see [`crate::store`]) and that
-//! the rules of PROTOCOL.md hold over it by running these cases against fresh instances of
+//! the rules of docs/protocol.md hold over it by running these cases against fresh instances of
 //! itself. The cases use the real store passed in, never a stand-in, and most of them go
 //! through a real [`Messenger`], so they check what clients will see.
 //!
@@ -53,7 +53,7 @@
 //!
 //! The three groups:
 //!
-//! - [`conformance`] (`conformance_tests!`): every storage promise and every PROTOCOL.md
+//! - [`conformance`] (`conformance_tests!`): every storage promise and every docs/protocol.md
 //!   rule a store carries, including the raw [`Store`] contracts (idempotent `append`,
 //!   racing `open_direct`, `read_events` bounds, the feed's start and order).
 //! - [`scenarios`] (`service_scenarios!`): the service over the store: access policies
@@ -61,7 +61,7 @@
 //! - [`interleaving`] (`interleaving_tests!`): out-of-order commits, through
 //!   [`CommitHold`].
 //!
-//! # PROTOCOL.md rules and the cases that check them
+//! # docs/protocol.md rules and the cases that check them
 //!
 //! Operations, "Rules":
 //!
@@ -156,15 +156,17 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use crate::service::{Messenger, MessengerBuilder};
-use crate::store::{CommitHold, Store};
+use crate::store::Store;
+use crate::{Messenger, MessengerBuilder};
 
 pub mod conformance;
+mod hold;
 pub mod interleaving;
 mod macros;
 pub mod scenarios;
 pub(crate) mod support;
 
+pub use hold::{CommitHold, HeldCommit, HoldPoint};
 pub use support::{Connections, FeedRecorder, PUSH_TIMEOUT};
 
 // The suite reports a failure by panicking, like any test: `expect` and `panic!` name the

@@ -17,12 +17,12 @@ use crate::fanout::{Push, RecvError};
 use crate::limits::Limits;
 use crate::model::{Event, PresenceStatus, Signal, TypingState};
 use crate::policy::{AccessPolicyExt, AllowAll, FirstDegree};
-use crate::service::{HistoryQuery, SendMessage};
 use crate::testkit::support::{
     Must, assert_code, carried, log_of, next_event, next_push, next_signal, open,
     pushes_until_message, send, sync_all, two_users,
 };
 use crate::testkit::{Connections, Fixture, PUSH_TIMEOUT};
+use crate::{HistoryQuery, SendMessage};
 
 /// With [`FirstDegree`], connected users open and send; strangers are refused
 /// (`forbidden`, in both directions, nothing created) until the host connects them; a

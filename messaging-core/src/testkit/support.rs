@@ -16,9 +16,9 @@ use crate::fanout::Push;
 use crate::id::{ConversationId, UserId};
 use crate::model::{CommittedEvent, Conversation, Cursor, Event, LoggedEvent, Message, Signal};
 use crate::policy::SocialGraph;
-use crate::service::{Messenger, SendMessage, Session};
 use crate::store::{FeedSink, Store};
 use crate::time::Timestamp;
+use crate::{Messenger, SendMessage, Session};
 
 /// How long a case waits for a push before it fails (a missing event fails, never hangs).
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +117,7 @@ pub(crate) async fn history_seqs(
     user: UserId,
     conversation: ConversationId,
 ) -> Vec<u64> {
-    let query = crate::service::HistoryQuery { limit: Some(100), ..Default::default() };
+    let query = crate::HistoryQuery { limit: Some(100), ..Default::default() };
     let history = m.history(user, conversation, query).await.must("history");
     history.messages.iter().map(|message| message.seq).collect()
 }

@@ -88,18 +88,18 @@ where
 
 /// A message of `sender` for `MessageStore::append`, seen by the sender alone.
 pub(crate) fn new_message(
-    conversation_id: messaging_core::ConversationId,
-    sender_id: messaging_core::UserId,
+    conversation_id: messaging_core::id::ConversationId,
+    sender_id: messaging_core::id::UserId,
     body: &str,
-) -> messaging_core::NewMessage {
-    messaging_core::NewMessage {
-        id: messaging_core::MessageId::new(),
+) -> messaging_core::store::NewMessage {
+    messaging_core::store::NewMessage {
+        id: messaging_core::id::MessageId::new(),
         conversation_id,
         sender_id,
         body: body.to_owned(),
         metadata: None,
         client_msg_id: None,
-        created_at: messaging_core::Timestamp::now(),
+        created_at: messaging_core::time::Timestamp::now(),
         audience: vec![sender_id],
     }
 }
@@ -107,13 +107,13 @@ pub(crate) fn new_message(
 /// The next durable event pushed to `session`, failing after 10 s.
 pub(crate) async fn next_event(
     session: &mut messaging_core::Session,
-) -> messaging_core::LoggedEvent {
+) -> messaging_core::model::LoggedEvent {
     loop {
         let push = tokio::time::timeout(std::time::Duration::from_secs(10), session.recv())
             .await
             .expect("an event within 10 s")
             .expect("subscription open");
-        if let messaging_core::Push::Event(event) = push {
+        if let messaging_core::fanout::Push::Event(event) = push {
             return event.get().clone();
         }
     }

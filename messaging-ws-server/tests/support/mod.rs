@@ -1,6 +1,6 @@
 //! The real server on `127.0.0.1:0` and real WebSocket clients, for the end-to-end tests.
 //!
-//! Frames are built from `json!` literals written from PROTOCOL.md and read as plain JSON
+//! Frames are built from `json!` literals written from docs/protocol.md and read as plain JSON
 //! values: never the server's own wire types, so a contract bug cannot hide behind a
 //! shared struct.
 //!

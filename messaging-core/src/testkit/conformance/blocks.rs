@@ -3,9 +3,9 @@
 //! refused.
 
 use crate::model::TypingState;
-use crate::service::{HistoryQuery, SendMessage};
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, assert_code, open, send, two_users};
+use crate::{HistoryQuery, SendMessage};
 
 /// While either user blocks the other, `open`, `send` (by conversation or by peer) and
 /// `typing` → `forbidden`, in both directions; nothing is stored.

@@ -1,11 +1,11 @@
-//! Bounds one user cannot push past: reply pages cut by their encoded bytes (PROTOCOL.md
+//! Bounds one user cannot push past: reply pages cut by their encoded bytes (docs/protocol.md
 //! v1.1 "Reply budget"), blocks per user, and the store's health probe.
 
 use crate::limits::Limits;
-use crate::service::{HistoryQuery, SendMessage};
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, assert_code, open, sync_all, two_users};
 use crate::{Cursor, UserId};
+use crate::{HistoryQuery, SendMessage};
 
 /// A body of `n` × U+0001: `n` bytes stored, `6 n` bytes once JSON-escaped.
 fn escaped_body(word: &str, n: usize) -> String {

@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use tokio::task::JoinSet;
 
 use crate::model::{ConversationKind, Event, TypingState};
-use crate::service::{HistoryQuery, SendMessage};
 use crate::store::NewConversation;
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, assert_code, events_named, log_of, open, send, two_users};
 use crate::{ConversationId, Timestamp, UserId};
+use crate::{HistoryQuery, SendMessage};
 
 /// `open` creates once, then finds the same conversation from either side, with the
 /// documented shape; exactly one `conversation.created` event, visible to both members.

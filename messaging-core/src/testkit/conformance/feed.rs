@@ -9,12 +9,12 @@ use tokio::task::JoinSet;
 
 use crate::UserId;
 use crate::model::Event;
-use crate::service::{HistoryQuery, SendMessage};
 use crate::store::HistoryWindow;
 use crate::testkit::support::{
     Must, assert_ascending, carried, log_of, next_event, open, send, send_n, two_users,
 };
 use crate::testkit::{FeedRecorder, Fixture, PUSH_TIMEOUT};
+use crate::{HistoryQuery, SendMessage};
 
 /// `head` moves by exactly one per event written, and not for writes that write no event
 /// (finding a conversation, a retry, a marker that did not move, a second delete).
@@ -237,17 +237,17 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
 /// has reached the position. When the feed runs on a thread of its own it blocks that
 /// thread while it looks (which a real sink must not do), turning "published before
 /// commit" from a rare race into a certain failure; a feed running as a task is checked
-/// right after, without blocking it.
+/// right after, without blocking it (so there it catches the fault only by chance).
 struct CommitProbe {
     store: Arc<dyn crate::Store>,
     runtime: tokio::runtime::Handle,
     seen: Arc<std::sync::Mutex<(usize, Vec<String>)>>,
 }
 
-impl crate::FeedSink for CommitProbe {
+impl crate::store::FeedSink for CommitProbe {
     fn start(&self, _head: u64) {}
 
-    fn committed(&self, events: &[crate::CommittedEvent]) {
+    fn committed(&self, events: &[crate::model::CommittedEvent]) {
         let (store, events, seen) = (self.store.clone(), events.to_vec(), self.seen.clone());
         let check = async move {
             let mut misses = Vec::new();
@@ -280,7 +280,9 @@ impl crate::FeedSink for CommitProbe {
             seen.1.extend(misses);
         };
         if tokio::runtime::Handle::try_current().is_ok() {
-            // A feed running as a task must not block: check right after, from a task.
+            // A feed running as a task must not block: it may hold a lock other tasks of the
+            // store wait on (PostgreSQL's feed does), and blocking it stalls the runtime.
+            // Check right after, from a task.
             tokio::spawn(check);
         } else {
             // A feed on a thread of its own (a writer thread): block it while another

@@ -5,9 +5,9 @@ use tokio::task::JoinSet;
 
 use crate::UserId;
 use crate::id::ConversationId;
-use crate::service::{HistoryPage, HistoryQuery, Messenger, SendMessage};
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, assert_code, open, send_n, two_users};
+use crate::{HistoryPage, HistoryQuery, Messenger, SendMessage};
 
 async fn window(
     m: &Messenger,

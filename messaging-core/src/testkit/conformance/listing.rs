@@ -1,8 +1,8 @@
 //! The conversation list: ordered by last activity (new messages only), keyset paging with
 //! `next` null exactly at the end, the summary fields, parameter rules.
 
+use crate::Messenger;
 use crate::id::ConversationId;
-use crate::service::Messenger;
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, after_millisecond, assert_code, open, send, two_users};
 use crate::{Conversation, UserId};

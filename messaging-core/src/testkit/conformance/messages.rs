@@ -8,13 +8,13 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::model::Event;
-use crate::service::{HistoryQuery, SendMessage};
 use crate::store::NewMessage;
 use crate::testkit::Fixture;
 use crate::testkit::support::{
     Must, assert_code, carried, history_seqs, log_of, message_events, next_event, open, send,
     send_n, two_users,
 };
+use crate::{HistoryQuery, SendMessage};
 use crate::{MessageId, Timestamp, UserId};
 
 /// A sent message has the next seq and the documented shape; the conversation's

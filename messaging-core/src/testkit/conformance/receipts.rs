@@ -1,8 +1,8 @@
 //! Read and delivered markers (forward only, clamped, an event only when they move,
 //! independent of each other, untouched by sending) and unread counts.
 
+use crate::SendMessage;
 use crate::model::{Event, Receipt, ReceiptKind};
-use crate::service::SendMessage;
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, events_named, log_of, open, send, send_n, two_users};
 use crate::{UnreadTotals, UserId};

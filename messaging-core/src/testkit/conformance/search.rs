@@ -2,9 +2,9 @@
 //! operator ever reaches the engine), scoped to the caller, never tombstones, edits
 //! reindexed, newest first, parameter rules.
 
+use crate::Messenger;
 use crate::id::MessageId;
 use crate::model::Message;
-use crate::service::Messenger;
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, after_millisecond, assert_code, open, send, two_users};
 use crate::{ConversationId, UserId};

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use crate::UserId;
 use crate::id::MessageId;
 use crate::model::{Cursor, Event, LoggedEvent};
-use crate::service::{Messenger, SendMessage};
 use crate::testkit::Fixture;
 use crate::testkit::support::{
     Must, assert_ascending, assert_code, carried, events_until, log_of, open, positions, send,
     send_n, sync_all, two_users,
 };
+use crate::{Messenger, SendMessage};
 
 /// Writes a varied history: two conversations of bob's (messages from both sides, edits,
 /// deletes, receipts) interleaved with a conversation of two other users. Returns bob and

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::service::SendMessage;
+use crate::SendMessage;
 use crate::testkit::Fixture;
 use crate::testkit::support::{Must, assert_code, log_of, open, two_users};
 

@@ -6,25 +6,28 @@
 //! policy, decides which durable events a change produces and for whom (the store writes
 //! them in the change's transaction), and publishes ephemeral signals itself.
 //!
-//! A [`Session`] is one connection of a user: it registers presence, subscribes to the
-//! user's pushes and carries the hello cursor that bounds its `sync`.
+//! What callers pass in is in `requests`, what pages come back in `pages`, and a connection
+//! of a user is a [`Session`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::budget;
 use crate::error::{Error, Result};
-use crate::fanout::{Fanout, Hub, Push, RecvError, Subscription};
+use crate::fanout::{Fanout, Hub};
 use crate::id::{ConversationId, MessageId, SessionId, UserId};
 use crate::limits::Limits;
 use crate::membership::MembershipCache;
 use crate::model::{
-    ActivityKey, Conversation, ConversationKind, ConversationSummary, Cursor, LoggedEvent, Message,
-    PresenceStatus, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
+    ActivityKey, Conversation, Cursor, Message, PresenceStatus, Receipt, ReceiptKind, Signal,
+    TypingState, UnreadTotals,
 };
-use crate::policy::{AccessPolicy, AllowAll};
+use crate::pages::{ConversationsPage, HistoryPage, SyncPage};
+use crate::policy::{AccessPolicy, AllowAll, Outgoing};
 use crate::presence::{LocalPresence, Presence};
+use crate::requests::{HistoryQuery, SendMessage, SendTarget};
 use crate::search::query_terms;
+use crate::session::Session;
 use crate::store::{
     ConversationPage, DeleteMessage, EditMessage, HistoryWindow, MarkUpdate, NewConversation,
     NewMessage, Opened, SearchQuery, Store,
@@ -35,112 +38,9 @@ use crate::validate;
 
 const MEMBERSHIP_CACHE_CAPACITY: usize = 100_000;
 
-/// A commit this recent proves the store can commit without a probe (PROTOCOL.md v1.1
+/// A commit this recent proves the store can commit without a probe (docs/protocol.md,
 /// "Health").
 const RECENT_COMMIT: Duration = Duration::from_secs(2);
-
-/// Where a message goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendTarget {
-    /// An existing conversation the sender is a member of.
-    Conversation(ConversationId),
-    /// The direct conversation with `peer` about `context`, opened if needed.
-    Peer {
-        /// The other user.
-        peer: UserId,
-        /// The conversation's context.
-        context: Option<String>,
-    },
-}
-
-/// A message to send.
-#[derive(Clone, Debug)]
-pub struct SendMessage {
-    /// Where it goes.
-    pub to: SendTarget,
-    /// The text.
-    pub body: String,
-    /// Idempotency key: a retry with the same key returns the original message.
-    pub client_msg_id: Option<String>,
-    /// A JSON object of the application's.
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl SendMessage {
-    /// A message to an existing conversation.
-    pub fn to_conversation(conversation_id: ConversationId, body: impl Into<String>) -> Self {
-        Self {
-            to: SendTarget::Conversation(conversation_id),
-            body: body.into(),
-            client_msg_id: None,
-            metadata: None,
-        }
-    }
-
-    /// A message to a peer, opening the conversation about `context` if needed.
-    pub fn to_peer(peer: UserId, context: Option<&str>, body: impl Into<String>) -> Self {
-        Self {
-            to: SendTarget::Peer { peer, context: context.map(str::to_owned) },
-            body: body.into(),
-            client_msg_id: None,
-            metadata: None,
-        }
-    }
-
-    /// Sets the idempotency key.
-    #[must_use]
-    pub fn client_msg_id(mut self, id: impl Into<String>) -> Self {
-        self.client_msg_id = Some(id.into());
-        self
-    }
-
-    /// Sets the metadata object.
-    #[must_use]
-    pub fn metadata(mut self, metadata: serde_json::Value) -> Self {
-        self.metadata = Some(metadata);
-        self
-    }
-}
-
-/// Which part of a history to read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HistoryQuery {
-    /// The messages just before this seq.
-    pub before_seq: Option<u64>,
-    /// The messages just after this seq.
-    pub after_seq: Option<u64>,
-    /// Page size (default 50, 1–100).
-    pub limit: Option<usize>,
-}
-
-/// A page of history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HistoryPage {
-    /// Ascending seq.
-    pub messages: Vec<Message>,
-    /// Whether more exist beyond the page in its direction.
-    pub has_more: bool,
-}
-
-/// A page of a conversation list.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConversationsPage {
-    /// Newest activity first.
-    pub conversations: Vec<ConversationSummary>,
-    /// Pass as `before` for the next page; `None` exactly when nothing follows.
-    pub next: Option<String>,
-}
-
-/// A page of `sync`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SyncPage {
-    /// Durable events after the cursor, in log order, in their objects' current state.
-    pub events: Vec<LoggedEvent>,
-    /// Where to continue from.
-    pub cursor: Cursor,
-    /// Whether more events exist before the bound.
-    pub has_more: bool,
-}
 
 /// Builds a [`Messenger`].
 pub struct MessengerBuilder {
@@ -255,15 +155,15 @@ impl Messenger {
         &self.inner.limits
     }
 
-    /// The store.
-    #[must_use]
-    pub fn store(&self) -> &Arc<dyn Store> {
+    /// The store (for the testkit: calls here bypass every rule).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
     }
 
-    /// The fan-out.
-    #[must_use]
-    pub fn fanout(&self) -> &Arc<dyn Fanout> {
+    /// The fan-out (for the testkit: subscribing here bypasses membership).
+    #[cfg(feature = "testkit")]
+    pub(crate) fn fanout(&self) -> &Arc<dyn Fanout> {
         &self.inner.fanout
     }
 
@@ -289,18 +189,11 @@ impl Messenger {
         // The session exists before presence hears of it: if this future is dropped while
         // presence registers it, dropping the session unregisters it (unregistering a
         // session presence never recorded is a no-op), so no phantom stays online.
-        let mut session = Session {
-            id,
-            user,
-            cursor: Cursor::at(position),
-            subscription,
-            messenger: self.clone(),
-            closed: false,
-        };
+        let session = Session::new(id, user, Cursor::at(position), subscription, self.clone());
         let first = match self.inner.presence.session_opened(user, id).await {
             Ok(first) => first,
             Err(error) => {
-                session.closed = true;
+                session.forget();
                 return Err(error);
             }
         };
@@ -310,7 +203,9 @@ impl Messenger {
         Ok(session)
     }
 
-    async fn disconnect(&self, user: UserId, session: SessionId) -> Result<()> {
+    /// Ends `session` of `user` in presence; the last session's end persists `last_seen`
+    /// and tells the user's peers.
+    pub(crate) async fn disconnect(&self, user: UserId, session: SessionId) -> Result<()> {
         if self.inner.presence.session_closed(user, session).await? {
             let now = Timestamp::now();
             self.inner.store.set_last_seen(user, now).await?;
@@ -342,12 +237,6 @@ impl Messenger {
         if conversation.has_member(actor) { Ok(conversation) } else { Err(not_found()) }
     }
 
-    /// Blocks both ways, then the policy's `may_open`.
-    async fn check_open(&self, actor: UserId, peer: UserId, context: Option<&str>) -> Result<()> {
-        self.check_not_blocked(actor, peer).await?;
-        self.inner.policy.may_open(actor, peer, context).await?.into_result()
-    }
-
     async fn check_not_blocked(&self, a: UserId, b: UserId) -> Result<()> {
         if self.inner.store.is_blocked_between(a, b).await? {
             return Err(Error::forbidden("one of the users blocks the other"));
@@ -364,22 +253,25 @@ impl Messenger {
         if peer == actor {
             return Err(Error::invalid("cannot open a conversation with yourself"));
         }
-        self.check_open(actor, peer, context.as_deref()).await?;
-        self.open_checked(actor, peer, context).await
-    }
-
-    async fn open_checked(
-        &self,
-        actor: UserId,
-        peer: UserId,
-        context: Option<String>,
-    ) -> Result<Opened> {
+        self.check_not_blocked(actor, peer).await?;
+        self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
         if let Some(existing) =
             self.inner.store.find_direct(actor, peer, context.as_deref()).await?
         {
             self.inner.members.insert(&existing);
             return Ok(Opened { conversation: existing, created: false });
         }
+        self.create_direct(actor, peer, context).await
+    }
+
+    /// Creates the direct conversation of `actor` and `peer` about `context`, or finds the
+    /// one a concurrent call created (the store's `open_direct` settles the race).
+    async fn create_direct(
+        &self,
+        actor: UserId,
+        peer: UserId,
+        context: Option<String>,
+    ) -> Result<Opened> {
         let members = ordered(actor, peer);
         let opened = self
             .inner
@@ -404,6 +296,47 @@ impl Messenger {
     /// Otherwise blocks and the policy are checked (`Forbidden`); with [`SendTarget::Peer`]
     /// the conversation is opened exactly as [`Messenger::open`] would.
     pub async fn send(&self, actor: UserId, message: SendMessage) -> Result<Message> {
+        self.validate_send(&message)?;
+        let target = self.resolve(actor, &message.to).await?;
+        let outgoing = Outgoing {
+            from: actor,
+            to: target.peer,
+            context: target.context.as_deref(),
+            conversation_id: target.existing.as_ref().map(|c| c.id),
+        };
+        if let Err(refusal) = self.check_send(&outgoing, target.opening).await {
+            // A refused retry of a stored message still returns the original.
+            if let (Some(conversation), Some(key)) = (&target.existing, &message.client_msg_id)
+                && let Some(original) =
+                    self.inner.store.find_by_client_msg_id(conversation.id, actor, key).await?
+            {
+                return Ok(original);
+            }
+            return Err(refusal);
+        }
+        let conversation = match target.existing {
+            Some(conversation) => conversation,
+            None => self.create_direct(actor, target.peer, target.context).await?.conversation,
+        };
+        // The store recognises an allowed retry itself, in the append's transaction.
+        let appended = self
+            .inner
+            .store
+            .append(NewMessage {
+                id: MessageId::new(),
+                conversation_id: conversation.id,
+                sender_id: actor,
+                body: message.body,
+                metadata: message.metadata,
+                client_msg_id: message.client_msg_id,
+                created_at: Timestamp::now(),
+                audience: conversation.members.to_vec(),
+            })
+            .await?;
+        Ok(appended.message)
+    }
+
+    fn validate_send(&self, message: &SendMessage) -> Result<()> {
         let limits = &self.inner.limits;
         validate::body(&message.body, limits.max_body_bytes)?;
         if let Some(id) = &message.client_msg_id {
@@ -412,100 +345,49 @@ impl Messenger {
         if let Some(metadata) = &message.metadata {
             validate::metadata(metadata, limits.max_metadata_bytes)?;
         }
-        let conversation = match &message.to {
+        Ok(())
+    }
+
+    /// Where a send goes: the peer, the context and the conversation if it exists. A
+    /// conversation named by id must have `actor` as a member (`NotFound`); a context is
+    /// validated here, before any lookup.
+    async fn resolve(&self, actor: UserId, to: &SendTarget) -> Result<Target> {
+        match to {
             SendTarget::Conversation(id) => {
                 let conversation = self.member_conversation(actor, *id).await?;
                 let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
-                let allowed = self.check_send(actor, peer, &conversation, None).await;
-                self.recognise_retry(actor, &conversation, &message, allowed).await?
+                Ok(Target {
+                    peer,
+                    context: conversation.context.clone(),
+                    existing: Some(conversation),
+                    opening: false,
+                })
             }
             SendTarget::Peer { peer, context } => {
-                let context = validate::context(context.as_deref(), limits.max_context_bytes)?;
+                let context =
+                    validate::context(context.as_deref(), self.inner.limits.max_context_bytes)?;
                 if *peer == actor {
                     return Err(Error::invalid("cannot send to yourself"));
                 }
-                match self.inner.store.find_direct(actor, *peer, context.as_deref()).await? {
-                    Some(conversation) => {
-                        self.inner.members.insert(&conversation);
-                        let allowed =
-                            self.check_send(actor, *peer, &conversation, Some(&context)).await;
-                        self.recognise_retry(actor, &conversation, &message, allowed).await?
-                    }
-                    None => {
-                        let members = ordered(actor, *peer);
-                        let prospective = Conversation {
-                            id: ConversationId::new(),
-                            kind: ConversationKind::Direct,
-                            context: context.clone(),
-                            members,
-                            created_at: Timestamp::now(),
-                            last_message_at: None,
-                            last_seq: 0,
-                        };
-                        self.check_send(actor, *peer, &prospective, Some(&context)).await?;
-                        Resolved::Send(self.open_checked(actor, *peer, context).await?.conversation)
-                    }
+                let existing =
+                    self.inner.store.find_direct(actor, *peer, context.as_deref()).await?;
+                if let Some(conversation) = &existing {
+                    self.inner.members.insert(conversation);
                 }
-            }
-        };
-        match conversation {
-            Resolved::Retry(existing) => Ok(existing),
-            Resolved::Send(conversation) => {
-                let appended = self
-                    .inner
-                    .store
-                    .append(NewMessage {
-                        id: MessageId::new(),
-                        conversation_id: conversation.id,
-                        sender_id: actor,
-                        body: message.body,
-                        metadata: message.metadata,
-                        client_msg_id: message.client_msg_id,
-                        created_at: Timestamp::now(),
-                        audience: conversation.members.to_vec(),
-                    })
-                    .await?;
-                Ok(appended.message)
+                Ok(Target { peer: *peer, context, existing, opening: true })
             }
         }
     }
 
-    /// Blocks, the policy's `may_open` when opening by peer, then `may_send`.
-    async fn check_send(
-        &self,
-        actor: UserId,
-        peer: UserId,
-        conversation: &Conversation,
-        opening_with: Option<&Option<String>>,
-    ) -> Result<()> {
-        self.check_not_blocked(actor, peer).await?;
-        if let Some(context) = opening_with {
-            self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
+    /// Blocks either way, the policy's `may_open` when the send opens by peer (as
+    /// [`Messenger::open`] would), then its `may_send`.
+    async fn check_send(&self, outgoing: &Outgoing<'_>, opening: bool) -> Result<()> {
+        self.check_not_blocked(outgoing.from, outgoing.to).await?;
+        let policy = &self.inner.policy;
+        if opening {
+            policy.may_open(outgoing.from, outgoing.to, outgoing.context).await?.into_result()?;
         }
-        self.inner.policy.may_send(actor, conversation).await?.into_result()
-    }
-
-    /// A refused send that is a retry of a stored one returns the original; other refusals
-    /// stand. Allowed sends go on (the store recognises retries itself, in the transaction).
-    async fn recognise_retry(
-        &self,
-        actor: UserId,
-        conversation: &Conversation,
-        message: &SendMessage,
-        allowed: Result<()>,
-    ) -> Result<Resolved> {
-        match allowed {
-            Ok(()) => Ok(Resolved::Send(conversation.clone())),
-            Err(refusal) => {
-                if let Some(key) = &message.client_msg_id
-                    && let Some(existing) =
-                        self.inner.store.find_by_client_msg_id(conversation.id, actor, key).await?
-                {
-                    return Ok(Resolved::Retry(existing));
-                }
-                Err(refusal)
-            }
-        }
+        policy.may_send(outgoing).await?.into_result()
     }
 
     /// A page of a conversation's history, in ascending seq.
@@ -637,8 +519,7 @@ impl Messenger {
         if message.deleted {
             return Err(Error::conflict("the message was deleted"));
         }
-        let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
-        self.check_send(actor, peer, &conversation, None).await?;
+        self.check_send(&Outgoing::within(actor, &conversation)?, false).await?;
         self.inner
             .store
             .edit(EditMessage {
@@ -676,8 +557,8 @@ impl Messenger {
         state: TypingState,
     ) -> Result<()> {
         let conversation = self.member_conversation(actor, conversation_id).await?;
-        let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
-        self.check_send(actor, peer, &conversation, None).await?;
+        let outgoing = Outgoing::within(actor, &conversation)?;
+        self.check_send(&outgoing, false).await?;
         if !self.inner.typing.admit(actor, conversation_id, state) {
             return Ok(());
         }
@@ -687,7 +568,7 @@ impl Messenger {
             state,
             expires_in_ms: self.inner.limits.typing_expires_ms,
         };
-        self.inner.fanout.signal(signal, &[peer]).await
+        self.inner.fanout.signal(signal, &[outgoing.to]).await
     }
 
     /// Full-text search over `actor`'s conversations (or one of them), newest first.
@@ -826,9 +707,14 @@ impl Messenger {
     }
 }
 
-enum Resolved {
-    Send(Conversation),
-    Retry(Message),
+/// A send's resolved target (see [`Messenger::send`]).
+struct Target {
+    peer: UserId,
+    context: Option<String>,
+    /// The conversation, when it exists already.
+    existing: Option<Conversation>,
+    /// Addressed by peer: opening rules apply as for [`Messenger::open`].
+    opening: bool,
 }
 
 fn ordered(a: UserId, b: UserId) -> [UserId; 2] {
@@ -837,93 +723,4 @@ fn ordered(a: UserId, b: UserId) -> [UserId; 2] {
 
 fn not_found() -> Error {
     Error::not_found("no such conversation or message")
-}
-
-/// One connection of a user. Dropping it (or [`Session::close`]) unregisters presence.
-pub struct Session {
-    id: SessionId,
-    user: UserId,
-    cursor: Cursor,
-    subscription: Subscription,
-    messenger: Messenger,
-    closed: bool,
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
-            .field("id", &self.id)
-            .field("user", &self.user)
-            .field("cursor", &self.cursor)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Session {
-    /// This session's id.
-    #[must_use]
-    pub fn id(&self) -> SessionId {
-        self.id
-    }
-
-    /// The authenticated user.
-    #[must_use]
-    pub fn user(&self) -> UserId {
-        self.user
-    }
-
-    /// The hello cursor: every durable event after it is pushed to this session, none at or
-    /// before it is.
-    #[must_use]
-    pub fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
-    /// The messenger this session belongs to.
-    #[must_use]
-    pub fn messenger(&self) -> &Messenger {
-        &self.messenger
-    }
-
-    /// The next push. Cancel-safe.
-    pub async fn recv(&mut self) -> Result<Push, RecvError> {
-        self.subscription.recv().await
-    }
-
-    /// The next push if one is queued, without waiting.
-    pub fn try_recv(&mut self) -> Result<Option<Push>, RecvError> {
-        self.subscription.try_recv()
-    }
-
-    /// `sync` bounded by this session's hello cursor: together with the pushes, every
-    /// event after `after` exactly once.
-    pub async fn sync(&self, after: Option<Cursor>, limit: Option<usize>) -> Result<SyncPage> {
-        self.messenger.sync(self.user, after, self.cursor, limit).await
-    }
-
-    /// Unregisters presence now (persisting `last_seen` and announcing it if this was the
-    /// user's last session).
-    pub async fn close(mut self) -> Result<()> {
-        self.closed = true;
-        self.messenger.disconnect(self.user, self.id).await
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        let (messenger, user, id) = (self.messenger.clone(), self.user, self.id);
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(async move {
-                    if let Err(error) = messenger.disconnect(user, id).await {
-                        tracing::warn!(%error, %user, "closing a dropped session failed");
-                    }
-                });
-            }
-            Err(_) => tracing::warn!(%user, "session dropped outside a runtime; presence kept"),
-        }
-    }
 }

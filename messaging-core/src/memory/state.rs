@@ -1,0 +1,113 @@
+//! The data of a [`MemoryStore`](super::MemoryStore): what a database store declares as
+//! its schema, here as plain collections.
+//!
+//! The maps that a database store would declare as unique indexes (`direct`, `by_id`,
+//! `by_client_id`) are looked up before every insert; the store's one lock makes the
+//! lookup and the insert one step. The reads and writes live beside the trait they serve:
+//! `conversations`, `messages`, `event_log`, `social`.
+//!
+//! Every write checks everything that can fail before its first change, so a write that
+//! fails has changed nothing: that is this store's rollback, and why a failed write takes
+//! no log position. Its event is its last step.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use crate::id::{ConversationId, MessageId, UserId};
+use crate::model::{CommittedEvent, Conversation, Message, Receipt};
+use crate::time::Timestamp;
+
+/// A direct conversation's unique key: the lower member, the higher one, the context
+/// (`None` is one value, so two opens without context find the same conversation).
+pub(super) type DirectKey = (UserId, UserId, Option<String>);
+
+/// Everything a [`MemoryStore`](super::MemoryStore) holds.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    pub(super) conversations: HashMap<ConversationId, Thread>,
+    /// The unique (pair, context) index of direct conversations.
+    pub(super) direct: HashMap<DirectKey, ConversationId>,
+    /// Each user's conversations.
+    pub(super) memberships: HashMap<UserId, HashSet<ConversationId>>,
+    /// Every message, in append order (search's "newest first" is this order reversed);
+    /// the other indexes point into it.
+    pub(super) messages: Vec<Message>,
+    pub(super) by_id: HashMap<MessageId, usize>,
+    /// The idempotency index: (conversation, sender, `client_msg_id`).
+    pub(super) by_client_id: HashMap<(ConversationId, UserId, String), usize>,
+    /// The event log: the entry at index `i` is at position `i + 1` (dense from 1).
+    pub(super) log: Vec<Entry>,
+    /// Committed events not yet handed to the feed, in position order.
+    pub(super) unfed: Vec<CommittedEvent>,
+    /// Blocker → the users they block.
+    pub(super) blocks: HashMap<UserId, HashSet<UserId>>,
+    pub(super) last_seen: HashMap<UserId, Timestamp>,
+    /// When the last write completed (see `StoreHealth::last_commit`).
+    pub(super) last_commit: Option<Instant>,
+}
+
+/// A conversation with its messages and its members' markers.
+#[derive(Debug)]
+pub(super) struct Thread {
+    pub(super) conversation: Conversation,
+    /// Indexes into [`State::messages`]: the message at seq `s` is at `s - 1`.
+    pub(super) seqs: Vec<usize>,
+    /// The members' markers, in the order of `conversation.members`.
+    pub(super) markers: [Markers; 2],
+}
+
+/// One member's markers.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Markers {
+    pub(super) read: u64,
+    pub(super) delivered: u64,
+}
+
+impl Thread {
+    /// The markers of `user` and of the peer, if `user` is a member.
+    pub(super) fn markers_of(&self, user: UserId) -> Option<(Markers, Markers)> {
+        let [first, second] = self.markers;
+        match self.conversation.members {
+            [a, _] if a == user => Some((first, second)),
+            [_, b] if b == user => Some((second, first)),
+            _ => None,
+        }
+    }
+}
+
+/// One log entry: what the event is about and who may see it (kept per event, as the
+/// mutation named it).
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub(super) record: Record,
+    pub(super) audience: Vec<UserId>,
+}
+
+/// What a log entry points at. Message and conversation events are rebuilt from the
+/// current data when read, so a replayed event carries the current state (a tombstone, the
+/// latest body); a receipt carries the marker value it moved to.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Record {
+    Created(ConversationId),
+    MessageCreated(usize),
+    MessageEdited(usize),
+    MessageDeleted(usize),
+    Receipt(Receipt),
+}
+
+/// A `u64` count or seq as an index bound (saturating: past the end means the end).
+pub(super) fn index(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+impl State {
+    pub(super) fn message_at(&self, at: usize) -> Option<&Message> {
+        self.messages.get(at)
+    }
+
+    /// The conversations `user` is a member of.
+    pub(super) fn threads_of(&self, user: UserId) -> impl Iterator<Item = &Thread> {
+        let ids = self.memberships.get(&user).into_iter().flatten();
+        ids.filter_map(|id| self.conversations.get(id))
+    }
+}
