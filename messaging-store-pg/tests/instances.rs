@@ -127,19 +127,6 @@ async fn instance_with_signals(url: &str) -> Messenger {
     Messenger::builder(Arc::new(store)).fanout(fanout).build().await.expect("messenger")
 }
 
-/// The next ephemeral signal pushed to `session`.
-async fn next_signal(session: &mut Session) -> Signal {
-    loop {
-        let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
-            .await
-            .expect("a signal within 5 s")
-            .expect("subscription open");
-        if let Push::Signal(signal) = push {
-            return signal.get().clone();
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_and_presence_cross_instances() {
     use messaging_core::model::TypingState;
@@ -151,12 +138,12 @@ async fn typing_and_presence_cross_instances() {
     let mut alice_on_a = a.connect(alice).await.expect("connect");
 
     let bob_on_b = b.connect(bob).await.expect("connect");
-    match next_signal(&mut alice_on_a).await {
+    match support::next_signal(&mut alice_on_a).await {
         Signal::Presence(p) => assert!(p.user_id == bob && p.online, "bob came online on B"),
         other => panic!("expected presence, got {}", other.name()),
     }
     b.typing(bob, conversation.id, TypingState::Started).await.expect("typing");
-    match next_signal(&mut alice_on_a).await {
+    match support::next_signal(&mut alice_on_a).await {
         Signal::Typing { user_id, state, conversation_id, .. } => {
             assert_eq!(
                 (user_id, state, conversation_id),
@@ -166,7 +153,7 @@ async fn typing_and_presence_cross_instances() {
         other => panic!("expected typing, got {}", other.name()),
     }
     bob_on_b.close().await.expect("close");
-    match next_signal(&mut alice_on_a).await {
+    match support::next_signal(&mut alice_on_a).await {
         Signal::Presence(p) => {
             assert!(p.user_id == bob && !p.online && p.last_seen.is_some(), "bob went offline");
         }
@@ -227,7 +214,7 @@ async fn presence_is_shared_and_dead_instances_go_offline() {
     let mut bob_on_b = b.connect(bob).await.expect("connect");
     let alice_on_a = a.connect(alice).await.expect("connect");
     assert!(is_online(&b, bob, alice).await, "B reports alice, connected to A, online");
-    match next_signal(&mut bob_on_b).await {
+    match support::next_signal(&mut bob_on_b).await {
         Signal::Presence(p) => assert!(p.user_id == alice && p.online, "alice came online"),
         other => panic!("expected presence, got {}", other.name()),
     }

@@ -11,14 +11,13 @@ mod support;
 
 use std::time::Duration;
 
-use messaging_core::fanout::Push;
 use messaging_core::id::{ConversationId, UserId};
 use messaging_core::model::{Signal, TypingState};
 use messaging_core::store::{
     ConversationStore, EventLog, HistoryWindow, MessageStore, NewConversation, StoreHealth,
 };
 use messaging_core::time::Timestamp;
-use messaging_core::{Error, Limits, Messenger, SendMessage, Session};
+use messaging_core::{Error, Limits, Messenger, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
@@ -29,19 +28,6 @@ fn options() -> PgOptions {
 
 async fn connect(url: &str) -> PgStore {
     PgStore::connect(url, options()).await.expect("connect")
-}
-
-/// The next ephemeral signal pushed to `session`.
-async fn next_signal(session: &mut Session) -> Signal {
-    loop {
-        let push = tokio::time::timeout(Duration::from_secs(5), session.recv())
-            .await
-            .expect("a signal within 5 s")
-            .expect("subscription open");
-        if let Push::Signal(signal) = push {
-            return signal.get().clone();
-        }
-    }
 }
 
 async fn is_online(m: &Messenger, asker: UserId, user: UserId) -> bool {
@@ -81,13 +67,13 @@ async fn the_stores_messenger_carries_typing_and_presence_across_instances() {
     let conversation = a.open(alice, bob, None).await.expect("open").conversation;
     let mut alice_on_a = a.connect(alice).await.expect("connect");
     let _bob_on_b = b.connect(bob).await.expect("connect");
-    match next_signal(&mut alice_on_a).await {
+    match support::next_signal(&mut alice_on_a).await {
         Signal::Presence(p) => assert!(p.user_id == bob && p.online, "bob came online on B"),
         other => panic!("expected presence, got {}", other.name()),
     }
     assert!(is_online(&a, alice, bob).await, "A reads bob, connected to B, online");
     b.typing(bob, conversation.id, TypingState::Started).await.expect("typing");
-    match next_signal(&mut alice_on_a).await {
+    match support::next_signal(&mut alice_on_a).await {
         Signal::Typing { user_id, state, .. } => {
             assert_eq!((user_id, state), (bob, TypingState::Started));
         }

@@ -4,35 +4,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers")]
 
+mod support;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::id::{ConversationId, UserId};
 use messaging_core::store::{
-    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, NewMessage,
-    SearchQuery, SocialStore, StoreHealth,
+    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, SearchQuery,
+    SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 type Call<'a> = Pin<Box<dyn Future<Output = messaging_core::Result<()>> + Send + 'a>>;
-
-fn new_message(conversation_id: ConversationId, sender: UserId, body: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id,
-        sender_id: sender,
-        body: body.to_owned(),
-        metadata: None,
-        client_msg_id: None,
-        created_at: Timestamp::now(),
-        audience: vec![sender],
-    }
-}
 
 fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -50,7 +39,9 @@ fn every_call<'a>(
     vec![
         (
             "append",
-            Box::pin(async move { store.append(new_message(c, alice, "late")).await.map(drop) }),
+            Box::pin(async move {
+                store.append(support::new_message(c, alice, "late")).await.map(drop)
+            }),
         ),
         ("block", Box::pin(async move { store.block(alice, bob, 10).await })),
         ("probe_commit", Box::pin(async move { store.probe_commit().await })),
@@ -179,7 +170,7 @@ async fn close_waits_for_queued_writes_without_blocking_the_runtime() {
 
     let lock = rusqlite::Connection::open(&path).unwrap();
     lock.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let queued = new_message(c, alice, "queued before close");
+    let queued = support::new_message(c, alice, "queued before close");
     let queued_id = queued.id;
     let writer = store.clone();
     let write = tokio::spawn(async move { writer.append(queued).await });
@@ -200,7 +191,7 @@ async fn close_waits_for_queued_writes_without_blocking_the_runtime() {
     let appended = write.await.unwrap().expect("a write queued before close is committed");
     assert_eq!(appended.message.id, queued_id);
     close.await.unwrap().unwrap();
-    let error = store.append(new_message(c, alice, "after close")).await.unwrap_err();
+    let error = store.append(support::new_message(c, alice, "after close")).await.unwrap_err();
     assert_eq!(error.public_message(), "unavailable: the SQLite store is closed");
     drop(store);
 

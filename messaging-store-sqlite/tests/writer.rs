@@ -5,31 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers")]
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::id::{ConversationId, UserId};
 use messaging_core::model::CommittedEvent;
 use messaging_core::store::{
-    EventLog, FeedSink, HistoryWindow, MessageStore, NewMessage, SocialStore, StoreHealth,
+    EventLog, FeedSink, HistoryWindow, MessageStore, SocialStore, StoreHealth,
 };
-use messaging_core::time::Timestamp;
 use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
-
-fn new_message(conversation_id: ConversationId, sender: UserId, body: &str) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        conversation_id,
-        sender_id: sender,
-        body: body.to_owned(),
-        metadata: None,
-        client_msg_id: None,
-        created_at: Timestamp::now(),
-        audience: vec![sender],
-    }
-}
 
 /// A store with one conversation between two users.
 async fn with_conversation(path: &std::path::Path) -> (SqliteStore, ConversationId, UserId) {
@@ -67,14 +55,14 @@ async fn a_write_whose_caller_left_is_never_committed() {
     let head = store.head().await.unwrap();
 
     let lock = WriteLock::take(&path);
-    let held = new_message(c, alice, "held");
+    let held = support::new_message(c, alice, "held");
     let held_id = held.id;
     let writer = store.clone();
     let in_flight = tokio::spawn(async move { writer.append(held).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut dropped = Vec::new();
     for i in 0..5 {
-        let message = new_message(c, alice, &format!("dropped {i}"));
+        let message = support::new_message(c, alice, &format!("dropped {i}"));
         dropped.push(message.id);
         let outcome = tokio::time::timeout(Duration::from_millis(50), store.append(message)).await;
         assert!(outcome.is_err(), "the writer is held: the send cannot be answered yet");
@@ -167,14 +155,14 @@ async fn a_panic_on_the_writer_breaks_the_store_loudly() {
     let sink: Arc<dyn FeedSink> = Arc::new(Panicky::default());
     store.attach_feed(sink.clone()).await.unwrap();
 
-    let committed = new_message(c, alice, "committed");
+    let committed = support::new_message(c, alice, "committed");
     let id = committed.id;
     let appended = store.append(committed).await.expect("committed before the sink panicked");
     assert_eq!(appended.message.id, id);
     assert_eq!(store.message(id).await.unwrap().map(|m| m.body), Some("committed".into()));
 
     for _ in 0..3 {
-        let refused = new_message(c, alice, "refused");
+        let refused = support::new_message(c, alice, "refused");
         let refused_id = refused.id;
         let error = tokio::time::timeout(Duration::from_secs(10), store.append(refused))
             .await

@@ -119,6 +119,21 @@ pub(crate) async fn next_event(
     }
 }
 
+/// The next ephemeral signal pushed to `session`, failing after 5 s.
+pub(crate) async fn next_signal(
+    session: &mut messaging_core::Session,
+) -> messaging_core::model::Signal {
+    loop {
+        let push = tokio::time::timeout(std::time::Duration::from_secs(5), session.recv())
+            .await
+            .expect("a signal within 5 s")
+            .expect("subscription open");
+        if let messaging_core::fanout::Push::Signal(signal) = push {
+            return signal.get().clone();
+        }
+    }
+}
+
 /// Terminates every LISTEN connection on the current database (one per store instance), as
 /// a dropped NAT mapping or an administrator would; one `true` per connection terminated.
 pub(crate) async fn terminate_listeners(admin: &sqlx::PgPool) -> Vec<bool> {
