@@ -297,11 +297,20 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     let (progress, mut watch) = tokio::sync::watch::channel(0_usize);
+    // The writer waits for each session before going past that session's share, so the
+    // sessions open while it writes however fast the store is (the memory store could
+    // finish all N before the first session opened).
+    let (opened_tx, opened) = tokio::sync::watch::channel(0_usize);
     let writer = tokio::spawn({
         let m = m.clone();
+        let mut opened = opened;
         async move {
             let mut last = None;
             for i in 0..N {
+                if i > 0 && i % (N / SESSIONS) == 0 {
+                    let k = i / (N / SESSIONS);
+                    let _ = opened.wait_for(|n| *n >= k).await;
+                }
                 let message = m
                     .send(alice, SendMessage::to_conversation(c.id, format!("w{i}")))
                     .await
@@ -323,6 +332,7 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
         let hello = session.cursor();
         sessions.push((kept, session));
         kept = hello;
+        opened_tx.send_replace(k + 1);
     }
     let last = writer.await.expect("writer").expect("a last message");
     let hellos: Vec<u64> = sessions.iter().map(|(_, s)| s.cursor().position()).collect();
