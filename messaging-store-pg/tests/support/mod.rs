@@ -104,34 +104,44 @@ pub(crate) fn new_message(
     }
 }
 
+/// The first push to `session` that `pick` keeps, failing after `within`.
+async fn next_push<T>(
+    session: &mut messaging_core::Session,
+    within: std::time::Duration,
+    what: &str,
+    pick: impl Fn(messaging_core::Push) -> Option<T>,
+) -> T {
+    loop {
+        let push = tokio::time::timeout(within, session.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{what} within {within:?}"))
+            .expect("subscription open");
+        if let Some(found) = pick(push) {
+            return found;
+        }
+    }
+}
+
 /// The next durable event pushed to `session`, failing after 10 s.
 pub(crate) async fn next_event(
     session: &mut messaging_core::Session,
 ) -> messaging_core::model::LoggedEvent {
-    loop {
-        let push = tokio::time::timeout(std::time::Duration::from_secs(10), session.recv())
-            .await
-            .expect("an event within 10 s")
-            .expect("subscription open");
-        if let messaging_core::fanout::Push::Event(event) = push {
-            return event.get().clone();
-        }
-    }
+    next_push(session, std::time::Duration::from_secs(10), "an event", |push| match push {
+        messaging_core::Push::Event(event) => Some(event.get().clone()),
+        messaging_core::Push::Signal(_) => None,
+    })
+    .await
 }
 
 /// The next ephemeral signal pushed to `session`, failing after 5 s.
 pub(crate) async fn next_signal(
     session: &mut messaging_core::Session,
 ) -> messaging_core::model::Signal {
-    loop {
-        let push = tokio::time::timeout(std::time::Duration::from_secs(5), session.recv())
-            .await
-            .expect("a signal within 5 s")
-            .expect("subscription open");
-        if let messaging_core::fanout::Push::Signal(signal) = push {
-            return signal.get().clone();
-        }
-    }
+    next_push(session, std::time::Duration::from_secs(5), "a signal", |push| match push {
+        messaging_core::Push::Signal(signal) => Some(signal.get().clone()),
+        messaging_core::Push::Event(_) => None,
+    })
+    .await
 }
 
 /// Terminates every LISTEN connection on the current database (one per store instance), as
