@@ -33,6 +33,11 @@ pub struct Limits {
     pub reply_budget_bytes: usize,
     /// The most users one user may block (default 10,000); `block` beyond it: `Conflict`.
     pub max_blocks_per_user: usize,
+    /// The most attachments on one message (default 10; `bad_request` above).
+    pub max_attachments: usize,
+    /// The most distinct emoji one user may put on one message (default 20; `conflict`
+    /// above).
+    pub max_reactions_per_user: usize,
 }
 
 /// A page size: what is used when none is asked for, and the largest allowed.
@@ -69,6 +74,8 @@ impl Default for Limits {
             max_queue_frames: 1024,
             reply_budget_bytes: 1_048_576,
             max_blocks_per_user: 10_000,
+            max_attachments: 10,
+            max_reactions_per_user: 20,
         }
     }
 }

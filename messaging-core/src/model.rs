@@ -92,6 +92,46 @@ pub struct Message {
     pub deleted: bool,
 }
 
+/// Who wrote a message: a member, or the host application itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Sent by a member (its `sender_id`).
+    #[default]
+    User,
+    /// Posted by the host ("Match created", "Your order shipped"): no sender, unread for
+    /// both members, editable or deletable by no user.
+    System,
+}
+
+/// A file a message points to: metadata only; the file lives in the host's storage.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Where the file is: an `https://` or `http://` URL with a host.
+    pub url: String,
+    /// Its MIME type, `type/subtype`.
+    pub mime: String,
+    /// A file name to show.
+    pub name: Option<String>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+    /// Width in pixels (images, video).
+    pub width: Option<u64>,
+    /// Height in pixels (images, video).
+    pub height: Option<u64>,
+    /// Length in milliseconds (audio, video).
+    pub duration_ms: Option<u64>,
+}
+
+/// One emoji on a message and who reacted with it, in order of reaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The emoji, compared byte for byte.
+    pub emoji: String,
+    /// The users who reacted with it, first reaction first.
+    pub user_ids: Vec<UserId>,
+}
+
 /// A conversation as one of its members sees it in their list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSummary {

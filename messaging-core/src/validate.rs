@@ -5,6 +5,16 @@
 
 use crate::error::{Error, Result};
 use crate::limits::PageSize;
+use crate::model::Attachment;
+
+/// Largest attachment URL, in bytes.
+const MAX_URL_BYTES: usize = 2048;
+/// Largest attachment MIME type, in bytes.
+const MAX_MIME_BYTES: usize = 127;
+/// Largest attachment name, in bytes.
+const MAX_NAME_BYTES: usize = 255;
+/// Largest emoji, in bytes.
+const MAX_EMOJI_BYTES: usize = 32;
 
 /// Refuses U+0000 and values over `max_bytes`.
 pub(crate) fn text(field: &str, value: &str, max_bytes: usize) -> Result<()> {
@@ -73,6 +83,57 @@ fn contains_nul(value: &serde_json::Value) -> bool {
     }
 }
 
+/// A message's attachments: at most `max` (`Invalid` above), each with an `http(s)://` URL
+/// that has a host, a `type/subtype` MIME type and sizes within the protocol's limits.
+pub(crate) fn attachments(list: &[Attachment], max: usize) -> Result<()> {
+    if list.len() > max {
+        return Err(Error::invalid(format!("a message holds at most {max} attachments")));
+    }
+    list.iter().try_for_each(attachment)
+}
+
+fn attachment(attachment: &Attachment) -> Result<()> {
+    text("attachment url", &attachment.url, MAX_URL_BYTES)?;
+    let url = url::Url::parse(&attachment.url)
+        .map_err(|_| Error::invalid("attachment url is not a URL"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::invalid("attachment url must be https:// or http:// with a host"));
+    }
+    text("attachment mime", &attachment.mime, MAX_MIME_BYTES)?;
+    if !is_mime_type(&attachment.mime) {
+        return Err(Error::invalid("attachment mime must be type/subtype"));
+    }
+    if let Some(name) = &attachment.name {
+        text("attachment name", name, MAX_NAME_BYTES)?;
+    }
+    Ok(())
+}
+
+/// `type/subtype`: two non-empty runs of RFC 6838 name characters around one `/`.
+fn is_mime_type(value: &str) -> bool {
+    let name = |part: &str| {
+        !part.is_empty()
+            && part.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    value.split_once('/').is_some_and(|(kind, sub)| name(kind) && name(sub))
+}
+
+/// An emoji as reactions carry it: not empty, at most 32 bytes, no whitespace and no
+/// control characters (compared byte for byte afterwards: no normalisation).
+pub(crate) fn emoji(value: &str) -> Result<()> {
+    if value.is_empty() {
+        return Err(Error::invalid("emoji is empty"));
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid("emoji contains whitespace or a control character"));
+    }
+    if value.len() > MAX_EMOJI_BYTES {
+        return Err(Error::invalid(format!("emoji is over {MAX_EMOJI_BYTES} bytes")));
+    }
+    Ok(())
+}
+
 /// A page size: the default when absent; out of range is refused, never clamped.
 pub(crate) fn page(field: &str, limit: Option<usize>, size: PageSize) -> Result<usize> {
     match limit {
@@ -110,6 +171,69 @@ mod tests {
         assert_eq!(page("limit", Some(50), size).unwrap(), 50);
         assert!(page("limit", Some(0), size).is_err());
         assert!(page("limit", Some(51), size).is_err());
+    }
+
+    fn file(url: &str, mime: &str) -> Attachment {
+        Attachment {
+            url: url.to_owned(),
+            mime: mime.to_owned(),
+            name: None,
+            size: Some(10),
+            width: None,
+            height: None,
+            duration_ms: None,
+        }
+    }
+
+    #[test]
+    fn attachment_rules() {
+        let ok = file("https://cdn.example.com/a/b.jpg?x=1", "image/jpeg");
+        assert!(attachments(std::slice::from_ref(&ok), 10).is_ok());
+        assert!(
+            attachments(&[file("http://10.0.0.1:8080/f", "application/vnd.ms-excel")], 1).is_ok()
+        );
+        assert_eq!(attachments(&vec![ok.clone(); 11], 10).unwrap_err().code(), "bad_request");
+        for url in [
+            "ftp://h/f",
+            "https://",
+            "file:///etc/passwd",
+            "javascript:alert(1)",
+            "/relative",
+            "data:image/png;base64,AA",
+        ] {
+            assert_eq!(
+                attachments(&[file(url, "image/png")], 10).unwrap_err().code(),
+                "bad_request",
+                "{url}"
+            );
+        }
+        let long = format!("https://h/{}", "a".repeat(2048));
+        assert_eq!(attachments(&[file(&long, "image/png")], 10).unwrap_err().code(), "too_large");
+        for mime in ["image", "image/", "/png", "image/png/x", "ima ge/png", "image/png\0"] {
+            assert_eq!(
+                attachments(&[file("https://h/f", mime)], 10).unwrap_err().code(),
+                "bad_request",
+                "{mime}"
+            );
+        }
+        let mut named = ok.clone();
+        named.name = Some("n".repeat(256));
+        assert_eq!(attachments(&[named], 10).unwrap_err().code(), "too_large");
+        let mut nul = ok;
+        nul.name = Some("a\0b".to_owned());
+        assert_eq!(attachments(&[nul], 10).unwrap_err().code(), "bad_request");
+    }
+
+    #[test]
+    fn emoji_rules() {
+        for good in ["👍", "❤", "❤️", "👩‍👩‍👧", ":+1:", "x"] {
+            assert!(emoji(good).is_ok(), "{good}");
+        }
+        for bad in ["", " ", "👍 ", "a\tb", "\u{7}", "\u{85}", "\u{2003}"] {
+            assert!(emoji(bad).is_err(), "{bad:?}");
+        }
+        assert!(emoji(&"👍".repeat(9)).is_err(), "36 bytes");
+        assert!(emoji(&"👍".repeat(8)).is_ok(), "32 bytes");
     }
 
     #[test]
