@@ -325,8 +325,10 @@ impl Messenger {
             .append(NewMessage {
                 id: MessageId::new(),
                 conversation_id: conversation.id,
-                sender_id: actor,
+                sender_id: Some(actor),
                 body: message.body,
+                attachments: message.attachments,
+                reply_to_seq: message.reply_to_seq,
                 metadata: message.metadata,
                 client_msg_id: message.client_msg_id,
                 created_at: Timestamp::now(),
@@ -338,7 +340,8 @@ impl Messenger {
 
     fn validate_send(&self, message: &SendMessage) -> Result<()> {
         let limits = &self.inner.limits;
-        validate::body(&message.body, limits.max_body_bytes)?;
+        validate::attachments(&message.attachments, limits.max_attachments)?;
+        validate::body(&message.body, !message.attachments.is_empty(), limits.max_body_bytes)?;
         if let Some(id) = &message.client_msg_id {
             validate::client_msg_id(id, limits.max_client_msg_id_bytes)?;
         }
@@ -503,7 +506,7 @@ impl Messenger {
     /// The sender's message `id` if `actor` sent it; `NotFound` for anyone else.
     async fn own_message(&self, actor: UserId, id: MessageId) -> Result<(Message, Conversation)> {
         let message = self.inner.store.message(id).await?.ok_or_else(not_found)?;
-        if message.sender_id != actor {
+        if message.sender_id != Some(actor) {
             return Err(not_found());
         }
         let conversation = self.member_conversation(actor, message.conversation_id).await?;
@@ -514,8 +517,10 @@ impl Messenger {
     /// send, an edit needs no block between the members and the policy's `may_send`
     /// (`Forbidden`).
     pub async fn edit(&self, actor: UserId, id: MessageId, body: &str) -> Result<Message> {
-        validate::body(body, self.inner.limits.max_body_bytes)?;
+        // Characters and size before any lookup; emptiness once the attachments are known.
+        validate::body(body, true, self.inner.limits.max_body_bytes)?;
         let (message, conversation) = self.own_message(actor, id).await?;
+        validate::body(body, !message.attachments.is_empty(), self.inner.limits.max_body_bytes)?;
         if message.deleted {
             return Err(Error::conflict("the message was deleted"));
         }

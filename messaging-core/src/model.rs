@@ -76,10 +76,18 @@ pub struct Message {
     pub conversation_id: ConversationId,
     /// Position in the conversation: from 1, no gaps.
     pub seq: u64,
-    /// Who sent it.
-    pub sender_id: UserId,
-    /// The text; empty for a tombstone.
+    /// Who sent it; `None` for a system message (posted by the host).
+    pub sender_id: Option<UserId>,
+    /// A member's message or the host's; `System` exactly when `sender_id` is `None`.
+    pub kind: MessageKind,
+    /// The text; empty for a tombstone, and may be empty when it has attachments.
     pub body: String,
+    /// The files it points to, in the sender's order; empty for a tombstone.
+    pub attachments: Vec<Attachment>,
+    /// The seq of the earlier message of the conversation it replies to.
+    pub reply_to_seq: Option<u64>,
+    /// Its reactions, one entry per emoji in order of first reaction; empty for a tombstone.
+    pub reactions: Vec<Reaction>,
     /// A JSON object of the application's, compared as a JSON value.
     pub metadata: Option<serde_json::Value>,
     /// The sender's idempotency key, if one was given.

@@ -2,6 +2,7 @@
 //! goes, which part of a history to read. Plain data, validated by the messenger.
 
 use crate::id::{ConversationId, UserId};
+use crate::model::Attachment;
 
 /// Where a message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +23,12 @@ pub enum SendTarget {
 pub struct SendMessage {
     /// Where it goes.
     pub to: SendTarget,
-    /// The text.
+    /// The text (may be empty when there are attachments).
     pub body: String,
+    /// Files the message points to (metadata only; at most `Limits::max_attachments`).
+    pub attachments: Vec<Attachment>,
+    /// The seq of an earlier message of the same conversation this one replies to.
+    pub reply_to_seq: Option<u64>,
     /// Idempotency key: a retry with the same key returns the original message.
     pub client_msg_id: Option<String>,
     /// A JSON object of the application's.
@@ -36,6 +41,8 @@ impl SendMessage {
         Self {
             to: SendTarget::Conversation(conversation_id),
             body: body.into(),
+            attachments: Vec::new(),
+            reply_to_seq: None,
             client_msg_id: None,
             metadata: None,
         }
@@ -46,6 +53,8 @@ impl SendMessage {
         Self {
             to: SendTarget::Peer { peer, context: context.map(str::to_owned) },
             body: body.into(),
+            attachments: Vec::new(),
+            reply_to_seq: None,
             client_msg_id: None,
             metadata: None,
         }
@@ -55,6 +64,20 @@ impl SendMessage {
     #[must_use]
     pub fn client_msg_id(mut self, id: impl Into<String>) -> Self {
         self.client_msg_id = Some(id.into());
+        self
+    }
+
+    /// Adds an attachment.
+    #[must_use]
+    pub fn attachment(mut self, attachment: Attachment) -> Self {
+        self.attachments.push(attachment);
+        self
+    }
+
+    /// Makes it a reply to the message at `seq` of the same conversation.
+    #[must_use]
+    pub fn reply_to(mut self, seq: u64) -> Self {
+        self.reply_to_seq = Some(seq);
         self
     }
 

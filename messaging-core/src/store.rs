@@ -39,8 +39,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::id::{ConversationId, MessageId, UserId};
 use crate::model::{
-    ActivityKey, CommittedEvent, Conversation, ConversationSummary, LoggedEvent, Message,
-    ReceiptKind, UnreadTotals,
+    ActivityKey, Attachment, CommittedEvent, Conversation, ConversationSummary, LoggedEvent,
+    Message, MessageKind, ReceiptKind, UnreadTotals,
 };
 use crate::time::Timestamp;
 
@@ -110,10 +110,15 @@ pub struct NewMessage {
     pub id: MessageId,
     /// The conversation (must exist).
     pub conversation_id: ConversationId,
-    /// The sender (a member).
-    pub sender_id: UserId,
+    /// The sender (a member); `None` for a system message.
+    pub sender_id: Option<UserId>,
     /// The body, validated.
     pub body: String,
+    /// The attachments, validated.
+    pub attachments: Vec<Attachment>,
+    /// The message it replies to: the store refuses (`NotFound`) a seq its conversation
+    /// does not have, in the append's transaction.
+    pub reply_to_seq: Option<u64>,
     /// The metadata object, validated.
     pub metadata: Option<serde_json::Value>,
     /// The idempotency key.
@@ -133,7 +138,11 @@ impl NewMessage {
             conversation_id: self.conversation_id,
             seq,
             sender_id: self.sender_id,
+            kind: if self.sender_id.is_some() { MessageKind::User } else { MessageKind::System },
             body: self.body.clone(),
+            attachments: self.attachments.clone(),
+            reply_to_seq: self.reply_to_seq,
+            reactions: Vec::new(),
             metadata: self.metadata.clone(),
             client_msg_id: self.client_msg_id.clone(),
             created_at: self.created_at,

@@ -27,12 +27,13 @@ pub(crate) fn text(field: &str, value: &str, max_bytes: usize) -> Result<()> {
     Ok(())
 }
 
-/// A message body: not empty or blank, no U+0000, within the size limit.
-pub(crate) fn body(value: &str, max_bytes: usize) -> Result<()> {
+/// A message body: not empty or blank (unless the message has attachments), no U+0000,
+/// within the size limit.
+pub(crate) fn body(value: &str, has_attachments: bool, max_bytes: usize) -> Result<()> {
     if value.contains('\0') {
         return Err(Error::invalid("body contains U+0000"));
     }
-    if value.trim().is_empty() {
+    if value.trim().is_empty() && !has_attachments {
         return Err(Error::invalid("body is empty"));
     }
     text("body", value, max_bytes)
@@ -150,10 +151,11 @@ mod tests {
 
     #[test]
     fn body_rules() {
-        assert_eq!(body(" \n\t", 10).unwrap_err().code(), "bad_request");
-        assert_eq!(body("a\0", 10).unwrap_err().code(), "bad_request");
-        assert_eq!(body("abcdefghijk", 10).unwrap_err().code(), "too_large");
-        assert!(body("héllo", 10).is_ok());
+        assert_eq!(body(" \n\t", false, 10).unwrap_err().code(), "bad_request");
+        assert!(body("", true, 10).is_ok(), "an attachment may go without text");
+        assert_eq!(body("a\0", true, 10).unwrap_err().code(), "bad_request");
+        assert_eq!(body("abcdefghijk", false, 10).unwrap_err().code(), "too_large");
+        assert!(body("héllo", false, 10).is_ok());
     }
 
     #[test]

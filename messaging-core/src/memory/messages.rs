@@ -43,6 +43,11 @@ impl State {
         if self.by_id.contains_key(&new.id) {
             return Err(Error::conflict("a message with this id already exists"));
         }
+        // Seqs run from 1 without gaps: the message replied to exists when its seq is in
+        // range (a tombstone may be replied to).
+        if new.reply_to_seq.is_some_and(|seq| seq == 0 || seq > thread.conversation.last_seq) {
+            return Err(Error::not_found("no message at reply_to_seq in this conversation"));
+        }
         let seq = thread.conversation.last_seq + 1;
         let message = new.stored(seq);
         let at = self.messages.len();
@@ -68,7 +73,7 @@ impl State {
         sender_id: UserId,
         client_msg_id: &str,
     ) -> Option<Message> {
-        let key = (conversation_id, sender_id, client_msg_id.to_owned());
+        let key = (conversation_id, Some(sender_id), client_msg_id.to_owned());
         self.by_client_id.get(&key).and_then(|at| self.message_at(*at)).cloned()
     }
 
@@ -118,6 +123,8 @@ impl State {
         message.deleted = true;
         message.body.clear();
         message.metadata = None;
+        message.attachments.clear();
+        message.reactions.clear();
         let message = message.clone();
         let event = Event::MessageDeleted(message.clone());
         self.log(Record::MessageDeleted(at), event, delete.audience);
@@ -142,7 +149,7 @@ impl State {
         let after_marker = thread.seqs.iter().skip(index(mine.read));
         let unread = after_marker
             .filter_map(|at| self.message_at(*at))
-            .filter(|m| m.sender_id != user && !m.deleted);
+            .filter(|m| m.sender_id != Some(user) && !m.deleted);
         unread.count() as u64
     }
 

@@ -34,7 +34,7 @@ pub(super) struct State {
     pub(super) messages: Vec<Message>,
     pub(super) by_id: HashMap<MessageId, usize>,
     /// The idempotency index: (conversation, sender, `client_msg_id`).
-    pub(super) by_client_id: HashMap<(ConversationId, UserId, String), usize>,
+    pub(super) by_client_id: HashMap<(ConversationId, Option<UserId>, String), usize>,
     /// The event log: the entry at index `i` is at position `i + 1` (dense from 1).
     pub(super) log: Vec<Entry>,
     /// Committed events not yet handed to the feed, in position order.

@@ -357,7 +357,9 @@ pub async fn failed_writes_leave_no_trace(fx: Fixture) {
     let message = move |conversation_id, body| NewMessage {
         id: MessageId::new(),
         conversation_id,
-        sender_id: alice,
+        sender_id: Some(alice),
+        attachments: Vec::new(),
+        reply_to_seq: None,
         body,
         metadata: None,
         client_msg_id: None,

@@ -29,7 +29,7 @@ pub async fn send_assigns_seq_and_updates_conversation(fx: Fixture) {
         .must("send");
     assert_eq!(one.seq, 1);
     assert_eq!(one.conversation_id, c.id);
-    assert_eq!(one.sender_id, alice);
+    assert_eq!(one.sender_id, Some(alice));
     assert_eq!(one.body, "  hello  ", "the body is stored as given");
     assert_eq!(one.client_msg_id.as_deref(), Some("c-1"));
     assert_eq!(one.metadata, None);
@@ -164,7 +164,9 @@ pub async fn store_append_is_idempotent(fx: Fixture) {
     let new = |body: &str, key: &str| NewMessage {
         id: MessageId::new(),
         conversation_id: c.id,
-        sender_id: alice,
+        sender_id: Some(alice),
+        attachments: Vec::new(),
+        reply_to_seq: None,
         body: body.to_owned(),
         metadata: Some(json!({"n": 1})),
         client_msg_id: Some(key.to_owned()),
@@ -315,7 +317,7 @@ pub async fn delete_makes_one_tombstone(fx: Fixture) {
     assert!(tombstone.deleted);
     assert_eq!(tombstone.body, "");
     assert_eq!(tombstone.metadata, None);
-    assert_eq!((tombstone.id, tombstone.seq, tombstone.sender_id), (sent.id, 1, alice));
+    assert_eq!((tombstone.id, tombstone.seq, tombstone.sender_id), (sent.id, 1, Some(alice)));
     assert_eq!(tombstone.created_at, sent.created_at);
     let head = fx.store.head().await.must("head");
     let again = m.delete(alice, sent.id).await.must("delete twice");
