@@ -5,7 +5,7 @@
 //! with [`message`].
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{Conversation, ConversationKind, Message};
+use messaging_core::model::{Attachment, Conversation, ConversationKind, Message, MessageKind};
 use messaging_core::time::Timestamp;
 use rusqlite::Row;
 
@@ -38,25 +38,63 @@ fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Ti
 
 /// The columns [`message`] decodes, for a `messages` table aliased `m`.
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.body, \
-     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted";
+     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.attachments, \
+     m.reply_to_seq, m.reactions";
 
 /// Number of columns in [`MESSAGE_COLUMNS`].
-pub(crate) const MESSAGE_WIDTH: usize = 10;
+pub(crate) const MESSAGE_WIDTH: usize = 13;
+
+/// The `sender_id` stored for a system message: the nil id, which no user has (ids are
+/// random v4 or v7 UUIDs), so the column stays NOT NULL and `sender_id <> me` counts a
+/// system message as unread for both members.
+const SYSTEM_SENDER: [u8; 16] = [0; 16];
+
+/// A message's sender as stored: the user's id, or the nil id for a system message.
+pub(crate) fn sender_bytes(sender: Option<UserId>) -> [u8; 16] {
+    sender.map_or(SYSTEM_SENDER, |user| *user.as_bytes())
+}
+
+/// A stored `sender_id` back: `None` for the nil id (a system message).
+fn sender(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<UserId>> {
+    let bytes: [u8; 16] = row.get(index)?;
+    Ok((bytes != SYSTEM_SENDER).then(|| UserId::from_bytes(bytes)))
+}
+
+/// A JSON parse failure as a conversion failure of column `index`.
+fn bad_json(index: usize, error: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, error.into())
+}
+
+/// A JSON array column (`attachments`, `reactions`) parsed by `parse`; `'[]'`, the common
+/// case, without the parser.
+fn json_list<T>(
+    row: &Row<'_>,
+    index: usize,
+    parse: fn(&str) -> serde_json::Result<Vec<T>>,
+) -> rusqlite::Result<Vec<T>> {
+    match row.get_ref(index)?.as_str()? {
+        "[]" => Ok(Vec::new()),
+        text => parse(text).map_err(|e| bad_json(index, e)),
+    }
+}
 
 /// Decodes [`MESSAGE_COLUMNS`] starting at column `at`.
 pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     let metadata = match row.get_ref(at + 5)?.as_str_or_null()? {
         None => None,
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(at + 5, rusqlite::types::Type::Text, e.into())
-        })?),
+        Some(text) => Some(serde_json::from_str(text).map_err(|e| bad_json(at + 5, e))?),
     };
+    let sender_id = sender(row, at + 3)?;
     Ok(Message {
         id: MessageId::from_bytes(row.get(at)?),
         conversation_id: conversation_id(row, at + 1)?,
         seq: uint(row.get(at + 2)?),
-        sender_id: user(row, at + 3)?,
+        sender_id,
+        kind: if sender_id.is_some() { MessageKind::User } else { MessageKind::System },
         body: row.get(at + 4)?,
+        attachments: json_list(row, at + 10, |text| serde_json::from_str(text))?,
+        reply_to_seq: row.get::<_, Option<i64>>(at + 11)?.map(uint),
+        reactions: json_list(row, at + 12, |text| serde_json::from_str(text))?,
         metadata,
         client_msg_id: row.get(at + 6)?,
         created_at: timestamp(row, at + 7)?,
@@ -89,4 +127,14 @@ pub(crate) fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<Convers
 /// Metadata as stored: compact JSON text.
 pub(crate) fn metadata_text(metadata: Option<&serde_json::Value>) -> Option<String> {
     metadata.map(serde_json::Value::to_string)
+}
+
+/// Attachments as stored: a compact JSON array, `'[]'` when there are none.
+pub(crate) fn attachments_text(attachments: &[Attachment]) -> rusqlite::Result<String> {
+    if attachments.is_empty() {
+        return Ok("[]".to_owned());
+    }
+    // Plain strings and integers: serializing does not fail, but never store a wrong list.
+    serde_json::to_string(attachments)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

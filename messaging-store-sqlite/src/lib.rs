@@ -394,8 +394,10 @@ impl MessageStore for SqliteStore {
         client_msg_id: &str,
     ) -> Result<Option<Message>> {
         let key = client_msg_id.to_owned();
-        self.read(move |conn| read::find_by_client_msg_id(conn, conversation_id, sender_id, &key))
-            .await
+        self.read(move |conn| {
+            read::find_by_client_msg_id(conn, conversation_id, Some(sender_id), &key)
+        })
+        .await
     }
 
     async fn history(

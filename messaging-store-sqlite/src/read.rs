@@ -332,7 +332,7 @@ pub(crate) fn message(conn: &Connection, id: MessageId) -> StoreResult<Option<Me
 pub(crate) fn find_by_client_msg_id(
     conn: &Connection,
     conversation_id: ConversationId,
-    sender_id: UserId,
+    sender_id: Option<UserId>,
     key: &str,
 ) -> StoreResult<Option<Message>> {
     let mut stmt = conn.prepare_cached(&format!(
@@ -340,9 +340,10 @@ pub(crate) fn find_by_client_msg_id(
          WHERE m.conversation_id = ?1 AND m.sender_id = ?2 AND m.client_msg_id = ?3"
     ))?;
     Ok(stmt
-        .query_row(params![conversation_id.as_bytes(), sender_id.as_bytes(), key], |row| {
-            codec::message(row, 0)
-        })
+        .query_row(
+            params![conversation_id.as_bytes(), codec::sender_bytes(sender_id), key],
+            |row| codec::message(row, 0),
+        )
         .optional()?)
 }
 

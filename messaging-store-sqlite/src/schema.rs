@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_search_apart.sql"),
     include_str!("../migrations/0003_activity_bucket.sql"),
     include_str!("../migrations/0004_conversation_numbers.sql"),
+    include_str!("../migrations/0005_richer_messages.sql"),
 ];
 
 /// The schema version this build writes.

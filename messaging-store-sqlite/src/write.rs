@@ -213,7 +213,20 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> StoreResult<Ap
         })
         .optional()?
         .ok_or_else(|| Error::not_found("no such conversation"))?;
+    // Seqs run from 1 without gaps, so the message replied to exists (a tombstone counts)
+    // exactly when its seq is in range. Out of range, a retry still returns the original
+    // (the retry is recognised first) and anything else is refused before writing.
+    if new.reply_to_seq.is_some_and(|reply| reply == 0 || reply > uint(last_seq)) {
+        if let Some(key) = new.client_msg_id.as_deref()
+            && let Some(message) =
+                read::find_by_client_msg_id(ctx.conn, new.conversation_id, new.sender_id, key)?
+        {
+            return Ok(Appended { message, created: false });
+        }
+        return Err(Error::not_found("no message at reply_to_seq in this conversation").into());
+    }
     let seq = last_seq + 1;
+    let attachments = codec::attachments_text(&new.attachments)?;
     // A retried `client_msg_id` is recognised by the unique index itself: the insert does
     // nothing and the stored message is returned. Nothing was written before it, so the
     // retry writes nothing at all (looking the key up first cost an index seek per send).
@@ -221,7 +234,8 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> StoreResult<Ap
         .conn
         .prepare_cached(
             "INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, \
-             client_msg_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+             client_msg_id, created_at, attachments, reply_to_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (conversation_id, sender_id, client_msg_id) \
              WHERE client_msg_id IS NOT NULL DO NOTHING",
         )?
@@ -229,11 +243,13 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> StoreResult<Ap
             new.id.as_bytes(),
             new.conversation_id.as_bytes(),
             seq,
-            new.sender_id.as_bytes(),
+            codec::sender_bytes(new.sender_id),
             new.body,
             metadata_text(new.metadata.as_ref()),
             new.client_msg_id,
             at,
+            attachments,
+            new.reply_to_seq.map(int),
         ])?;
     if inserted == 0 {
         let key = new.client_msg_id.as_deref().unwrap_or_default();
@@ -301,12 +317,15 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> StoreRes
     }
     ctx.conn
         .prepare_cached(
-            "UPDATE messages SET deleted = 1, body = '', metadata = NULL WHERE pk = ?1",
+            "UPDATE messages SET deleted = 1, body = '', metadata = NULL, attachments = '[]', \
+             reactions = '[]' WHERE pk = ?1",
         )?
         .execute(params![pk])?;
     message.deleted = true;
     message.body.clear();
     message.metadata = None;
+    message.attachments.clear();
+    message.reactions.clear();
     let row = LogRow {
         kind: kind::MESSAGE_DELETED,
         conversation_id: message.conversation_id,

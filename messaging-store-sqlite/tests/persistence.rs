@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use messaging_core::id::{MessageId, UserId};
-use messaging_core::model::{Cursor, Message};
+use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind};
 use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
@@ -223,6 +223,7 @@ async fn a_version_3_database_gets_conversation_numbers_and_searches() {
     {
         // What version 3 had: no `num` column, no search file of the new layout.
         let conn = rusqlite_conn(&path);
+        back_to_version_4(&conn);
         conn.execute_batch(
             "DROP INDEX conversations_num; ALTER TABLE conversations DROP COLUMN num; \
              PRAGMA user_version = 3;",
@@ -257,6 +258,131 @@ async fn a_version_3_database_gets_conversation_numbers_and_searches() {
         conn.query_row("SELECT max(num) FROM conversations", [], |row| row.get(0)).unwrap();
     assert_eq!(next, 3, "new conversations take the next number");
     assert_eq!(messenger.search(bob, "harbour", None, None).await.unwrap().len(), 2);
+}
+
+/// Undoes version 5 on a database the current build wrote: the message columns it added
+/// are dropped (SQLite rewrites the rows without them), as a version 4 build leaves it.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+fn back_to_version_4(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "ALTER TABLE messages DROP COLUMN attachments; \
+         ALTER TABLE messages DROP COLUMN reply_to_seq; \
+         ALTER TABLE messages DROP COLUMN reactions; \
+         PRAGMA user_version = 4;",
+    )
+    .unwrap();
+}
+
+/// A database of schema version 4 (messages without attachments, replies or reactions),
+/// with plain messages, an edit and a tombstone, opens under the current schema: every
+/// message reads back as it was sent, with no attachments, no reply, no reactions and
+/// kind `user`, in history, `sync`, search and the conversation list; the unread count is
+/// unchanged; and new messages may carry attachments and reply to the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let (conversation_id, before) = {
+        let messenger =
+            Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
+        let one =
+            messenger.send(alice, SendMessage::to_peer(bob, None, "harbour one")).await.unwrap();
+        let c = one.conversation_id;
+        let two = messenger
+            .send(
+                bob,
+                SendMessage::to_conversation(c, "two")
+                    .client_msg_id("k-2")
+                    .metadata(serde_json::json!({"n": 2})),
+            )
+            .await
+            .unwrap();
+        let three = messenger.send(alice, SendMessage::to_conversation(c, "three")).await.unwrap();
+        messenger.edit(bob, two.id, "two, edited").await.unwrap();
+        messenger.delete(alice, three.id).await.unwrap();
+        messenger.send(alice, SendMessage::to_conversation(c, "four")).await.unwrap();
+        let page = messenger.history(bob, c, HistoryQuery::default()).await.unwrap();
+        (c, page.messages)
+    };
+    {
+        let conn = rusqlite_conn(&path);
+        back_to_version_4(&conn);
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('messages')")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(!columns.iter().any(|c| c == "attachments" || c == "reactions"), "{columns:?}");
+    }
+    let messenger =
+        Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
+    let conn = rusqlite_conn(&path);
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+
+    let after = messenger.history(bob, conversation_id, HistoryQuery::default()).await.unwrap();
+    assert_eq!(after.messages, before, "every message reads back as it was");
+    assert_eq!(after.messages.len(), 4);
+    for message in &after.messages {
+        assert_eq!(message.kind, MessageKind::User);
+        assert!(message.sender_id.is_some());
+        assert!(message.attachments.is_empty());
+        assert_eq!(message.reply_to_seq, None);
+        assert!(message.reactions.is_empty());
+    }
+    assert!(after.messages[2].deleted, "the tombstone stays one");
+    assert_eq!(after.messages[1].metadata, Some(serde_json::json!({"n": 2})));
+
+    // The other read paths decode the old rows the same way.
+    let session = messenger.connect(bob).await.unwrap();
+    let page = session.sync(Some(Cursor::at(0)), None).await.unwrap();
+    let served: Vec<Message> = page
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::MessageCreated(m) | Event::MessageEdited(m) | Event::MessageDeleted(m) => {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(served.len(), 6, "four created, one edited, one deleted");
+    for message in &served {
+        let now = before.iter().find(|m| m.id == message.id).unwrap();
+        assert_eq!(message, now, "sync serves the current state");
+    }
+    let hits = messenger.search(bob, "harbour", None, None).await.unwrap();
+    assert_eq!(hits, [before[0].clone()]);
+    let list = messenger.conversations(bob, None, None).await.unwrap();
+    assert_eq!(list.conversations[0].last_message.as_ref(), before.last());
+    assert_eq!(messenger.unread(bob).await.unwrap().total, 2, "alice's live messages");
+
+    // New messages on the upgraded database carry the new fields and may reply to old ones.
+    let file = Attachment {
+        url: "https://cdn.example.com/a.png".to_owned(),
+        mime: "image/png".to_owned(),
+        name: Some("a.png".to_owned()),
+        size: Some(1234),
+        width: Some(10),
+        height: Some(20),
+        duration_ms: None,
+    };
+    let reply = messenger
+        .send(bob, SendMessage::to_conversation(conversation_id, "").attachment(file).reply_to(3))
+        .await
+        .unwrap();
+    assert_eq!((reply.seq, reply.reply_to_seq), (5, Some(3)), "a tombstone may be replied to");
+    let last = messenger
+        .history(bob, conversation_id, HistoryQuery::default())
+        .await
+        .unwrap()
+        .messages
+        .pop()
+        .unwrap();
+    assert_eq!(last, reply);
 }
 
 #[allow(clippy::unwrap_used, reason = "test helper")]

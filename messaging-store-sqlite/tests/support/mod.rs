@@ -15,8 +15,10 @@ pub(crate) fn new_message(
     NewMessage {
         id: MessageId::new(),
         conversation_id,
-        sender_id: sender,
+        sender_id: Some(sender),
         body: body.to_owned(),
+        attachments: Vec::new(),
+        reply_to_seq: None,
         metadata: None,
         client_msg_id: None,
         created_at: Timestamp::now(),
