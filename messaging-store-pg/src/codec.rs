@@ -5,10 +5,14 @@
 //! fail with the driver's error; the caller's `?` makes it a [`PgError`](crate::error::PgError).
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{Conversation, ConversationKind, Event, Message, Receipt, ReceiptKind};
+use messaging_core::model::{
+    Attachment, Conversation, ConversationKind, Event, Message, MessageKind, Reaction, Receipt,
+    ReceiptKind,
+};
 use messaging_core::time::Timestamp;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 /// Marks SQL assembled from this crate's own constants (column lists, clause variants) as
@@ -29,19 +33,37 @@ pub(crate) fn uint(value: i64) -> u64 {
 
 /// The columns [`message`] decodes, for `messages` aliased `m`.
 pub(crate) const MESSAGE_COLUMNS: &str = "m.id, m.conversation_id, m.seq, m.sender_id, m.body, \
-     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted";
+     m.metadata, m.client_msg_id, m.created_at, m.edited_at, m.deleted, m.attachments, \
+     m.reply_to_seq, m.reactions";
 
 /// Number of columns in [`MESSAGE_COLUMNS`].
-pub(crate) const MESSAGE_WIDTH: usize = 10;
+pub(crate) const MESSAGE_WIDTH: usize = 13;
+
+/// The stored `sender_id` of a message: the sender, or the nil UUID (which no user has) for
+/// a system message. The column stays NOT NULL so that unread counting (`sender_id <> me`)
+/// and the idempotency index need no NULL cases (migration 0005).
+pub(crate) fn sender(sender_id: Option<UserId>) -> Uuid {
+    sender_id.map_or(Uuid::nil(), |user| *user.as_uuid())
+}
+
+/// A stored `sender_id` back: the nil UUID is a system message's (no sender).
+pub(crate) fn sender_of(stored: Uuid) -> Option<UserId> {
+    (!stored.is_nil()).then(|| UserId::from_uuid(stored))
+}
 
 /// Decodes [`MESSAGE_COLUMNS`] starting at column `at`.
 pub(crate) fn message(row: &PgRow, at: usize) -> Result<Message, sqlx::Error> {
+    let sender_id = sender_of(row.try_get(at + 3)?);
     Ok(Message {
         id: MessageId::from_uuid(row.try_get(at)?),
         conversation_id: ConversationId::from_uuid(row.try_get(at + 1)?),
         seq: uint(row.try_get(at + 2)?),
-        sender_id: UserId::from_uuid(row.try_get(at + 3)?),
+        sender_id,
+        kind: if sender_id.is_some() { MessageKind::User } else { MessageKind::System },
         body: row.try_get(at + 4)?,
+        attachments: row.try_get::<Json<Vec<Attachment>>, _>(at + 10)?.0,
+        reply_to_seq: row.try_get::<Option<i64>, _>(at + 11)?.map(uint),
+        reactions: row.try_get::<Json<Vec<Reaction>>, _>(at + 12)?.0,
         metadata: row.try_get(at + 5)?,
         client_msg_id: row.try_get(at + 6)?,
         created_at: Timestamp::from_millis(row.try_get(at + 7)?),

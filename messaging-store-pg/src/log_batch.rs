@@ -23,6 +23,7 @@ use messaging_core::model::{Event, Message};
 use messaging_core::search::index_text;
 use messaging_core::store::{Appended, NewMessage};
 use messaging_core::{Error, Result};
+use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
@@ -44,11 +45,12 @@ WITH locked AS (
     RETURNING c.id, c.last_seq - v.n AS base, c.user_lo, c.user_hi, v.at
 ), msgs AS (
     INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, client_msg_id,
-        created_at, words)
+        created_at, words, attachments, reply_to_seq)
     SELECT v.id, v.c, c.base + v.o, v.s, v.body, v.meta::jsonb, v.key, v.at,
-        to_tsvector('simple', v.words)
+        to_tsvector('simple', v.words), v.att, v.reply
     FROM UNNEST($4::uuid[], $5::uuid[], $6::bigint[], $7::uuid[], $8::text[], $9::text[],
-        $10::text[], $11::bigint[], $12::text[]) AS v(id, c, o, s, body, meta, key, at, words)
+        $10::text[], $11::bigint[], $12::text[], $24::jsonb[], $25::bigint[])
+        AS v(id, c, o, s, body, meta, key, at, words, att, reply)
     LEFT JOIN conv c ON c.id = v.c
     RETURNING 1
 ), moved AS (
@@ -122,7 +124,7 @@ impl<'a> Appends<'a> {
                ON m.conversation_id = k.c AND m.sender_id = k.s AND m.client_msg_id = k.key"
         )))
         .bind(keyed.iter().map(|(_, m, _)| *m.conversation_id.as_uuid()).collect::<Vec<_>>())
-        .bind(keyed.iter().map(|(_, m, _)| *m.sender_id.as_uuid()).collect::<Vec<_>>())
+        .bind(keyed.iter().map(|(_, m, _)| codec::sender(m.sender_id)).collect::<Vec<_>>())
         .bind(keyed.iter().map(|(_, _, k)| (*k).to_owned()).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
@@ -131,18 +133,83 @@ impl<'a> Appends<'a> {
             let message = codec::message(row, 0)?;
             let key = message.client_msg_id.clone().unwrap_or_default();
             stored.insert(
-                (*message.conversation_id.as_uuid(), *message.sender_id.as_uuid(), key),
+                (*message.conversation_id.as_uuid(), codec::sender(message.sender_id), key),
                 message,
             );
         }
         for (i, m, k) in keyed {
-            let key = (*m.conversation_id.as_uuid(), *m.sender_id.as_uuid(), k.to_owned());
+            let key = (*m.conversation_id.as_uuid(), codec::sender(m.sender_id), k.to_owned());
             if let Some(message) = stored.get(&key) {
                 self.outcomes[i] = Some(Ok(Appended { message: message.clone(), created: false }));
             }
         }
         self.group();
         Ok(())
+    }
+
+    /// Whether an append still undecided both replies to a seq and carries a key: a retry
+    /// of a stored message answers with it before its reply is checked (as a retry is never
+    /// checked again), so the stored keys must be looked up first.
+    pub(crate) fn keyed_replies(&self) -> bool {
+        self.appends.iter().enumerate().any(|(i, new)| {
+            self.outcomes[i].is_none() && new.reply_to_seq.is_some() && new.client_msg_id.is_some()
+        })
+    }
+
+    /// Refuses (`not_found`) every append whose `reply_to_seq` names no message of its
+    /// conversation: seqs run from 1 without gaps (a tombstone keeps its row and seq), so
+    /// the seq exists when it is at most the conversation's `last_seq` plus the appends of
+    /// this batch stored before it. Runs after the stored keys were resolved.
+    ///
+    /// `last_seq` is read without a lock, before the closing statement locks the
+    /// conversations: it only grows, so a reply found valid here is valid against the seq
+    /// the statement then assigns, and a seq the caller could have seen committed before
+    /// asking is already counted. Only batches holding a reply pay this read.
+    pub(crate) async fn check_replies(&mut self, conn: &mut PgConnection) -> Result<(), PgError> {
+        let replying: Vec<Uuid> = self
+            .appends
+            .iter()
+            .enumerate()
+            .filter(|(i, new)| self.outcomes[*i].is_none() && new.reply_to_seq.is_some())
+            .map(|(_, new)| *new.conversation_id.as_uuid())
+            .collect();
+        if replying.is_empty() {
+            return Ok(());
+        }
+        let rows = sqlx::query("SELECT id, last_seq FROM conversations WHERE id = ANY($1)")
+            .bind(&replying)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut last_seq: HashMap<Uuid, u64> = HashMap::new();
+        for row in &rows {
+            last_seq.insert(row.try_get(0)?, uint(row.try_get(1)?));
+        }
+        // Refusing an append moves the seqs of the later ones of its conversation, and may
+        // make a repeat of its key the first occurrence: check again until nothing changes.
+        loop {
+            let mut refused = Vec::new();
+            for (conversation, indexes) in &self.fresh {
+                // A missing conversation: the closing statement answers its appends.
+                let Some(&last) = last_seq.get(conversation) else { continue };
+                let mut stored_before = 0_u64;
+                for &i in indexes {
+                    match self.appends[i].reply_to_seq {
+                        Some(seq) if seq == 0 || seq > last.saturating_add(stored_before) => {
+                            refused.push(i);
+                        }
+                        _ => stored_before += 1,
+                    }
+                }
+            }
+            if refused.is_empty() {
+                return Ok(());
+            }
+            for i in refused {
+                self.outcomes[i] =
+                    Some(Err(Error::not_found("no message at reply_to_seq in this conversation")));
+            }
+            self.group();
+        }
     }
 
     /// Recomputes `repeats` and `fresh` from the outcomes decided so far.
@@ -155,7 +222,7 @@ impl<'a> Appends<'a> {
                 continue;
             }
             if let Some(key) = new.client_msg_id.as_deref() {
-                let id = (*new.conversation_id.as_uuid(), *new.sender_id.as_uuid(), key);
+                let id = (*new.conversation_id.as_uuid(), codec::sender(new.sender_id), key);
                 if let Some(first) = first_of_key.get(&id) {
                     self.repeats.push((i, *first));
                     continue;
@@ -226,7 +293,7 @@ pub(crate) async fn append_and_log(
         .bind(news.iter().map(|m| *m.id.as_uuid()).collect::<Vec<_>>())
         .bind(news.iter().map(|m| *m.conversation_id.as_uuid()).collect::<Vec<_>>())
         .bind(order.iter().map(|(_, _, o)| *o).collect::<Vec<_>>())
-        .bind(news.iter().map(|m| *m.sender_id.as_uuid()).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| codec::sender(m.sender_id)).collect::<Vec<_>>())
         .bind(news.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
         .bind(
             news.iter()
@@ -247,6 +314,8 @@ pub(crate) async fn append_and_log(
         .bind(audiences.iter().map(|a| joined(a)).collect::<Vec<_>>())
         .bind(&audience_users)
         .bind(&audience_at)
+        .bind(news.iter().map(|m| Json(&m.attachments)).collect::<Vec<_>>())
+        .bind(news.iter().map(|m| m.reply_to_seq.map(int)).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
 

@@ -139,7 +139,8 @@ pub(crate) async fn delete(
         return Ok(Ok(Deleted { message, changed: false }));
     }
     sqlx::query(
-        "UPDATE messages SET deleted = true, body = '', metadata = NULL, words = ''::tsvector \
+        "UPDATE messages SET deleted = true, body = '', metadata = NULL, words = ''::tsvector, \
+           attachments = '[]', reactions = '[]' \
          WHERE id = $1",
     )
     .bind(delete.id.as_uuid())
@@ -148,6 +149,8 @@ pub(crate) async fn delete(
     message.deleted = true;
     message.body.clear();
     message.metadata = None;
+    message.attachments.clear();
+    message.reactions.clear();
     events.push(PendingEvent::new(Event::MessageDeleted(message.clone()), &delete.audience));
     Ok(Ok(Deleted { message, changed: true }))
 }

@@ -12,6 +12,9 @@
 //! key first) roll the batch back and run it again, then looking stored keys up first:
 //! callers never see them. Appends to a conversation that does not exist fail the
 //! statement; those appends are answered `not_found` and the rest run again.
+//! An append whose `reply_to_seq` names no message of its conversation is answered
+//! `not_found` before the statement (after a retry's stored key was looked up, so a retry
+//! still answers the stored message; see `Appends::check_replies`).
 //!
 //! When the database cannot serve (the connection is lost or cannot be had, the server is
 //! shutting down, a statement ran past `statement_timeout`: `PgError::is_unavailable`), every
@@ -418,9 +421,10 @@ impl WriterLoop {
         }
         let news: Vec<&NewMessage> = appends.iter().map(|append| &append.request).collect();
         let mut plan = Appends::new(&news, missing);
-        if lookup_keys {
+        if lookup_keys || plan.keyed_replies() {
             plan.resolve_stored(&mut *conn).await?;
         }
+        plan.check_replies(&mut *conn).await?;
         let (appended, logged, first) =
             log_batch::append_and_log(conn, plan, events, &self.channels.log).await?;
         for (append, outcome) in appends.iter_mut().zip(appended) {

@@ -95,8 +95,10 @@ pub(crate) fn new_message(
     messaging_core::store::NewMessage {
         id: messaging_core::id::MessageId::new(),
         conversation_id,
-        sender_id,
+        sender_id: Some(sender_id),
         body: body.to_owned(),
+        attachments: Vec::new(),
+        reply_to_seq: None,
         metadata: None,
         client_msg_id: None,
         created_at: messaging_core::time::Timestamp::now(),
