@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report("history (as alice sees it):");
     let page = messenger.history(alice, conversation, HistoryQuery::default()).await?;
     for message in &page.messages {
-        let who = if message.sender_id == alice { "alice" } else { "bob" };
+        let who = if message.sender_id == Some(alice) { "alice" } else { "bob" };
         report(&format!("  #{} {who}: {}", message.seq, message.body));
     }
     bobs_phone.close().await?;

@@ -166,8 +166,10 @@ pub async fn append_many(
                     .append(NewMessage {
                         id: MessageId::new(),
                         conversation_id,
-                        sender_id: sender,
+                        sender_id: Some(sender),
                         body: format!("message number {n} of the deep history fixture"),
+                        attachments: Vec::new(),
+                        reply_to_seq: None,
                         metadata: None,
                         client_msg_id: None,
                         created_at: Timestamp::now(),

@@ -55,8 +55,8 @@ pub use id::{ConversationId, MessageId, SessionId, UserId};
 pub use limits::{Limits, PageSize};
 pub use messenger::{Messenger, MessengerBuilder};
 pub use model::{
-    Conversation, ConversationKind, ConversationSummary, Cursor, Event, LoggedEvent, Message,
-    PresenceStatus, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
+    Attachment, Conversation, ConversationKind, ConversationSummary, Cursor, Event, LoggedEvent,
+    Message, PresenceStatus, Reaction, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
 };
 pub use pages::{ConversationsPage, HistoryPage, SyncPage};
 pub use policy::{

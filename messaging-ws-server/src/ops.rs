@@ -105,8 +105,9 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
             }
             frames::ok(id, &Data { conversation: &opened.conversation, created: opened.created })
         }
-        Op::Send { to, body, client_msg_id, metadata } => {
-            let message = m.send(user, SendMessage { to, body, client_msg_id, metadata }).await?;
+        Op::Send { to, body, attachments, reply_to_seq, client_msg_id, metadata } => {
+            let send = SendMessage { to, body, attachments, reply_to_seq, client_msg_id, metadata };
+            let message = m.send(user, send).await?;
             frames::ok(id, &MessageData { message: &message })
         }
         Op::History { conversation_id, before_seq, after_seq, limit } => {

@@ -6,7 +6,10 @@
 //! the frame is bad. Ranges and byte limits are not checked here: `Messenger` owns those
 //! rules, so they mean the same thing for an embedding application.
 
-use messaging_core::{ConversationId, Error, MessageId, SendTarget, TypingState, UserId};
+use messaging_core::{
+    Attachment, ConversationId, Error, MessageId, SendTarget, TypingState, UserId,
+};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A parsed request: its id (echoed in the reply) and what to do.
@@ -26,6 +29,8 @@ pub(crate) enum Op {
     Send {
         to: SendTarget,
         body: String,
+        attachments: Vec<Attachment>,
+        reply_to_seq: Option<u64>,
         client_msg_id: Option<String>,
         metadata: Option<Value>,
     },
@@ -158,6 +163,8 @@ fn op_of(op: &str, p: &Params<'_>) -> Result<Op, Error> {
             Op::Send {
                 to,
                 body: p.string("body")?,
+                attachments: p.attachments()?,
+                reply_to_seq: p.opt_u64("reply_to_seq")?,
                 client_msg_id: p.opt_string("client_msg_id")?,
                 metadata: p.metadata()?,
             }
@@ -262,6 +269,18 @@ impl Params<'_> {
     /// `context`: an empty one is the same as none (docs/protocol.md "Objects").
     fn context(&self) -> Result<Option<String>, Error> {
         Ok(self.opt_string("context")?.filter(|c| !c.is_empty()))
+    }
+
+    /// `attachments`: an array of Attachment objects (absent or `null`: none). Each field
+    /// has its type (strings, non-negative integers or `null`); the rules on their values
+    /// are the messenger's.
+    fn attachments(&self) -> Result<Vec<Attachment>, Error> {
+        match self.get("attachments") {
+            None => Ok(Vec::new()),
+            Some(list @ Value::Array(_)) => Vec::<Attachment>::deserialize(list)
+                .map_err(|e| Error::invalid(format!("`attachments`: {e}"))),
+            Some(_) => Err(Error::invalid("`attachments` must be an array")),
+        }
     }
 
     fn metadata(&self) -> Result<Option<Value>, Error> {
