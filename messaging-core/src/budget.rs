@@ -30,11 +30,15 @@ pub(crate) fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
 #[must_use]
 pub(crate) fn event_len(event: &LoggedEvent) -> usize {
     let object = match &event.event {
-        Event::ConversationCreated(conversation) => encoded_len(conversation),
+        Event::ConversationCreated(conversation) | Event::ConversationUpdated(conversation) => {
+            encoded_len(conversation)
+        }
         Event::MessageCreated(m) | Event::MessageEdited(m) | Event::MessageDeleted(m) => {
             encoded_len(m)
         }
-        Event::Receipt(_) => 96,
+        // The message, plus the user id and the emoji (escaped at most sixfold).
+        Event::Reaction(r) => encoded_len(&r.message) + 64 + r.emoji.len() * 6,
+        Event::Receipt(_) | Event::MemberUpdated(_) => 160,
     };
     object.saturating_add(EVENT_ENVELOPE_BYTES)
 }

@@ -294,6 +294,7 @@ mod tests {
                     user_id: UserId::new(),
                     kind: ReceiptKind::Read,
                     seq: position,
+                    at: crate::Timestamp::now(),
                 }),
             },
             audience,

@@ -53,16 +53,19 @@ pub use error::{Error, Result};
 pub use fanout::{Push, RecvError};
 pub use id::{ConversationId, MessageId, SessionId, UserId};
 pub use limits::{Limits, PageSize};
-pub use messenger::{Messenger, MessengerBuilder};
+pub use messenger::{Messenger, MessengerBuilder, ServiceHandle};
 pub use model::{
     Attachment, Conversation, ConversationKind, ConversationSummary, Cursor, Event, LoggedEvent,
-    Message, PresenceStatus, Reaction, Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
+    MemberSettings, Message, MessageKind, PresenceStatus, Reaction, ReactionChange, ReactionState,
+    Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
 };
-pub use pages::{ConversationsPage, HistoryPage, SyncPage};
+pub use pages::{
+    BlocksPage, ContextConversationsPage, ConversationsPage, HistoryPage, Sent, SyncPage,
+};
 pub use policy::{
     AccessPolicy, AccessPolicyExt, AllowAll, And, Decision, FirstDegree, Outgoing, SocialGraph,
 };
-pub use requests::{HistoryQuery, SendMessage, SendTarget};
+pub use requests::{ConversationsQuery, HistoryQuery, SendMessage, SendTarget};
 pub use session::Session;
 pub use store::{Opened, Store};
 pub use time::Timestamp;

@@ -22,6 +22,8 @@ pub struct Limits {
     pub sync_page: PageSize,
     /// Search results: default and maximum.
     pub search_page: PageSize,
+    /// A page of blocked users: default and maximum.
+    pub blocks_page: PageSize,
     /// Most user ids one presence query may name.
     pub max_presence_ids: usize,
     /// How long receivers keep a typing indicator.
@@ -69,6 +71,7 @@ impl Default for Limits {
             conversations_page: PageSize::new(20, 100),
             sync_page: PageSize::new(200, 500),
             search_page: PageSize::new(20, 50),
+            blocks_page: PageSize::new(50, 100),
             max_presence_ids: 100,
             typing_expires_ms: 6000,
             max_queue_frames: 1024,

@@ -41,6 +41,8 @@ pub struct Conversation {
     pub last_message_at: Option<Timestamp>,
     /// The seq of the newest message; 0 without messages.
     pub last_seq: u64,
+    /// A JSON object of the host's (set through the service handle), or `None`.
+    pub metadata: Option<serde_json::Value>,
 }
 
 impl Conversation {
@@ -131,6 +133,21 @@ pub struct Attachment {
     pub duration_ms: Option<u64>,
 }
 
+impl Attachment {
+    /// An attachment of `url` with MIME type `mime`, without the optional fields.
+    pub fn new(url: impl Into<String>, mime: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            mime: mime.into(),
+            name: None,
+            size: None,
+            width: None,
+            height: None,
+            duration_ms: None,
+        }
+    }
+}
+
 /// One emoji on a message and who reacted with it, in order of reaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reaction {
@@ -156,6 +173,70 @@ pub struct ConversationSummary {
     pub peer_read_seq: u64,
     /// The peer's delivered marker.
     pub peer_delivered_seq: u64,
+    /// Until when the viewer muted it (left out of their unread totals); `None` when not
+    /// muted or the time has passed.
+    pub muted_until: Option<Timestamp>,
+    /// Whether the viewer archived it (listed only when archived ones are asked for).
+    pub archived: bool,
+    /// When the peer's read marker last moved.
+    pub peer_read_at: Option<Timestamp>,
+    /// When the peer's delivered marker last moved.
+    pub peer_delivered_at: Option<Timestamp>,
+}
+
+impl ConversationSummary {
+    /// The summary as read at `now`: a mute whose time has passed reads as none.
+    #[must_use]
+    pub fn settled(mut self, now: Timestamp) -> Self {
+        self.muted_until = self.muted_until.filter(|until| *until > now);
+        self
+    }
+}
+
+/// One member's own settings of a conversation; the peer never sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberSettings {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member.
+    pub user_id: UserId,
+    /// Muted until this time (left out of unread totals until then).
+    pub muted_until: Option<Timestamp>,
+    /// Archived: listed only when archived conversations are asked for.
+    pub archived: bool,
+}
+
+impl MemberSettings {
+    /// The settings as read at `now`: a mute whose time has passed reads as none.
+    #[must_use]
+    pub fn settled(mut self, now: Timestamp) -> Self {
+        self.muted_until = self.muted_until.filter(|until| *until > now);
+        self
+    }
+}
+
+/// Whether a reaction is being put on or taken off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactionState {
+    /// The user reacts with the emoji.
+    Added,
+    /// The user takes the reaction back.
+    Removed,
+}
+
+/// A reaction put on or taken off a message: the data of `reaction.added` and
+/// `reaction.removed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactionChange {
+    /// The message, in its current state.
+    pub message: Message,
+    /// Who reacted (as of the event).
+    pub user_id: UserId,
+    /// The emoji (as of the event).
+    pub emoji: String,
+    /// Put on or taken off.
+    pub state: ReactionState,
 }
 
 /// Which marker a receipt moves.
@@ -179,6 +260,8 @@ pub struct Receipt {
     pub kind: ReceiptKind,
     /// The marker's value.
     pub seq: u64,
+    /// When the marker moved to this value.
+    pub at: Timestamp,
 }
 
 /// Unread totals of a user over all their conversations.
@@ -215,6 +298,12 @@ pub enum Event {
     MessageDeleted(Message),
     /// A member's read or delivered marker moved forward.
     Receipt(Receipt),
+    /// A member reacted to a message or took a reaction back.
+    Reaction(ReactionChange),
+    /// A member changed their own settings (mute, archive); seen by that member only.
+    MemberUpdated(MemberSettings),
+    /// The host replaced the conversation's metadata.
+    ConversationUpdated(Conversation),
 }
 
 impl Event {
@@ -230,6 +319,12 @@ impl Event {
                 ReceiptKind::Read => "receipt.read",
                 ReceiptKind::Delivered => "receipt.delivered",
             },
+            Self::Reaction(r) => match r.state {
+                ReactionState::Added => "reaction.added",
+                ReactionState::Removed => "reaction.removed",
+            },
+            Self::MemberUpdated(_) => "member.updated",
+            Self::ConversationUpdated(_) => "conversation.updated",
         }
     }
 
@@ -237,11 +332,13 @@ impl Event {
     #[must_use]
     pub fn conversation_id(&self) -> ConversationId {
         match self {
-            Self::ConversationCreated(c) => c.id,
+            Self::ConversationCreated(c) | Self::ConversationUpdated(c) => c.id,
             Self::MessageCreated(m) | Self::MessageEdited(m) | Self::MessageDeleted(m) => {
                 m.conversation_id
             }
             Self::Receipt(r) => r.conversation_id,
+            Self::Reaction(r) => r.message.conversation_id,
+            Self::MemberUpdated(s) => s.conversation_id,
         }
     }
 
@@ -250,6 +347,7 @@ impl Event {
     pub fn message(&self) -> Option<&Message> {
         match self {
             Self::MessageCreated(m) | Self::MessageEdited(m) | Self::MessageDeleted(m) => Some(m),
+            Self::Reaction(r) => Some(&r.message),
             _ => None,
         }
     }

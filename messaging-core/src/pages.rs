@@ -1,7 +1,18 @@
-//! What the [`Messenger`](crate::Messenger) answers with when a reply is a page: a page of
-//! history, of the conversation list, of `sync`, each saying how to continue.
+//! What the [`Messenger`](crate::Messenger) answers with when a reply is more than one
+//! object: a sent message and whether it is new; a page of history, of a conversation
+//! list, of `sync`, of blocks, each saying how to continue.
 
-use crate::model::{ConversationSummary, Cursor, LoggedEvent, Message};
+use crate::id::UserId;
+use crate::model::{Conversation, ConversationSummary, Cursor, LoggedEvent, Message};
+
+/// The answer to a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The message: new, or for a recognised retry the original in its current state.
+    pub message: Message,
+    /// `false` for a recognised retry (nothing was stored or emitted).
+    pub created: bool,
+}
 
 /// A page of history.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,5 +40,23 @@ pub struct SyncPage {
     /// Where to continue from.
     pub cursor: Cursor,
     /// Whether more events exist before the bound.
+    pub has_more: bool,
+}
+
+/// A page of every conversation with one context (the host's view).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextConversationsPage {
+    /// Newest activity first.
+    pub conversations: Vec<Conversation>,
+    /// Pass as `before` for the next page; `None` exactly when nothing follows.
+    pub next: Option<String>,
+}
+
+/// A page of the users a user blocks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlocksPage {
+    /// Ascending.
+    pub user_ids: Vec<UserId>,
+    /// Whether more follow (pass the last id as `after`).
     pub has_more: bool,
 }

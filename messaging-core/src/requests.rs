@@ -1,5 +1,6 @@
 //! What callers hand the [`Messenger`](crate::Messenger): a message to send and where it
-//! goes, which part of a history to read. Plain data, validated by the messenger.
+//! goes, which part of a history or of a conversation list to read. Plain data, validated
+//! by the messenger.
 
 use crate::id::{ConversationId, UserId};
 use crate::model::Attachment;
@@ -98,4 +99,17 @@ pub struct HistoryQuery {
     pub after_seq: Option<u64>,
     /// Page size (default 50, 1–100).
     pub limit: Option<usize>,
+}
+
+/// Which page of a user's conversation list to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConversationsQuery {
+    /// Page size (default 20, 1–100).
+    pub limit: Option<usize>,
+    /// The `next` of the previous page.
+    pub before: Option<String>,
+    /// `false` (default): conversations the user has not archived; `true`: archived ones.
+    pub archived: bool,
+    /// Only conversations with exactly this context.
+    pub context: Option<String>,
 }

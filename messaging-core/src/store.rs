@@ -24,10 +24,10 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use messaging_core::{Store, UserId};
+//! use messaging_core::{Store, Timestamp, UserId};
 //!
 //! async fn unread_badge(store: Arc<dyn Store>, user: UserId) -> messaging_core::Result<u64> {
-//!     Ok(store.unread(user).await?.total)
+//!     Ok(store.unread(user, Timestamp::now()).await?.total)
 //! }
 //! ```
 
@@ -36,11 +36,11 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{ConversationId, MessageId, UserId};
 use crate::model::{
     ActivityKey, Attachment, CommittedEvent, Conversation, ConversationSummary, LoggedEvent,
-    Message, MessageKind, ReceiptKind, UnreadTotals,
+    MemberSettings, Message, MessageKind, Reaction, ReactionState, ReceiptKind, UnreadTotals,
 };
 use crate::time::Timestamp;
 
@@ -55,6 +55,8 @@ pub struct NewConversation {
     pub context: Option<String>,
     /// Creation time.
     pub created_at: Timestamp,
+    /// The host's metadata object, validated (only used when it is created).
+    pub metadata: Option<serde_json::Value>,
     /// Who sees the `conversation.created` event.
     pub audience: Vec<UserId>,
 }
@@ -69,7 +71,7 @@ pub struct Opened {
 }
 
 /// A page request of a user's conversation list.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ConversationPage {
     /// Whose list.
     pub user: UserId,
@@ -77,6 +79,74 @@ pub struct ConversationPage {
     pub before: Option<ActivityKey>,
     /// Most rows to return.
     pub limit: usize,
+    /// `false`: only conversations `user` has not archived; `true`: only archived ones.
+    pub archived: bool,
+    /// Only conversations with exactly this context, if given.
+    pub context: Option<String>,
+}
+
+/// A page request of every conversation with one context (the host's view of a listing).
+#[derive(Clone, Debug)]
+pub struct ContextPage {
+    /// The context, exactly.
+    pub context: String,
+    /// Start strictly after this key (older); `None` for the newest.
+    pub before: Option<ActivityKey>,
+    /// Most rows to return.
+    pub limit: usize,
+}
+
+/// A change of one member's own settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Mute until a time, or (`None`) unmute.
+    Mute(Option<Timestamp>),
+    /// Archive (`true`) or unarchive.
+    Archive(bool),
+}
+
+/// A member settings update (see [`ConversationStore::update_member`]).
+#[derive(Clone, Debug)]
+pub struct MemberUpdate {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The member whose settings change.
+    pub user_id: UserId,
+    /// What changes.
+    pub change: MemberChange,
+    /// The time the change is made: a mute at or before it is no mute.
+    pub now: Timestamp,
+    /// Who sees the `member.updated` event (that member only).
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`ConversationStore::update_member`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberUpdated {
+    /// The member's settings after the call, as stored.
+    pub settings: MemberSettings,
+    /// Whether anything changed (and so whether an event was written).
+    pub changed: bool,
+}
+
+/// A replacement of a conversation's metadata.
+#[derive(Clone, Debug)]
+pub struct MetadataUpdate {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The new metadata, validated; `None` clears it.
+    pub metadata: Option<serde_json::Value>,
+    /// Who sees the `conversation.updated` event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`ConversationStore::set_metadata`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetadataUpdated {
+    /// The conversation after the call.
+    pub conversation: Conversation,
+    /// Whether the metadata changed (and so whether an event was written).
+    pub changed: bool,
 }
 
 /// A marker update: `read` or `delivered`.
@@ -90,6 +160,8 @@ pub struct MarkUpdate {
     pub kind: ReceiptKind,
     /// The requested value (clamped to `last_seq` by the store).
     pub up_to_seq: u64,
+    /// The time of the receipt: kept with the marker and in the event when it moves.
+    pub at: Timestamp,
     /// Who sees the receipt event.
     pub audience: Vec<UserId>,
 }
@@ -99,6 +171,8 @@ pub struct MarkUpdate {
 pub struct Marked {
     /// The marker's value after the call.
     pub seq: u64,
+    /// When the marker last moved (`None` when it never has).
+    pub at: Option<Timestamp>,
     /// Whether it moved (and so whether an event was written).
     pub moved: bool,
 }
@@ -203,6 +277,83 @@ pub struct Deleted {
     pub changed: bool,
 }
 
+/// A reaction put on or taken off a message (see [`MessageStore::react`]).
+#[derive(Clone, Debug)]
+pub struct ReactionUpdate {
+    /// The message.
+    pub message_id: MessageId,
+    /// Who reacts.
+    pub user_id: UserId,
+    /// The emoji, validated.
+    pub emoji: String,
+    /// Put on or take off.
+    pub state: ReactionState,
+    /// The most distinct emoji `user_id` may have on one message.
+    pub max_per_user: usize,
+    /// Who sees the `reaction.*` event.
+    pub audience: Vec<UserId>,
+}
+
+/// The result of [`MessageStore::react`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reacted {
+    /// The message after the call, in its current state.
+    pub message: Message,
+    /// Whether its reactions changed (and so whether an event was written).
+    pub changed: bool,
+}
+
+/// Puts `user`'s `emoji` on a message's `reactions` summary or takes it off, as
+/// [`MessageStore::react`] describes; returns whether anything changed. A new emoji beyond
+/// `max` of the user's: `Conflict`, and nothing changed. Every store keeps the summary with
+/// this one function, so the order rules are written once.
+///
+/// ```
+/// use messaging_core::store::apply_reaction;
+/// use messaging_core::{ReactionState, UserId};
+///
+/// let (ann, bo) = (UserId::new(), UserId::new());
+/// let mut reactions = Vec::new();
+/// assert!(apply_reaction(&mut reactions, ann, "👍", ReactionState::Added, 20).unwrap());
+/// assert!(apply_reaction(&mut reactions, bo, "👍", ReactionState::Added, 20).unwrap());
+/// assert!(!apply_reaction(&mut reactions, bo, "👍", ReactionState::Added, 20).unwrap());
+/// assert_eq!(reactions[0].user_ids, vec![ann, bo]);
+/// ```
+pub fn apply_reaction(
+    reactions: &mut Vec<Reaction>,
+    user: UserId,
+    emoji: &str,
+    state: ReactionState,
+    max: usize,
+) -> Result<bool> {
+    let entry = reactions.iter().position(|r| r.emoji == emoji);
+    let has = entry.is_some_and(|i| reactions[i].user_ids.contains(&user));
+    match state {
+        ReactionState::Added if has => Ok(false),
+        ReactionState::Added => {
+            let mine = reactions.iter().filter(|r| r.user_ids.contains(&user)).count();
+            if mine >= max {
+                return Err(Error::conflict("too many reactions by this user on the message"));
+            }
+            match entry {
+                Some(i) => reactions[i].user_ids.push(user),
+                None => reactions.push(Reaction { emoji: emoji.to_owned(), user_ids: vec![user] }),
+            }
+            Ok(true)
+        }
+        ReactionState::Removed if !has => Ok(false),
+        ReactionState::Removed => {
+            if let Some(i) = entry {
+                reactions[i].user_ids.retain(|u| *u != user);
+                if reactions[i].user_ids.is_empty() {
+                    reactions.remove(i);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
 /// A full-text search.
 #[derive(Clone, Debug)]
 pub struct SearchQuery {
@@ -251,15 +402,46 @@ pub trait ConversationStore: Send + Sync {
     /// A page of `page.user`'s conversations, newest activity first (activity: the last
     /// message's time, else creation; ties by id descending), strictly after `page.before`,
     /// at most `page.limit` rows, each with its last message (tombstones included), unread
-    /// count and markers. Costs a bounded number of queries whatever the page size.
+    /// count, markers and the user's settings. Only the archived ones when `page.archived`,
+    /// only the others otherwise (index access: a page never scans past the other kind);
+    /// only those with context `page.context` when given. Costs a bounded number of queries
+    /// whatever the page size.
     async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>>;
 
+    /// The conversation `id` as `user` sees it in their list (the same fields as a row of
+    /// [`ConversationStore::conversations`]), or `None` when it does not exist or `user` is
+    /// not a member.
+    async fn summary(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationSummary>>;
+
+    /// A page of every conversation whose context is exactly `page.context`, newest
+    /// activity first (as [`ConversationStore::conversations`] orders), strictly after
+    /// `page.before`, at most `page.limit`. Index access: the cost follows the page, not
+    /// the number of conversations.
+    async fn conversations_by_context(&self, page: ContextPage) -> Result<Vec<Conversation>>;
+
     /// Moves `update.kind`'s marker of `update.user_id` forward to
-    /// `min(update.up_to_seq, last_seq)`. A value at or below the current marker changes
-    /// nothing and returns the current value with `moved: false`. When it moves, one
-    /// receipt event is written for `audience` in the same transaction. Unknown
-    /// conversation or non-member: `NotFound`.
+    /// `min(update.up_to_seq, last_seq)`, recording `update.at` as when it moved. A value
+    /// at or below the current marker changes nothing and returns the current value with
+    /// `moved: false`. When it moves, one receipt event (with `at`) is written for
+    /// `audience` in the same transaction. Unknown conversation or non-member: `NotFound`.
     async fn mark(&self, update: MarkUpdate) -> Result<Marked>;
+
+    /// Changes one member's own settings. Muting sets `muted_until`; archiving sets
+    /// `archived` (kept until changed, whatever messages arrive). A change that leaves the
+    /// settings as they read at `update.now` (the same archived flag; the same mute time;
+    /// unmuting what is not muted or whose mute has passed) writes nothing and returns
+    /// `changed: false`; otherwise one `MemberUpdated` event is written for `audience` in
+    /// the same transaction. Unknown conversation or non-member: `NotFound`.
+    async fn update_member(&self, update: MemberUpdate) -> Result<MemberUpdated>;
+
+    /// Replaces the conversation's metadata. The same value (compared as JSON) writes
+    /// nothing (`changed: false`); otherwise one `ConversationUpdated` event is written for
+    /// `audience` in the same transaction. Unknown conversation: `NotFound`.
+    async fn set_metadata(&self, update: MetadataUpdate) -> Result<MetadataUpdated>;
 
     /// Every user who shares a conversation with `user`, once each.
     async fn peers(&self, user: UserId) -> Result<Vec<UserId>>;
@@ -318,17 +500,35 @@ pub trait MessageStore: Send + Sync {
     /// `audience` in the same transaction. A tombstone: `Conflict`. Unknown: `NotFound`.
     async fn edit(&self, edit: EditMessage) -> Result<Message>;
 
-    /// Turns the message into a tombstone (empty body, no metadata, `deleted`), removes it
+    /// Turns the message into a tombstone (empty body, no metadata, no attachments, no
+    /// reactions, `deleted`; its `reply_to_seq` stays), removes it
     /// from search and writes one `MessageDeleted` event for `audience`. Already deleted:
     /// returns the tombstone with `changed: false` and writes nothing. Unknown: `NotFound`.
     async fn delete(&self, delete: DeleteMessage) -> Result<Deleted>;
+
+    /// Puts `update.user_id`'s reaction `update.emoji` on the message, or takes it off.
+    ///
+    /// The message's `reactions` summary is kept by the store with the message (not
+    /// recomputed per read): one entry per emoji with at least one user, emoji in order of
+    /// first reaction, users in order of reaction; an emoji whose last user goes is
+    /// removed, and goes last when added again; a user who removes and re-adds goes last.
+    /// Adding a reaction the user has, or removing one they do not, changes nothing
+    /// (`changed: false`, no event). Adding a new emoji when the user already has
+    /// `max_per_user` on the message: `Conflict`. A tombstone: `Conflict`. Unknown:
+    /// `NotFound`. Concurrent reactions to one message (from any number of store objects
+    /// on one database) are never lost. When it changes, one `Reaction` event (the user,
+    /// the emoji, the state) is written for `audience` in the same transaction. Reactions
+    /// are not activity: the conversation's `last_message_at` does not move.
+    async fn react(&self, update: ReactionUpdate) -> Result<Reacted>;
 
     /// Messages of the user's conversations (or of one of them) that contain every term as
     /// a word, newest first, never tombstones.
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>>;
 
-    /// Unread totals of `user`: messages from peers with `seq > read_seq`, not deleted.
-    async fn unread(&self, user: UserId) -> Result<UnreadTotals>;
+    /// Unread totals of `user`: messages not sent by `user` (the peer's and system
+    /// messages) with `seq > read_seq`, not deleted, in conversations `user` has not muted
+    /// past `now`.
+    async fn unread(&self, user: UserId, now: Timestamp) -> Result<UnreadTotals>;
 }
 
 /// The event log: reading it back, and the feed of committed events.
@@ -351,9 +551,13 @@ pub trait EventLog: Send + Sync {
     async fn head(&self) -> Result<u64>;
 
     /// Events visible to `user` with `after < position <= up_to`, ascending, at most
-    /// `limit`. Each message event carries the message in its current state (a message
-    /// deleted since is a tombstone, an edited one has its latest body); a conversation
-    /// event carries the conversation in its current state.
+    /// `limit`. Each message event (reactions included) carries the message in its
+    /// current state (a message deleted since is a tombstone, an edited one has its latest
+    /// body and reactions); a conversation event carries the conversation in its current
+    /// state; a `MemberUpdated` event carries the member's current settings. What the
+    /// event itself says is as of the event: a receipt's seq and `at`, a reaction's user,
+    /// emoji and state. An event kind the store does not know (written by a newer version)
+    /// is skipped and logged.
     async fn read_events(
         &self,
         user: UserId,
@@ -393,6 +597,14 @@ pub trait SocialStore: Send + Sync {
 
     /// Whether either user blocks the other.
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool>;
+
+    /// The users `blocker` blocks, ascending, strictly after `after`, at most `limit`.
+    async fn blocks(
+        &self,
+        blocker: UserId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>>;
 
     /// Records when a user's last session closed (replacing an earlier value).
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()>;

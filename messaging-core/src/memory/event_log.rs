@@ -9,7 +9,7 @@ use super::MemoryStore;
 use super::state::{Entry, Record, State, index};
 use crate::error::Result;
 use crate::id::UserId;
-use crate::model::{CommittedEvent, Event, LoggedEvent};
+use crate::model::{CommittedEvent, Event, LoggedEvent, MemberSettings, ReactionChange};
 use crate::store::{EventLog, FeedSink};
 
 impl State {
@@ -38,19 +38,44 @@ impl State {
         let entries = range.unwrap_or_default().iter().zip(after.saturating_add(1)..);
         let visible = entries.filter(|(entry, _)| entry.audience.contains(&user));
         let events = visible.filter_map(|(entry, position)| {
-            Some(LoggedEvent { position, event: self.current(entry.record)? })
+            Some(LoggedEvent { position, event: self.current(&entry.record)? })
         });
         events.take(limit).collect()
     }
 
     /// The event of a log entry, with its subject in its current state.
-    fn current(&self, record: Record) -> Option<Event> {
+    fn current(&self, record: &Record) -> Option<Event> {
         Some(match record {
-            Record::Created(id) => Event::ConversationCreated(self.conversation(id)?),
-            Record::MessageCreated(at) => Event::MessageCreated(self.message_at(at)?.clone()),
-            Record::MessageEdited(at) => Event::MessageEdited(self.message_at(at)?.clone()),
-            Record::MessageDeleted(at) => Event::MessageDeleted(self.message_at(at)?.clone()),
-            Record::Receipt(receipt) => Event::Receipt(receipt),
+            Record::Created(id) => Event::ConversationCreated(self.conversation(*id)?),
+            Record::MessageCreated(at) => Event::MessageCreated(self.message_at(*at)?.clone()),
+            Record::MessageEdited(at) => Event::MessageEdited(self.message_at(*at)?.clone()),
+            Record::MessageDeleted(at) => Event::MessageDeleted(self.message_at(*at)?.clone()),
+            Record::Receipt(receipt) => Event::Receipt(*receipt),
+            Record::Reaction { at, user_id, emoji, state } => Event::Reaction(ReactionChange {
+                message: self.message_at(*at)?.clone(),
+                user_id: *user_id,
+                emoji: emoji.clone(),
+                state: *state,
+            }),
+            Record::MemberUpdated(id, user) => {
+                Event::MemberUpdated(self.member_settings(*id, *user)?)
+            }
+            Record::ConversationUpdated(id) => Event::ConversationUpdated(self.conversation(*id)?),
+        })
+    }
+
+    /// A member's current settings.
+    pub(super) fn member_settings(
+        &self,
+        id: crate::id::ConversationId,
+        user: UserId,
+    ) -> Option<MemberSettings> {
+        let (mine, _) = self.conversations.get(&id)?.members_of(user)?;
+        Some(MemberSettings {
+            conversation_id: id,
+            user_id: user,
+            muted_until: mine.muted_until,
+            archived: mine.archived,
         })
     }
 }

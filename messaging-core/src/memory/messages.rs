@@ -1,5 +1,5 @@
 //! [`MessageStore`]: append with gap-free seqs and idempotency, history windows, edit,
-//! delete, search by whole words, unread totals.
+//! delete, reactions, search by whole words, unread totals.
 
 use async_trait::async_trait;
 
@@ -7,12 +7,13 @@ use super::MemoryStore;
 use super::state::{Record, State, Thread, index};
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, MessageId, UserId};
-use crate::model::{Event, Message, UnreadTotals};
+use crate::model::{Event, Message, ReactionChange, UnreadTotals};
 use crate::search;
 use crate::store::{
     Appended, DeleteMessage, Deleted, EditMessage, HistoryWindow, MessageStore, NewMessage,
-    SearchQuery,
+    Reacted, ReactionUpdate, SearchQuery, apply_reaction,
 };
+use crate::time::Timestamp;
 
 /// Whether `body` contains every term as a word, by the one definition of a word in
 /// [`search`]. A term of several words (which [`search::query_terms`] never yields) must
@@ -131,6 +132,35 @@ impl State {
         Ok(Deleted { message, changed: true })
     }
 
+    fn react(&mut self, update: ReactionUpdate) -> Result<Reacted> {
+        let not_found = || Error::not_found("no such message");
+        let at = *self.by_id.get(&update.message_id).ok_or_else(not_found)?;
+        let message = self.messages.get_mut(at).ok_or_else(not_found)?;
+        if message.deleted {
+            return Err(Error::conflict("the message was deleted"));
+        }
+        let (user, state) = (update.user_id, update.state);
+        let changed = apply_reaction(
+            &mut message.reactions,
+            user,
+            &update.emoji,
+            state,
+            update.max_per_user,
+        )?;
+        let message = message.clone();
+        if changed {
+            let event = Event::Reaction(ReactionChange {
+                message: message.clone(),
+                user_id: user,
+                emoji: update.emoji.clone(),
+                state,
+            });
+            let record = Record::Reaction { at, user_id: user, emoji: update.emoji, state };
+            self.log(record, event, update.audience);
+        }
+        Ok(Reacted { message, changed })
+    }
+
     /// The live messages of the user's conversations (or of the one asked for) holding
     /// every term, newest (last appended) first.
     fn search(&self, query: &SearchQuery) -> Vec<Message> {
@@ -145,7 +175,7 @@ impl State {
 
     /// The peer's messages after `user`'s read marker that are not deleted.
     pub(super) fn unread_in(&self, thread: &Thread, user: UserId) -> u64 {
-        let Some((mine, _)) = thread.markers_of(user) else { return 0 };
+        let Some((mine, _)) = thread.members_of(user) else { return 0 };
         let after_marker = thread.seqs.iter().skip(index(mine.read));
         let unread = after_marker
             .filter_map(|at| self.message_at(*at))
@@ -153,9 +183,12 @@ impl State {
         unread.count() as u64
     }
 
-    fn unread(&self, user: UserId) -> UnreadTotals {
+    fn unread(&self, user: UserId, now: Timestamp) -> UnreadTotals {
         let mut totals = UnreadTotals::default();
-        for thread in self.threads_of(user) {
+        let muted = |t: &&Thread| {
+            t.members_of(user).is_some_and(|(mine, _)| mine.muted_until.is_some_and(|u| u > now))
+        };
+        for thread in self.threads_of(user).filter(|t| !muted(t)) {
             let unread = self.unread_in(thread, user);
             totals.total += unread;
             totals.conversations += u64::from(unread > 0);
@@ -201,11 +234,15 @@ impl MessageStore for MemoryStore {
         self.write(|state| state.delete(delete))
     }
 
+    async fn react(&self, update: ReactionUpdate) -> Result<Reacted> {
+        self.write(|state| state.react(update))
+    }
+
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
         Ok(self.read(|state| state.search(&query)))
     }
 
-    async fn unread(&self, user: UserId) -> Result<UnreadTotals> {
-        Ok(self.read(|state| state.unread(user)))
+    async fn unread(&self, user: UserId, now: Timestamp) -> Result<UnreadTotals> {
+        Ok(self.read(|state| state.unread(user, now)))
     }
 }

@@ -72,7 +72,7 @@
 //! let messenger = Messenger::new(Arc::new(store)).await?;
 //! let (alice, bob) = (UserId::new(), UserId::new());
 //! let sent = messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await?;
-//! assert_eq!(sent.seq, 1);
+//! assert_eq!(sent.message.seq, 1);
 //! assert_eq!(messenger.unread(bob).await?.total, 1);
 //! # Ok(()) }
 //! ```

@@ -33,6 +33,15 @@ impl State {
         }
     }
 
+    fn blocks_of(&self, blocker: UserId, after: Option<UserId>, limit: usize) -> Vec<UserId> {
+        let Some(blocked) = self.blocks.get(&blocker) else { return Vec::new() };
+        let mut users: Vec<UserId> =
+            blocked.iter().copied().filter(|u| after.is_none_or(|a| *u > a)).collect();
+        users.sort_unstable();
+        users.truncate(limit);
+        users
+    }
+
     fn is_blocked_between(&self, a: UserId, b: UserId) -> bool {
         let blocks = |x: UserId, y: UserId| self.blocks.get(&x).is_some_and(|s| s.contains(&y));
         blocks(a, b) || blocks(b, a)
@@ -67,6 +76,15 @@ impl SocialStore for MemoryStore {
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
         Ok(self.read(|state| state.is_blocked_between(a, b)))
+    }
+
+    async fn blocks(
+        &self,
+        blocker: UserId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
+        Ok(self.read(|state| state.blocks_of(blocker, after, limit)))
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {

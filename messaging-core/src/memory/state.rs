@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use crate::id::{ConversationId, MessageId, UserId};
-use crate::model::{CommittedEvent, Conversation, Message, Receipt};
+use crate::model::{CommittedEvent, Conversation, Message, ReactionState, Receipt};
 use crate::time::Timestamp;
 
 /// A direct conversation's unique key: the lower member, the higher one, the context
@@ -46,27 +46,31 @@ pub(super) struct State {
     pub(super) last_commit: Option<Instant>,
 }
 
-/// A conversation with its messages and its members' markers.
+/// A conversation with its messages and its members' markers and settings.
 #[derive(Debug)]
 pub(super) struct Thread {
     pub(super) conversation: Conversation,
     /// Indexes into [`State::messages`]: the message at seq `s` is at `s - 1`.
     pub(super) seqs: Vec<usize>,
-    /// The members' markers, in the order of `conversation.members`.
-    pub(super) markers: [Markers; 2],
+    /// The members' state, in the order of `conversation.members`.
+    pub(super) members: [Member; 2],
 }
 
-/// One member's markers.
+/// One member's markers (with when each last moved) and own settings.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Markers {
+pub(super) struct Member {
     pub(super) read: u64,
+    pub(super) read_at: Option<Timestamp>,
     pub(super) delivered: u64,
+    pub(super) delivered_at: Option<Timestamp>,
+    pub(super) muted_until: Option<Timestamp>,
+    pub(super) archived: bool,
 }
 
 impl Thread {
-    /// The markers of `user` and of the peer, if `user` is a member.
-    pub(super) fn markers_of(&self, user: UserId) -> Option<(Markers, Markers)> {
-        let [first, second] = self.markers;
+    /// The state of `user` and of the peer, if `user` is a member.
+    pub(super) fn members_of(&self, user: UserId) -> Option<(Member, Member)> {
+        let [first, second] = self.members;
         match self.conversation.members {
             [a, _] if a == user => Some((first, second)),
             [_, b] if b == user => Some((second, first)),
@@ -85,14 +89,18 @@ pub(super) struct Entry {
 
 /// What a log entry points at. Message and conversation events are rebuilt from the
 /// current data when read, so a replayed event carries the current state (a tombstone, the
-/// latest body); a receipt carries the marker value it moved to.
-#[derive(Clone, Copy, Debug)]
+/// latest body, the current reactions and settings); a receipt carries the marker value
+/// and time it moved to, a reaction its user, emoji and state.
+#[derive(Clone, Debug)]
 pub(super) enum Record {
     Created(ConversationId),
     MessageCreated(usize),
     MessageEdited(usize),
     MessageDeleted(usize),
     Receipt(Receipt),
+    Reaction { at: usize, user_id: UserId, emoji: String, state: ReactionState },
+    MemberUpdated(ConversationId, UserId),
+    ConversationUpdated(ConversationId),
 }
 
 /// A `u64` count or seq as an index bound (saturating: past the end means the end).

@@ -52,7 +52,7 @@ async fn race(
     let first = tokio::spawn({
         let m = m.clone();
         let to = SendMessage::to_conversation(c1.id, "held back");
-        async move { m.send(alice, to).await.must("the held send") }
+        async move { m.send(alice, to).await.must("the held send").message }
     });
     let held_position = tokio::time::timeout(PUSH_TIMEOUT, held.positioned())
         .await
@@ -61,7 +61,7 @@ async fn race(
     let mut second = tokio::spawn({
         let m = m.clone();
         let to = SendMessage::to_conversation(c2.id, "overtaking");
-        async move { m.send(bob, to).await.must("the overtaking send") }
+        async move { m.send(bob, to).await.must("the overtaking send").message }
     });
     let second = match tokio::time::timeout(OVERTAKE_WINDOW, &mut second).await {
         Ok(joined) => Ok(joined.expect("the overtaking task")),
@@ -264,7 +264,7 @@ pub async fn concurrent_senders_across_writers(fx: Fixture) {
     .await
     .expect("concurrent senders finish (no deadlock)");
     for outcome in outcomes {
-        let message = outcome.must("a concurrent send across writers");
+        let message = outcome.must("a concurrent send across writers").message;
         by_id.insert(message.id, message.seq);
     }
     let mut seqs: Vec<u64> = by_id.values().copied().collect();

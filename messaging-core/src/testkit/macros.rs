@@ -113,6 +113,25 @@ macro_rules! conformance_tests {
             pushes_arrive_after_commit,
             feed_sees_only_committed_state,
             failed_writes_leave_no_trace,
+            // richer messages (v1.1)
+            attachments_round_trip_and_are_erased_on_delete,
+            replies_must_name_an_existing_seq,
+            system_messages_have_no_sender_and_are_unread_for_both,
+            the_nil_user_id_is_refused,
+            // reactions
+            reactions_keep_their_order_and_idempotence,
+            reaction_rules_and_bound,
+            concurrent_reactions_are_never_lost,
+            // member settings, one conversation, blocks list
+            mute_leaves_unread_totals_until_it_passes,
+            archive_has_its_own_list_and_is_sticky,
+            member_updated_goes_to_that_member_only,
+            conversation_op_and_context_filter,
+            blocks_are_listed_in_order,
+            // the host's service handle
+            service_opens_without_the_policy_but_not_past_blocks,
+            service_reads_moderates_and_sets_metadata,
+            service_lists_every_conversation_of_a_context,
         );
     };
 }

@@ -129,6 +129,27 @@
 //! | A pushed event is committed (the feed runs after commit, in position order) | `pushes_arrive_after_commit`, `feed_sees_only_committed_state`, `feed_starts_at_head_and_is_dense`, `sync_skips_nothing_when_commits_land_out_of_order` |
 //! | An overflowing queue is reported as lagged; `sync` recovers everything | `lagging_subscriber_is_told_so` |
 //!
+//! v1.1 (richer messages, settings, the service handle):
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | Attachments: kept in order with every field, an empty body allowed with them, validated (`bad_request`), erased (with reactions) on delete in every read and `sync` | `attachments_round_trip_and_are_erased_on_delete` |
+//! | `reply_to_seq`: an existing seq of the same conversation (`not_found`; a tombstone allowed; 0 `bad_request`) | `replies_must_name_an_existing_seq` |
+//! | System messages: no sender, `kind: system`, unread for both, nobody edits or deletes them (`not_found`), their own `client_msg_id` space; `send` says `created` | `system_messages_have_no_sender_and_are_unread_for_both`, `idempotent_retry_returns_original` |
+//! | The nil UUID is no user id | `the_nil_user_id_is_refused` |
+//! | Reactions: order of emoji and users, re-adds last, no-ops emit nothing, events as of the change with the message current, not activity, not unread | `reactions_keep_their_order_and_idempotence` |
+//! | … members only, `conflict` on a tombstone and beyond the per-user bound, `forbidden` when blocked, emoji validated | `reaction_rules_and_bound` |
+//! | … concurrent reactions never lost (two store objects when the store has them) | `concurrent_reactions_are_never_lost` |
+//! | `mute`: out of unread totals until it passes (then reads none, nothing emitted); a past time `bad_request` | `mute_leaves_unread_totals_until_it_passes` |
+//! | `archive`: its own list, sticky across new messages, still unread | `archive_has_its_own_list_and_is_sticky` |
+//! | `member.updated` to that member only, only on a change, current settings in `sync` | `member_updated_goes_to_that_member_only`, `mute_leaves_unread_totals_until_it_passes`, `archive_has_its_own_list_and_is_sticky` |
+//! | `conversation` op; `conversations` filtered by `context` | `conversation_op_and_context_filter` |
+//! | Receipts carry `at` (as of the event); summaries `peer_read_at` / `peer_delivered_at` | `receipts_only_move_forward`, `read_and_delivered_are_independent` |
+//! | `blocks`: ascending, paged | `blocks_are_listed_in_order` |
+//! | Service: open without the policy, not past blocks, existing unchanged, metadata at creation; `post_as` is the member's send; blocks on a user's behalf | `service_opens_without_the_policy_but_not_past_blocks` |
+//! | Service: any history, one conversation, moderation deletes, metadata → `conversation.updated` | `service_reads_moderates_and_sets_metadata` |
+//! | Service: every conversation of one context, newest activity first, paged | `service_lists_every_conversation_of_a_context` |
+//!
 //! Resuming: `sync`:
 //!
 //! | Rule | Case(s) |
@@ -288,7 +309,11 @@ mod tests {
             include_str!("conformance/listing.rs"),
             include_str!("conformance/messages.rs"),
             include_str!("conformance/presence.rs"),
+            include_str!("conformance/reactions.rs"),
             include_str!("conformance/receipts.rs"),
+            include_str!("conformance/rich.rs"),
+            include_str!("conformance/service.rs"),
+            include_str!("conformance/settings.rs"),
             include_str!("conformance/search.rs"),
             include_str!("conformance/sync.rs"),
             include_str!("conformance/validation.rs"),

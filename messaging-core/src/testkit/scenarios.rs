@@ -38,7 +38,8 @@ pub async fn first_degree_refuses_strangers_and_allows_connections(fx: Fixture) 
     let original = m
         .send(bob, SendMessage::to_conversation(c.id, "hi").client_msg_id("k"))
         .await
-        .must("connected users send");
+        .must("connected users send")
+        .message;
     for (from, to) in [(alice, carol), (carol, alice)] {
         assert_code(m.open(from, to, None).await, "forbidden", "strangers open");
         assert_code(
@@ -67,7 +68,8 @@ pub async fn first_degree_refuses_strangers_and_allows_connections(fx: Fixture) 
     let retry = m
         .send(bob, SendMessage::to_conversation(c.id, "hi again").client_msg_id("k"))
         .await
-        .must("a retry is recognised before the policy");
+        .must("a retry is recognised before the policy")
+        .message;
     assert_eq!(retry, original);
     let history = m.history(alice, c.id, HistoryQuery::default()).await.must("history");
     assert_eq!(history.messages, vec![original]);
@@ -233,7 +235,7 @@ pub async fn idempotent_retry_pushes_one_event(fx: Fixture) {
     let mut sessions =
         [m.connect(bob).await.must("connect"), m.connect(alice).await.must("connect")];
     let keyed = SendMessage::to_conversation(c.id, "once").client_msg_id("retry-me");
-    let original = m.send(alice, keyed.clone()).await.must("send");
+    let original = m.send(alice, keyed.clone()).await.must("send").message;
     m.send(alice, keyed.clone()).await.must("sequential retry");
     let mut tasks = JoinSet::new();
     for _ in 0..8 {
@@ -241,7 +243,7 @@ pub async fn idempotent_retry_pushes_one_event(fx: Fixture) {
         tasks.spawn(async move { m.send(alice, keyed).await });
     }
     while let Some(joined) = tasks.join_next().await {
-        assert_eq!(joined.expect("task").must("concurrent retry").id, original.id);
+        assert_eq!(joined.expect("task").must("concurrent retry").message.id, original.id);
     }
     let barrier = send(&m, alice, c.id, "barrier").await;
     for session in &mut sessions {

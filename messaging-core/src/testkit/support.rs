@@ -18,7 +18,7 @@ use crate::model::{CommittedEvent, Conversation, Cursor, Event, LoggedEvent, Mes
 use crate::policy::SocialGraph;
 use crate::store::{FeedSink, Store};
 use crate::time::Timestamp;
-use crate::{Messenger, SendMessage, Session};
+use crate::{ConversationsQuery, Messenger, SendMessage, Session};
 
 /// How long a case waits for a push before it fails (a missing event fails, never hangs).
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -93,7 +93,7 @@ pub(crate) async fn send(
     conversation: ConversationId,
     body: &str,
 ) -> Message {
-    m.send(sender, SendMessage::to_conversation(conversation, body)).await.must("send")
+    m.send(sender, SendMessage::to_conversation(conversation, body)).await.must("send").message
 }
 
 /// Sends `n` messages from `sender`, one after the other, with bodies `"{prefix} {i}"`.
@@ -406,4 +406,9 @@ pub(crate) async fn events_until(
             return events;
         }
     }
+}
+
+/// A conversation list query of the unarchived conversations: page size and `next`.
+pub(crate) fn list_query(limit: Option<usize>, before: Option<&str>) -> ConversationsQuery {
+    ConversationsQuery { limit, before: before.map(str::to_owned), ..ConversationsQuery::default() }
 }

@@ -4,7 +4,7 @@
 
 use crate::model::TypingState;
 use crate::testkit::Fixture;
-use crate::testkit::support::{Must, assert_code, open, send, two_users};
+use crate::testkit::support::{Must, assert_code, list_query, open, send, two_users};
 use crate::{HistoryQuery, SendMessage};
 
 /// While either user blocks the other, `open`, `send` (by conversation or by peer) and
@@ -63,7 +63,7 @@ pub async fn block_leaves_reading_alone(fx: Fixture) {
         assert_eq!(history.messages.len(), 2);
         assert_eq!(m.mark_delivered(user, c.id, 2).await.must("delivered").seq, 2);
         assert_eq!(m.mark_read(user, c.id, 2).await.must("read").seq, 2);
-        let list = m.conversations(user, None, None).await.must("list").conversations;
+        let list = m.conversations(user, list_query(None, None)).await.must("list").conversations;
         assert_eq!(list.len(), 1);
         assert_eq!(list[0].conversation.id, c.id);
         assert_eq!(m.search(user, "hello", None, None).await.must("search").len(), 1);
@@ -91,7 +91,11 @@ pub async fn unblock_restores_and_self_block_is_refused(fx: Fixture) {
     send(&m, alice, c.id, "we're fine").await;
     m.typing(bob, c.id, TypingState::Started).await.must("typing after unblocking");
     assert_eq!(
-        m.send(bob, SendMessage::to_peer(alice, None, "good")).await.must("send by peer").seq,
+        m.send(bob, SendMessage::to_peer(alice, None, "good"))
+            .await
+            .must("send by peer")
+            .message
+            .seq,
         2
     );
 }

@@ -3,7 +3,7 @@
 
 use crate::limits::Limits;
 use crate::testkit::Fixture;
-use crate::testkit::support::{Must, assert_code, open, sync_all, two_users};
+use crate::testkit::support::{Must, assert_code, list_query, open, sync_all, two_users};
 use crate::{Cursor, UserId};
 use crate::{HistoryQuery, SendMessage};
 
@@ -31,7 +31,8 @@ pub async fn pages_are_cut_by_the_reply_budget(fx: Fixture) {
                 SendMessage::to_conversation(c.id, escaped_body(&format!("needle{i}"), 1000)),
             )
             .await
-            .must("send");
+            .must("send")
+            .message;
         sent.push(message.seq);
     }
     // Connected after the sends: its `sync` reaches them (sync stops at the hello cursor).
@@ -85,7 +86,8 @@ pub async fn pages_are_cut_by_the_reply_budget(fx: Fixture) {
     let mut listed = Vec::new();
     let mut before = None;
     loop {
-        let page = m.conversations(bob, None, before.as_deref()).await.must("conversations");
+        let page =
+            m.conversations(bob, list_query(None, before.as_deref())).await.must("conversations");
         assert!(!page.conversations.is_empty(), "a page holds at least one conversation");
         assert!(page.conversations.len() < 4, "cut by the budget");
         listed.extend(page.conversations.iter().map(|s| s.conversation.id));

@@ -8,7 +8,9 @@ use tokio::task::JoinSet;
 use crate::model::{ConversationKind, Event, TypingState};
 use crate::store::NewConversation;
 use crate::testkit::Fixture;
-use crate::testkit::support::{Must, assert_code, events_named, log_of, open, send, two_users};
+use crate::testkit::support::{
+    Must, assert_code, events_named, list_query, log_of, open, send, two_users,
+};
 use crate::{ConversationId, Timestamp, UserId};
 use crate::{HistoryQuery, SendMessage};
 
@@ -57,7 +59,9 @@ pub async fn open_with_self_is_bad_request(fx: Fixture) {
         "send to self",
     );
     assert!(log_of(fx.store.as_ref(), alice).await.is_empty(), "nothing was written");
-    assert!(m.conversations(alice, None, None).await.must("list").conversations.is_empty());
+    assert!(
+        m.conversations(alice, list_query(None, None)).await.must("list").conversations.is_empty()
+    );
 }
 
 /// Many concurrent `open`s, from both sides, create one conversation: one id, exactly one
@@ -82,7 +86,10 @@ pub async fn open_concurrently_from_both_sides_creates_one(fx: Fixture) {
     assert_eq!(created, 1, "exactly one open says it created");
     let log = log_of(fx.store.as_ref(), alice).await;
     assert_eq!(events_named(&log, "conversation.created").len(), 1);
-    assert_eq!(m.conversations(bob, None, None).await.must("list").conversations.len(), 1);
+    assert_eq!(
+        m.conversations(bob, list_query(None, None)).await.must("list").conversations.len(),
+        1
+    );
 }
 
 /// At the store level, concurrent `open_direct` calls with different candidate ids for one
@@ -101,6 +108,7 @@ pub async fn store_open_direct_race_creates_one(fx: Fixture) {
             members,
             context: None,
             created_at: Timestamp::now(),
+            metadata: None,
             audience: members.to_vec(),
         };
         tasks.spawn(async move { store.open_direct(new).await });
@@ -141,11 +149,15 @@ pub async fn contexts_separate_conversations(fx: Fixture) {
     let ids: HashSet<_> = [none.conversation.id, a.id, b.id].into_iter().collect();
     assert_eq!(ids.len(), 3, "each context is its own conversation");
 
-    let sent = m.send(alice, SendMessage::to_peer(bob, Some(""), "hi")).await.must("send");
+    let sent = m.send(alice, SendMessage::to_peer(bob, Some(""), "hi")).await.must("send").message;
     assert_eq!(sent.conversation_id, none.conversation.id, "send with an empty context");
-    let sent = m.send(bob, SendMessage::to_peer(alice, Some("order:2"), "hi")).await.must("send");
+    let sent =
+        m.send(bob, SendMessage::to_peer(alice, Some("order:2"), "hi")).await.must("send").message;
     assert_eq!(sent.conversation_id, b.id, "send with a context");
-    assert_eq!(m.conversations(alice, None, None).await.must("list").conversations.len(), 3);
+    assert_eq!(
+        m.conversations(alice, list_query(None, None)).await.must("list").conversations.len(),
+        3
+    );
 }
 
 /// `send` with `peer` opens the conversation exactly as `open` would: one
@@ -153,11 +165,14 @@ pub async fn contexts_separate_conversations(fx: Fixture) {
 pub async fn send_to_peer_opens_like_open(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
-    let first =
-        m.send(alice, SendMessage::to_peer(bob, Some("match:7"), "hello")).await.must("send");
+    let first = m
+        .send(alice, SendMessage::to_peer(bob, Some("match:7"), "hello"))
+        .await
+        .must("send")
+        .message;
     assert_eq!(first.seq, 1);
     let second =
-        m.send(bob, SendMessage::to_peer(alice, Some("match:7"), "hey")).await.must("send");
+        m.send(bob, SendMessage::to_peer(alice, Some("match:7"), "hey")).await.must("send").message;
     assert_eq!(second.conversation_id, first.conversation_id);
     assert_eq!(second.seq, 2);
     let opened = m.open(alice, bob, Some("match:7")).await.must("open");

@@ -33,7 +33,7 @@ pub async fn head_counts_events(fx: Fixture) {
     open(&m, bob, alice, None).await;
     step(0, "open finds").await;
     let keyed = SendMessage::to_conversation(c.id, "hi").client_msg_id("k");
-    let sent = m.send(alice, keyed.clone()).await.must("send");
+    let sent = m.send(alice, keyed.clone()).await.must("send").message;
     step(1, "send").await;
     m.send(alice, keyed).await.must("retry");
     step(0, "retry").await;
@@ -125,7 +125,8 @@ pub async fn feed_starts_at_head_and_is_dense(fx: Fixture) {
                         SendMessage::to_conversation(c.id, format!("t{t} {i}")),
                     )
                     .await
-                    .must("send");
+                    .must("send")
+                    .message;
                 m.mark_delivered(y, c.id, msg.seq).await.must("delivered");
             }
         });
@@ -197,6 +198,7 @@ pub async fn pushes_arrive_after_commit(fx: Fixture) {
                     m.send(alice, SendMessage::to_conversation(c.id, format!("p{i}")))
                         .await
                         .must("send")
+                        .message
                 });
             }
             while let Some(joined) = tasks.join_next().await {
@@ -313,7 +315,8 @@ pub async fn feed_sees_only_committed_state(fx: Fixture) {
             let sent = m
                 .send(alice, SendMessage::to_conversation(c.id, format!("c{i}")))
                 .await
-                .must("send");
+                .must("send")
+                .message;
             if i % 3 == 0 {
                 m.edit(alice, sent.id, "edited").await.must("edit");
             }
@@ -389,6 +392,7 @@ pub async fn failed_writes_leave_no_trace(fx: Fixture) {
                         user_id: bob,
                         kind: ReceiptKind::Read,
                         up_to_seq: 1,
+                        at: Timestamp::now(),
                         audience: vec![alice, bob],
                     })
                     .await

@@ -4,11 +4,13 @@
 use crate::Messenger;
 use crate::id::ConversationId;
 use crate::testkit::Fixture;
-use crate::testkit::support::{Must, after_millisecond, assert_code, open, send, two_users};
+use crate::testkit::support::{
+    Must, after_millisecond, assert_code, list_query, open, send, two_users,
+};
 use crate::{Conversation, UserId};
 
 async fn ids(m: &Messenger, user: UserId) -> Vec<ConversationId> {
-    let page = m.conversations(user, Some(100), None).await.must("conversations");
+    let page = m.conversations(user, list_query(Some(100), None)).await.must("conversations");
     page.conversations.iter().map(|s| s.conversation.id).collect()
 }
 
@@ -52,7 +54,7 @@ pub async fn conversations_ordered_by_activity(fx: Fixture) {
     m.mark_read(alice, c2, 1).await.must("read");
     assert_eq!(ids(&m, alice).await, [c2, c1, c3], "a receipt is not activity");
 
-    let list = m.conversations(alice, None, None).await.must("list").conversations;
+    let list = m.conversations(alice, list_query(None, None)).await.must("list").conversations;
     assert_eq!(list[1].conversation.last_message_at, Some(in_c1.created_at));
 }
 
@@ -72,7 +74,10 @@ pub async fn conversations_paging(fx: Fixture) {
         let mut before: Option<String> = None;
         let mut pages = 0;
         loop {
-            let page = m.conversations(alice, Some(limit), before.as_deref()).await.must("page");
+            let page = m
+                .conversations(alice, list_query(Some(limit), before.as_deref()))
+                .await
+                .must("page");
             pages += 1;
             assert!(page.conversations.len() <= limit);
             seen.extend(page.conversations.iter().map(|s| s.conversation.id));
@@ -93,10 +98,11 @@ pub async fn conversations_paging(fx: Fixture) {
             "limit {limit}: next is null exactly at the end"
         );
     }
-    let page = m.conversations(alice, None, None).await.must("default limit");
+    let page = m.conversations(alice, list_query(None, None)).await.must("default limit");
     assert_eq!(page.conversations.len(), 7);
     assert_eq!(page.next, None);
-    let empty = m.conversations(UserId::new(), None, None).await.must("a user without any");
+    let empty =
+        m.conversations(UserId::new(), list_query(None, None)).await.must("a user without any");
     assert!(empty.conversations.is_empty() && empty.next.is_none());
 }
 
@@ -106,15 +112,23 @@ pub async fn conversations_parameter_rules(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
     open(&m, alice, bob, None).await;
-    assert_code(m.conversations(alice, Some(0), None).await, "bad_request", "limit 0");
-    assert_code(m.conversations(alice, Some(101), None).await, "bad_request", "limit 101");
+    assert_code(m.conversations(alice, list_query(Some(0), None)).await, "bad_request", "limit 0");
+    assert_code(
+        m.conversations(alice, list_query(Some(101), None)).await,
+        "bad_request",
+        "limit 101",
+    );
     assert_eq!(
-        m.conversations(alice, Some(100), None).await.must("limit 100").conversations.len(),
+        m.conversations(alice, list_query(Some(100), None))
+            .await
+            .must("limit 100")
+            .conversations
+            .len(),
         1
     );
     for bad in ["", "garbage", "p1", "v1a", "p1zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"] {
         assert_code(
-            m.conversations(alice, None, Some(bad)).await,
+            m.conversations(alice, list_query(None, Some(bad))).await,
             "bad_request",
             &format!("before {bad:?}"),
         );
@@ -127,7 +141,7 @@ pub async fn conversation_summary_fields(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, Some("order:9")).await;
-    let list = m.conversations(alice, None, None).await.must("list").conversations;
+    let list = m.conversations(alice, list_query(None, None)).await.must("list").conversations;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].conversation, c, "the conversation as opened");
     assert_eq!(list[0].last_message, None);
@@ -143,19 +157,20 @@ pub async fn conversation_summary_fields(fx: Fixture) {
     m.mark_read(bob, c.id, 1).await.must("read");
     m.mark_read(alice, c.id, 2).await.must("read");
 
-    let bobs = &m.conversations(bob, None, None).await.must("list").conversations[0];
+    let bobs = &m.conversations(bob, list_query(None, None)).await.must("list").conversations[0];
     assert_eq!(bobs.last_message.as_ref(), Some(&three));
     assert_eq!(bobs.conversation.last_seq, 3);
     assert_eq!(bobs.conversation.last_message_at, Some(three.created_at));
     assert_eq!(bobs.conversation.context.as_deref(), Some("order:9"));
     assert_eq!((bobs.unread_count, bobs.read_seq), (1, 1), "bob has read 1 of alice's 2");
     assert_eq!((bobs.peer_read_seq, bobs.peer_delivered_seq), (2, 0), "alice's markers");
-    let alices = &m.conversations(alice, None, None).await.must("list").conversations[0];
+    let alices =
+        &m.conversations(alice, list_query(None, None)).await.must("list").conversations[0];
     assert_eq!((alices.unread_count, alices.read_seq), (0, 2));
     assert_eq!((alices.peer_read_seq, alices.peer_delivered_seq), (1, 3), "bob's markers");
 
     let tombstone = m.delete(alice, three.id).await.must("delete");
-    let bobs = &m.conversations(bob, None, None).await.must("list").conversations[0];
+    let bobs = &m.conversations(bob, list_query(None, None)).await.must("list").conversations[0];
     assert_eq!(bobs.last_message.as_ref(), Some(&tombstone), "the last message may be a tombstone");
     assert_eq!(bobs.unread_count, 0, "the deleted message is no longer unread");
 }

@@ -11,8 +11,8 @@ use crate::model::Event;
 use crate::store::NewMessage;
 use crate::testkit::Fixture;
 use crate::testkit::support::{
-    Must, assert_code, carried, history_seqs, log_of, message_events, next_event, open, send,
-    send_n, two_users,
+    Must, assert_code, carried, history_seqs, list_query, log_of, message_events, next_event, open,
+    send, send_n, two_users,
 };
 use crate::{HistoryQuery, SendMessage};
 use crate::{MessageId, Timestamp, UserId};
@@ -26,7 +26,8 @@ pub async fn send_assigns_seq_and_updates_conversation(fx: Fixture) {
     let one = m
         .send(alice, SendMessage::to_conversation(c.id, "  hello  ").client_msg_id("c-1"))
         .await
-        .must("send");
+        .must("send")
+        .message;
     assert_eq!(one.seq, 1);
     assert_eq!(one.conversation_id, c.id);
     assert_eq!(one.sender_id, Some(alice));
@@ -70,7 +71,7 @@ pub async fn concurrent_sends_get_gap_free_seqs(fx: Fixture) {
     }
     let mut seqs = Vec::new();
     while let Some(joined) = tasks.join_next().await {
-        seqs.push(joined.expect("task").must("concurrent send").seq);
+        seqs.push(joined.expect("task").must("concurrent send").message.seq);
     }
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "seqs are 1..=N, gap-free");
@@ -97,27 +98,32 @@ pub async fn idempotent_retry_returns_original(fx: Fixture) {
         let msg = SendMessage::to_conversation(c.id, body).client_msg_id(key);
         async move { m.send(who, msg).await }
     };
-    let original = send_key(alice, "first", "k-1").await.must("send");
+    let first = send_key(alice, "first", "k-1").await.must("send");
+    assert!(first.created, "a new message is created");
+    let original = first.message;
     let head = fx.store.head().await.must("head");
     let retry = send_key(alice, "a different body", "k-1").await.must("retry");
-    assert_eq!(retry, original, "the retry returns the original");
+    assert!(!retry.created, "a recognised retry says created: false");
+    assert_eq!(retry.message, original, "the retry returns the original");
     let retry_by_peer = m
         .send(alice, SendMessage::to_peer(bob, None, "again").client_msg_id("k-1"))
         .await
-        .must("retry addressed by peer");
+        .must("retry addressed by peer")
+        .message;
     assert_eq!(retry_by_peer, original, "a retry addressed by peer is recognised too");
     assert_eq!(fx.store.head().await.must("head"), head, "retries write no event");
 
-    let other_key = send_key(alice, "second", "k-2").await.must("send");
+    let other_key = send_key(alice, "second", "k-2").await.must("send").message;
     assert_eq!(other_key.seq, 2);
-    let bobs = send_key(bob, "bob's", "k-1").await.must("same key, other sender");
+    let bobs = send_key(bob, "bob's", "k-1").await.must("same key, other sender").message;
     assert_ne!(bobs.id, original.id, "the key is per sender");
     assert_eq!(bobs.seq, 3);
     let other = open(&m, alice, bob, Some("elsewhere")).await;
     let elsewhere = m
         .send(alice, SendMessage::to_conversation(other.id, "x").client_msg_id("k-1"))
         .await
-        .must("same key, other conversation");
+        .must("same key, other conversation")
+        .message;
     assert_ne!(elsewhere.id, original.id, "the key is per conversation");
     assert_eq!(elsewhere.seq, 1);
 
@@ -142,7 +148,7 @@ pub async fn concurrent_retries_store_one_message(fx: Fixture) {
     let mut ids = HashSet::new();
     let mut seqs = HashSet::new();
     while let Some(joined) = tasks.join_next().await {
-        let message = joined.expect("task").must("concurrent retry");
+        let message = joined.expect("task").must("concurrent retry").message;
         ids.insert(message.id);
         seqs.insert(message.seq);
     }
@@ -211,16 +217,16 @@ pub async fn retry_returns_current_state(fx: Fixture) {
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
     let msg = |key: &str| SendMessage::to_conversation(c.id, "original").client_msg_id(key);
-    let edited = m.send(alice, msg("e")).await.must("send");
+    let edited = m.send(alice, msg("e")).await.must("send").message;
     let edited = m.edit(alice, edited.id, "edited body").await.must("edit");
-    let deleted = m.send(alice, msg("d").metadata(json!({"a": 1}))).await.must("send");
+    let deleted = m.send(alice, msg("d").metadata(json!({"a": 1}))).await.must("send").message;
     let tombstone = m.delete(alice, deleted.id).await.must("delete");
     let head = fx.store.head().await.must("head");
 
-    let retry = m.send(alice, msg("e")).await.must("retry of edited");
+    let retry = m.send(alice, msg("e")).await.must("retry of edited").message;
     assert_eq!(retry, edited, "the retry returns the edited message");
     assert_eq!(retry.body, "edited body");
-    let retry = m.send(alice, msg("d")).await.must("retry of deleted");
+    let retry = m.send(alice, msg("d")).await.must("retry of deleted").message;
     assert_eq!(retry, tombstone, "the retry returns the tombstone");
     assert!(retry.deleted);
     assert_eq!(retry.body, "");
@@ -237,18 +243,21 @@ pub async fn retry_while_blocked_returns_original(fx: Fixture) {
     let original = m
         .send(alice, SendMessage::to_conversation(c.id, "hi").client_msg_id("b-1"))
         .await
-        .must("send");
+        .must("send")
+        .message;
     for (blocker, blocked) in [(bob, alice), (alice, bob)] {
         m.block(blocker, blocked).await.must("block");
         let retry = m
             .send(alice, SendMessage::to_conversation(c.id, "retry").client_msg_id("b-1"))
             .await
-            .must("retry while blocked");
+            .must("retry while blocked")
+            .message;
         assert_eq!(retry, original);
         let by_peer = m
             .send(alice, SendMessage::to_peer(bob, None, "retry").client_msg_id("b-1"))
             .await
-            .must("retry by peer while blocked");
+            .must("retry by peer while blocked")
+            .message;
         assert_eq!(by_peer, original);
         assert_code(
             m.send(alice, SendMessage::to_conversation(c.id, "new").client_msg_id("b-2")).await,
@@ -272,7 +281,8 @@ pub async fn edit_by_sender_only(fx: Fixture) {
     let sent = m
         .send(alice, SendMessage::to_conversation(c.id, "typo").metadata(json!({"k": "v"})))
         .await
-        .must("send");
+        .must("send")
+        .message;
     assert_code(m.edit(bob, sent.id, "peer edit").await, "not_found", "the peer edits");
     assert_code(m.edit(carol, sent.id, "outsider").await, "not_found", "an outsider edits");
     assert_code(m.edit(alice, MessageId::new(), "x").await, "not_found", "unknown message");
@@ -307,7 +317,8 @@ pub async fn delete_makes_one_tombstone(fx: Fixture) {
     let sent = m
         .send(alice, SendMessage::to_conversation(c.id, "oops").metadata(json!({"x": [1, 2]})))
         .await
-        .must("send");
+        .must("send")
+        .message;
     send(&m, bob, c.id, "reply").await;
     assert_code(m.delete(bob, sent.id).await, "not_found", "the peer deletes");
     assert_code(m.delete(carol, sent.id).await, "not_found", "an outsider deletes");
@@ -350,7 +361,8 @@ pub async fn metadata_round_trips_as_json(fx: Fixture) {
     let sent = m
         .send(alice, SendMessage::to_conversation(c.id, "with data").metadata(metadata.clone()))
         .await
-        .must("send");
+        .must("send")
+        .message;
     assert_eq!(sent.metadata.as_ref(), Some(&metadata), "the reply");
     let stored = fx.store.message(sent.id).await.must("message").expect("stored");
     assert_eq!(stored.metadata.as_ref(), Some(&metadata), "the store");
@@ -394,7 +406,7 @@ pub async fn timestamps_agree_everywhere(fx: Fixture) {
     let history = m.history(bob, opened.id, HistoryQuery::default()).await.must("history");
     assert_eq!(history.messages[0].created_at, sent.created_at, "history vs reply");
     assert_eq!(history.messages[0].edited_at, edited.edited_at);
-    let list = m.conversations(bob, None, None).await.must("list").conversations;
+    let list = m.conversations(bob, list_query(None, None)).await.must("list").conversations;
     assert_eq!(list[0].conversation.created_at, opened.created_at);
     assert_eq!(list[0].conversation.last_message_at, Some(sent.created_at));
     let last = list[0].last_message.as_ref().expect("last message");

@@ -207,14 +207,16 @@ pub async fn sync_serves_current_state(fx: Fixture) {
     let kept = m
         .send(alice, SendMessage::to_conversation(c.id, "v1").metadata(serde_json::json!({"v": 1})))
         .await
-        .must("send");
+        .must("send")
+        .message;
     let gone = m
         .send(
             alice,
             SendMessage::to_conversation(c.id, "secret").metadata(serde_json::json!({"pin": 1234})),
         )
         .await
-        .must("send");
+        .must("send")
+        .message;
     let plain = send(&m, bob, c.id, "untouched").await;
     m.edit(alice, kept.id, "v2").await.must("edit");
     m.edit(alice, gone.id, "secret, edited").await.must("edit");
@@ -314,7 +316,8 @@ pub async fn hello_cursor_race_loses_nothing(fx: Fixture) {
                 let message = m
                     .send(alice, SendMessage::to_conversation(c.id, format!("w{i}")))
                     .await
-                    .must("writer");
+                    .must("writer")
+                    .message;
                 if i % 10 == 9 {
                     m.mark_delivered(bob, c.id, message.seq).await.must("delivered");
                 }

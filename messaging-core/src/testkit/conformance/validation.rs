@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::SendMessage;
 use crate::testkit::Fixture;
-use crate::testkit::support::{Must, assert_code, log_of, open, two_users};
+use crate::testkit::support::{Must, assert_code, list_query, log_of, open, two_users};
 
 /// Empty or whitespace-only bodies → `bad_request`; a body of exactly 8192 bytes is
 /// accepted, one byte more → `too_large`; nothing refused is stored.
@@ -37,7 +37,7 @@ pub async fn body_rules(fx: Fixture) {
     );
     assert_eq!(fx.store.head().await.must("head"), head, "refused sends write nothing");
     let stored =
-        m.send(alice, SendMessage::to_conversation(c.id, exact.clone())).await.must("8192");
+        m.send(alice, SendMessage::to_conversation(c.id, exact.clone())).await.must("8192").message;
     assert_eq!(stored.body, exact, "a body of exactly the limit is kept intact");
     assert_eq!(stored.seq, 1, "refused sends took no seq");
     assert_code(m.edit(alice, stored.id, "").await, "bad_request", "edit to empty");
@@ -52,7 +52,7 @@ pub async fn nul_is_refused_everywhere(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
     let c = open(&m, alice, bob, None).await;
-    let sent = m.send(alice, SendMessage::to_conversation(c.id, "fine")).await.must("send");
+    let sent = m.send(alice, SendMessage::to_conversation(c.id, "fine")).await.must("send").message;
     let to_c = |body: &str| SendMessage::to_conversation(c.id, body);
     let cases = [
         (to_c("a\0b"), "body"),
@@ -69,7 +69,10 @@ pub async fn nul_is_refused_everywhere(fx: Fixture) {
     assert_code(m.search(alice, "fi\0ne", None, None).await, "bad_request", "search query");
     let stored = fx.store.conversation(c.id).await.must("conversation").expect("exists");
     assert_eq!(stored.last_seq, 1, "nothing refused was stored");
-    assert_eq!(m.conversations(alice, None, None).await.must("list").conversations.len(), 1);
+    assert_eq!(
+        m.conversations(alice, list_query(None, None)).await.must("list").conversations.len(),
+        1
+    );
 }
 
 /// Metadata must be a JSON object (`bad_request` otherwise) of at most 4096 bytes
@@ -92,10 +95,10 @@ pub async fn metadata_rules(fx: Fixture) {
     assert_eq!(serde_json::to_vec(&exact).expect("json").len(), 4096);
     let over = json!({"k": "v".repeat(4096 - 7)});
     assert_code(m.send(alice, with(over)).await, "too_large", "metadata of 4097 bytes");
-    let sent = m.send(alice, with(exact.clone())).await.must("metadata of 4096 bytes");
+    let sent = m.send(alice, with(exact.clone())).await.must("metadata of 4096 bytes").message;
     assert_eq!(sent.metadata, Some(exact));
     assert_eq!(sent.seq, 1);
-    let empty = m.send(alice, with(json!({}))).await.must("an empty object");
+    let empty = m.send(alice, with(json!({}))).await.must("an empty object").message;
     assert_eq!(empty.metadata, Some(json!({})));
 }
 
@@ -127,7 +130,8 @@ pub async fn context_and_client_msg_id_limits(fx: Fixture) {
     let sent = m
         .send(alice, SendMessage::to_conversation(c.id, "x").client_msg_id(key.clone()))
         .await
-        .must("client_msg_id of 64 bytes");
+        .must("client_msg_id of 64 bytes")
+        .message;
     assert_eq!(sent.client_msg_id.as_deref(), Some(key.as_str()));
     assert_eq!(sent.seq, 1);
 }

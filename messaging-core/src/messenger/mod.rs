@@ -7,7 +7,16 @@
 //! them in the change's transaction), and publishes ephemeral signals itself.
 //!
 //! What callers pass in is in `requests`, what pages come back in `pages`, and a connection
-//! of a user is a [`Session`].
+//! of a user is a [`Session`]. The ops beyond messages and markers live in submodules:
+//! `reactions`, `settings` (mute, archive, one conversation), and `service`, the host's
+//! [`ServiceHandle`], which calls the same steps as the user ops so no rule is written
+//! twice.
+
+mod reactions;
+mod service;
+mod settings;
+
+pub use service::ServiceHandle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +28,13 @@ use crate::id::{ConversationId, MessageId, SessionId, UserId};
 use crate::limits::Limits;
 use crate::membership::MembershipCache;
 use crate::model::{
-    ActivityKey, Conversation, Cursor, Message, PresenceStatus, Receipt, ReceiptKind, Signal,
-    TypingState, UnreadTotals,
+    ActivityKey, Conversation, Cursor, Event, Message, PresenceStatus, Receipt, ReceiptKind,
+    Signal, TypingState, UnreadTotals,
 };
-use crate::pages::{ConversationsPage, HistoryPage, SyncPage};
+use crate::pages::{BlocksPage, ConversationsPage, HistoryPage, Sent, SyncPage};
 use crate::policy::{AccessPolicy, AllowAll, Outgoing};
 use crate::presence::{LocalPresence, Presence};
-use crate::requests::{HistoryQuery, SendMessage, SendTarget};
+use crate::requests::{ConversationsQuery, HistoryQuery, SendMessage, SendTarget};
 use crate::search::query_terms;
 use crate::session::Session;
 use crate::store::{
@@ -117,8 +126,8 @@ struct Inner {
 ///
 /// let messenger = Messenger::new(store).await?;
 /// let (alice, bob) = (UserId::new(), UserId::new());
-/// let message = messenger.send(alice, SendMessage::to_peer(bob, None, "hi")).await?;
-/// assert_eq!(message.seq, 1);
+/// let sent = messenger.send(alice, SendMessage::to_peer(bob, None, "hi")).await?;
+/// assert_eq!((sent.message.seq, sent.created), (1, true));
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -184,6 +193,7 @@ impl Messenger {
     /// it is the first session), subscribes to pushes and takes the hello cursor.
     /// Cancel-safe: a call dropped midway leaves no session registered.
     pub async fn connect(&self, user: UserId) -> Result<Session> {
+        check_user(user)?;
         let id = SessionId::new();
         let (subscription, position) = self.inner.fanout.subscribe(user);
         // The session exists before presence hears of it: if this future is dropped while
@@ -250,18 +260,26 @@ impl Messenger {
     /// Creating it writes a `conversation.created` event for both members.
     pub async fn open(&self, actor: UserId, peer: UserId, context: Option<&str>) -> Result<Opened> {
         let context = validate::context(context, self.inner.limits.max_context_bytes)?;
-        if peer == actor {
-            return Err(Error::invalid("cannot open a conversation with yourself"));
-        }
+        check_pair(actor, peer)?;
         self.check_not_blocked(actor, peer).await?;
         self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
-        if let Some(existing) =
-            self.inner.store.find_direct(actor, peer, context.as_deref()).await?
-        {
+        self.find_or_create(actor, peer, context, None).await
+    }
+
+    /// The direct conversation of the pair about `context`, created (with `metadata`) when
+    /// missing. The checks are the caller's.
+    async fn find_or_create(
+        &self,
+        a: UserId,
+        b: UserId,
+        context: Option<String>,
+        metadata: Option<serde_json::Value>,
+    ) -> Result<Opened> {
+        if let Some(existing) = self.inner.store.find_direct(a, b, context.as_deref()).await? {
             self.inner.members.insert(&existing);
             return Ok(Opened { conversation: existing, created: false });
         }
-        self.create_direct(actor, peer, context).await
+        self.create_direct(a, b, context, metadata).await
     }
 
     /// Creates the direct conversation of `actor` and `peer` about `context`, or finds the
@@ -271,6 +289,7 @@ impl Messenger {
         actor: UserId,
         peer: UserId,
         context: Option<String>,
+        metadata: Option<serde_json::Value>,
     ) -> Result<Opened> {
         let members = ordered(actor, peer);
         let opened = self
@@ -281,6 +300,7 @@ impl Messenger {
                 members,
                 context,
                 created_at: Timestamp::now(),
+                metadata,
                 audience: members.to_vec(),
             })
             .await?;
@@ -294,8 +314,10 @@ impl Messenger {
     /// the same `client_msg_id` returns the original message in its current state and emits
     /// nothing, even if the users have blocked each other or the policy refuses since.
     /// Otherwise blocks and the policy are checked (`Forbidden`); with [`SendTarget::Peer`]
-    /// the conversation is opened exactly as [`Messenger::open`] would.
-    pub async fn send(&self, actor: UserId, message: SendMessage) -> Result<Message> {
+    /// the conversation is opened exactly as [`Messenger::open`] would. A reply to a seq the
+    /// conversation does not have: `NotFound`.
+    pub async fn send(&self, actor: UserId, message: SendMessage) -> Result<Sent> {
+        check_user(actor)?;
         self.validate_send(&message)?;
         let target = self.resolve(actor, &message.to).await?;
         let outgoing = Outgoing {
@@ -310,22 +332,34 @@ impl Messenger {
                 && let Some(original) =
                     self.inner.store.find_by_client_msg_id(conversation.id, actor, key).await?
             {
-                return Ok(original);
+                return Ok(Sent { message: original, created: false });
             }
             return Err(refusal);
         }
         let conversation = match target.existing {
             Some(conversation) => conversation,
-            None => self.create_direct(actor, target.peer, target.context).await?.conversation,
+            None => {
+                self.create_direct(actor, target.peer, target.context, None).await?.conversation
+            }
         };
-        // The store recognises an allowed retry itself, in the append's transaction.
+        self.append(&conversation, Some(actor), message).await
+    }
+
+    /// Appends a validated message to `conversation` as `sender` (`None`: the host's system
+    /// message). The store recognises a retry itself, in the append's transaction.
+    async fn append(
+        &self,
+        conversation: &Conversation,
+        sender: Option<UserId>,
+        message: SendMessage,
+    ) -> Result<Sent> {
         let appended = self
             .inner
             .store
             .append(NewMessage {
                 id: MessageId::new(),
                 conversation_id: conversation.id,
-                sender_id: Some(actor),
+                sender_id: sender,
                 body: message.body,
                 attachments: message.attachments,
                 reply_to_seq: message.reply_to_seq,
@@ -335,7 +369,7 @@ impl Messenger {
                 audience: conversation.members.to_vec(),
             })
             .await?;
-        Ok(appended.message)
+        Ok(Sent { message: appended.message, created: appended.created })
     }
 
     fn validate_send(&self, message: &SendMessage) -> Result<()> {
@@ -347,6 +381,9 @@ impl Messenger {
         }
         if let Some(metadata) = &message.metadata {
             validate::metadata(metadata, limits.max_metadata_bytes)?;
+        }
+        if message.reply_to_seq == Some(0) {
+            return Err(Error::invalid("reply_to_seq must be at least 1"));
         }
         Ok(())
     }
@@ -369,9 +406,7 @@ impl Messenger {
             SendTarget::Peer { peer, context } => {
                 let context =
                     validate::context(context.as_deref(), self.inner.limits.max_context_bytes)?;
-                if *peer == actor {
-                    return Err(Error::invalid("cannot send to yourself"));
-                }
+                check_pair(actor, *peer)?;
                 let existing =
                     self.inner.store.find_direct(actor, *peer, context.as_deref()).await?;
                 if let Some(conversation) = &existing {
@@ -400,6 +435,13 @@ impl Messenger {
         conversation_id: ConversationId,
         query: HistoryQuery,
     ) -> Result<HistoryPage> {
+        let (limit, window) = self.history_window(query)?;
+        self.member_conversation(actor, conversation_id).await?;
+        self.read_history(conversation_id, window, limit).await
+    }
+
+    /// The page size and window of a history query: parameters before any lookup.
+    fn history_window(&self, query: HistoryQuery) -> Result<(usize, HistoryWindow)> {
         let limit = validate::page("limit", query.limit, self.inner.limits.history_page)?;
         let window = match (query.before_seq, query.after_seq) {
             (Some(_), Some(_)) => {
@@ -409,7 +451,16 @@ impl Messenger {
             (None, Some(after)) => HistoryWindow::After(after),
             (None, None) => HistoryWindow::Latest,
         };
-        self.member_conversation(actor, conversation_id).await?;
+        Ok((limit, window))
+    }
+
+    /// A page of history, cut by the reply budget from the end away from its anchor.
+    async fn read_history(
+        &self,
+        conversation_id: ConversationId,
+        window: HistoryWindow,
+        limit: usize,
+    ) -> Result<HistoryPage> {
         let mut messages = self.inner.store.history(conversation_id, window, limit + 1).await?;
         let mut has_more = messages.len() > limit;
         let budget = self.inner.limits.reply_budget_bytes;
@@ -433,32 +484,60 @@ impl Messenger {
         Ok(HistoryPage { messages, has_more })
     }
 
-    /// A page of `actor`'s conversations, newest activity first.
+    /// A page of `actor`'s conversations, newest activity first: the unarchived ones, or
+    /// with `query.archived` the archived ones; with `query.context`, only that context's.
     pub async fn conversations(
         &self,
         actor: UserId,
-        limit: Option<usize>,
-        before: Option<&str>,
+        query: ConversationsQuery,
     ) -> Result<ConversationsPage> {
-        let limit = validate::page("limit", limit, self.inner.limits.conversations_page)?;
-        let before = before.map(ActivityKey::decode).transpose()?;
-        let mut conversations = self
-            .inner
-            .store
-            .conversations(ConversationPage { user: actor, before, limit: limit + 1 })
-            .await?;
+        let limit = validate::page("limit", query.limit, self.inner.limits.conversations_page)?;
+        let before = query.before.as_deref().map(ActivityKey::decode).transpose()?;
+        let context = match query.context {
+            Some(context) => Some(self.exact_context(&context)?),
+            None => None,
+        };
+        let page = ConversationPage {
+            user: actor,
+            before,
+            limit: limit + 1,
+            archived: query.archived,
+            context,
+        };
+        let now = Timestamp::now();
+        let conversations = self.inner.store.conversations(page).await?;
+        let conversations: Vec<_> = conversations.into_iter().map(|s| s.settled(now)).collect();
+        let (conversations, next) =
+            self.cut_list(conversations, limit, |s| ActivityKey::of(&s.conversation));
+        Ok(ConversationsPage { conversations, next })
+    }
+
+    /// A context filter: 1 to `max_context_bytes` bytes, matched exactly.
+    fn exact_context(&self, context: &str) -> Result<String> {
+        validate::context(Some(context), self.inner.limits.max_context_bytes)?
+            .ok_or_else(|| Error::invalid("context must not be empty"))
+    }
+
+    /// Cuts a list page read with `limit + 1` rows to `limit` and the reply budget; the
+    /// `next` key when anything follows.
+    fn cut_list<T: serde::Serialize>(
+        &self,
+        mut rows: Vec<T>,
+        limit: usize,
+        key: impl Fn(&T) -> ActivityKey,
+    ) -> (Vec<T>, Option<String>) {
         let fits = budget::fitting(
-            conversations.iter().take(limit),
+            rows.iter().take(limit),
             self.inner.limits.reply_budget_bytes,
             budget::encoded_len,
         );
-        let next = if conversations.len() > fits {
-            conversations.truncate(fits);
-            conversations.last().map(|s| ActivityKey::of(&s.conversation).encode())
+        if rows.len() > fits {
+            rows.truncate(fits);
+            let next = rows.last().map(|row| key(row).encode());
+            (rows, next)
         } else {
-            None
-        };
-        Ok(ConversationsPage { conversations, next })
+            (rows, None)
+        }
     }
 
     /// Moves `actor`'s read marker forward (clamped to `last_seq`; never backwards).
@@ -489,6 +568,7 @@ impl Messenger {
         up_to_seq: u64,
     ) -> Result<Receipt> {
         let conversation = self.member_conversation(actor, conversation_id).await?;
+        let now = Timestamp::now();
         let marked = self
             .inner
             .store
@@ -497,10 +577,12 @@ impl Messenger {
                 user_id: actor,
                 kind,
                 up_to_seq,
+                at: now,
                 audience: conversation.members.to_vec(),
             })
             .await?;
-        Ok(Receipt { conversation_id, user_id: actor, kind, seq: marked.seq })
+        let at = marked.at.unwrap_or(now);
+        Ok(Receipt { conversation_id, user_id: actor, kind, seq: marked.seq, at })
     }
 
     /// The sender's message `id` if `actor` sent it; `NotFound` for anyone else.
@@ -540,13 +622,18 @@ impl Messenger {
     /// tombstone again and emits nothing.
     pub async fn delete(&self, actor: UserId, id: MessageId) -> Result<Message> {
         let (message, conversation) = self.own_message(actor, id).await?;
+        self.remove(message, &conversation).await
+    }
+
+    /// Makes `message` of `conversation` a tombstone, once.
+    async fn remove(&self, message: Message, conversation: &Conversation) -> Result<Message> {
         if message.deleted {
             return Ok(message);
         }
         let deleted = self
             .inner
             .store
-            .delete(DeleteMessage { id, audience: conversation.members.to_vec() })
+            .delete(DeleteMessage { id: message.id, audience: conversation.members.to_vec() })
             .await?;
         Ok(deleted.message)
     }
@@ -610,9 +697,10 @@ impl Messenger {
         Ok(found)
     }
 
-    /// Unread totals of `actor`.
+    /// Unread totals of `actor`: messages not sent by `actor` after their read marker, not
+    /// deleted, in conversations not muted now.
     pub async fn unread(&self, actor: UserId) -> Result<UnreadTotals> {
-        self.inner.store.unread(actor).await
+        self.inner.store.unread(actor, Timestamp::now()).await
     }
 
     /// Presence of those of `users` who share a conversation with `actor` (others are left
@@ -658,18 +746,28 @@ impl Messenger {
     /// unblocked. Past `max_blocks_per_user` blocks: `Conflict` (blocking someone already
     /// blocked is not an error).
     pub async fn block(&self, actor: UserId, user: UserId) -> Result<()> {
-        if actor == user {
-            return Err(Error::invalid("cannot block yourself"));
-        }
+        check_pair(actor, user)?;
         self.inner.store.block(actor, user, self.inner.limits.max_blocks_per_user).await
     }
 
     /// `actor` lifts their block of `user`.
     pub async fn unblock(&self, actor: UserId, user: UserId) -> Result<()> {
-        if actor == user {
-            return Err(Error::invalid("cannot unblock yourself"));
-        }
+        check_pair(actor, user)?;
         self.inner.store.unblock(actor, user).await
+    }
+
+    /// A page of the users `actor` blocks, ascending, after `after`.
+    pub async fn blocks(
+        &self,
+        actor: UserId,
+        limit: Option<usize>,
+        after: Option<UserId>,
+    ) -> Result<BlocksPage> {
+        let limit = validate::page("limit", limit, self.inner.limits.blocks_page)?;
+        let mut user_ids = self.inner.store.blocks(actor, after, limit + 1).await?;
+        let has_more = user_ids.len() > limit;
+        user_ids.truncate(limit);
+        Ok(BlocksPage { user_ids, has_more })
     }
 
     /// Durable events visible to `actor` after `after`, up to the position `up_to` (a
@@ -700,6 +798,12 @@ impl Messenger {
             .store
             .read_events(actor, after.position(), up_to.position(), limit + 1)
             .await?;
+        let now = Timestamp::now();
+        for logged in &mut events {
+            if let Event::MemberUpdated(settings) = &mut logged.event {
+                *settings = settings.settled(now);
+            }
+        }
         let read = events.len();
         let budget = self.inner.limits.reply_budget_bytes;
         events.truncate(limit.min(budget::fitting(&events, budget, budget::event_len)));
@@ -720,6 +824,24 @@ struct Target {
     existing: Option<Conversation>,
     /// Addressed by peer: opening rules apply as for [`Messenger::open`].
     opening: bool,
+}
+
+/// The nil UUID stands for "no sender" (system messages) in stores: never a user.
+fn check_user(user: UserId) -> Result<()> {
+    if user.as_uuid().is_nil() {
+        return Err(Error::invalid("the nil UUID is not a user id"));
+    }
+    Ok(())
+}
+
+/// Two distinct users, neither the nil UUID.
+fn check_pair(actor: UserId, other: UserId) -> Result<()> {
+    check_user(actor)?;
+    check_user(other)?;
+    if actor == other {
+        return Err(Error::invalid("the two users must differ"));
+    }
+    Ok(())
 }
 
 fn ordered(a: UserId, b: UserId) -> [UserId; 2] {

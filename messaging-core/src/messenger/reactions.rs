@@ -1,0 +1,51 @@
+//! Reactions: a member puts an emoji on a message of their conversation or takes it off.
+//!
+//! The summary on the message is the store's to keep (atomically, under concurrent
+//! reactions); the rules (membership, tombstones, blocks, the per-user bound) are here.
+
+use super::{Messenger, not_found};
+use crate::error::{Error, Result};
+use crate::id::{MessageId, UserId};
+use crate::model::{Message, ReactionState};
+use crate::store::ReactionUpdate;
+use crate::validate;
+
+impl Messenger {
+    /// `actor` reacts to message `id` with `emoji` (`Added`) or takes that reaction back
+    /// (`Removed`); returns the message in its current state.
+    ///
+    /// The emoji is checked first (`Invalid`); then the message must be in a conversation
+    /// of `actor`'s (`NotFound`), not deleted (`Conflict`), and neither member may block
+    /// the other (`Forbidden`). Adding a reaction `actor` has, or removing one they do not,
+    /// changes nothing and emits nothing. A new emoji beyond `max_reactions_per_user` on
+    /// the message: `Conflict`. Reactions are not activity and change no unread count.
+    pub async fn react(
+        &self,
+        actor: UserId,
+        id: MessageId,
+        emoji: &str,
+        state: ReactionState,
+    ) -> Result<Message> {
+        validate::emoji(emoji)?;
+        let message = self.inner.store.message(id).await?.ok_or_else(not_found)?;
+        let conversation = self.member_conversation(actor, message.conversation_id).await?;
+        if message.deleted {
+            return Err(Error::conflict("the message was deleted"));
+        }
+        let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
+        self.check_not_blocked(actor, peer).await?;
+        let reacted = self
+            .inner
+            .store
+            .react(ReactionUpdate {
+                message_id: id,
+                user_id: actor,
+                emoji: emoji.to_owned(),
+                state,
+                max_per_user: self.inner.limits.max_reactions_per_user,
+                audience: conversation.members.to_vec(),
+            })
+            .await?;
+        Ok(reacted.message)
+    }
+}
