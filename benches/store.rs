@@ -20,7 +20,9 @@ use criterion::{
 use messaging_benches::{
     PgDatabase, PgServer, ids, open_sqlite, sqlite_deep_history, sqlite_many_conversations,
 };
-use messaging_core::{ConversationId, HistoryQuery, Messenger, SendMessage, UserId};
+use messaging_core::{
+    ConversationId, ConversationsQuery, HistoryQuery, Messenger, ReactionState, SendMessage, UserId,
+};
 use messaging_store_pg::PgOptions;
 use messaging_store_sqlite::Synchronous;
 use tokio::runtime::Runtime;
@@ -107,6 +109,7 @@ fn append(c: &mut Criterion) {
         let all_senders = rt.block_on(pairs(&messenger, SENDER_COUNTS[SENDER_COUNTS.len() - 1]));
 
         one_sender(&mut group, &rt, backend.name, &|| (messenger.clone(), all_senders[0]));
+        one_reactor(&mut group, &rt, backend.name, &|| (messenger.clone(), all_senders[0]));
         for count in SENDER_COUNTS {
             concurrent_senders(&mut group, &rt, backend.name, count, &|| {
                 (messenger.clone(), all_senders[..count].to_vec())
@@ -164,6 +167,32 @@ fn one_sender(
                     .await
                     .unwrap()
             }
+        });
+    });
+}
+
+/// One user puts a reaction on a message and takes it off, one change at a time, each
+/// awaiting its durable reply: what a reaction costs beside a send (`one_sender`).
+fn one_reactor(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    backend: &str,
+    setup: &dyn Fn() -> (Messenger, Pair),
+) {
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("one_reactor", backend), |b| {
+        let (messenger, (user, conversation)) = setup();
+        let target = rt
+            .block_on(messenger.send(user, SendMessage::to_conversation(conversation, "react")))
+            .unwrap()
+            .message
+            .id;
+        let mut added = false;
+        b.to_async(rt).iter(|| {
+            added = !added;
+            let state = if added { ReactionState::Added } else { ReactionState::Removed };
+            let messenger = messenger.clone();
+            async move { messenger.react(user, target, "👍", state).await.unwrap() }
         });
     });
 }
@@ -292,11 +321,16 @@ fn conversations(c: &mut Criterion) {
 }
 
 /// The cursor of the 26th page of 20 of the busy user's conversations.
+/// The unarchived list, 20 a page, after `before`.
+fn page_of_20(before: Option<String>) -> ConversationsQuery {
+    ConversationsQuery { limit: Some(20), before, ..ConversationsQuery::default() }
+}
+
 async fn middle_page(messenger: &Messenger) -> Option<String> {
     let user = ids::busy_user();
     let mut before = None;
     for _ in 0..25 {
-        before = messenger.conversations(user, Some(20), before.as_deref()).await.unwrap().next;
+        before = messenger.conversations(user, page_of_20(before)).await.unwrap().next;
     }
     before
 }
@@ -318,8 +352,7 @@ fn conversation_pages(
                 let messenger = messenger.clone();
                 let before = before.clone();
                 async move {
-                    let page =
-                        messenger.conversations(user, Some(20), before.as_deref()).await.unwrap();
+                    let page = messenger.conversations(user, page_of_20(before)).await.unwrap();
                     assert_eq!(page.conversations.len(), 20);
                     page
                 }

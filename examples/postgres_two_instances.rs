@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sent = second
         .send(bob, SendMessage::to_peer(alice, Some("order:7"), "Your order shipped!"))
         .await?;
-    report(&format!("bob sent #{} through the second instance", sent.seq));
+    report(&format!("bob sent #{} through the second instance", sent.message.seq));
 
     loop {
         match tokio::time::timeout(Duration::from_secs(5), alice_on_first.recv()).await?? {

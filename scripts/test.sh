@@ -26,3 +26,7 @@ export MESSAGING_PG_REQUIRED=1
 output=$(cargo run --quiet --example embed_sqlite)
 grep -q "history (as alice sees it)" <<<"$output"
 echo "example embed_sqlite: ok"
+# The host's service handle on a match: the example checks every step itself.
+output=$(cargo run --quiet --example match_service)
+grep -q "match flow: ok" <<<"$output"
+echo "example match_service: ok"

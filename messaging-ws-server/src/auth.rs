@@ -48,8 +48,9 @@ pub enum AuthError {
     /// Malformed, badly signed, expired, of an unaccepted algorithm or missing claims.
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// `sub` is not a UUID.
-    #[error("the token's `sub` is not a UUID")]
+    /// `sub` is not a UUID, or is the nil UUID (which stands for "no sender": system
+    /// messages).
+    #[error("the token's `sub` is not a user id (a UUID other than the nil UUID)")]
     BadSubject,
 }
 
@@ -107,7 +108,10 @@ impl Verifier {
             )?;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
-        uuid::Uuid::parse_str(&data.claims.sub).map(UserId::from).map_err(|_| AuthError::BadSubject)
+        match uuid::Uuid::parse_str(&data.claims.sub) {
+            Ok(sub) if !sub.is_nil() => Ok(UserId::from(sub)),
+            _ => Err(AuthError::BadSubject),
+        }
     }
 }
 

@@ -7,8 +7,8 @@
 use bytes::Bytes;
 use messaging_core::model::Shared;
 use messaging_core::{
-    Conversation, ConversationId, Cursor, Error, Event, LoggedEvent, Message, PresenceStatus, Push,
-    Receipt, ReceiptKind, Signal, UserId,
+    Conversation, ConversationId, Cursor, Error, Event, LoggedEvent, MemberSettings, Message,
+    PresenceStatus, Push, Receipt, ReceiptKind, Signal, Timestamp, UserId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -117,6 +117,11 @@ pub(crate) enum EventData<'a> {
     Conversation {
         conversation: &'a Conversation,
     },
+    Reaction {
+        message: &'a Message,
+        user_id: UserId,
+        emoji: &'a str,
+    },
     Message {
         message: &'a Message,
     },
@@ -124,12 +129,15 @@ pub(crate) enum EventData<'a> {
         conversation_id: ConversationId,
         user_id: UserId,
         read_seq: u64,
+        at: Timestamp,
     },
     Delivered {
         conversation_id: ConversationId,
         user_id: UserId,
         delivered_seq: u64,
+        at: Timestamp,
     },
+    Member(&'a MemberSettings),
     /// An event kind this server version does not know how to show.
     Unknown {},
 }
@@ -137,11 +145,19 @@ pub(crate) enum EventData<'a> {
 impl<'a> EventData<'a> {
     pub(crate) fn of(event: &'a Event) -> Self {
         match event {
-            Event::ConversationCreated(conversation) => Self::Conversation { conversation },
+            Event::ConversationCreated(conversation) | Event::ConversationUpdated(conversation) => {
+                Self::Conversation { conversation }
+            }
             Event::MessageCreated(message)
             | Event::MessageEdited(message)
             | Event::MessageDeleted(message) => Self::Message { message },
             Event::Receipt(receipt) => Self::receipt(receipt),
+            Event::Reaction(change) => Self::Reaction {
+                message: &change.message,
+                user_id: change.user_id,
+                emoji: &change.emoji,
+            },
+            Event::MemberUpdated(settings) => Self::Member(settings),
             _ => Self::Unknown {},
         }
     }
@@ -153,11 +169,13 @@ impl<'a> EventData<'a> {
                 conversation_id: r.conversation_id,
                 user_id: r.user_id,
                 read_seq: r.seq,
+                at: r.at,
             },
             ReceiptKind::Delivered => Self::Delivered {
                 conversation_id: r.conversation_id,
                 user_id: r.user_id,
                 delivered_seq: r.seq,
+                at: r.at,
             },
         }
     }

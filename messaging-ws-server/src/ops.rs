@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use messaging_core::{
-    Conversation, ConversationSummary, Cursor, Error, HistoryQuery, Message, Messenger,
-    PresenceStatus, Result, SendMessage, UserId,
+    Conversation, ConversationSummary, ConversationsQuery, Cursor, Error, HistoryQuery, Message,
+    Messenger, PresenceStatus, Result, SendMessage, UserId,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -107,8 +107,13 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
         }
         Op::Send { to, body, attachments, reply_to_seq, client_msg_id, metadata } => {
             let send = SendMessage { to, body, attachments, reply_to_seq, client_msg_id, metadata };
-            let message = m.send(user, send).await?;
-            frames::ok(id, &MessageData { message: &message })
+            let sent = m.send(user, send).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                message: &'a Message,
+                created: bool,
+            }
+            frames::ok(id, &Data { message: &sent.message, created: sent.created })
         }
         Op::History { conversation_id, before_seq, after_seq, limit } => {
             let query = HistoryQuery { before_seq, after_seq, limit };
@@ -120,14 +125,40 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
             }
             frames::ok(id, &Data { messages: &page.messages, has_more: page.has_more })
         }
-        Op::Conversations { limit, before } => {
-            let page = m.conversations(user, limit, before.as_deref()).await?;
+        Op::Conversations { limit, before, archived, context } => {
+            let query = ConversationsQuery { limit, before, archived, context };
+            let page = m.conversations(user, query).await?;
             #[derive(Serialize)]
             struct Data<'a> {
                 conversations: &'a [ConversationSummary],
                 next: Option<&'a str>,
             }
             frames::ok(id, &Data { conversations: &page.conversations, next: page.next.as_deref() })
+        }
+        Op::Conversation { conversation_id } => {
+            let summary = m.conversation(user, conversation_id).await?;
+            frames::ok(id, &SummaryData { conversation: &summary })
+        }
+        Op::React { message_id, emoji, state } => {
+            let message = m.react(user, message_id, &emoji, state).await?;
+            frames::ok(id, &MessageData { message: &message })
+        }
+        Op::Mute { conversation_id, until } => {
+            let summary = m.mute(user, conversation_id, until).await?;
+            frames::ok(id, &SummaryData { conversation: &summary })
+        }
+        Op::Archive { conversation_id, archived } => {
+            let summary = m.archive(user, conversation_id, archived).await?;
+            frames::ok(id, &SummaryData { conversation: &summary })
+        }
+        Op::Blocks { limit, after } => {
+            let page = m.blocks(user, limit, after).await?;
+            #[derive(Serialize)]
+            struct Data<'a> {
+                user_ids: &'a [UserId],
+                has_more: bool,
+            }
+            frames::ok(id, &Data { user_ids: &page.user_ids, has_more: page.has_more })
         }
         Op::Read { conversation_id, up_to_seq } => {
             let receipt = m.mark_read(user, conversation_id, up_to_seq).await?;
@@ -198,6 +229,12 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
 
 #[derive(Serialize)]
 struct Empty {}
+
+/// `{"conversation": ConversationSummary}`: the reply of `conversation`, `mute`, `archive`.
+#[derive(Serialize)]
+struct SummaryData<'a> {
+    conversation: &'a ConversationSummary,
+}
 
 #[cfg(test)]
 mod tests {

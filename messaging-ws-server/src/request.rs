@@ -7,7 +7,8 @@
 //! rules, so they mean the same thing for an embedding application.
 
 use messaging_core::{
-    Attachment, ConversationId, Error, MessageId, SendTarget, TypingState, UserId,
+    Attachment, ConversationId, Error, MessageId, ReactionState, SendTarget, Timestamp,
+    TypingState, UserId,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -43,6 +44,28 @@ pub(crate) enum Op {
     Conversations {
         limit: Option<usize>,
         before: Option<String>,
+        archived: bool,
+        context: Option<String>,
+    },
+    Conversation {
+        conversation_id: ConversationId,
+    },
+    React {
+        message_id: MessageId,
+        emoji: String,
+        state: ReactionState,
+    },
+    Mute {
+        conversation_id: ConversationId,
+        until: Option<Timestamp>,
+    },
+    Archive {
+        conversation_id: ConversationId,
+        archived: bool,
+    },
+    Blocks {
+        limit: Option<usize>,
+        after: Option<UserId>,
     },
     Read {
         conversation_id: ConversationId,
@@ -93,6 +116,11 @@ impl Op {
             Self::Send { .. } => "send",
             Self::History { .. } => "history",
             Self::Conversations { .. } => "conversations",
+            Self::Conversation { .. } => "conversation",
+            Self::React { .. } => "react",
+            Self::Mute { .. } => "mute",
+            Self::Archive { .. } => "archive",
+            Self::Blocks { .. } => "blocks",
             Self::Read { .. } => "read",
             Self::Delivered { .. } => "delivered",
             Self::Edit { .. } => "edit",
@@ -175,9 +203,29 @@ fn op_of(op: &str, p: &Params<'_>) -> Result<Op, Error> {
             after_seq: p.opt_u64("after_seq")?,
             limit: p.opt_limit()?,
         },
-        "conversations" => {
-            Op::Conversations { limit: p.opt_limit()?, before: p.opt_string("before")? }
-        }
+        "conversations" => Op::Conversations {
+            limit: p.opt_limit()?,
+            before: p.opt_string("before")?,
+            archived: p.opt_bool("archived")?.unwrap_or(false),
+            // An empty filter is refused by the messenger (1 to 128 bytes), not dropped.
+            context: p.opt_string("context")?,
+        },
+        "conversation" => Op::Conversation { conversation_id: p.id("conversation_id")? },
+        "react" => Op::React {
+            message_id: p.id("message_id")?,
+            emoji: p.string("emoji")?,
+            state: match p.string("state")?.as_str() {
+                "added" => ReactionState::Added,
+                "removed" => ReactionState::Removed,
+                _ => return Err(Error::invalid("`state` must be \"added\" or \"removed\"")),
+            },
+        },
+        "mute" => Op::Mute { conversation_id: p.id("conversation_id")?, until: p.until()? },
+        "archive" => Op::Archive {
+            conversation_id: p.id("conversation_id")?,
+            archived: p.opt_bool("archived")?.ok_or_else(|| missing("archived"))?,
+        },
+        "blocks" => Op::Blocks { limit: p.opt_limit()?, after: p.opt_id("after")? },
         "read" => {
             Op::Read { conversation_id: p.id("conversation_id")?, up_to_seq: p.u64("up_to_seq")? }
         }
@@ -259,6 +307,27 @@ impl Params<'_> {
 
     fn u64(&self, name: &str) -> Result<u64, Error> {
         self.opt_u64(name)?.ok_or_else(|| missing(name))
+    }
+
+    fn opt_bool(&self, name: &str) -> Result<Option<bool>, Error> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(Error::invalid(format!("`{name}` must be true or false"))),
+        }
+    }
+
+    /// `mute`'s `until`: required, where `null` (present) means unmute and absent is an
+    /// error, so a client that forgot the field does not unmute by accident.
+    fn until(&self) -> Result<Option<Timestamp>, Error> {
+        match self.0.get("until") {
+            None => Err(Error::invalid("`until` is required (a timestamp, or null to unmute)")),
+            Some(Value::Null) => Ok(None),
+            Some(Value::String(ts)) => Timestamp::parse_rfc3339(ts)
+                .map(Some)
+                .map_err(|_| Error::invalid("`until` must be an RFC 3339 timestamp or null")),
+            Some(_) => Err(Error::invalid("`until` must be an RFC 3339 timestamp or null")),
+        }
     }
 
     /// `limit`: its range is the operation's (checked by `Messenger`); here only the type.

@@ -64,6 +64,13 @@ async fn only_valid_tokens_upgrade(backend: Backend) {
             Some(format!("Bearer {}", signed(&json!({"sub":"alice","exp":now() + 60}), SECRET))),
         ),
         (
+            "sub the nil UUID (no user: it marks system messages)",
+            Some(format!(
+                "Bearer {}",
+                signed(&json!({"sub":uuid::Uuid::nil().to_string(),"exp":now() + 60}), SECRET)
+            )),
+        ),
+        (
             "alg none",
             Some(format!(
                 "Bearer {}.{}.",

@@ -64,6 +64,8 @@ async fn every_operation_succeeds(backend: Backend) {
         .await["message"]
         .clone();
     assert_eq!(first["seq"], 1);
+    assert_eq!((first["kind"].clone(), first["attachments"].clone()), (json!("user"), json!([])));
+    assert_eq!((first["reply_to_seq"].clone(), first["reactions"].clone()), (Value::Null, json!([])));
     assert_eq!(first["conversation_id"], cid.as_str());
     assert_eq!(first["sender_id"], alice.to_string());
     assert_eq!(first["body"], "Is it available?");
@@ -75,6 +77,7 @@ async fn every_operation_succeeds(backend: Backend) {
         .ok(json!({"op":"send","conversation_id":cid,"body":"another body","client_msg_id":"c-1"}))
         .await;
     assert_eq!(retry["message"], first, "a retry returns the original");
+    assert_eq!(retry["created"], false, "and says it created nothing");
     let second = a
         .ok(json!({"op":"send","peer":bob.to_string(),"context":"listing:42","body":"Still there?"}))
         .await["message"]
@@ -122,13 +125,18 @@ async fn every_operation_succeeds(backend: Backend) {
     assert_eq!(rest["next"], Value::Null);
 
     // read and delivered: forward only, clamped
-    let read = b.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":1})).await;
+    let mut read = b.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":1})).await;
+    assert!(is_timestamp(&read["at"]), "{read}");
+    read.as_object_mut().unwrap().remove("at");
     assert_eq!(read, json!({"conversation_id":cid,"user_id":bob.to_string(),"read_seq":1}));
     let clamped = b.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":99})).await;
     assert_eq!(clamped["read_seq"], 3);
     let lower = b.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":2})).await;
     assert_eq!(lower["read_seq"], 3, "markers never move back");
-    let delivered = a.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":3})).await;
+    let mut delivered =
+        a.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":3})).await;
+    assert!(is_timestamp(&delivered["at"]), "{delivered}");
+    delivered.as_object_mut().unwrap().remove("at");
     assert_eq!(
         delivered,
         json!({"conversation_id":cid,"user_id":alice.to_string(),"delivered_seq":3})
