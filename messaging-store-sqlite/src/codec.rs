@@ -31,7 +31,7 @@ pub(crate) fn conversation_id(row: &Row<'_>, index: usize) -> rusqlite::Result<C
     Ok(ConversationId::from_bytes(row.get(index)?))
 }
 
-pub(crate) fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
     Ok(Timestamp::from_millis(row.get(index)?))
 }
 
