@@ -5,7 +5,10 @@
 //! with [`message`].
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{Attachment, Conversation, ConversationKind, Message, MessageKind};
+use messaging_core::model::{
+    Attachment, Conversation, ConversationKind, ConversationSummary, MemberSettings, Message,
+    MessageKind, Reaction,
+};
 use messaging_core::time::Timestamp;
 use rusqlite::Row;
 
@@ -32,7 +35,10 @@ fn timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
     Ok(Timestamp::from_millis(row.get(index)?))
 }
 
-fn optional_timestamp(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+pub(crate) fn optional_timestamp(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Option<Timestamp>> {
     Ok(row.get::<_, Option<i64>>(index)?.map(Timestamp::from_millis))
 }
 
@@ -78,12 +84,17 @@ fn json_list<T>(
     }
 }
 
+/// A nullable JSON column (`metadata`), parsed.
+fn json_value(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<serde_json::Value>> {
+    match row.get_ref(index)?.as_str_or_null()? {
+        None => Ok(None),
+        Some(text) => Ok(Some(serde_json::from_str(text).map_err(|e| bad_json(index, e))?)),
+    }
+}
+
 /// Decodes [`MESSAGE_COLUMNS`] starting at column `at`.
 pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
-    let metadata = match row.get_ref(at + 5)?.as_str_or_null()? {
-        None => None,
-        Some(text) => Some(serde_json::from_str(text).map_err(|e| bad_json(at + 5, e))?),
-    };
+    let metadata = json_value(row, at + 5)?;
     let sender_id = sender(row, at + 3)?;
     Ok(Message {
         id: MessageId::from_bytes(row.get(at)?),
@@ -103,12 +114,18 @@ pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
     })
 }
 
-/// The columns [`conversation`] decodes, for a `conversations` table aliased `c`.
-pub(crate) const CONVERSATION_COLUMNS: &str =
-    "c.id, c.user_lo, c.user_hi, c.context, c.created_at, c.last_message_at, c.last_seq";
+/// The columns [`conversation`] decodes, for a `conversations` table aliased `c` joined
+/// with [`CONVERSATION_METADATA_JOIN`].
+pub(crate) const CONVERSATION_COLUMNS: &str = "c.id, c.user_lo, c.user_hi, c.context, \
+     c.created_at, c.last_message_at, c.last_seq, cm.metadata";
 
 /// Number of columns in [`CONVERSATION_COLUMNS`].
-pub(crate) const CONVERSATION_WIDTH: usize = 7;
+pub(crate) const CONVERSATION_WIDTH: usize = 8;
+
+/// The join every query selecting [`CONVERSATION_COLUMNS`] needs: the metadata lives in
+/// its own table (see migration 5), keyed by the conversation's `num`.
+pub(crate) const CONVERSATION_METADATA_JOIN: &str =
+    "LEFT JOIN conversation_metadata cm ON cm.num = c.num";
 
 /// Decodes [`CONVERSATION_COLUMNS`] starting at column `at`.
 pub(crate) fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<Conversation> {
@@ -121,6 +138,70 @@ pub(crate) fn conversation(row: &Row<'_>, at: usize) -> rusqlite::Result<Convers
         created_at: timestamp(row, at + 4)?,
         last_message_at: optional_timestamp(row, at + 5)?,
         last_seq: uint(row.get(at + 6)?),
+        metadata: json_value(row, at + 7)?,
+    })
+}
+
+/// The columns [`summary`] decodes after [`CONVERSATION_COLUMNS`], for the viewer's
+/// `members` row aliased `me`, the peer's aliased `peer`, the last message aliased `m`.
+pub(crate) const SUMMARY_COLUMNS: &str = "me.read_seq, peer.read_seq, peer.delivered_seq, \
+     (SELECT count(*) FROM messages u WHERE u.conversation_id = me.conversation_id \
+        AND u.seq > me.read_seq AND u.sender_id <> me.user_id AND u.deleted = 0), \
+     me.muted_until, me.archived, peer.read_at, peer.delivered_at";
+
+/// Number of columns in [`SUMMARY_COLUMNS`].
+const SUMMARY_WIDTH: usize = 8;
+
+/// The joins [`SUMMARY_COLUMNS`] (with [`CONVERSATION_COLUMNS`] and [`MESSAGE_COLUMNS`])
+/// need after `members me`: each an index lookup, whatever the number of rows.
+pub(crate) const SUMMARY_JOINS: &str = "JOIN conversations c ON c.id = me.conversation_id \
+     JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = me.conversation_id \
+     LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
+     LEFT JOIN conversation_metadata cm ON cm.num = c.num";
+
+/// The full column list of a summary row: decoded by [`summary`].
+pub(crate) fn summary_select() -> String {
+    format!("{CONVERSATION_COLUMNS}, {SUMMARY_COLUMNS}, {MESSAGE_COLUMNS}")
+}
+
+/// Decodes a row of [`summary_select`]: the conversation, the viewer's and the peer's
+/// markers and times, the viewer's settings as stored (a passed mute included: the
+/// service settles it as of the read), and the last message (tombstones included).
+pub(crate) fn summary(row: &Row<'_>) -> rusqlite::Result<ConversationSummary> {
+    let conversation = conversation(row, 0)?;
+    let at = CONVERSATION_WIDTH;
+    let last = at + SUMMARY_WIDTH;
+    let last_message = if row.get_ref(last)?.as_bytes_or_null()?.is_some() {
+        Some(message(row, last)?)
+    } else {
+        None
+    };
+    Ok(ConversationSummary {
+        conversation,
+        read_seq: uint(row.get(at)?),
+        peer_read_seq: uint(row.get(at + 1)?),
+        peer_delivered_seq: uint(row.get(at + 2)?),
+        unread_count: uint(row.get(at + 3)?),
+        muted_until: optional_timestamp(row, at + 4)?,
+        archived: row.get(at + 5)?,
+        peer_read_at: optional_timestamp(row, at + 6)?,
+        peer_delivered_at: optional_timestamp(row, at + 7)?,
+        last_message,
+    })
+}
+
+/// A member's settings from `muted_until` at `at` and `archived` at `at + 1`.
+pub(crate) fn member_settings(
+    row: &Row<'_>,
+    at: usize,
+    conversation_id: ConversationId,
+    user_id: UserId,
+) -> rusqlite::Result<MemberSettings> {
+    Ok(MemberSettings {
+        conversation_id,
+        user_id,
+        muted_until: optional_timestamp(row, at)?,
+        archived: row.get(at + 1)?,
     })
 }
 
@@ -129,12 +210,25 @@ pub(crate) fn metadata_text(metadata: Option<&serde_json::Value>) -> Option<Stri
     metadata.map(serde_json::Value::to_string)
 }
 
+/// A reactions summary as stored: a compact JSON array, `'[]'` when there are none.
+pub(crate) fn reactions_text(reactions: &[Reaction]) -> rusqlite::Result<String> {
+    json_list_text(reactions.is_empty(), || serde_json::to_string(reactions))
+}
+
 /// Attachments as stored: a compact JSON array, `'[]'` when there are none.
 pub(crate) fn attachments_text(attachments: &[Attachment]) -> rusqlite::Result<String> {
-    if attachments.is_empty() {
+    json_list_text(attachments.is_empty(), || serde_json::to_string(attachments))
+}
+
+/// A list as a compact JSON array (by `serialize`), `'[]'` (what the column's default and
+/// the readers' shortcut expect) when `empty`.
+fn json_list_text(
+    empty: bool,
+    serialize: impl FnOnce() -> serde_json::Result<String>,
+) -> rusqlite::Result<String> {
+    if empty {
         return Ok("[]".to_owned());
     }
     // Plain strings and integers: serializing does not fail, but never store a wrong list.
-    serde_json::to_string(attachments)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    serialize().map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

@@ -62,8 +62,9 @@
 // down to `vocab`, `codec` or `error`, never sideways.
 //
 //   writer        the writer thread, its group commit and its close
-//   write         the SQL of every mutation, and the `WriteCtx` a mutation is given
-//   read          the read pool and the SQL of every read
+//   write         the SQL of every mutation (a module per concern), and the `WriteCtx` a
+//                 mutation is given
+//   read          the read pool and the SQL of every read (a module per concern)
 //   search_index  the full-text index file and its indexer thread
 //   checkpointer  WAL checkpoints on their own thread
 //   blocks        the blocks, held in memory
@@ -94,9 +95,10 @@ use messaging_core::model::{
     Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
 };
 use messaging_core::store::{
-    Appended, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage, EventLog,
-    FeedSink, HistoryWindow, MarkUpdate, Marked, MessageStore, NewConversation, NewMessage, Opened,
-    SearchQuery, SocialStore, StoreHealth,
+    Appended, ContextPage, ConversationPage, ConversationStore, DeleteMessage, Deleted,
+    EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
+    MemberUpdated, MessageStore, MetadataUpdate, MetadataUpdated, NewConversation, NewMessage,
+    Opened, Reacted, ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{Error, Result};
@@ -354,11 +356,31 @@ impl ConversationStore for SqliteStore {
     }
 
     async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
-        self.read(move |conn| read::conversations(conn, page)).await
+        self.read(move |conn| read::conversations(conn, &page)).await
+    }
+
+    async fn summary(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationSummary>> {
+        self.read(move |conn| read::summary(conn, user, id)).await
+    }
+
+    async fn conversations_by_context(&self, page: ContextPage) -> Result<Vec<Conversation>> {
+        self.read(move |conn| read::conversations_by_context(conn, &page)).await
     }
 
     async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
         self.inner.writer.write(move |ctx| write::mark(ctx, &update)).await
+    }
+
+    async fn update_member(&self, update: MemberUpdate) -> Result<MemberUpdated> {
+        self.inner.writer.write(move |ctx| write::update_member(ctx, &update)).await
+    }
+
+    async fn set_metadata(&self, update: MetadataUpdate) -> Result<MetadataUpdated> {
+        self.inner.writer.write(move |ctx| write::set_metadata(ctx, &update)).await
     }
 
     async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -417,6 +439,10 @@ impl MessageStore for SqliteStore {
         self.inner.writer.write(move |ctx| write::delete(ctx, &delete)).await
     }
 
+    async fn react(&self, update: ReactionUpdate) -> Result<Reacted> {
+        self.inner.writer.write(move |ctx| write::react(ctx, &update)).await
+    }
+
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
         self.inner.writer.ensure_open()?;
         if query.terms.is_empty() {
@@ -426,8 +452,8 @@ impl MessageStore for SqliteStore {
         self.read(move |conn| read::search(conn, &query)).await
     }
 
-    async fn unread(&self, user: UserId) -> Result<UnreadTotals> {
-        self.read(move |conn| read::unread(conn, user)).await
+    async fn unread(&self, user: UserId, now: Timestamp) -> Result<UnreadTotals> {
+        self.read(move |conn| read::unread(conn, user, now)).await
     }
 }
 
@@ -471,6 +497,15 @@ impl SocialStore for SqliteStore {
         // Answered from memory, so the closed store is noticed here, not by a connection.
         self.inner.writer.ensure_open()?;
         Ok(self.inner.blocks.between(a, b))
+    }
+
+    async fn blocks(
+        &self,
+        blocker: UserId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
+        self.read(move |conn| read::blocks(conn, blocker, after, limit)).await
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {

@@ -39,3 +39,20 @@ pub(crate) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// The `detail` lines of `EXPLAIN QUERY PLAN` for `sql` on a database migrated to the
+/// current schema (its parameters unbound: the plan does not depend on them), for the
+/// tests that check a query is the index access its docs promise.
+#[cfg(test)]
+pub(crate) fn query_plan(sql: &str) -> Vec<String> {
+    #![allow(clippy::unwrap_used, reason = "test helper")]
+    let mut conn = Connection::open_in_memory().unwrap();
+    migrate(&mut conn).unwrap();
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let mut rows = stmt.raw_query();
+    let mut plan = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        plan.push(row.get::<_, String>(3).unwrap());
+    }
+    plan
+}

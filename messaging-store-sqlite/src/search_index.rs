@@ -353,42 +353,41 @@ impl Indexer {
         Ok(())
     }
 
-    /// The current state of every message an event in `(from, to]` names, read in one
-    /// snapshot: (created within the range, the words to index or `None` if deleted).
-    /// Events of a kind this build does not know are skipped with a warning.
+    /// The current state of every message whose words an event in `(from, to]` may have
+    /// changed, read in one snapshot: (created within the range, the words to index or
+    /// `None` if deleted). Only message events (created, edited, deleted) name such a
+    /// message: the other kinds (receipts, reactions, member and conversation updates)
+    /// leave every word as it was and cost no FTS delete and insert; the message is not
+    /// even read for them. Events of a kind this build does not know are skipped with a
+    /// warning.
     fn read_changes(&self, from: u64, to: u64) -> StoreResult<BTreeMap<i64, Change>> {
         clean(&self.source)?;
         let tx = self.source.unchecked_transaction()?;
         let mut changes: BTreeMap<i64, Change> = BTreeMap::new();
         let mut unknown: Vec<i64> = Vec::new();
         {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT e.kind, {rowid}, m.body, m.deleted, e.position FROM events e \
-                     JOIN messages m ON m.pk = e.message_pk \
-                     JOIN conversations c ON c.id = m.conversation_id \
-                     WHERE e.position > ?1 AND e.position <= ?2",
-                rowid = rowid_sql("c.num", "m.seq")
-            ))?;
+            let mut stmt = tx.prepare_cached(&changes_sql())?;
             let mut rows = stmt.query(params![int(from), int(to)])?;
             while let Some(row) = rows.next()? {
                 let event_kind = row.get::<_, i64>(0)?;
-                match event_kind {
-                    kind::MESSAGE_CREATED | kind::MESSAGE_EDITED | kind::MESSAGE_DELETED => {}
-                    other => {
-                        if !unknown.contains(&other) {
-                            unknown.push(other);
-                            let position: i64 = row.get(4)?;
-                            tracing::warn!(
-                                kind = other,
-                                position,
-                                "search index: skipping log events of an unknown kind"
-                            );
-                        }
-                        continue;
+                if !kind::changes_words(event_kind) {
+                    if !kind::is_known(event_kind) && !unknown.contains(&event_kind) {
+                        unknown.push(event_kind);
+                        let position: i64 = row.get(4)?;
+                        tracing::warn!(
+                            kind = event_kind,
+                            position,
+                            "search index: skipping log events of an unknown kind"
+                        );
                     }
+                    continue;
                 }
+                // A message event without its message (no such row is ever removed) has
+                // nothing to index.
+                let Some(rowid) = row.get::<_, Option<i64>>(1)? else {
+                    continue;
+                };
                 let created = event_kind == kind::MESSAGE_CREATED;
-                let rowid: i64 = row.get(1)?;
                 match changes.entry(rowid) {
                     Entry::Occupied(mut entry) => entry.get_mut().new |= created,
                     Entry::Vacant(entry) => {
@@ -431,6 +430,23 @@ impl Indexer {
     }
 }
 
+/// The SQL of the events in `(?1, ?2]` with, for the message events only, the message's
+/// index rowid, body and deleted flag (NULL for every other kind, whose message, if any,
+/// is not read). One range of the log's primary key.
+fn changes_sql() -> String {
+    format!(
+        "SELECT e.kind, {rowid}, m.body, m.deleted, e.position FROM events e \
+         LEFT JOIN messages m \
+           ON e.kind IN ({created}, {edited}, {deleted}) AND m.pk = e.message_pk \
+         LEFT JOIN conversations c ON c.id = m.conversation_id \
+         WHERE e.position > ?1 AND e.position <= ?2",
+        rowid = rowid_sql("c.num", "m.seq"),
+        created = kind::MESSAGE_CREATED,
+        edited = kind::MESSAGE_EDITED,
+        deleted = kind::MESSAGE_DELETED,
+    )
+}
+
 /// Ends a transaction a failure left open (a failed COMMIT on a full disk may keep it), so
 /// the next attempt starts clean instead of failing at BEGIN until a restart.
 fn clean(conn: &Connection) -> StoreResult<()> {
@@ -446,4 +462,22 @@ struct Change {
     new: bool,
     /// Its current words; `None` when it is deleted.
     words: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changes_sql;
+    use crate::schema::query_plan;
+
+    /// The indexer reads one range of the log by its primary key; only message events
+    /// look their message up, by its key.
+    #[test]
+    fn the_indexer_reads_a_range_of_the_log() {
+        let plan = query_plan(&changes_sql());
+        assert_eq!(
+            plan[0], "SEARCH e USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            "{plan:#?}"
+        );
+        assert!(!plan.iter().any(|l| l.starts_with("SCAN")), "{plan:#?}");
+    }
 }

@@ -12,10 +12,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::id::{ConversationId, UserId};
+use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::model::ReactionState;
 use messaging_core::store::{
-    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, SearchQuery,
-    SocialStore, StoreHealth,
+    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MemberChange,
+    MemberUpdate, MessageStore, MetadataUpdate, ReactionUpdate, SearchQuery, SocialStore,
+    StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{HistoryQuery, Messenger, SendMessage};
@@ -34,7 +36,7 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
 fn every_call<'a>(
     store: &'a SqliteStore,
     messenger: &'a Messenger,
-    (alice, bob, c): (UserId, UserId, ConversationId),
+    (alice, bob, c, m): (UserId, UserId, ConversationId, MessageId),
 ) -> Vec<(&'static str, Call<'a>)> {
     vec![
         (
@@ -53,15 +55,65 @@ fn every_call<'a>(
         (
             "conversations",
             Box::pin(async move {
-                let page = ConversationPage { user: alice, before: None, limit: 10 };
+                let page = ConversationPage {
+                    user: alice,
+                    before: None,
+                    limit: 10,
+                    archived: false,
+                    context: None,
+                };
                 store.conversations(page).await.map(drop)
             }),
         ),
+        ("summary", Box::pin(async move { store.summary(alice, c).await.map(drop) })),
+        (
+            "conversations_by_context",
+            Box::pin(async move {
+                let page = ContextPage { context: "listing".into(), before: None, limit: 10 };
+                store.conversations_by_context(page).await.map(drop)
+            }),
+        ),
+        (
+            "update_member",
+            Box::pin(async move {
+                let update = MemberUpdate {
+                    conversation_id: c,
+                    user_id: bob,
+                    change: MemberChange::Archive(true),
+                    now: Timestamp::now(),
+                    audience: vec![bob],
+                };
+                store.update_member(update).await.map(drop)
+            }),
+        ),
+        (
+            "set_metadata",
+            Box::pin(async move {
+                let update =
+                    MetadataUpdate { conversation_id: c, metadata: None, audience: vec![bob] };
+                store.set_metadata(update).await.map(drop)
+            }),
+        ),
+        (
+            "react",
+            Box::pin(async move {
+                let update = ReactionUpdate {
+                    message_id: m,
+                    user_id: bob,
+                    emoji: "👍".into(),
+                    state: ReactionState::Added,
+                    max_per_user: 20,
+                    audience: vec![alice, bob],
+                };
+                store.react(update).await.map(drop)
+            }),
+        ),
+        ("blocks", Box::pin(async move { store.blocks(alice, None, 10).await.map(drop) })),
         (
             "history",
             Box::pin(async move { store.history(c, HistoryWindow::Latest, 10).await.map(drop) }),
         ),
-        ("unread", Box::pin(async move { store.unread(bob).await.map(drop) })),
+        ("unread", Box::pin(async move { store.unread(bob, Timestamp::now()).await.map(drop) })),
         ("head", Box::pin(async move { store.head().await.map(drop) })),
         ("read_events", Box::pin(async move { store.read_events(bob, 0, 1, 10).await.map(drop) })),
         (
@@ -119,10 +171,14 @@ async fn a_closed_store_refuses_every_call_and_reopens_with_its_data() {
     let store = Arc::new(SqliteStore::open(&path).await.unwrap());
     let messenger = Messenger::new(store.clone()).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap().message;
     let c = first.conversation_id;
-    let second =
-        messenger.send(alice, SendMessage::to_conversation(c, "searchable words")).await.unwrap();
+    let second = messenger
+        .send(alice, SendMessage::to_conversation(c, "searchable words"))
+        .await
+        .unwrap()
+        .message;
     messenger.mark_read(bob, c, 1).await.unwrap();
 
     let other_clone = SqliteStore::clone(&store);
@@ -130,7 +186,7 @@ async fn a_closed_store_refuses_every_call_and_reopens_with_its_data() {
     assert!(!beside(&path, "-wal").exists(), "the WAL outlived close");
     assert!(!beside(&path, "-search-wal").exists(), "the search file's WAL outlived close");
 
-    for (name, call) in every_call(&store, &messenger, (alice, bob, c)) {
+    for (name, call) in every_call(&store, &messenger, (alice, bob, c, first.id)) {
         let outcome = tokio::time::timeout(Duration::from_secs(10), call)
             .await
             .unwrap_or_else(|_| panic!("{name} hung after close"));
@@ -164,7 +220,8 @@ async fn close_waits_for_queued_writes_without_blocking_the_runtime() {
     let store = SqliteStore::open(&path).await.unwrap();
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap().message;
     let c = first.conversation_id;
     drop(messenger);
 

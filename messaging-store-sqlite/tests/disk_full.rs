@@ -128,7 +128,8 @@ async fn a_full_disk_fails_writes_until_space_returns() {
     let store = SqliteStore::open(&db).await.unwrap();
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap().message;
     let mut run = Run {
         messenger,
         store,
@@ -234,7 +235,8 @@ async fn a_full_disk_under_load_fails_batches_and_recovers() {
     let store = SqliteStore::open(&db).await.unwrap();
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap().message;
     let c = first.conversation_id;
 
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));

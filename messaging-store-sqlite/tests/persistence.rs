@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use messaging_core::id::{MessageId, UserId};
-use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind};
-use messaging_core::{HistoryQuery, Messenger, SendMessage};
+use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind, Receipt};
+use messaging_core::time::Timestamp;
+use messaging_core::{ConversationsQuery, HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,11 +18,13 @@ async fn data_written_before_closing_is_read_after_reopening() {
     let (conversation_id, sent) = {
         let store = SqliteStore::open(&path).await.unwrap();
         let messenger = Messenger::new(Arc::new(store)).await.unwrap();
-        let first = messenger.send(alice, SendMessage::to_peer(bob, None, "one")).await.unwrap();
+        let first =
+            messenger.send(alice, SendMessage::to_peer(bob, None, "one")).await.unwrap().message;
         let second = messenger
             .send(alice, SendMessage::to_conversation(first.conversation_id, "two"))
             .await
-            .unwrap();
+            .unwrap()
+            .message;
         messenger.mark_read(bob, first.conversation_id, 1).await.unwrap();
         (first.conversation_id, vec![first, second])
     };
@@ -39,8 +42,11 @@ async fn data_written_before_closing_is_read_after_reopening() {
     let page = messenger.history(bob, conversation_id, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages, sent);
     assert_eq!(messenger.unread(bob).await.unwrap().total, 1);
-    let third =
-        messenger.send(bob, SendMessage::to_conversation(conversation_id, "three")).await.unwrap();
+    let third = messenger
+        .send(bob, SendMessage::to_conversation(conversation_id, "three"))
+        .await
+        .unwrap()
+        .message;
     assert_eq!(third.seq, 3, "seq continues after reopening");
     let session = messenger.connect(alice).await.unwrap();
     assert_eq!(session.cursor().position(), 5, "log positions continue after reopening");
@@ -96,13 +102,22 @@ async fn the_search_file_is_rebuilt_from_the_database() {
     let (kept, edited) = {
         let messenger =
             Messenger::new(Arc::new(SqliteStore::open(&one).await.unwrap())).await.unwrap();
-        let kept =
-            messenger.send(alice, SendMessage::to_peer(bob, None, "harbour lights")).await.unwrap();
+        let kept = messenger
+            .send(alice, SendMessage::to_peer(bob, None, "harbour lights"))
+            .await
+            .unwrap()
+            .message;
         let c = kept.conversation_id;
-        let edited =
-            messenger.send(alice, SendMessage::to_conversation(c, "first draft")).await.unwrap();
-        let gone =
-            messenger.send(alice, SendMessage::to_conversation(c, "harbour secret")).await.unwrap();
+        let edited = messenger
+            .send(alice, SendMessage::to_conversation(c, "first draft"))
+            .await
+            .unwrap()
+            .message;
+        let gone = messenger
+            .send(alice, SendMessage::to_conversation(c, "harbour secret"))
+            .await
+            .unwrap()
+            .message;
         // Indexed, then changed: the index follows the edit and the delete.
         assert_eq!(found(&messenger, bob, "harbour").await, [gone.id, kept.id]);
         messenger.edit(alice, edited.id, "final harbour text").await.unwrap();
@@ -177,7 +192,7 @@ async fn a_version_2_conversation_list_keeps_its_order() {
     let mut order = Vec::new();
     let mut before = None;
     loop {
-        let page = messenger.conversations(alice, Some(1), before.as_deref()).await.unwrap();
+        let page = messenger.conversations(alice, page_of(Some(1), before.clone())).await.unwrap();
         order.extend(page.conversations.iter().map(|s| *s.conversation.id.as_bytes()));
         match page.next {
             Some(next) => before = Some(next),
@@ -185,7 +200,7 @@ async fn a_version_2_conversation_list_keeps_its_order() {
         }
     }
     assert_eq!(order, [[12; 16], [13; 16], [11; 16]], "newest activity first, one per page");
-    let whole = messenger.conversations(bob, None, None).await.unwrap();
+    let whole = messenger.conversations(bob, ConversationsQuery::default()).await.unwrap();
     let ids: Vec<_> = whole.conversations.iter().map(|s| *s.conversation.id.as_bytes()).collect();
     assert_eq!(ids, [[12; 16], [13; 16], [11; 16]]);
     // Each member's bucket is the second of its activity, as the store computes it for the
@@ -260,34 +275,68 @@ async fn a_version_3_database_gets_conversation_numbers_and_searches() {
     assert_eq!(messenger.search(bob, "harbour", None, None).await.unwrap().len(), 2);
 }
 
-/// Undoes version 5 on a database the current build wrote: the message columns it added
-/// are dropped (SQLite rewrites the rows without them), as a version 4 build leaves it.
+/// Undoes version 5 on a database the current build wrote, as a version 4 build leaves
+/// it: the columns it added to messages, members and events are dropped (SQLite rewrites
+/// the rows without them), the metadata table goes, and the members' list index is the
+/// one of version 3 again. The data must be what a version 4 build could write (messages,
+/// edits, deletes, receipts; no reactions, settings or metadata).
 #[allow(clippy::unwrap_used, reason = "test helper")]
 fn back_to_version_4(conn: &rusqlite::Connection) {
     conn.execute_batch(
         "ALTER TABLE messages DROP COLUMN attachments; \
          ALTER TABLE messages DROP COLUMN reply_to_seq; \
          ALTER TABLE messages DROP COLUMN reactions; \
+         DROP TABLE conversation_metadata; \
+         DROP INDEX members_context; \
+         DROP INDEX members_activity; \
+         CREATE INDEX members_activity \
+             ON members (user_id, activity_bucket DESC, conversation_id DESC); \
+         ALTER TABLE members DROP COLUMN read_at; \
+         ALTER TABLE members DROP COLUMN delivered_at; \
+         ALTER TABLE members DROP COLUMN muted_until; \
+         ALTER TABLE members DROP COLUMN archived; \
+         ALTER TABLE members DROP COLUMN context; \
+         ALTER TABLE events DROP COLUMN at; \
+         ALTER TABLE events DROP COLUMN emoji; \
          PRAGMA user_version = 4;",
     )
     .unwrap();
 }
 
-/// A database of schema version 4 (messages without attachments, replies or reactions),
-/// with plain messages, an edit and a tombstone, opens under the current schema: every
-/// message reads back as it was sent, with no attachments, no reply, no reactions and
-/// kind `user`, in history, `sync`, search and the conversation list; the unread count is
-/// unchanged; and new messages may carry attachments and reply to the old ones.
+/// The names of `table`'s columns.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+fn columns(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
+    conn.prepare("SELECT name FROM pragma_table_info(?1)")
+        .unwrap()
+        .query_map([table], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+}
+
+/// A database of schema version 4 (messages without attachments, replies or reactions;
+/// members without settings or receipt times; no conversation metadata), with plain
+/// messages, an edit, a tombstone, a receipt and a conversation with a context, opens
+/// under the current schema: every message reads back as it was sent, with no
+/// attachments, no reply, no reactions and kind `user`, in history, `sync`, search and the
+/// conversation list; the unread count is unchanged; every member reads not muted, not
+/// archived, with no receipt time, every conversation without metadata, the old receipt
+/// event with no time (the epoch); the context conversation is listed by its context
+/// (its index was filled by the migration); and the new features work on the upgraded
+/// file: attachments and replies to the old messages, settings, metadata, receipt times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v4.db");
-    let (alice, bob) = (UserId::new(), UserId::new());
-    let (conversation_id, before) = {
+    let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+    let (conversation_id, listed, before) = {
         let messenger =
             Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
-        let one =
-            messenger.send(alice, SendMessage::to_peer(bob, None, "harbour one")).await.unwrap();
+        let one = messenger
+            .send(alice, SendMessage::to_peer(bob, None, "harbour one"))
+            .await
+            .unwrap()
+            .message;
         let c = one.conversation_id;
         let two = messenger
             .send(
@@ -297,25 +346,30 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
                     .metadata(serde_json::json!({"n": 2})),
             )
             .await
-            .unwrap();
-        let three = messenger.send(alice, SendMessage::to_conversation(c, "three")).await.unwrap();
+            .unwrap()
+            .message;
+        let three =
+            messenger.send(alice, SendMessage::to_conversation(c, "three")).await.unwrap().message;
         messenger.edit(bob, two.id, "two, edited").await.unwrap();
         messenger.delete(alice, three.id).await.unwrap();
         messenger.send(alice, SendMessage::to_conversation(c, "four")).await.unwrap();
+        messenger.mark_read(bob, c, 1).await.unwrap();
+        let listed = messenger
+            .send(carol, SendMessage::to_peer(alice, Some("listing:1"), "still for sale?"))
+            .await
+            .unwrap()
+            .message
+            .conversation_id;
         let page = messenger.history(bob, c, HistoryQuery::default()).await.unwrap();
-        (c, page.messages)
+        (c, listed, page.messages)
     };
     {
         let conn = rusqlite_conn(&path);
         back_to_version_4(&conn);
-        let columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('messages')")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
-        assert!(!columns.iter().any(|c| c == "attachments" || c == "reactions"), "{columns:?}");
+        let messages = columns(&conn, "messages");
+        assert!(!messages.iter().any(|c| c == "attachments" || c == "reactions"), "{messages:?}");
+        let members = columns(&conn, "members");
+        assert!(!members.iter().any(|c| c == "archived" || c == "read_at"), "{members:?}");
     }
     let messenger =
         Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
@@ -356,9 +410,72 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
     }
     let hits = messenger.search(bob, "harbour", None, None).await.unwrap();
     assert_eq!(hits, [before[0].clone()]);
-    let list = messenger.conversations(bob, None, None).await.unwrap();
+    let list = messenger.conversations(bob, ConversationsQuery::default()).await.unwrap();
     assert_eq!(list.conversations[0].last_message.as_ref(), before.last());
-    assert_eq!(messenger.unread(bob).await.unwrap().total, 2, "alice's live messages");
+    assert_eq!(
+        messenger.unread(bob).await.unwrap().total,
+        1,
+        "alice's live messages above bob's marker"
+    );
+
+    // The new member columns read as defaults: not muted, not archived, no receipt time
+    // (the marker itself kept), no metadata; the old receipt event reads with no time.
+    let mine = messenger.conversation(bob, conversation_id).await.unwrap();
+    assert_eq!((mine.read_seq, mine.muted_until, mine.archived), (1, None, false));
+    assert_eq!(mine.conversation.metadata, None);
+    let alices = messenger.conversation(alice, conversation_id).await.unwrap();
+    assert_eq!((alices.peer_read_seq, alices.peer_read_at), (1, None), "no time before v5");
+    assert_eq!(alices.peer_delivered_at, None);
+    let receipts: Vec<Receipt> = page
+        .events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Receipt(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(receipts.len(), 1);
+    assert_eq!((receipts[0].seq, receipts[0].at), (1, Timestamp::from_millis(0)));
+    let (muted, archived, read_at): (Option<i64>, i64, Option<i64>) = conn
+        .query_row("SELECT max(muted_until), max(archived), max(read_at) FROM members", [], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
+        .unwrap();
+    assert_eq!((muted, archived, read_at), (None, 0, None), "the defaults on disk");
+    let metadata: i64 =
+        conn.query_row("SELECT count(*) FROM conversation_metadata", [], |r| r.get(0)).unwrap();
+    assert_eq!(metadata, 0);
+    // The context index was filled from the conversations: one entry, on one member row.
+    let contexts: Vec<Option<String>> = conn
+        .prepare("SELECT context FROM members WHERE conversation_id = ?1 ORDER BY user_id")
+        .unwrap()
+        .query_map([listed.as_bytes()], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    let lower = if alice < carol { 0 } else { 1 };
+    assert_eq!(contexts[lower].as_deref(), Some("listing:1"), "{contexts:?}");
+    assert_eq!(contexts[1 - lower], None, "{contexts:?}");
+    let by_context =
+        messenger.service().conversations_by_context("listing:1", None, None).await.unwrap();
+    assert_eq!(by_context.conversations.iter().map(|c| c.id).collect::<Vec<_>>(), [listed]);
+    let alices_list = messenger.conversations(alice, ConversationsQuery::default()).await.unwrap();
+    assert_eq!(alices_list.conversations.len(), 2, "the rebuilt list index holds both");
+
+    // Settings, metadata and receipt times work on the upgraded file.
+    let archived = messenger.archive(alice, listed, true).await.unwrap();
+    assert!(archived.archived);
+    let list = messenger.conversations(alice, ConversationsQuery::default()).await.unwrap();
+    assert_eq!(
+        list.conversations.iter().map(|s| s.conversation.id).collect::<Vec<_>>(),
+        [conversation_id]
+    );
+    let metadata = serde_json::json!({"listing": 1});
+    let updated = messenger.service().set_metadata(listed, Some(metadata.clone())).await.unwrap();
+    assert_eq!(updated.metadata, Some(metadata));
+    let read = messenger.mark_read(bob, conversation_id, 4).await.unwrap();
+    let alices = messenger.conversation(alice, conversation_id).await.unwrap();
+    assert_eq!((alices.peer_read_seq, alices.peer_read_at), (4, Some(read.at)));
 
     // New messages on the upgraded database carry the new fields and may reply to old ones.
     let file = Attachment {
@@ -373,7 +490,8 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
     let reply = messenger
         .send(bob, SendMessage::to_conversation(conversation_id, "").attachment(file).reply_to(3))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!((reply.seq, reply.reply_to_seq), (5, Some(3)), "a tombstone may be replied to");
     let last = messenger
         .history(bob, conversation_id, HistoryQuery::default())
@@ -383,6 +501,11 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
         .pop()
         .unwrap();
     assert_eq!(last, reply);
+}
+
+/// A query of the unarchived list, `limit` rows after `before`.
+fn page_of(limit: Option<usize>, before: Option<String>) -> ConversationsQuery {
+    ConversationsQuery { limit, before, ..ConversationsQuery::default() }
 }
 
 #[allow(clippy::unwrap_used, reason = "test helper")]

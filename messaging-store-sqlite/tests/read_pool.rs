@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::store::{
-    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, SearchQuery,
-    SocialStore,
+    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
+    SearchQuery, SocialStore,
 };
+use messaging_core::time::Timestamp;
 use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::{SqliteOptions, SqliteStore};
 
@@ -42,8 +43,22 @@ fn every_read<'a>(store: &'a SqliteStore, s: &Scene) -> Vec<(&'static str, Read<
         (
             "conversations",
             Box::pin(async move {
-                let page = ConversationPage { user: alice, before: None, limit: 10 };
+                let page = ConversationPage {
+                    user: alice,
+                    before: None,
+                    limit: 10,
+                    archived: false,
+                    context: None,
+                };
                 store.conversations(page).await.map(drop)
+            }),
+        ),
+        ("summary", Box::pin(async move { store.summary(alice, c).await.map(drop) })),
+        (
+            "conversations_by_context",
+            Box::pin(async move {
+                let page = ContextPage { context: "listing".into(), before: None, limit: 10 };
+                store.conversations_by_context(page).await.map(drop)
             }),
         ),
         ("peers", Box::pin(async move { store.peers(alice).await.map(drop) })),
@@ -68,20 +83,25 @@ fn every_read<'a>(store: &'a SqliteStore, s: &Scene) -> Vec<(&'static str, Read<
                 store.search(query).await.map(drop)
             }),
         ),
-        ("unread", Box::pin(async move { store.unread(bob).await.map(drop) })),
+        ("unread", Box::pin(async move { store.unread(bob, Timestamp::now()).await.map(drop) })),
         ("head", Box::pin(async move { store.head().await.map(drop) })),
         (
             "read_events",
             Box::pin(async move { store.read_events(bob, 0, head, 10).await.map(drop) }),
         ),
         ("last_seen", Box::pin(async move { store.last_seen(&[alice, bob]).await.map(drop) })),
+        ("blocks", Box::pin(async move { store.blocks(alice, None, 10).await.map(drop) })),
     ]
 }
 
 async fn scene(store: &SqliteStore) -> Scene {
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let sent = messenger.send(alice, SendMessage::to_peer(bob, None, "hello there")).await.unwrap();
+    let sent = messenger
+        .send(alice, SendMessage::to_peer(bob, None, "hello there"))
+        .await
+        .unwrap()
+        .message;
     store.set_last_seen(alice, sent.created_at).await.unwrap();
     let head = store.head().await.unwrap();
     // Brings the audience index and the search index up to the head, so the calls below
@@ -254,7 +274,8 @@ async fn a_slow_read_is_interrupted_and_the_pool_still_serves() {
     let store = SqliteStore::open(&path).await.unwrap();
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap().message;
     drop(messenger);
     drop(store);
     // 300,000 messages from alice to bob, none read: counting bob's unread scans them all.
@@ -271,10 +292,11 @@ async fn a_slow_read_is_interrupted_and_the_pool_still_serves() {
     let options = SqliteOptions::default().readers(2).read_timeout(Duration::from_millis(1));
     let store = SqliteStore::open_with(&path, options).await.unwrap();
     for _ in 0..6 {
-        let error = tokio::time::timeout(Duration::from_secs(60), store.unread(bob))
-            .await
-            .expect("an interrupted read answers")
-            .expect_err("counting 300,000 rows takes more than a millisecond");
+        let error =
+            tokio::time::timeout(Duration::from_secs(60), store.unread(bob, Timestamp::now()))
+                .await
+                .expect("an interrupted read answers")
+                .expect_err("counting 300,000 rows takes more than a millisecond");
         assert_eq!(error.code(), "unavailable", "{error}");
         assert_eq!(error.public_message(), "unavailable: the query took too long");
     }
@@ -287,5 +309,9 @@ async fn a_slow_read_is_interrupted_and_the_pool_still_serves() {
     drop(store);
     let options = SqliteOptions::default().read_timeout(Duration::from_secs(600));
     let store = SqliteStore::open_with(&path, options).await.unwrap();
-    assert_eq!(store.unread(bob).await.unwrap().total, 300_000, "a bound it fits in");
+    assert_eq!(
+        store.unread(bob, Timestamp::now()).await.unwrap().total,
+        300_000,
+        "a bound it fits in"
+    );
 }

@@ -9,9 +9,11 @@ mod support;
 use std::sync::Arc;
 
 use messaging_core::id::UserId;
-use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind, Reaction};
+use messaging_core::model::{
+    Attachment, Cursor, Event, Message, MessageKind, Reaction, ReactionState,
+};
 use messaging_core::store::MessageStore;
-use messaging_core::{HistoryQuery, Messenger, SendMessage};
+use messaging_core::{ConversationsQuery, HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 
 fn image(url: &str) -> Attachment {
@@ -75,7 +77,8 @@ async fn setup() -> Setup {
 async fn attachments_and_replies_round_trip() {
     let Setup { dir: _dir, store, messenger, .. } = setup().await;
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "hello")).await.unwrap().message;
     let c = first.conversation_id;
     let files = vec![image("https://cdn.example.com/a/b.jpg?x=1&y=%20"), voice()];
     let reply = messenger
@@ -88,7 +91,8 @@ async fn attachments_and_replies_round_trip() {
                 .client_msg_id("r-1"),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(reply.attachments, files, "in the sender's order");
     assert_eq!(reply.reply_to_seq, Some(1));
     assert_eq!((reply.kind, reply.sender_id), (MessageKind::User, Some(bob)));
@@ -96,7 +100,8 @@ async fn attachments_and_replies_round_trip() {
     let bare = messenger
         .send(alice, SendMessage::to_conversation(c, "").attachment(voice()))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(bare.body, "", "an attachment may go without text");
     assert_eq!(bare.reply_to_seq, None);
 
@@ -109,7 +114,8 @@ async fn attachments_and_replies_round_trip() {
     let retried = messenger
         .send(bob, SendMessage::to_conversation(c, "again").reply_to(2).client_msg_id("r-1"))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(retried, reply, "a retry returns the original");
     let page = messenger.history(alice, c, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages, [first.clone(), reply.clone(), bare.clone()]);
@@ -117,21 +123,23 @@ async fn attachments_and_replies_round_trip() {
         messenger.search(alice, "lighthouse", None, None).await.unwrap(),
         std::slice::from_ref(&reply)
     );
-    let list = messenger.conversations(bob, None, None).await.unwrap();
+    let list = messenger.conversations(bob, ConversationsQuery::default()).await.unwrap();
     assert_eq!(list.conversations[0].last_message.as_ref(), Some(&bare));
     assert_eq!(synced(&messenger, alice).await, [first, reply, bare]);
 }
 
-/// A reply must name a seq its conversation has (a tombstone counts): seq 0, a seq past
-/// the last one, or one only another conversation has are `not_found` and write nothing;
-/// a retry of a stored message is recognised before the check.
+/// A reply must name a seq its conversation has (a tombstone counts): a seq past the last
+/// one, or one only another conversation has, are `not_found` and write nothing (seq 0 is
+/// `bad_request` in the messenger and `not_found` in the store); a retry of a stored
+/// message is recognised before the check.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_to_a_missing_seq_is_not_found() {
     let Setup { dir: _dir, store, messenger, .. } = setup().await;
     let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
-    let one = messenger.send(alice, SendMessage::to_peer(bob, None, "one")).await.unwrap();
+    let one = messenger.send(alice, SendMessage::to_peer(bob, None, "one")).await.unwrap().message;
     let c = one.conversation_id;
-    let elsewhere = messenger.send(alice, SendMessage::to_peer(carol, None, "x")).await.unwrap();
+    let elsewhere =
+        messenger.send(alice, SendMessage::to_peer(carol, None, "x")).await.unwrap().message;
     for _ in 0..3 {
         messenger
             .send(alice, SendMessage::to_conversation(elsewhere.conversation_id, "y"))
@@ -141,18 +149,28 @@ async fn a_reply_to_a_missing_seq_is_not_found() {
     let kept = messenger
         .send(alice, SendMessage::to_conversation(c, "two").client_msg_id("k"))
         .await
-        .unwrap();
-    for seq in [0, 3, 4] {
+        .unwrap()
+        .message;
+    for seq in [3, 4] {
         let err = messenger
             .send(bob, SendMessage::to_conversation(c, "reply").reply_to(seq))
             .await
             .unwrap_err();
         assert_eq!(err.code(), "not_found", "seq {seq}");
     }
+    let err = messenger
+        .send(bob, SendMessage::to_conversation(c, "reply").reply_to(0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "bad_request", "the messenger refuses seq 0 first");
+    let mut zero = support::new_message(c, bob, "reply");
+    zero.reply_to_seq = Some(0);
+    assert_eq!(store.append(zero).await.unwrap_err().code(), "not_found", "so does the store");
     let retried = messenger
         .send(alice, SendMessage::to_conversation(c, "two").client_msg_id("k").reply_to(9))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!(retried, kept, "the retry is recognised first");
     let err = messenger
         .send(alice, SendMessage::to_conversation(c, "new").client_msg_id("k2").reply_to(9))
@@ -166,7 +184,8 @@ async fn a_reply_to_a_missing_seq_is_not_found() {
     let reply = messenger
         .send(bob, SendMessage::to_conversation(c, "to a tombstone").reply_to(1))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     assert_eq!((reply.seq, reply.reply_to_seq), (3, Some(1)));
 }
 
@@ -183,20 +202,10 @@ async fn a_tombstone_has_no_attachments_or_reactions() {
                 .attachment(image("https://cdn.example.com/p.jpg")),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     let c = sent.conversation_id;
-    {
-        // Reactions are written by a later step; a summary on the row is served.
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute(
-            "UPDATE messages SET reactions = ?2 WHERE id = ?1",
-            rusqlite::params![
-                sent.id.as_bytes(),
-                format!(r#"[{{"emoji":"👍","user_ids":["{bob}"]}}]"#)
-            ],
-        )
-        .unwrap();
-    }
+    messenger.react(bob, sent.id, "👍", ReactionState::Added).await.unwrap();
     let page = messenger.history(alice, c, HistoryQuery::default()).await.unwrap();
     assert_eq!(page.messages[0].reactions, [Reaction { emoji: "👍".into(), user_ids: vec![bob] }]);
     assert_eq!(page.messages[0].attachments.len(), 1);
@@ -229,7 +238,8 @@ async fn system_messages_have_no_sender() {
     let first = messenger
         .send(alice, SendMessage::to_peer(bob, None, "hi").client_msg_id("same"))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     let c = first.conversation_id;
     let mut new = support::new_message(c, alice, "Order shipped");
     new.sender_id = None;
@@ -252,7 +262,7 @@ async fn system_messages_have_no_sender() {
     assert_eq!(synced(&messenger, alice).await[1], system);
     assert_eq!(messenger.unread(alice).await.unwrap().total, 1, "unread for the sender too");
     assert_eq!(messenger.unread(bob).await.unwrap().total, 2);
-    let list = messenger.conversations(alice, None, None).await.unwrap();
+    let list = messenger.conversations(alice, ConversationsQuery::default()).await.unwrap();
     assert_eq!(list.conversations[0].unread_count, 1);
     assert_eq!(list.conversations[0].last_message.as_ref(), Some(&system));
     assert_eq!(

@@ -20,7 +20,7 @@ async fn unknown_event_kinds_are_skipped() {
     let first = {
         let messenger =
             Messenger::new(Arc::new(SqliteStore::open(&path).await.unwrap())).await.unwrap();
-        messenger.send(alice, SendMessage::to_peer(bob, None, "before")).await.unwrap()
+        messenger.send(alice, SendMessage::to_peer(bob, None, "before")).await.unwrap().message
     };
     // Positions 1 (conversation.created) and 2 (message.created) are known; 3 and 4 are of
     // kinds no build knows yet, one pointing at the message, one at nothing.
@@ -58,7 +58,8 @@ async fn unknown_event_kinds_are_skipped() {
     let after = messenger
         .send(alice, SendMessage::to_conversation(first.conversation_id, "after words"))
         .await
-        .unwrap();
+        .unwrap()
+        .message;
     let head = store.head().await.unwrap();
     assert_eq!(head, 5);
 

@@ -24,7 +24,8 @@ async fn with_conversation(path: &std::path::Path) -> (SqliteStore, Conversation
     let store = SqliteStore::open(path).await.unwrap();
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
-    let first = messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap();
+    let first =
+        messenger.send(alice, SendMessage::to_peer(bob, None, "first")).await.unwrap().message;
     (store, first.conversation_id, alice)
 }
 
