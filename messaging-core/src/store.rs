@@ -402,7 +402,8 @@ pub trait ConversationStore: Send + Sync {
     /// A page of `page.user`'s conversations, newest activity first (activity: the last
     /// message's time, else creation; ties by id descending), strictly after `page.before`,
     /// at most `page.limit` rows, each with its last message (tombstones included), unread
-    /// count, markers and the user's settings. Only the archived ones when `page.archived`,
+    /// count, markers and the user's settings (`muted_until` as stored: hiding one that has
+    /// passed is the caller's, [`ConversationSummary::settled`]). Only the archived ones when `page.archived`,
     /// only the others otherwise (index access: a page never scans past the other kind);
     /// only those with context `page.context` when given. Costs a bounded number of queries
     /// whatever the page size.
@@ -430,7 +431,8 @@ pub trait ConversationStore: Send + Sync {
     /// `audience` in the same transaction. Unknown conversation or non-member: `NotFound`.
     async fn mark(&self, update: MarkUpdate) -> Result<Marked>;
 
-    /// Changes one member's own settings. Muting sets `muted_until`; archiving sets
+    /// Changes one member's own settings (callers pass a mute time after `update.now`; the
+    /// Messenger refuses others). Muting sets `muted_until`; archiving sets
     /// `archived` (kept until changed, whatever messages arrive). A change that leaves the
     /// settings as they read at `update.now` (the same archived flag; the same mute time;
     /// unmuting what is not muted or whose mute has passed) writes nothing and returns
