@@ -44,7 +44,8 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     let mut alice_on_a = a.connect(alice).await.expect("connect");
     let mut bob_on_b = b.connect(bob).await.expect("connect");
 
-    let first = b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send");
+    let first =
+        b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send").message;
     let created = support::next_event(&mut alice_on_a).await;
     assert!(matches!(created.event, Event::ConversationCreated(_)), "the conversation first");
     let mut last = created.position;
@@ -60,7 +61,8 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     let reply = a
         .send(alice, SendMessage::to_conversation(first.conversation_id, "hi from A"))
         .await
-        .expect("send");
+        .expect("send")
+        .message;
     let mut seen = None;
     for _ in 0..22 {
         let event = support::next_event(&mut bob_on_b).await;
@@ -80,7 +82,8 @@ async fn a_killed_listener_reconnects_and_nothing_is_lost() {
     let (a, b) = (instance(&url).await, instance(&url).await);
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_a = a.connect(alice).await.expect("connect");
-    let first = b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send");
+    let first =
+        b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send").message;
     let created = support::next_event(&mut alice_on_a).await;
     let mut last = created.position;
     expect_messages(&mut alice_on_a, 1, 1, &mut last).await;

@@ -33,7 +33,13 @@ async fn list_page_by_page(store: &PgStore, user: UserId) -> Vec<ConversationId>
     let mut before = None;
     loop {
         let page = store
-            .conversations(ConversationPage { user, before, limit: 1 })
+            .conversations(ConversationPage {
+                user,
+                before,
+                limit: 1,
+                archived: false,
+                context: None,
+            })
             .await
             .expect("a page of the list");
         let Some(row) = page.first() else { return ids };
@@ -209,7 +215,13 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
         Some(expected[1].clone())
     );
     let list = store
-        .conversations(ConversationPage { user: alice, before: None, limit: 10 })
+        .conversations(ConversationPage {
+            user: alice,
+            before: None,
+            limit: 10,
+            archived: false,
+            context: None,
+        })
         .await
         .expect("list");
     assert_eq!(list.len(), 1);
@@ -240,7 +252,8 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
     let reply = messenger
         .send(alice, SendMessage::to_conversation(conversation, "a new reply").reply_to(2))
         .await
-        .expect("a reply to an old message");
+        .expect("a reply to an old message")
+        .message;
     assert_eq!((reply.seq, reply.reply_to_seq), (3, Some(2)));
     let tombstone = messenger.delete(bob, second).await.expect("delete an old message");
     assert!(
