@@ -11,8 +11,8 @@ use messaging_core::Result;
 use messaging_core::id::UserId;
 use messaging_core::model::Message;
 use messaging_core::store::{
-    Appended, DeleteMessage, Deleted, EditMessage, MarkUpdate, Marked, NewConversation, NewMessage,
-    Opened,
+    Appended, DeleteMessage, Deleted, EditMessage, MarkUpdate, Marked, MemberUpdate, MemberUpdated,
+    MetadataUpdate, MetadataUpdated, NewConversation, NewMessage, Opened, Reacted, ReactionUpdate,
 };
 use messaging_core::time::Timestamp;
 use tokio::sync::oneshot;
@@ -47,6 +47,10 @@ pub(crate) enum Change {
     Edit(Pending<EditMessage, Message>),
     Delete(Pending<DeleteMessage, Deleted>),
     Mark(Pending<MarkUpdate, Marked>),
+    /// Run together with the batch's other reactions (see `reactions.rs`).
+    React(Pending<ReactionUpdate, Reacted>),
+    UpdateMember(Pending<MemberUpdate, MemberUpdated>),
+    SetMetadata(Pending<MetadataUpdate, MetadataUpdated>),
     /// Blocks, unless the blocker blocks that many others already.
     Block(Pending<(Blocking, usize), ()>),
     Unblock(Pending<Blocking, ()>),
@@ -65,6 +69,9 @@ macro_rules! with_pending {
             Change::Edit($pending) => $body,
             Change::Delete($pending) => $body,
             Change::Mark($pending) => $body,
+            Change::React($pending) => $body,
+            Change::UpdateMember($pending) => $body,
+            Change::SetMetadata($pending) => $body,
             Change::Block($pending) => $body,
             Change::Unblock($pending) => $body,
             Change::LastSeen($pending) => $body,

@@ -33,14 +33,20 @@ mod change;
 mod channels;
 mod codec;
 mod error;
+mod event_rows;
 mod feed;
 mod instance;
+mod lists;
 mod log_batch;
 mod options;
 pub mod presence;
+mod reactions;
 mod read;
 mod schema;
+mod settings;
 pub mod signals;
+#[cfg(test)]
+mod test_database;
 mod write;
 mod writer;
 
@@ -54,9 +60,10 @@ use messaging_core::model::{
     Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
 };
 use messaging_core::store::{
-    Appended, ConversationPage, ConversationStore, DeleteMessage, Deleted, EditMessage, EventLog,
-    FeedSink, HistoryWindow, MarkUpdate, Marked, MessageStore, NewConversation, NewMessage, Opened,
-    SearchQuery, SocialStore, Store, StoreHealth,
+    Appended, ContextPage, ConversationPage, ConversationStore, DeleteMessage, Deleted,
+    EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
+    MemberUpdated, MessageStore, MetadataUpdate, MetadataUpdated, NewConversation, NewMessage,
+    Opened, Reacted, ReactionUpdate, SearchQuery, SocialStore, Store, StoreHealth,
 };
 #[cfg(feature = "testkit")]
 use messaging_core::testkit::{CommitHold, HeldCommit};
@@ -255,11 +262,31 @@ impl ConversationStore for PgStore {
     }
 
     async fn conversations(&self, page: ConversationPage) -> Result<Vec<ConversationSummary>> {
-        Ok(read::conversations(&self.inner.live()?.pool, page).await?)
+        Ok(lists::conversations(&self.inner.live()?.pool, page).await?)
+    }
+
+    async fn summary(
+        &self,
+        user: UserId,
+        id: ConversationId,
+    ) -> Result<Option<ConversationSummary>> {
+        Ok(lists::summary_of(&self.inner.live()?.pool, user, id).await?)
+    }
+
+    async fn conversations_by_context(&self, page: ContextPage) -> Result<Vec<Conversation>> {
+        Ok(lists::by_context(&self.inner.live()?.pool, page).await?)
     }
 
     async fn mark(&self, update: MarkUpdate) -> Result<Marked> {
         self.inner.live()?.writer.submit(update, Change::Mark).await
+    }
+
+    async fn update_member(&self, update: MemberUpdate) -> Result<MemberUpdated> {
+        self.inner.live()?.writer.submit(update, Change::UpdateMember).await
+    }
+
+    async fn set_metadata(&self, update: MetadataUpdate) -> Result<MetadataUpdated> {
+        self.inner.live()?.writer.submit(update, Change::SetMetadata).await
     }
 
     async fn peers(&self, user: UserId) -> Result<Vec<UserId>> {
@@ -308,6 +335,10 @@ impl MessageStore for PgStore {
         self.inner.live()?.writer.submit(delete, Change::Delete).await
     }
 
+    async fn react(&self, update: ReactionUpdate) -> Result<Reacted> {
+        self.inner.live()?.writer.submit(update, Change::React).await
+    }
+
     async fn search(&self, query: SearchQuery) -> Result<Vec<Message>> {
         let inner = self.inner.live()?;
         if query.terms.is_empty() {
@@ -316,8 +347,8 @@ impl MessageStore for PgStore {
         Ok(read::search(&inner.pool, &query).await?)
     }
 
-    async fn unread(&self, user: UserId) -> Result<UnreadTotals> {
-        Ok(read::unread(&self.inner.live()?.pool, user).await?)
+    async fn unread(&self, user: UserId, now: Timestamp) -> Result<UnreadTotals> {
+        Ok(read::unread(&self.inner.live()?.pool, user, now).await?)
     }
 }
 
@@ -369,6 +400,15 @@ impl SocialStore for PgStore {
                 Ok(blocked)
             }
         }
+    }
+
+    async fn blocks(
+        &self,
+        blocker: UserId,
+        after: Option<UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserId>> {
+        Ok(read::blocks(&self.inner.live()?.pool, blocker, after, limit).await?)
     }
 
     async fn set_last_seen(&self, user: UserId, at: Timestamp) -> Result<()> {

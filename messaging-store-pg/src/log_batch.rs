@@ -29,6 +29,7 @@ use uuid::Uuid;
 
 use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
 use crate::error::PgError;
+use crate::event_rows::{self, EventRow};
 use crate::write::PendingEvent;
 
 /// SQLSTATE of a NOT NULL violation: an append's conversation was not found (its `seq`
@@ -64,10 +65,11 @@ WITH locked AS (
         AND (SELECT count(*) FROM moved) >= 0
     RETURNING position - $13 AS base, pg_notify($14, position::text)
 ), ev AS (
-    INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience)
-    SELECT h.base + v.o, v.k, v.c, v.m, v.u, v.s, string_to_array(v.a, ',')::uuid[]
+    INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience,
+        at, emoji)
+    SELECT h.base + v.o, v.k, v.c, v.m, v.u, v.s, string_to_array(v.a, ',')::uuid[], v.t, v.e
     FROM head h, UNNEST($15::bigint[], $16::smallint[], $17::uuid[], $18::uuid[], $19::uuid[],
-        $20::bigint[], $21::text[]) AS v(o, k, c, m, u, s, a)
+        $20::bigint[], $21::text[], $26::bigint[], $27::text[]) AS v(o, k, c, m, u, s, a, t, e)
 ), aud AS (
     INSERT INTO event_audience (user_id, position)
     SELECT v.u, h.base + v.o FROM head h, UNNEST($22::uuid[], $23::bigint[]) AS v(u, o)
@@ -261,15 +263,19 @@ pub(crate) async fn append_and_log(
         conv.2.push(indexes.last().map_or(0, |i| appends.appends[*i].created_at.as_millis()));
     }
     let events = prior.len() + news.len();
-    let mut rows: Vec<codec::EventRow> = prior.iter().map(|e| codec::event_row(&e.event)).collect();
+    let mut rows = Vec::with_capacity(events);
+    for pending in &prior {
+        let Some(row) = event_rows::event_row(&pending.event) else {
+            let name = pending.event.name();
+            return Err(sqlx::Error::Protocol(format!("no log row for {name} events")).into());
+        };
+        rows.push(row);
+    }
     let mut audiences: Vec<&[UserId]> = prior.iter().map(|e| e.audience.as_slice()).collect();
     for new in &news {
-        rows.push(codec::EventRow {
-            kind: codec::kind::MESSAGE_CREATED,
-            conversation_id: *new.conversation_id.as_uuid(),
+        rows.push(EventRow {
             message_id: Some(*new.id.as_uuid()),
-            user_id: None,
-            seq: None,
+            ..EventRow::of(event_rows::kind::MESSAGE_CREATED, new.conversation_id)
         });
         audiences.push(&new.audience);
     }
@@ -316,6 +322,8 @@ pub(crate) async fn append_and_log(
         .bind(&audience_at)
         .bind(news.iter().map(|m| Json(&m.attachments)).collect::<Vec<_>>())
         .bind(news.iter().map(|m| m.reply_to_seq.map(int)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.emoji.as_deref()).collect::<Vec<_>>())
         .fetch_all(&mut *conn)
         .await?;
 
@@ -366,4 +374,53 @@ fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
 /// An audience as the text `string_to_array` splits back into `uuid[]`.
 fn joined(audience: &[UserId]) -> String {
     audience.iter().map(|u| u.as_uuid().to_string()).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::panic, reason = "tests: failing loudly is the point")]
+
+    use sqlx::{Connection, Executor, PgConnection};
+
+    use super::STATEMENT;
+    use crate::test_database::{BUSY, ME, ME_ID, fresh_database, plan_of};
+
+    /// The types of the statement's parameters, in order.
+    const TYPES: &str = "uuid[], bigint[], bigint[], uuid[], uuid[], bigint[], uuid[], text[], \
+        text[], text[], bigint[], text[], bigint, text, bigint[], smallint[], uuid[], uuid[], \
+        uuid[], bigint[], text[], uuid[], bigint[], jsonb[], bigint[], bigint[], text[]";
+
+    /// An append to one of a busy user's conversations moves the two members' activity rows
+    /// through the primary key, in the plan made for the arguments and in the generic plan:
+    /// never through `activity_order`, which would read the busy user's whole range.
+    #[tokio::test]
+    async fn an_append_moves_activity_by_primary_key() {
+        let Some(url) = fresh_database().await else { return };
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        conn.execute(BUSY).await.expect("test data");
+        let (id, peer): (uuid::Uuid, uuid::Uuid) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, user_hi FROM conversations WHERE user_lo = {ME} LIMIT 1"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .expect("a conversation");
+        for mode in ["auto", "force_generic_plan"] {
+            let name = format!("append_{mode}");
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "SET plan_cache_mode = {mode}; PREPARE {name}({TYPES}) AS {STATEMENT}"
+            )))
+            .await
+            .expect("prepare");
+            let (c, me) = (format!("ARRAY['{id}']::uuid[]"), format!("ARRAY[{ME}]::uuid[]"));
+            let args = format!(
+                "{c}, '{{1}}', '{{99999999}}', ARRAY[gen_random_uuid()], {c}, '{{1}}', {me}, \
+                 '{{hi}}', '{{NULL}}', '{{NULL}}', '{{99999999}}', '{{hi}}', 1, 'log', '{{1}}', \
+                 '{{2}}', {c}, '{{NULL}}', '{{NULL}}', '{{NULL}}', ARRAY['{ME_ID},{peer}'], \
+                 {me}, '{{1}}', ARRAY['[]'::jsonb], '{{NULL}}', '{{NULL}}', '{{NULL}}'",
+            );
+            let plan = plan_of(&mut conn, "(ANALYZE, COSTS OFF)", &name, &args).await;
+            assert!(plan.contains("using activity_pkey on activity"), "{name}:\n{plan}");
+            assert!(!plan.contains("activity_order"), "{name}:\n{plan}");
+        }
+    }
 }

@@ -1,19 +1,16 @@
-//! The SQL of every read. Reads go straight to the pool: each is one statement.
+//! The SQL of the reads (the conversation lists are in `lists.rs`). Reads go straight to
+//! the pool: each is one statement.
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{
-    CommittedEvent, Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
-};
-use messaging_core::store::{ConversationPage, HistoryWindow, SearchQuery};
+use messaging_core::model::{CommittedEvent, Conversation, LoggedEvent, Message, UnreadTotals};
+use messaging_core::store::{HistoryWindow, SearchQuery};
 use messaging_core::time::Timestamp;
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
-use crate::codec::{
-    self, CONVERSATION_COLUMNS, CONVERSATION_WIDTH, EVENT_JOINS, MESSAGE_COLUMNS, event_columns,
-    int, trusted, uint,
-};
+use crate::codec::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, int, trusted, uint};
 use crate::error::Result;
+use crate::event_rows::{self, EVENT_JOINS, event_columns};
 
 pub(crate) async fn conversation(
     db: impl PgExecutor<'_>,
@@ -45,67 +42,6 @@ pub(crate) async fn find_direct(
     .fetch_optional(db)
     .await?;
     Ok(row.map(|row| codec::conversation(&row, 0)).transpose()?)
-}
-
-/// One statement per page; the last message and the unread count are lateral lookups on
-/// indexes, not a query per row.
-pub(crate) async fn conversations(
-    pool: &PgPool,
-    page: ConversationPage,
-) -> Result<Vec<ConversationSummary>> {
-    // The page is chosen first, on `activity` alone, and only its rows are joined.
-    // Prepared statements get a generic plan after five runs; planned as one join, that
-    // plan (estimating ~2 rows per user) joined all of a busy user's conversations and
-    // sorted them: 7.4-7.9 ms for the first page of 1,000 (measured 2026-11-21), against
-    // 0.4 ms when the page is picked before the joins. The keyset variants are separate
-    // statements for the same reason (no `$3 IS NULL OR …`).
-    //
-    // `activity_order` is sorted by the minute (`bucket`) only (migration 0003: indexing the
-    // exact time made every append rewrite index entries). The index range starts at the
-    // keyset's minute; the generic plan then top-N sorts the user's older rows (0.3-0.7 ms
-    // for 1,000 conversations, measured 2026-11-22), not only the page's.
-    let keyset = if page.before.is_some() {
-        "AND a.bucket <= activity_bucket($3) AND (a.at, a.conversation_id) < ($3, $4)"
-    } else {
-        "AND $3::bigint IS NULL AND $4::uuid IS NULL"
-    };
-    let sql = format!(
-        "WITH page AS MATERIALIZED ( \
-           SELECT a.user_id, a.conversation_id, a.at FROM activity a \
-           WHERE a.user_id = $1 {keyset} \
-           ORDER BY a.bucket DESC, a.at DESC, a.conversation_id DESC LIMIT $2) \
-         SELECT {CONVERSATION_COLUMNS}, me.read_seq, peer.read_seq, peer.delivered_seq, \
-           (SELECT count(*) FROM messages u WHERE u.conversation_id = me.conversation_id \
-              AND u.seq > me.read_seq AND u.sender_id <> me.user_id AND NOT u.deleted), \
-           {MESSAGE_COLUMNS} \
-         FROM page \
-         JOIN members me ON me.user_id = page.user_id AND me.conversation_id = page.conversation_id \
-         JOIN conversations c ON c.id = page.conversation_id \
-         JOIN members peer ON peer.user_id = me.peer_id AND peer.conversation_id = me.conversation_id \
-         LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq \
-         ORDER BY page.at DESC, page.conversation_id DESC"
-    );
-    let rows = sqlx::query(trusted(sql))
-        .bind(page.user.as_uuid())
-        .bind(int(page.limit as u64))
-        .bind(page.before.map(|k| k.at.as_millis()))
-        .bind(page.before.map(|k| *k.id.as_uuid()))
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let at = CONVERSATION_WIDTH;
-            Ok(ConversationSummary {
-                conversation: codec::conversation(row, 0)?,
-                read_seq: uint(row.try_get(at)?),
-                peer_read_seq: uint(row.try_get(at + 1)?),
-                peer_delivered_seq: uint(row.try_get(at + 2)?),
-                unread_count: uint(row.try_get(at + 3)?),
-                last_message: codec::optional_message(row, at + 4)?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(Into::into)
 }
 
 pub(crate) async fn peers(pool: &PgPool, user: UserId) -> Result<Vec<UserId>> {
@@ -226,13 +162,16 @@ pub(crate) async fn search(pool: &PgPool, query: &SearchQuery) -> Result<Vec<Mes
     Ok(rows.iter().map(|row| codec::message(row, 0)).collect::<Result<Vec<_>, _>>()?)
 }
 
-pub(crate) async fn unread(pool: &PgPool, user: UserId) -> Result<UnreadTotals> {
+/// The unread totals of `user`, leaving out the conversations they muted past `now`.
+pub(crate) async fn unread(pool: &PgPool, user: UserId, now: Timestamp) -> Result<UnreadTotals> {
     let row = sqlx::query(
         "SELECT count(*), count(DISTINCT me.conversation_id) FROM members me \
          JOIN messages u ON u.conversation_id = me.conversation_id AND u.seq > me.read_seq \
-         WHERE me.user_id = $1 AND u.sender_id <> $1 AND NOT u.deleted",
+         WHERE me.user_id = $1 AND u.sender_id <> $1 AND NOT u.deleted \
+           AND (me.muted_until IS NULL OR me.muted_until <= $2)",
     )
     .bind(user.as_uuid())
+    .bind(now.as_millis())
     .fetch_one(pool)
     .await?;
     Ok(UnreadTotals { total: uint(row.try_get(0)?), conversations: uint(row.try_get(1)?) })
@@ -266,8 +205,8 @@ pub(crate) async fn read_events(
         .await?;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {
-        // Unknown kinds are skipped (see `codec::event`).
-        if let (position, Some((event, _))) = codec::event(row)? {
+        // Unknown kinds are skipped (see `event_rows`).
+        if let (position, Some((event, _))) = event_rows::event(row)? {
             events.push(LoggedEvent { position, event });
         }
     }
@@ -290,7 +229,7 @@ pub(crate) async fn feed(
         sqlx::query(trusted(sql)).bind(int(after)).bind(int(limit as u64)).fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
-            codec::event(row).map(|(position, known)| {
+            event_rows::event(row).map(|(position, known)| {
                 let committed = known.map(|(event, audience)| CommittedEvent {
                     logged: LoggedEvent { position, event },
                     audience,
@@ -328,6 +267,27 @@ pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(Us
         .map_err(Into::into)
 }
 
+/// The users `blocker` blocks, ascending, strictly after `after`, at most `limit`: a range
+/// of the `blocks` primary key (the keyset variants are separate statements, each with its
+/// own plan).
+pub(crate) async fn blocks(
+    pool: &PgPool,
+    blocker: UserId,
+    after: Option<UserId>,
+    limit: usize,
+) -> Result<Vec<UserId>> {
+    let keyset = if after.is_some() { "AND blocked > $3" } else { "AND $3::uuid IS NULL" };
+    let rows: Vec<Uuid> = sqlx::query_scalar(trusted(format!(
+        "SELECT blocked FROM blocks WHERE blocker = $1 {keyset} ORDER BY blocked LIMIT $2"
+    )))
+    .bind(blocker.as_uuid())
+    .bind(int(limit as u64))
+    .bind(after.map(|u| *u.as_uuid()))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(UserId::from_uuid).collect())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used, clippy::panic, reason = "tests: failing loudly is the point")]
@@ -335,26 +295,7 @@ mod tests {
     use sqlx::{Connection, Executor, PgConnection};
 
     use super::search_sql;
-
-    /// A fresh database cloned from the migrated template of `scripts/pg.sh`, or `None`
-    /// (skip) without one, unless `MESSAGING_PG_REQUIRED=1` (then a failure).
-    async fn fresh_database() -> Option<String> {
-        let vars = (std::env::var("MESSAGING_PG_URL"), std::env::var("MESSAGING_PG_TEMPLATE"));
-        let (Ok(admin), Ok(template)) = vars else {
-            if std::env::var("MESSAGING_PG_REQUIRED").is_ok_and(|v| v == "1") {
-                panic!("MESSAGING_PG_REQUIRED=1 but no MESSAGING_PG_URL/MESSAGING_PG_TEMPLATE");
-            }
-            eprintln!("PostgreSQL test skipped: no MESSAGING_PG_URL (run ./scripts/test.sh)");
-            return None;
-        };
-        let name = format!("case_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&admin).await.expect("admin connection");
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} TEMPLATE {template}")))
-            .await
-            .expect("create the database");
-        let (base, _) = admin.rsplit_once('/').expect("a database in MESSAGING_PG_URL");
-        Some(format!("{base}/{name}"))
-    }
+    use crate::test_database::{fresh_database, plan_of};
 
     /// The search plan starts from the caller's memberships and never reads the words
     /// index (which would read every message in the database holding the words), neither
@@ -399,13 +340,7 @@ mod tests {
                 )))
                 .await
                 .expect("prepare");
-                let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "EXPLAIN EXECUTE {name}({args})"
-                )))
-                .fetch_all(&mut conn)
-                .await
-                .expect("explain");
-                let plan = plan.join("\n");
+                let plan = plan_of(&mut conn, "", &name, &args).await;
                 assert!(!plan.contains("messages_words"), "the words index is not read:\n{plan}");
                 let members = plan.find("on members").expect("the memberships are read");
                 let messages = plan.find("on messages").expect("the messages are read");

@@ -1,4 +1,6 @@
-//! The SQL of every mutation, run by the writer inside a batch transaction.
+//! The SQL of the single-row mutations, run by the writer inside a batch transaction
+//! (a member's settings and the metadata are in `settings.rs`, reactions in
+//! `reactions.rs`, appends in `log_batch.rs`).
 //!
 //! Each function checks its conditions before writing, so a failure that belongs to the
 //! caller (not found, conflict) leaves the transaction untouched and the rest of the batch
@@ -46,14 +48,15 @@ pub(crate) async fn open_direct(
     members.sort();
     let context = new.context.as_deref().unwrap_or("");
     let inserted = sqlx::query(
-        "INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_lo, user_hi, context) DO NOTHING",
+        "INSERT INTO conversations (id, user_lo, user_hi, context, created_at, metadata) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_lo, user_hi, context) DO NOTHING",
     )
     .bind(new.id.as_uuid())
     .bind(members[0].as_uuid())
     .bind(members[1].as_uuid())
     .bind(context)
     .bind(new.created_at.as_millis())
+    .bind(&new.metadata)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -66,15 +69,19 @@ pub(crate) async fn open_direct(
             Err(e) => Err(e.into()),
         });
     }
+    // The context goes on the lower member's activity row only: one entry per conversation
+    // in `activity_context` (migration 0005).
     sqlx::query(
         "WITH started AS ( \
-           INSERT INTO activity (user_id, conversation_id, at) VALUES ($1, $3, $4), ($2, $3, $4)) \
+           INSERT INTO activity (user_id, conversation_id, at, context) \
+           VALUES ($1, $3, $4, NULLIF($5, '')), ($2, $3, $4, NULL)) \
          INSERT INTO members (user_id, conversation_id, peer_id) VALUES ($1, $3, $2), ($2, $3, $1)",
     )
     .bind(members[0].as_uuid())
     .bind(members[1].as_uuid())
     .bind(new.id.as_uuid())
     .bind(new.created_at.as_millis())
+    .bind(context)
     .execute(&mut *conn)
     .await?;
     let conversation = Conversation {
@@ -85,12 +92,17 @@ pub(crate) async fn open_direct(
         created_at: new.created_at,
         last_message_at: None,
         last_seq: 0,
+        metadata: new.metadata.clone(),
     };
     events.push(PendingEvent::new(Event::ConversationCreated(conversation.clone()), &new.audience));
     Ok(Ok(Opened { conversation, created: true }))
 }
 
-async fn locked_message(conn: &mut PgConnection, id: Uuid) -> Result<Option<Message>, PgError> {
+/// The message `id`, locked until the transaction ends (`None` when there is none).
+pub(crate) async fn locked_message(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Message>, PgError> {
     let row = sqlx::query(trusted(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 FOR UPDATE"
     )))
@@ -155,17 +167,19 @@ pub(crate) async fn delete(
     Ok(Ok(Deleted { message, changed: true }))
 }
 
+/// Moves a marker forward (clamped to `last_seq`), recording when it moved; a marker that
+/// does not move changes nothing and answers its value and time.
 pub(crate) async fn mark(
     conn: &mut PgConnection,
     update: &MarkUpdate,
     events: &mut Vec<PendingEvent>,
 ) -> Step<Marked> {
-    let column = match update.kind {
-        ReceiptKind::Read => "read_seq",
-        ReceiptKind::Delivered => "delivered_seq",
+    let (column, at_column) = match update.kind {
+        ReceiptKind::Read => ("read_seq", "read_at"),
+        ReceiptKind::Delivered => ("delivered_seq", "delivered_at"),
     };
     let row = sqlx::query(trusted(format!(
-        "SELECT mb.{column}, c.last_seq FROM members mb \
+        "SELECT mb.{column}, mb.{at_column}, c.last_seq FROM members mb \
          JOIN conversations c ON c.id = mb.conversation_id \
          WHERE mb.user_id = $1 AND mb.conversation_id = $2 FOR UPDATE OF mb"
     )))
@@ -174,17 +188,20 @@ pub(crate) async fn mark(
     .fetch_optional(&mut *conn)
     .await?;
     let Some(row) = row else { return Ok(Err(Error::not_found("no such conversation"))) };
-    let (current, last_seq): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+    let (current, last_seq): (i64, i64) = (row.try_get(0)?, row.try_get(2)?);
     let target = int(update.up_to_seq).min(last_seq);
     if target <= current {
-        return Ok(Ok(Marked { seq: uint(current), moved: false }));
+        let at = codec::optional_time(&row, 1)?;
+        return Ok(Ok(Marked { seq: uint(current), at, moved: false }));
     }
     sqlx::query(trusted(format!(
-        "UPDATE members SET {column} = $3 WHERE user_id = $1 AND conversation_id = $2"
+        "UPDATE members SET {column} = $3, {at_column} = $4 \
+         WHERE user_id = $1 AND conversation_id = $2"
     )))
     .bind(update.user_id.as_uuid())
     .bind(update.conversation_id.as_uuid())
     .bind(target)
+    .bind(update.at.as_millis())
     .execute(&mut *conn)
     .await?;
     let receipt = Receipt {
@@ -192,9 +209,10 @@ pub(crate) async fn mark(
         user_id: update.user_id,
         kind: update.kind,
         seq: uint(target),
+        at: update.at,
     };
     events.push(PendingEvent::new(Event::Receipt(receipt), &update.audience));
-    Ok(Ok(Marked { seq: uint(target), moved: true }))
+    Ok(Ok(Marked { seq: uint(target), at: Some(update.at), moved: true }))
 }
 
 /// Who blocks whom.
@@ -225,7 +243,8 @@ pub(crate) async fn block(
         .execute(&mut *conn)
         .await?;
     let row = sqlx::query(
-        "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2),                 (SELECT count(*) FROM (SELECT 1 FROM blocks WHERE blocker = $1 LIMIT $3) b)",
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE blocker = $1 AND blocked = $2), \
+                (SELECT count(*) FROM (SELECT 1 FROM blocks WHERE blocker = $1 LIMIT $3) b)",
     )
     .bind(blocker.as_uuid())
     .bind(blocked.as_uuid())

@@ -1,9 +1,10 @@
 //! The batching writer: one queue per store object (per process).
 //!
 //! Callers queue jobs; a writer task takes everything queued (up to `max_batch`) and
-//! commits it as one transaction: the single-row changes first, then the appends and the
-//! log in one statement (see `log_batch.rs`). A batch of appends alone is that statement
-//! and nothing else: one round trip. Replies go out after the commit, so a reply means
+//! commits it as one transaction: the single-row changes first, then the reactions
+//! together (two statements, see `reactions.rs`), then the appends and the log in one
+//! statement (see `log_batch.rs`). A batch of appends alone is that statement and nothing
+//! else: one round trip. Replies go out after the commit, so a reply means
 //! durable. Two writer tasks (`PgOptions::writers`) share the queue, each on its own
 //! connection, so one batch runs its statement while the other waits for its fsync; the
 //! `log_head` row lock keeps positions in commit order across them (and across processes).
@@ -40,7 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use messaging_core::model::{CommittedEvent, LoggedEvent};
-use messaging_core::store::{Appended, NewMessage};
+use messaging_core::store::{Appended, NewMessage, Reacted, ReactionUpdate};
 #[cfg(feature = "testkit")]
 use messaging_core::testkit::HoldPoint;
 use messaging_core::{Error, Result};
@@ -56,6 +57,7 @@ use crate::error::{PgError, closed};
 use crate::feed::Feed;
 use crate::log_batch::{self, Appends};
 use crate::write::{self, PendingEvent};
+use crate::{reactions, settings};
 
 const RETRIES: usize = 8;
 
@@ -371,8 +373,8 @@ impl WriterLoop {
         Ok(())
     }
 
-    /// The batch's statements on `conn`: the other changes one by one, then the appends
-    /// and the log in one statement. Sets each change's answer; returns the events logged
+    /// The batch's statements on `conn`: the single-row changes one by one, then the
+    /// reactions together, then the appends and the log in one statement. Sets each change's answer; returns the events logged
     /// and the first position (`None` when nothing was logged).
     async fn run_batch(
         &self,
@@ -383,11 +385,13 @@ impl WriterLoop {
     ) -> Result<(Vec<PendingEvent>, Option<u64>), PgError> {
         let mut events: Vec<PendingEvent> = Vec::new();
         let mut appends: Vec<&mut Pending<NewMessage, Appended>> = Vec::new();
+        let mut reacting: Vec<&mut Pending<ReactionUpdate, Reacted>> = Vec::new();
         let blocks = &self.channels.blocks;
         for change in changes {
             let conn = &mut *conn;
             match change {
                 Change::Append(append) => appends.push(append),
+                Change::React(react) => reacting.push(react),
                 Change::Open(open) => {
                     let outcome = write::open_direct(conn, &open.request, &mut events).await?;
                     open.set(outcome);
@@ -404,6 +408,16 @@ impl WriterLoop {
                     let outcome = write::mark(conn, &mark.request, &mut events).await?;
                     mark.set(outcome);
                 }
+                Change::UpdateMember(update) => {
+                    let outcome =
+                        settings::update_member(conn, &update.request, &mut events).await?;
+                    update.set(outcome);
+                }
+                Change::SetMetadata(update) => {
+                    let outcome =
+                        settings::set_metadata(conn, &update.request, &mut events).await?;
+                    update.set(outcome);
+                }
                 Change::Block(block) => {
                     let (blocking, max) = block.request;
                     block.set(write::block(conn, blocking, max, blocks).await?);
@@ -419,6 +433,7 @@ impl WriterLoop {
                 Change::Probe(probe) => probe.set(write::probe(conn).await?),
             }
         }
+        reactions::react_all(&mut *conn, &mut reacting, &mut events).await?;
         let news: Vec<&NewMessage> = appends.iter().map(|append| &append.request).collect();
         let mut plan = Appends::new(&news, missing);
         if lookup_keys || plan.keyed_replies() {

@@ -95,7 +95,8 @@ async fn round_trip(messenger: &Messenger, alice: UserId, bob: UserId, body: &st
     let sent = messenger
         .send(alice, SendMessage::to_conversation(opened.conversation.id, body))
         .await
-        .expect("send");
+        .expect("send")
+        .message;
     assert_eq!(sent.body, body);
     let page = messenger
         .history(bob, opened.conversation.id, HistoryQuery::default())

@@ -87,6 +87,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
             members,
             context: None,
             created_at: Timestamp::now(),
+            metadata: None,
             audience: vec![alice, bob],
         })
         .await

@@ -2,7 +2,8 @@
 
 //! Several processes on one database: each `PgStore` object is one instance with its own
 //! writer, log tailer and listener. A session on instance A receives, in order, what
-//! instance B writes, also after A's listener connection was killed and re-established.
+//! instance B writes, also after A's listener connection was killed and re-established,
+//! every kind of event included (reactions, member settings, metadata, receipt times).
 
 mod support;
 
@@ -11,7 +12,10 @@ use std::time::Duration;
 
 use messaging_core::fanout::Push;
 use messaging_core::id::UserId;
-use messaging_core::model::{Event, Signal};
+use messaging_core::model::{
+    Event, MemberSettings, Reaction, ReactionChange, ReactionState, Receipt, ReceiptKind, Signal,
+};
+use messaging_core::time::Timestamp;
 use messaging_core::{Limits, Messenger, SendMessage, Session};
 use messaging_store_pg::presence::{PgPresence, PresenceOptions};
 use messaging_store_pg::{PgOptions, PgStore};
@@ -44,7 +48,8 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     let mut alice_on_a = a.connect(alice).await.expect("connect");
     let mut bob_on_b = b.connect(bob).await.expect("connect");
 
-    let first = b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send");
+    let first =
+        b.send(bob, SendMessage::to_peer(alice, None, "hello from B")).await.expect("send").message;
     let created = support::next_event(&mut alice_on_a).await;
     assert!(matches!(created.event, Event::ConversationCreated(_)), "the conversation first");
     let mut last = created.position;
@@ -60,7 +65,8 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     let reply = a
         .send(alice, SendMessage::to_conversation(first.conversation_id, "hi from A"))
         .await
-        .expect("send");
+        .expect("send")
+        .message;
     let mut seen = None;
     for _ in 0..22 {
         let event = support::next_event(&mut bob_on_b).await;
@@ -74,13 +80,74 @@ async fn writes_of_one_instance_reach_sessions_on_another_in_order() {
     assert_eq!(seen, Some(reply), "B's session gets A's message as committed");
 }
 
+/// The feed of another instance carries the events of issue 14 as its own log reads them:
+/// a reaction (the message with its reactions, the user, the emoji), a receipt with its
+/// time, `member.updated` to that member's sessions only, and `conversation.updated` with
+/// the metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_events_reach_sessions_on_another_instance() {
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance(&url).await, instance(&url).await);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let mut alice_on_b = b.connect(alice).await.expect("connect");
+    let mut bob_on_b = b.connect(bob).await.expect("connect");
+    let sent = a.send(alice, SendMessage::to_peer(bob, None, "hello")).await.expect("send");
+    let conversation = sent.message.conversation_id;
+    for session in [&mut alice_on_b, &mut bob_on_b] {
+        let created = support::next_event(session).await.event;
+        assert!(matches!(created, Event::ConversationCreated(_)), "{}", created.name());
+        let message = support::next_event(session).await.event;
+        assert_eq!(message, Event::MessageCreated(sent.message.clone()));
+    }
+
+    let reacted = a.react(bob, sent.message.id, "👍", ReactionState::Added).await.expect("react");
+    assert_eq!(reacted.reactions, [Reaction { emoji: "👍".to_owned(), user_ids: vec![bob] }]);
+    let read = a.mark_read(bob, conversation, 1).await.expect("read");
+    let until = Timestamp::from_millis(Timestamp::now().as_millis() + 3_600_000);
+    a.mute(bob, conversation, Some(until)).await.expect("mute");
+    let metadata = serde_json::json!({"listing": 7});
+    let updated =
+        a.service().set_metadata(conversation, Some(metadata.clone())).await.expect("metadata");
+    assert_eq!(updated.metadata, Some(metadata));
+
+    let reaction = Event::Reaction(ReactionChange {
+        message: reacted,
+        user_id: bob,
+        emoji: "👍".to_owned(),
+        state: ReactionState::Added,
+    });
+    let receipt = Event::Receipt(Receipt {
+        conversation_id: conversation,
+        user_id: bob,
+        kind: ReceiptKind::Read,
+        seq: 1,
+        at: read.at,
+    });
+    let settings = Event::MemberUpdated(MemberSettings {
+        conversation_id: conversation,
+        user_id: bob,
+        muted_until: Some(until),
+        archived: false,
+    });
+    let metadata = Event::ConversationUpdated(updated);
+    for (session, expected) in [
+        (&mut alice_on_b, vec![&reaction, &receipt, &metadata]),
+        (&mut bob_on_b, vec![&reaction, &receipt, &settings, &metadata]),
+    ] {
+        for event in expected {
+            assert_eq!(&support::next_event(session).await.event, event, "{}", event.name());
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_listener_reconnects_and_nothing_is_lost() {
     let Some(url) = support::fresh_database().await else { return };
     let (a, b) = (instance(&url).await, instance(&url).await);
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_a = a.connect(alice).await.expect("connect");
-    let first = b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send");
+    let first =
+        b.send(bob, SendMessage::to_peer(alice, None, "before")).await.expect("send").message;
     let created = support::next_event(&mut alice_on_a).await;
     let mut last = created.position;
     expect_messages(&mut alice_on_a, 1, 1, &mut last).await;

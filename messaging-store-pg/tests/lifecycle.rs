@@ -100,8 +100,11 @@ async fn close_finishes_queued_writes_then_refuses_every_call() {
     let messenger = store.messenger(Limits::default()).await.expect("messenger");
     let (alice, bob) = (UserId::new(), UserId::new());
     let _bob_online = messenger.connect(bob).await.expect("connect");
-    let sent =
-        messenger.send(alice, SendMessage::to_peer(bob, None, "before close")).await.expect("send");
+    let sent = messenger
+        .send(alice, SendMessage::to_peer(bob, None, "before close"))
+        .await
+        .expect("send")
+        .message;
     let conversation = sent.conversation_id;
 
     // Writes racing the close: each is either committed and acknowledged, or refused.
@@ -141,6 +144,7 @@ async fn close_finishes_queued_writes_then_refuses_every_call() {
                 members: [alice, bob],
                 context: Some("late".into()),
                 created_at: Timestamp::now(),
+                metadata: None,
                 audience: vec![alice, bob],
             })
             .await,

@@ -65,6 +65,7 @@ async fn open(store: &PgStore, a: UserId, b: UserId) -> ConversationId {
             members,
             context: None,
             created_at: Timestamp::now(),
+            metadata: None,
             audience: vec![a, b],
         })
         .await
@@ -249,7 +250,7 @@ async fn events_of_unknown_kinds_are_skipped() {
     let b = Messenger::new(store_b.clone()).await.expect("messenger");
     let (alice, bob) = (UserId::new(), UserId::new());
     let mut alice_on_a = a.connect(alice).await.expect("connect");
-    let first = b.send(bob, SendMessage::to_peer(alice, None, "one")).await.expect("send");
+    let first = b.send(bob, SendMessage::to_peer(alice, None, "one")).await.expect("send").message;
     assert!(matches!(
         support::next_event(&mut alice_on_a).await.event,
         Event::ConversationCreated(_)

@@ -12,9 +12,12 @@
 use std::sync::Arc;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{ActivityKey, Event, Message, MessageKind};
+use messaging_core::model::{
+    ActivityKey, ConversationSummary, Event, Message, MessageKind, Receipt, ReceiptKind,
+};
 use messaging_core::store::{
-    ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore, SearchQuery,
+    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
+    SearchQuery,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{Messenger, SendMessage};
@@ -33,7 +36,13 @@ async fn list_page_by_page(store: &PgStore, user: UserId) -> Vec<ConversationId>
     let mut before = None;
     loop {
         let page = store
-            .conversations(ConversationPage { user, before, limit: 1 })
+            .conversations(ConversationPage {
+                user,
+                before,
+                limit: 1,
+                archived: false,
+                context: None,
+            })
             .await
             .expect("a page of the list");
         let Some(row) = page.first() else { return ids };
@@ -209,7 +218,13 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
         Some(expected[1].clone())
     );
     let list = store
-        .conversations(ConversationPage { user: alice, before: None, limit: 10 })
+        .conversations(ConversationPage {
+            user: alice,
+            before: None,
+            limit: 10,
+            archived: false,
+            context: None,
+        })
         .await
         .expect("list");
     assert_eq!(list.len(), 1);
@@ -240,11 +255,129 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
     let reply = messenger
         .send(alice, SendMessage::to_conversation(conversation, "a new reply").reply_to(2))
         .await
-        .expect("a reply to an old message");
+        .expect("a reply to an old message")
+        .message;
     assert_eq!((reply.seq, reply.reply_to_seq), (3, Some(2)));
     let tombstone = messenger.delete(bob, second).await.expect("delete an old message");
     assert!(
         tombstone.deleted && tombstone.attachments.is_empty() && tombstone.reactions.is_empty()
     );
     assert_eq!(store.message(second).await.expect("read the tombstone"), Some(tombstone));
+}
+
+/// Version 5 also adds member settings, receipt times, conversation metadata and the
+/// listing by context: the conversations of a version 4 database read back not muted, not
+/// archived, without metadata or receipt times; a receipt logged then reads back with the
+/// send time of the message it marks; conversations with a context are listed by it; and
+/// the upgraded rows take the new settings like new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_context() {
+    let Some(url) = support::empty_database().await else { return };
+    let mut conn = migrated_to(&url, 4).await;
+
+    // As version 4 wrote them: `x` (alice and bob, no context) with one message of alice's
+    // that bob has read (logged: created, message, receipt); `y` (alice and carol) and `z`
+    // (dave and carol) on `listing:1`, without messages.
+    let (alice, bob, carol, dave) = (UserId::new(), UserId::new(), UserId::new(), UserId::new());
+    let (x, y, z) = (ConversationId::new(), ConversationId::new(), ConversationId::new());
+    let message = MessageId::new();
+    // Every statement gets the same binds: $1-$4 alice, bob, carol, dave; $5-$7 x, y, z;
+    // $8 the message.
+    let statements = [
+        "INSERT INTO conversations (id, user_lo, user_hi, context, created_at, last_seq, \
+           last_message_at) VALUES \
+         ($5, LEAST($1, $2), GREATEST($1, $2), '', 1000, 1, 2000), \
+         ($6, LEAST($1, $3), GREATEST($1, $3), 'listing:1', 5000, 0, NULL), \
+         ($7, LEAST($4, $3), GREATEST($4, $3), 'listing:1', 6000, 0, NULL)",
+        "INSERT INTO members (user_id, conversation_id, peer_id, read_seq) VALUES \
+         ($1, $5, $2, 0), ($2, $5, $1, 1), ($1, $6, $3, 0), ($3, $6, $1, 0), \
+         ($4, $7, $3, 0), ($3, $7, $4, 0)",
+        "INSERT INTO activity (user_id, conversation_id, at) VALUES \
+         ($1, $5, 2000), ($2, $5, 2000), ($1, $6, 5000), ($3, $6, 5000), \
+         ($4, $7, 6000), ($3, $7, 6000)",
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at, words) \
+         VALUES ($8, $5, 1, $1, 'hi', 2000, to_tsvector('simple', 'hi'))",
+        "INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience) \
+         VALUES (1, 1, $5, NULL, NULL, NULL, ARRAY[$1, $2]::uuid[]), \
+                (2, 2, $5, $8, NULL, NULL, ARRAY[$1, $2]::uuid[]), \
+                (3, 5, $5, NULL, $2, 1, ARRAY[$1, $2]::uuid[])",
+        "INSERT INTO event_audience (user_id, position) \
+         SELECT u, p FROM UNNEST(ARRAY[$1, $2]::uuid[]) u, generate_series(1, 3) p",
+        "UPDATE log_head SET position = 3",
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(alice.as_uuid())
+            .bind(bob.as_uuid())
+            .bind(carol.as_uuid())
+            .bind(dave.as_uuid())
+            .bind(x.as_uuid())
+            .bind(y.as_uuid())
+            .bind(z.as_uuid())
+            .bind(message.as_uuid())
+            .execute(&mut conn)
+            .await
+            .expect("version 4 rows");
+    }
+    conn.close().await.expect("close");
+
+    let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
+    let summary = store.summary(alice, x).await.expect("summary").expect("alice is a member");
+    assert_eq!(
+        (summary.muted_until, summary.archived, summary.conversation.metadata.as_ref()),
+        (None, false, None),
+        "not muted, not archived, no metadata"
+    );
+    assert_eq!(summary.peer_read_seq, 1, "bob's marker is kept");
+    assert_eq!((summary.peer_read_at, summary.peer_delivered_at), (None, None), "no times");
+    let page = |user, archived, context: Option<&str>| ConversationPage {
+        user,
+        before: None,
+        limit: 10,
+        archived,
+        context: context.map(str::to_owned),
+    };
+    let ids = |rows: Vec<ConversationSummary>| -> Vec<ConversationId> {
+        rows.into_iter().map(|s| s.conversation.id).collect()
+    };
+    assert_eq!(ids(store.conversations(page(alice, false, None)).await.expect("list")), [y, x]);
+    assert!(store.conversations(page(alice, true, None)).await.expect("archived").is_empty());
+    let listing = Some("listing:1");
+    assert_eq!(ids(store.conversations(page(alice, false, listing)).await.expect("ctx")), [y]);
+    let by_context = ContextPage { context: "listing:1".to_owned(), before: None, limit: 10 };
+    let listed = store.conversations_by_context(by_context).await.expect("by context");
+    assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), [z, y], "newest first");
+    let receipts: Vec<Event> = store
+        .read_events(alice, 0, 3, 10)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.event)
+        .filter(|e| e.name() == "receipt.read")
+        .collect();
+    assert_eq!(
+        receipts,
+        [Event::Receipt(Receipt {
+            conversation_id: x,
+            user_id: bob,
+            kind: ReceiptKind::Read,
+            seq: 1,
+            at: Timestamp::from_millis(2000),
+        })],
+        "an old receipt reads back at the send time of the message it marks"
+    );
+
+    // The upgraded rows take the new settings like new ones.
+    let messenger = Messenger::new(store.clone()).await.expect("messenger");
+    assert!(messenger.archive(alice, x, true).await.expect("archive").archived);
+    assert_eq!(ids(store.conversations(page(alice, true, None)).await.expect("archived")), [x]);
+    assert_eq!(ids(store.conversations(page(alice, false, None)).await.expect("list")), [y]);
+    let later = Timestamp::from_millis(Timestamp::now().as_millis() + 60_000);
+    assert_eq!(messenger.mute(bob, x, Some(later)).await.expect("mute").muted_until, Some(later));
+    let read = messenger.mark_read(alice, x, 1).await.expect("read");
+    let bobs = store.summary(bob, x).await.expect("summary").expect("bob is a member");
+    assert_eq!((bobs.peer_read_seq, bobs.peer_read_at), (1, Some(read.at)));
+    let metadata = Some(serde_json::json!({"order": 12}));
+    let updated = messenger.service().set_metadata(y, metadata.clone()).await.expect("metadata");
+    assert_eq!(updated.metadata, metadata);
 }
