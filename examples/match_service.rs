@@ -68,8 +68,7 @@ async fn main() -> Result<()> {
     let reacted = messenger.react(ben, reply.id, "😍", ReactionState::Added).await?;
     let names = next_events(&mut bens_phone, 4).await?;
     check(
-        names
-            == ["conversation.created", "message.created", "message.created", "reaction.added"],
+        names == ["conversation.created", "message.created", "message.created", "reaction.added"],
     )?;
     report(&format!("ben's phone received: {}", names.join(", ")));
     let summary = &reacted.reactions[0];
@@ -88,7 +87,8 @@ async fn main() -> Result<()> {
 async fn next_events(session: &mut Session, n: usize) -> Result<Vec<&'static str>> {
     let mut names = Vec::new();
     while names.len() < n {
-        if let Push::Event(event) = tokio::time::timeout(Duration::from_secs(5), session.recv()).await??
+        if let Push::Event(event) =
+            tokio::time::timeout(Duration::from_secs(5), session.recv()).await??
         {
             if let Event::Reaction(change) = &event.get().event {
                 check(change.message.reactions.len() == 1)?;

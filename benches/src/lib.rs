@@ -85,6 +85,7 @@ pub async fn fill_deep_history(store: &Arc<dyn Store>, depth: u64) -> Result<()>
             members: [a, b],
             context: None,
             created_at: Timestamp::now(),
+            metadata: None,
             audience: vec![a, b],
         })
         .await?

@@ -65,7 +65,10 @@ async fn every_operation_succeeds(backend: Backend) {
         .clone();
     assert_eq!(first["seq"], 1);
     assert_eq!((first["kind"].clone(), first["attachments"].clone()), (json!("user"), json!([])));
-    assert_eq!((first["reply_to_seq"].clone(), first["reactions"].clone()), (Value::Null, json!([])));
+    assert_eq!(
+        (first["reply_to_seq"].clone(), first["reactions"].clone()),
+        (Value::Null, json!([]))
+    );
     assert_eq!(first["conversation_id"], cid.as_str());
     assert_eq!(first["sender_id"], alice.to_string());
     assert_eq!(first["body"], "Is it available?");
@@ -133,8 +136,7 @@ async fn every_operation_succeeds(backend: Backend) {
     assert_eq!(clamped["read_seq"], 3);
     let lower = b.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":2})).await;
     assert_eq!(lower["read_seq"], 3, "markers never move back");
-    let mut delivered =
-        a.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":3})).await;
+    let mut delivered = a.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":3})).await;
     assert!(is_timestamp(&delivered["at"]), "{delivered}");
     delivered.as_object_mut().unwrap().remove("at");
     assert_eq!(
