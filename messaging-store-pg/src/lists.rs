@@ -63,9 +63,10 @@ fn activity_page(filter: &str, columns: &str) -> String {
 }
 
 /// The summaries of the rows of a CTE `page (user_id, conversation_id, at, archived)`
-/// defined by `ctes` (a `WITH` list ending with it): the conversation, the viewer's and the peer's markers and times,
-/// the unread count (an index range of the conversation's messages after the marker), the
-/// viewer's settings and the last message (a tombstone included). Decoded by [`summary`].
+/// defined by `ctes` (a `WITH` list ending with it): the conversation, the viewer's and
+/// the peer's markers and times, the unread count (an index range of the conversation's
+/// messages after the marker), the viewer's settings and the last message (a tombstone
+/// included). Decoded by [`summary`].
 pub(crate) fn summaries_sql(ctes: &str) -> String {
     format!(
         "WITH {ctes} \
@@ -123,6 +124,10 @@ pub(crate) async fn conversations(
     pool: &PgPool,
     page: ConversationPage,
 ) -> Result<Vec<ConversationSummary>> {
+    // A context is never empty (`''` is how "none" is stored): no conversation has `''`.
+    if page.context.as_deref() == Some("") {
+        return Ok(Vec::new());
+    }
     let sql = summaries_sql(&page_sql(page.before.is_some(), page.context.is_some()));
     let rows = sqlx::query(trusted(sql))
         .bind(page.user.as_uuid())
