@@ -54,9 +54,17 @@ CREATE INDEX members_context
     ON members (context, activity_bucket DESC, conversation_id DESC)
     WHERE context IS NOT NULL;
 
--- What an event says as of itself, beside `user_id` and `seq`: a receipt's time (`at`,
--- NULL for receipts logged before version 5) and a reaction's emoji (its user is
+-- What an event says as of itself, beside `user_id` and `seq`: a receipt's time (`at`)
+-- and a reaction's emoji (its user is
 -- `user_id`, put on or taken off is the kind).
 
 ALTER TABLE events ADD COLUMN at INTEGER;
 ALTER TABLE events ADD COLUMN emoji TEXT;
+
+-- Receipts logged before version 5 kept no time: they get the send time of the message
+-- they mark, the earliest moment the marker could have moved (the PostgreSQL store's rule
+-- too, so a move between stores keeps them equal).
+UPDATE events SET at = (
+    SELECT m.created_at FROM messages AS m
+    WHERE m.conversation_id = events.conversation_id AND m.seq = events.seq
+) WHERE kind IN (5, 6) AND at IS NULL;

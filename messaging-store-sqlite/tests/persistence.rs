@@ -321,7 +321,8 @@ fn columns(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
 /// attachments, no reply, no reactions and kind `user`, in history, `sync`, search and the
 /// conversation list; the unread count is unchanged; every member reads not muted, not
 /// archived, with no receipt time, every conversation without metadata, the old receipt
-/// event with no time (the epoch); the context conversation is listed by its context
+/// event with the send time of the message it marks (the earliest it could have moved,
+/// as on PostgreSQL); the context conversation is listed by its context
 /// (its index was filled by the migration); and the new features work on the upgraded
 /// file: attachments and replies to the old messages, settings, metadata, receipt times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -419,7 +420,8 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
     );
 
     // The new member columns read as defaults: not muted, not archived, no receipt time
-    // (the marker itself kept), no metadata; the old receipt event reads with no time.
+    // (the marker itself kept), no metadata; the old receipt event reads with the time of
+    // the message it marks.
     let mine = messenger.conversation(bob, conversation_id).await.unwrap();
     assert_eq!((mine.read_seq, mine.muted_until, mine.archived), (1, None, false));
     assert_eq!(mine.conversation.metadata, None);
@@ -435,7 +437,8 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
         })
         .collect();
     assert_eq!(receipts.len(), 1);
-    assert_eq!((receipts[0].seq, receipts[0].at), (1, Timestamp::from_millis(0)));
+    let marked = before.iter().find(|m| m.seq == 1).unwrap();
+    assert_eq!((receipts[0].seq, receipts[0].at), (1, marked.created_at));
     let (muted, archived, read_at): (Option<i64>, i64, Option<i64>) = conn
         .query_row("SELECT max(muted_until), max(archived), max(read_at) FROM members", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))

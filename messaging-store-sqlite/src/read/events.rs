@@ -98,8 +98,9 @@ pub(crate) fn read_events(
 
 /// The event of a `read_events` row; `None` for a kind this build does not know.
 ///
-/// A receipt logged before schema 5 has no time (`at` NULL): it reads as the Unix epoch,
-/// the one value that cannot be mistaken for a real receipt's time.
+/// A receipt without a time (`at` NULL: logged before schema 5 for a message the
+/// migration could not find) reads as the Unix epoch, the one value that cannot be
+/// mistaken for a real receipt's time.
 fn decode_event(row: &rusqlite::Row<'_>, kind: i64) -> rusqlite::Result<Option<Event>> {
     let message_at = EVENT_WIDTH;
     let conversation_at = EVENT_WIDTH + MESSAGE_WIDTH;
