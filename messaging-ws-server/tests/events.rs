@@ -66,16 +66,21 @@ async fn events_reach_exactly_their_sessions(backend: Backend) {
     a1.ok(json!({"op":"delete","message_id":mid})).await; // twice: no second event
 
     // Receipts: all four, only when the marker moves.
-    b1.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":1})).await;
+    let reply = b1.ok(json!({"op":"delivered","conversation_id":cid,"up_to_seq":1})).await;
     let delivered =
         all_receive(&mut [&mut a1, &mut a2, &mut b1, &mut b2], "receipt.delivered").await;
     assert_eq!(
         delivered["data"],
-        json!({"conversation_id":cid,"user_id":bob.to_string(),"delivered_seq":1})
+        json!({"conversation_id":cid,"user_id":bob.to_string(),"delivered_seq":1,
+               "at":reply["at"]})
     );
-    b2.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":1})).await;
+    let reply = b2.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":1})).await;
     let read = all_receive(&mut [&mut a1, &mut a2, &mut b1, &mut b2], "receipt.read").await;
-    assert_eq!(read["data"], json!({"conversation_id":cid,"user_id":bob.to_string(),"read_seq":1}));
+    assert_eq!(
+        read["data"],
+        json!({"conversation_id":cid,"user_id":bob.to_string(),"read_seq":1,"at":reply["at"]})
+    );
+    assert!(reply["at"].is_string(), "{reply}");
     b1.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":0})).await; // does not move
 
     // Typing: the peer's sessions only, never the typist's own; no cursor.

@@ -75,12 +75,13 @@ async fn sync_after_a_disconnect_misses_nothing_and_repeats_nothing(backend: Bac
         assert_eq!(event["type"], "event", "sync returns events in the push's shape: {event}");
     }
 
+    // A receipt that moves nothing is no event; it answers when the marker last moved,
+    // the time `sync` serves as of the event.
+    let again = a.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":3})).await;
     assert_eq!(
         events[4]["data"],
-        json!({"conversation_id":cid,"user_id":alice.to_string(),"read_seq":3})
+        json!({"conversation_id":cid,"user_id":alice.to_string(),"read_seq":3,"at":again["at"]})
     );
-    // A receipt that moves nothing is no event.
-    a.ok(json!({"op":"read","conversation_id":cid,"up_to_seq":3})).await;
     let from_end = phone.ok(json!({"op":"sync","cursor":end})).await;
     assert_eq!(from_end["events"], json!([]));
 
