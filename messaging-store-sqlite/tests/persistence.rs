@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use messaging_core::id::{MessageId, UserId};
 use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind, Receipt};
-use messaging_core::time::Timestamp;
 use messaging_core::{ConversationsQuery, HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
