@@ -139,6 +139,13 @@ fn pg_append(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, server: &Pg
     });
     PgBench::finish(one, rt);
 
+    let reacting = OnceCell::new();
+    one_reactor(group, rt, "pg", &|| {
+        let bench = reacting.get_or_init(|| fresh(1));
+        (bench.messenger.clone(), bench.data[0])
+    });
+    PgBench::finish(reacting, rt);
+
     for count in SENDER_COUNTS {
         let many = OnceCell::new();
         concurrent_senders(group, rt, "pg", count, &|| {

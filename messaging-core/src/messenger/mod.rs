@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::fanout::{Fanout, Hub};
 use crate::id::{ConversationId, MessageId, SessionId, UserId};
 use crate::limits::Limits;
-use crate::membership::MembershipCache;
+use crate::membership::{MembershipCache, MessageHomes};
 use crate::model::{
     ActivityKey, Conversation, Cursor, Event, Message, PresenceStatus, Receipt, ReceiptKind,
     Signal, TypingState, UnreadTotals,
@@ -46,6 +46,7 @@ use crate::typing::TypingThrottle;
 use crate::validate;
 
 const MEMBERSHIP_CACHE_CAPACITY: usize = 100_000;
+const MESSAGE_HOMES_CAPACITY: usize = 100_000;
 
 /// A commit this recent proves the store can commit without a probe (docs/protocol.md,
 /// "Health").
@@ -103,6 +104,7 @@ impl MessengerBuilder {
                 typing: TypingThrottle::new(self.limits.typing_expires_ms),
                 limits: self.limits,
                 members: MembershipCache::new(MEMBERSHIP_CACHE_CAPACITY),
+                homes: MessageHomes::new(MESSAGE_HOMES_CAPACITY),
             }),
         })
     }
@@ -115,6 +117,8 @@ struct Inner {
     policy: Arc<dyn AccessPolicy>,
     limits: Limits,
     members: MembershipCache,
+    /// The conversation of recently sent or read messages (a reaction needs no read).
+    homes: MessageHomes,
     typing: TypingThrottle,
 }
 
@@ -236,7 +240,7 @@ impl Messenger {
     /// The conversation `id` if `actor` is a member; `NotFound` otherwise (membership is
     /// never revealed).
     async fn member_conversation(&self, actor: UserId, id: ConversationId) -> Result<Conversation> {
-        let conversation = match self.inner.members.get(id) {
+        let conversation = match self.inner.members.get(&id) {
             Some(c) => c,
             None => {
                 let c = self.inner.store.conversation(id).await?.ok_or_else(not_found)?;
@@ -369,6 +373,7 @@ impl Messenger {
                 audience: conversation.members.to_vec(),
             })
             .await?;
+        self.inner.homes.put(appended.message.id, conversation.id);
         Ok(Sent { message: appended.message, created: appended.created })
     }
 

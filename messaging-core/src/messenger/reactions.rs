@@ -27,11 +27,22 @@ impl Messenger {
         state: ReactionState,
     ) -> Result<Message> {
         validate::emoji(emoji)?;
-        let message = self.inner.store.message(id).await?.ok_or_else(not_found)?;
-        let conversation = self.member_conversation(actor, message.conversation_id).await?;
-        if message.deleted {
-            return Err(Error::conflict("the message was deleted"));
-        }
+        // A message never moves: its conversation comes from the cache when it was sent
+        // or read here before, and the store refuses a tombstone (or an unknown id) in the
+        // reaction's own transaction either way.
+        let home = match self.inner.homes.get(&id) {
+            Some(home) => home,
+            None => {
+                let message = self.inner.store.message(id).await?.ok_or_else(not_found)?;
+                self.member_conversation(actor, message.conversation_id).await?;
+                if message.deleted {
+                    return Err(Error::conflict("the message was deleted"));
+                }
+                self.inner.homes.put(id, message.conversation_id);
+                message.conversation_id
+            }
+        };
+        let conversation = self.member_conversation(actor, home).await?;
         let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
         self.check_not_blocked(actor, peer).await?;
         let reacted = self
