@@ -119,14 +119,15 @@ where
         return Err(Error::unavailable("no idle read connection"));
     };
     read.clock.start(bound);
-    let result = query(&read.conn).map_err(Error::from);
-    match result {
+    let result = match query(&read.conn).map_err(Error::from) {
         Err(error) if read.clock.fired.load(Ordering::Relaxed) => {
             tracing::warn!(%error, ?bound, "a read query was interrupted");
             Err(Error::unavailable("the query took too long"))
         }
         result => result,
-    }
+    };
+    drop(lease);
+    result
 }
 
 /// A read-only connection to the database at `path`, waiting up to 5 s on locks.
