@@ -14,12 +14,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use messaging_core::id::{ConversationId, SessionId, UserId};
+use messaging_core::id::{SessionId, UserId};
 use messaging_core::presence::Presence;
-use messaging_core::store::{
-    ConversationStore, HistoryWindow, MessageStore, NewConversation, StoreHealth,
-};
-use messaging_core::time::Timestamp;
+use messaging_core::store::{HistoryWindow, MessageStore, StoreHealth};
 use messaging_core::{Limits, Messenger};
 use messaging_store_pg::presence::PresenceOptions;
 use messaging_store_pg::{PgOptions, PgStore};
@@ -79,21 +76,7 @@ async fn writes_are_answered_while_the_database_is_down_and_resume_after() {
             .expect("connect"),
     );
     let (alice, bob) = (UserId::new(), UserId::new());
-    let mut members = [alice, bob];
-    members.sort();
-    let conversation = store
-        .open_direct(NewConversation {
-            id: ConversationId::new(),
-            members,
-            context: None,
-            created_at: Timestamp::now(),
-            metadata: None,
-            audience: vec![alice, bob],
-        })
-        .await
-        .expect("open")
-        .conversation
-        .id;
+    let conversation = support::open_pair(&store, alice, bob).await;
     store.append(support::new_message(conversation, alice, "before")).await.expect("append");
 
     let mut stopped = Stopped::stop(&script, &url).await;

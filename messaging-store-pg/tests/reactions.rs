@@ -16,14 +16,12 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use messaging_core::id::{ConversationId, MessageId, UserId};
+use messaging_core::id::{MessageId, UserId};
 use messaging_core::model::{Event, Message, Reaction, ReactionState};
 use messaging_core::store::{
-    ConversationStore, DeleteMessage, EventLog, MessageStore, NewConversation, Reacted,
-    ReactionUpdate, apply_reaction,
+    DeleteMessage, EventLog, MessageStore, Reacted, ReactionUpdate, apply_reaction,
 };
 use messaging_core::testkit::CommitHold;
-use messaging_core::time::Timestamp;
 use messaging_core::{Error, Result};
 use messaging_store_pg::{PgOptions, PgStore};
 
@@ -36,21 +34,7 @@ async fn connect(url: &str, options: PgOptions) -> Arc<PgStore> {
 
 /// A conversation of `a` and `b` with one message of `a`'s; the message.
 async fn message_of(store: &PgStore, a: UserId, b: UserId) -> Message {
-    let mut members = [a, b];
-    members.sort();
-    let conversation = store
-        .open_direct(NewConversation {
-            id: ConversationId::new(),
-            members,
-            context: None,
-            created_at: Timestamp::now(),
-            metadata: None,
-            audience: vec![a, b],
-        })
-        .await
-        .expect("open")
-        .conversation
-        .id;
+    let conversation = support::open_pair(store, a, b).await;
     let new = support::new_message(conversation, a, "react to me");
     store.append(new).await.expect("append").message
 }

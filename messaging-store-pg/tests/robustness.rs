@@ -16,10 +16,7 @@ use std::time::Duration;
 use messaging_core::fanout::Push;
 use messaging_core::id::{ConversationId, UserId};
 use messaging_core::model::{Event, Signal, TypingState};
-use messaging_core::store::{
-    ConversationStore, EventLog, MessageStore, NewConversation, SocialStore, StoreHealth,
-};
-use messaging_core::time::Timestamp;
+use messaging_core::store::{EventLog, MessageStore, SocialStore, StoreHealth};
 use messaging_core::{Limits, Messenger, SendMessage, Session};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
@@ -57,21 +54,7 @@ async fn listeners(admin: &PgPool) -> i64 {
 }
 
 async fn open(store: &PgStore, a: UserId, b: UserId) -> ConversationId {
-    let mut members = [a, b];
-    members.sort();
-    store
-        .open_direct(NewConversation {
-            id: ConversationId::new(),
-            members,
-            context: None,
-            created_at: Timestamp::now(),
-            metadata: None,
-            audience: vec![a, b],
-        })
-        .await
-        .expect("open")
-        .conversation
-        .id
+    support::open_pair(store, a, b).await
 }
 
 // ------------------------------------------------------------------- statement timeout

@@ -86,6 +86,30 @@ where
     }
 }
 
+/// Opens the direct conversation of `a` and `b` (no context) straight on the store; its id.
+pub(crate) async fn open_pair(
+    store: &messaging_store_pg::PgStore,
+    a: messaging_core::id::UserId,
+    b: messaging_core::id::UserId,
+) -> messaging_core::id::ConversationId {
+    use messaging_core::store::ConversationStore;
+    let mut members = [a, b];
+    members.sort();
+    store
+        .open_direct(messaging_core::store::NewConversation {
+            id: messaging_core::id::ConversationId::new(),
+            members,
+            context: None,
+            created_at: messaging_core::time::Timestamp::now(),
+            metadata: None,
+            audience: vec![a, b],
+        })
+        .await
+        .expect("open")
+        .conversation
+        .id
+}
+
 /// A message of `sender` for `MessageStore::append`, seen by the sender alone.
 pub(crate) fn new_message(
     conversation_id: messaging_core::id::ConversationId,
