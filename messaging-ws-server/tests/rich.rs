@@ -263,4 +263,59 @@ async fn settings_lists_and_receipts(backend: Backend) {
     .await;
 }
 
-on_every_store!(rich_messages_and_reactions, settings_lists_and_receipts);
+/// What the host does through the library's service handle reaches the users' sessions
+/// with the v1.1 shapes: a system message (`sender_id` null, `kind` system), unread for
+/// both; `conversation.updated` with the new metadata; a moderation delete.
+async fn the_hosts_service_handle_reaches_sessions(backend: Backend) {
+    let Some(server) = Server::start(backend, Transport::default()).await else { return };
+    let (ana, ben) = (UserId::new(), UserId::new());
+    let mut a = server.connect(ana).await;
+    let mut b = server.connect(ben).await;
+    let service = server.messenger.service();
+    let opened = service
+        .open(ana, ben, Some("match:1"), Some(json!({"score": 0.9})))
+        .await
+        .expect("service open");
+    let cid = opened.conversation.id.to_string();
+    for client in [&mut a, &mut b] {
+        let created = client.expect_event("conversation.created").await;
+        assert_eq!(created["data"]["conversation"]["metadata"], json!({"score": 0.9}));
+    }
+    let post = messaging_core::SendMessage::to_conversation(opened.conversation.id, "You matched!");
+    let system = service.post(post).await.expect("system message").message;
+    for client in [&mut a, &mut b] {
+        let pushed = client.expect_event("message.created").await;
+        let message = &pushed["data"]["message"];
+        assert_eq!(
+            (message["sender_id"].clone(), message["kind"].clone()),
+            (Value::Null, json!("system"))
+        );
+        assert_eq!(client.ok(json!({"op":"unread"})).await, json!({"total":1,"conversations":1}));
+    }
+    a.fails(json!({"op":"delete","message_id":system.id.to_string()}), "not_found").await;
+    service
+        .set_metadata(opened.conversation.id, Some(json!({"score": 1.0})))
+        .await
+        .expect("set metadata");
+    for client in [&mut a, &mut b] {
+        let updated = client.expect_event("conversation.updated").await;
+        assert_eq!(updated["data"]["conversation"]["id"], cid.as_str());
+        assert_eq!(updated["data"]["conversation"]["metadata"], json!({"score": 1.0}));
+    }
+    let hello =
+        a.ok(json!({"op":"send","conversation_id":cid,"body":"hi"})).await["message"]["id"].clone();
+    a.expect_event("message.created").await;
+    b.expect_event("message.created").await;
+    let message_id = hello.as_str().unwrap().parse().unwrap();
+    service.delete_message(message_id).await.expect("moderation");
+    for client in [&mut a, &mut b] {
+        let deleted = client.expect_event("message.deleted").await;
+        assert_eq!(deleted["data"]["message"]["deleted"], true);
+    }
+}
+
+on_every_store!(
+    rich_messages_and_reactions,
+    settings_lists_and_receipts,
+    the_hosts_service_handle_reaches_sessions
+);

@@ -54,6 +54,8 @@ static SKIP_NOTE: Once = Once::new();
 pub struct Server {
     pub addr: SocketAddr,
     pub database: Database,
+    /// The server's messenger, as the embedding host holds it (its service handle).
+    pub messenger: messaging_core::Messenger,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dir: Option<tempfile::TempDir>,
@@ -107,6 +109,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let (stop, stopped) = oneshot::channel::<()>();
+        let messenger = opened.messenger.clone();
         let config = Config {
             messenger: opened.messenger.clone(),
             verifier,
@@ -121,7 +124,7 @@ impl Server {
             opened.close().await;
             result
         });
-        Self { addr, database, stop: Some(stop), task: Some(task), _dir: dir }
+        Self { addr, database, messenger, stop: Some(stop), task: Some(task), _dir: dir }
     }
 
     /// Asks the server to shut down and waits until `run` returned.
