@@ -169,10 +169,7 @@ pub fn mint(
 /// parameter (browsers cannot set headers on a WebSocket). An `Authorization` header of
 /// another scheme (a proxy's Basic credentials) is not ours and is passed over.
 pub fn token_of<B>(request: &http::Request<B>) -> Option<String> {
-    let bearer = request.headers().get_all(http::header::AUTHORIZATION).iter().find_map(|value| {
-        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
-    });
+    let bearer = bearer_of(request.headers());
     if bearer.is_some() {
         return bearer;
     }
@@ -180,6 +177,14 @@ pub fn token_of<B>(request: &http::Request<B>) -> Option<String> {
     form_urlencoded::parse(query.as_bytes())
         .find(|(name, _)| name == "access_token")
         .map(|(_, token)| token.into_owned())
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+pub(crate) fn bearer_of(headers: &http::HeaderMap) -> Option<String> {
+    headers.get_all(http::header::AUTHORIZATION).iter().find_map(|value| {
+        let (scheme, token) = value.to_str().ok()?.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+    })
 }
 
 #[cfg(test)]

@@ -13,16 +13,23 @@ use messaging_core::{
 use serde::Serialize;
 use serde_json::Value;
 
-/// `{"type":"reply","id":…,"ok":true,"data":…}`.
-pub(crate) fn ok<T: Serialize>(id: &Value, data: &T) -> Bytes {
-    #[derive(Serialize)]
-    struct Reply<'a, T> {
-        r#type: &'static str,
-        id: &'a Value,
-        ok: bool,
-        data: &'a T,
+/// `{"type":"reply","id":…,"ok":true,"data":…}` around a `data` object already encoded
+/// by [`encode_data`] (the transports share one encoding of each answer).
+pub(crate) fn ok_encoded(id: &Value, data: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(data.len() + 48);
+    frame.extend_from_slice(br#"{"type":"reply","id":"#);
+    if serde_json::to_writer(&mut frame, id).is_err() {
+        frame.extend_from_slice(b"null");
     }
-    encode(&Reply { r#type: "reply", id, ok: true, data })
+    frame.extend_from_slice(br#","ok":true,"data":"#);
+    frame.extend_from_slice(data);
+    frame.push(b'}');
+    Bytes::from(frame)
+}
+
+/// An answer's `data` object, encoded once for whichever transport carries it.
+pub(crate) fn encode_data<T: Serialize>(data: &T) -> Bytes {
+    encode(data)
 }
 
 /// `{"type":"reply","id":…,"ok":false,"error":{"code":…,"message":…}}`.

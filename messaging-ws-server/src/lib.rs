@@ -34,6 +34,7 @@ pub mod cli;
 pub mod config;
 mod connection;
 mod frames;
+pub mod http;
 mod metrics;
 mod ops;
 mod outbox;

@@ -48,14 +48,28 @@ pub(crate) async fn run(
     bound: Duration,
     metrics: Arc<Metrics>,
 ) -> (Bytes, &'static str) {
+    match answer_within(&caller, op, bound, &metrics).await {
+        Ok(answer) => (frames::ok_encoded(&id, &answer.data), "ok"),
+        Err(error) => (frames::error(&id, &error), error.code()),
+    }
+}
+
+/// Runs `op` within `bound`: its answer, the error it ended with (a store failure logged
+/// and counted), or `unavailable` when the bound passed (the operation dropped).
+pub(crate) async fn answer_within(
+    caller: &Caller,
+    op: Op,
+    bound: Duration,
+    metrics: &Metrics,
+) -> Result<Answer> {
     let name = op.name();
-    let error = match tokio::time::timeout(bound, execute(&caller, &id, op)).await {
-        Ok(Ok(reply)) => return (reply, "ok"),
+    match tokio::time::timeout(bound, answer(caller, op)).await {
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(error)) => {
             if error.is_backend() {
-                report(&metrics, name, &error);
+                report(metrics, name, &error);
             }
-            error
+            Err(error)
         }
         Err(_) => {
             tracing::warn!(
@@ -64,13 +78,12 @@ pub(crate) async fn run(
                 "no answer within the answer bound: answered unavailable, operation dropped"
             );
             metrics.store_error("timeout");
-            Error::unavailable(
+            Err(Error::unavailable(
                 "no answer within the answer bound; retry later (a send retried with its \
                  client_msg_id is stored once)",
-            )
+            ))
         }
-    };
-    (frames::error(&id, &error), error.code())
+    }
 }
 
 /// Logs a store failure in full and counts it.
@@ -93,7 +106,26 @@ fn sources(error: &dyn StdError) -> String {
     chain
 }
 
-async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
+/// An operation's success: its `data` object, encoded, and whether it created something
+/// (a conversation or a message: HTTP answers 201 then).
+pub(crate) struct Answer {
+    pub(crate) data: Bytes,
+    pub(crate) created: bool,
+}
+
+impl Answer {
+    fn of<T: Serialize>(data: &T) -> Self {
+        Self { data: frames::encode_data(data), created: false }
+    }
+
+    fn created<T: Serialize>(data: &T, created: bool) -> Self {
+        Self { data: frames::encode_data(data), created }
+    }
+}
+
+/// Runs `op` for the caller: the one place each operation meets the messenger, whatever
+/// the transport (WebSocket frames, HTTP routes).
+pub(crate) async fn answer(caller: &Caller, op: Op) -> Result<Answer> {
     let (m, user) = (&caller.messenger, caller.user);
     Ok(match op {
         Op::Open { peer, context } => {
@@ -103,7 +135,8 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 conversation: &'a Conversation,
                 created: bool,
             }
-            frames::ok(id, &Data { conversation: &opened.conversation, created: opened.created })
+            let data = Data { conversation: &opened.conversation, created: opened.created };
+            Answer::created(&data, opened.created)
         }
         Op::Send { to, body, attachments, reply_to_seq, client_msg_id, metadata } => {
             let send = SendMessage { to, body, attachments, reply_to_seq, client_msg_id, metadata };
@@ -113,7 +146,7 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 message: &'a Message,
                 created: bool,
             }
-            frames::ok(id, &Data { message: &sent.message, created: sent.created })
+            Answer::created(&Data { message: &sent.message, created: sent.created }, sent.created)
         }
         Op::History { conversation_id, before_seq, after_seq, limit } => {
             let query = HistoryQuery { before_seq, after_seq, limit };
@@ -123,7 +156,7 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 messages: &'a [Message],
                 has_more: bool,
             }
-            frames::ok(id, &Data { messages: &page.messages, has_more: page.has_more })
+            Answer::of(&Data { messages: &page.messages, has_more: page.has_more })
         }
         Op::Conversations { limit, before, archived, context } => {
             let query = ConversationsQuery { limit, before, archived, context };
@@ -133,23 +166,23 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 conversations: &'a [ConversationSummary],
                 next: Option<&'a str>,
             }
-            frames::ok(id, &Data { conversations: &page.conversations, next: page.next.as_deref() })
+            Answer::of(&Data { conversations: &page.conversations, next: page.next.as_deref() })
         }
         Op::Conversation { conversation_id } => {
             let summary = m.conversation(user, conversation_id).await?;
-            frames::ok(id, &SummaryData { conversation: &summary })
+            Answer::of(&SummaryData { conversation: &summary })
         }
         Op::React { message_id, emoji, state } => {
             let message = m.react(user, message_id, &emoji, state).await?;
-            frames::ok(id, &MessageData { message: &message })
+            Answer::of(&MessageData { message: &message })
         }
         Op::Mute { conversation_id, until } => {
             let summary = m.mute(user, conversation_id, until).await?;
-            frames::ok(id, &SummaryData { conversation: &summary })
+            Answer::of(&SummaryData { conversation: &summary })
         }
         Op::Archive { conversation_id, archived } => {
             let summary = m.archive(user, conversation_id, archived).await?;
-            frames::ok(id, &SummaryData { conversation: &summary })
+            Answer::of(&SummaryData { conversation: &summary })
         }
         Op::Blocks { limit, after } => {
             let page = m.blocks(user, limit, after).await?;
@@ -158,27 +191,27 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 user_ids: &'a [UserId],
                 has_more: bool,
             }
-            frames::ok(id, &Data { user_ids: &page.user_ids, has_more: page.has_more })
+            Answer::of(&Data { user_ids: &page.user_ids, has_more: page.has_more })
         }
         Op::Read { conversation_id, up_to_seq } => {
             let receipt = m.mark_read(user, conversation_id, up_to_seq).await?;
-            frames::ok(id, &EventData::receipt(&receipt))
+            Answer::of(&EventData::receipt(&receipt))
         }
         Op::Delivered { conversation_id, up_to_seq } => {
             let receipt = m.mark_delivered(user, conversation_id, up_to_seq).await?;
-            frames::ok(id, &EventData::receipt(&receipt))
+            Answer::of(&EventData::receipt(&receipt))
         }
         Op::Edit { message_id, body } => {
             let message = m.edit(user, message_id, &body).await?;
-            frames::ok(id, &MessageData { message: &message })
+            Answer::of(&MessageData { message: &message })
         }
         Op::Delete { message_id } => {
             let message = m.delete(user, message_id).await?;
-            frames::ok(id, &MessageData { message: &message })
+            Answer::of(&MessageData { message: &message })
         }
         Op::Typing { conversation_id, state } => {
             m.typing(user, conversation_id, state).await?;
-            frames::ok(id, &Empty {})
+            Answer::of(&Empty {})
         }
         Op::Sync { cursor, limit } => {
             let after = cursor.as_deref().map(Cursor::parse).transpose()?;
@@ -190,10 +223,7 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
                 has_more: bool,
             }
             let events = page.events.iter().map(SyncedEvent::of).collect();
-            frames::ok(
-                id,
-                &Data { events, cursor: page.cursor.to_string(), has_more: page.has_more },
-            )
+            Answer::of(&Data { events, cursor: page.cursor.to_string(), has_more: page.has_more })
         }
         Op::Search { query, conversation_id, limit } => {
             let messages = m.search(user, &query, conversation_id, limit).await?;
@@ -201,11 +231,11 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
             struct Data<'a> {
                 messages: &'a [Message],
             }
-            frames::ok(id, &Data { messages: &messages })
+            Answer::of(&Data { messages: &messages })
         }
         Op::Unread => {
             let totals = m.unread(user).await?;
-            frames::ok(id, &totals)
+            Answer::of(&totals)
         }
         Op::Presence { user_ids } => {
             let presence = m.presence(user, &user_ids).await?;
@@ -213,17 +243,17 @@ async fn execute(caller: &Caller, id: &Value, op: Op) -> Result<Bytes> {
             struct Data<'a> {
                 presence: &'a [PresenceStatus],
             }
-            frames::ok(id, &Data { presence: &presence })
+            Answer::of(&Data { presence: &presence })
         }
         Op::Block { user_id } => {
             m.block(user, user_id).await?;
-            frames::ok(id, &Empty {})
+            Answer::of(&Empty {})
         }
         Op::Unblock { user_id } => {
             m.unblock(user, user_id).await?;
-            frames::ok(id, &Empty {})
+            Answer::of(&Empty {})
         }
-        Op::Ping => frames::ok(id, &Empty {}),
+        Op::Ping => Answer::of(&Empty {}),
     })
 }
 

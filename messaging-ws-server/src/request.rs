@@ -174,6 +174,12 @@ pub(crate) fn parse(text: &str) -> Result<Request, Rejected> {
     }
 }
 
+/// The operation `op` with its parameters taken from `fields` (an HTTP route's path,
+/// query and body, merged): the same parsing, so the same errors, as a WebSocket frame.
+pub(crate) fn op_from_fields(op: &str, fields: &Map<String, Value>) -> Result<Op, Error> {
+    op_of(op, &Params(fields))
+}
+
 fn op_of(op: &str, p: &Params<'_>) -> Result<Op, Error> {
     Ok(match op {
         "open" => Op::Open { peer: p.id("peer")?, context: p.context()? },

@@ -41,6 +41,7 @@ use crate::auth::{self, Verifier};
 use crate::config::Transport;
 use crate::connection::{self, SessionSettings};
 use crate::frames::HelloLimits;
+use crate::http::HttpState;
 use crate::metrics::Metrics;
 use crate::ops::{self, Caller};
 use crate::rate::UserBuckets;
@@ -85,6 +86,8 @@ impl std::fmt::Debug for Config {
 
 /// Shared by every connection.
 struct State {
+    /// The user routes (`/v1/…` besides `/v1/ws`).
+    http: axum::Router,
     messenger: Messenger,
     verifier: Verifier,
     settings: Arc<SessionSettings>,
@@ -121,7 +124,15 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let (alive, mut all_ended) = mpsc::channel::<()>(1);
     let metrics = Metrics::new(&config.store_label);
+    let http = crate::http::user_routes(Arc::new(HttpState {
+        messenger: config.messenger.clone(),
+        auth: Arc::new(config.verifier.clone()),
+        max_body_bytes: transport.max_frame_bytes,
+        answer_timeout: transport.answer_timeout,
+        metrics: metrics.clone(),
+    }));
     let state = Arc::new(State {
+        http,
         settings: Arc::new(SessionSettings {
             hello: HelloLimits {
                 max_frame_bytes: transport.max_frame_bytes,
@@ -284,8 +295,24 @@ async fn route(
             )
             .body(Body::from(state.settings.metrics.render()))
             .unwrap_or_else(|_| plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
-        _ => plain(StatusCode::NOT_FOUND, "not found"),
+        _ => rest(request, &state).await,
     })
+}
+
+/// A user route: served by the axum router, its answer collected (REST answers are whole
+/// JSON objects).
+async fn rest(request: Request<Incoming>, state: &State) -> Response<Body> {
+    use tower::ServiceExt;
+    let request = request.map(axum::body::Body::new);
+    let Ok(response) = state.http.clone().oneshot(request).await;
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(bytes) => Response::from_parts(parts, Body::from(bytes)),
+        Err(error) => {
+            tracing::warn!(%error, "an HTTP answer failed to collect");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
 }
 
 async fn health(state: &State) -> Response<Body> {
