@@ -124,34 +124,35 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let (alive, mut all_ended) = mpsc::channel::<()>(1);
     let metrics = Metrics::new(&config.store_label);
+    let settings = Arc::new(SessionSettings {
+        hello: HelloLimits {
+            max_frame_bytes: transport.max_frame_bytes,
+            max_body_bytes: limits.max_body_bytes,
+            ops_per_s: transport.ops_per_s,
+            ops_burst: transport.ops_burst,
+            max_queue_frames: limits.max_queue_frames,
+            answer_timeout_ms: transport.answer_timeout_ms(),
+            reply_budget_bytes: limits.reply_budget_bytes,
+            max_queue_bytes: transport.max_queue_bytes,
+            max_sessions_per_user: transport.max_sessions_per_user,
+            search_per_s: transport.search_per_s,
+            search_burst: transport.search_burst,
+        },
+        heartbeat: transport.heartbeat,
+        metrics,
+        answer_timeout: transport.answer_timeout,
+        searches: UserBuckets::new(transport.search_per_s, transport.search_burst),
+    });
     let http = crate::http::user_routes(Arc::new(HttpState {
         messenger: config.messenger.clone(),
         auth: Arc::new(config.verifier.clone()),
         max_body_bytes: transport.max_frame_bytes,
-        answer_timeout: transport.answer_timeout,
-        metrics: metrics.clone(),
+        settings: settings.clone(),
+        requests: UserBuckets::new(transport.ops_per_s, transport.ops_burst),
     }));
     let state = Arc::new(State {
         http,
-        settings: Arc::new(SessionSettings {
-            hello: HelloLimits {
-                max_frame_bytes: transport.max_frame_bytes,
-                max_body_bytes: limits.max_body_bytes,
-                ops_per_s: transport.ops_per_s,
-                ops_burst: transport.ops_burst,
-                max_queue_frames: limits.max_queue_frames,
-                answer_timeout_ms: transport.answer_timeout_ms(),
-                reply_budget_bytes: limits.reply_budget_bytes,
-                max_queue_bytes: transport.max_queue_bytes,
-                max_sessions_per_user: transport.max_sessions_per_user,
-                search_per_s: transport.search_per_s,
-                search_burst: transport.search_burst,
-            },
-            heartbeat: transport.heartbeat,
-            metrics,
-            answer_timeout: transport.answer_timeout,
-            searches: UserBuckets::new(transport.search_per_s, transport.search_burst),
-        }),
+        settings,
         ws_config: ws_config(transport.max_frame_bytes, transport.max_queue_bytes),
         connections: Arc::new(Semaphore::new(transport.max_connections)),
         handshakes: Arc::new(Semaphore::new(transport.max_connections)),

@@ -298,4 +298,31 @@ async fn request_rules_and_errors(backend: Backend) {
     .await;
 }
 
-on_every_store!(user_routes_answer_as_the_operations, request_rules_and_errors);
+/// One bucket per user for HTTP requests: past the burst, 429 with `Retry-After` (whole
+/// seconds, at least 1), after every other check; another user is unaffected; searches
+/// also take from the search bucket the WebSocket sessions share.
+async fn requests_beyond_the_rate_are_refused(backend: Backend) {
+    let transport = Transport::default().rate_limit(1, 3).search_rate(1, 1);
+    let Some(server) = Server::start(backend, transport).await else { return };
+    let api = Api::new(&server);
+    let (alice, bob) = (UserId::new(), UserId::new());
+    for _ in 0..3 {
+        api.ok(alice, Method::GET, "/v1/unread", None).await;
+    }
+    let (status, headers, body) = api.call(Some(alice), Method::GET, "/v1/unread", None).await;
+    assert_eq!((status.as_u16(), body["error"]["code"].clone()), (429, json!("rate_limited")));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    // A value the parser refuses is answered before the rate limit.
+    api.fails(Some(alice), Method::GET, "/v1/conversations?limit=abc", None, 400, "bad_request")
+        .await;
+    api.ok(bob, Method::GET, "/v1/search?query=x", None).await;
+    api.fails(Some(bob), Method::GET, "/v1/search?query=x", None, 429, "rate_limited").await;
+    api.ok(bob, Method::GET, "/v1/unread", None).await;
+}
+
+on_every_store!(
+    user_routes_answer_as_the_operations,
+    request_rules_and_errors,
+    requests_beyond_the_rate_are_refused
+);

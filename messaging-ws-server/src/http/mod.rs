@@ -7,14 +7,15 @@
 //!
 //! Check order: an unknown route is 404; a known route with another method is 405 with
 //! `Allow`; then authentication (401), the body's size (413), its shape and the path and
-//! query values (400).
+//! query values (400), then the user's rate limit (429 with `Retry-After`): one bucket per
+//! user for HTTP requests (`ops_per_s`, `ops_burst`), forgotten once full again, and the
+//! search bucket shared with the WebSocket sessions.
 
 mod authenticate;
 mod error;
 mod fields;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -27,9 +28,10 @@ use serde_json::{Map, Value};
 
 pub use self::authenticate::Authenticate;
 use self::error::HttpError;
-use crate::metrics::Metrics;
+use crate::connection::SessionSettings;
 use crate::ops::{self, Caller};
-use crate::request;
+use crate::rate::UserBuckets;
+use crate::request::{self, Op};
 
 /// What the user routes share.
 pub(crate) struct HttpState {
@@ -37,8 +39,10 @@ pub(crate) struct HttpState {
     pub(crate) auth: Arc<dyn Authenticate>,
     /// The largest request body (the WebSocket frame limit).
     pub(crate) max_body_bytes: usize,
-    pub(crate) answer_timeout: Duration,
-    pub(crate) metrics: Arc<Metrics>,
+    /// The answer bound, the metrics and the search buckets of the WebSocket sessions.
+    pub(crate) settings: Arc<SessionSettings>,
+    /// Each user's HTTP requests.
+    pub(crate) requests: UserBuckets,
 }
 
 /// Where a route's parameters come from besides its path.
@@ -178,8 +182,18 @@ async fn run(
         fields.insert((*name).to_owned(), Value::String((*value).to_owned()));
     }
     let op = request::op_from_fields(spec.op, &fields)?;
+    let settings = &state.settings;
+    let searching = matches!(op, Op::Search { .. });
+    if !state.requests.try_take(user) || (searching && !settings.searches.try_take(user)) {
+        settings.metrics.op(op.name(), "rate_limited", std::time::Duration::ZERO);
+        let mut refused = HttpError::from(messaging_core::Error::RateLimited).into_response();
+        // One token comes back within a second at any configured rate (at least 1/s).
+        refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(refused);
+    }
     let caller = Caller { messenger: state.messenger.clone(), user, hello: Cursor::at(0) };
-    let answer = ops::answer_within(&caller, op, state.answer_timeout, &state.metrics).await?;
+    let answer =
+        ops::answer_within(&caller, op, settings.answer_timeout, &settings.metrics).await?;
     let status = if answer.created { StatusCode::CREATED } else { StatusCode::OK };
     let mut response = Response::new(Body::from(answer.data));
     *response.status_mut() = status;
