@@ -231,6 +231,39 @@ async fn user_routes_answer_as_the_operations(backend: Backend) {
     )
     .await;
     assert_eq!(api.ok(alice, Method::DELETE, &format!("/v1/blocks/{bob}"), None).await, json!({}));
+
+    // sync outside a session: from a cursor up to what is dispatched now, in pages, every
+    // event once (on PostgreSQL the feed follows commits closely: read until the last
+    // event of bob's has arrived).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (names, cursor) = loop {
+        let mut cursor = "v10".to_owned();
+        let mut names = Vec::new();
+        loop {
+            let path = format!("/v1/sync?cursor={cursor}&limit=3");
+            let page = api.ok(bob, Method::GET, &path, None).await;
+            let events = page["events"].as_array().unwrap();
+            names.extend(events.iter().map(|e| e["event"].as_str().unwrap().to_owned()));
+            cursor = page["cursor"].as_str().unwrap().to_owned();
+            if page["has_more"] == false {
+                break;
+            }
+        }
+        if names.last().map(String::as_str) == Some("message.deleted") {
+            break (names, cursor);
+        }
+        assert!(std::time::Instant::now() < deadline, "sync never reached the delete: {names:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(names.first().map(String::as_str), Some("conversation.created"));
+    assert_eq!(names.iter().filter(|n| *n == "message.created").count(), 2, "{names:?}");
+    assert!(!names.iter().any(|n| n == "member.updated"), "alice's settings are hers: {names:?}");
+    let later = api.ok(bob, Method::GET, &format!("/v1/sync?cursor={cursor}"), None).await;
+    assert_eq!(later["events"], json!([]));
+    assert_eq!(later["cursor"], cursor.as_str());
+    let none = api.ok(bob, Method::GET, "/v1/sync", None).await;
+    assert_eq!((none["events"].clone(), none["cursor"].clone()), (json!([]), json!(cursor)));
+    api.fails(Some(bob), Method::GET, "/v1/sync?cursor=v1ffffff", None, 400, "bad_request").await;
 }
 
 async fn request_rules_and_errors(backend: Backend) {

@@ -775,6 +775,17 @@ impl Messenger {
         Ok(BlocksPage { user_ids, has_more })
     }
 
+    /// The cursor a session opened now would start after: every event at or before it is
+    /// committed and has been handed to the sessions. `sync` outside a session (HTTP) goes
+    /// up to it.
+    #[must_use]
+    pub fn cursor_now(&self) -> Cursor {
+        // A subscription of nobody reads the fan-out's dispatched position and is gone.
+        let (subscription, position) = self.inner.fanout.subscribe(UserId::new());
+        drop(subscription);
+        Cursor::at(position)
+    }
+
     /// Durable events visible to `actor` after `after`, up to the position `up_to` (a
     /// session's hello cursor). Without a cursor: no events and `up_to`.
     ///

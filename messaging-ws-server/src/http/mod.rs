@@ -104,6 +104,7 @@ pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
             on(delete, Spec { op: "react", input: N, fixed: &[("state", "removed")] }),
         )
         .route("/v1/search", on(get, spec("search", Q)))
+        .route("/v1/sync", on(get, spec("sync", Q)))
         .route("/v1/unread", on(get, spec("unread", N)))
         .route("/v1/presence", on(get, spec("presence", Q)))
         .route("/v1/blocks", on(get, spec("blocks", Q)))
@@ -191,7 +192,10 @@ async fn run(
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Ok(refused);
     }
-    let caller = Caller { messenger: state.messenger.clone(), user, hello: Cursor::at(0) };
+    // Outside a session, `sync` goes up to what has been dispatched now.
+    let hello =
+        if matches!(op, Op::Sync { .. }) { state.messenger.cursor_now() } else { Cursor::at(0) };
+    let caller = Caller { messenger: state.messenger.clone(), user, hello };
     let answer =
         ops::answer_within(&caller, op, settings.answer_timeout, &settings.metrics).await?;
     let status = if answer.created { StatusCode::CREATED } else { StatusCode::OK };
