@@ -147,6 +147,11 @@ struct ServeArgs {
     /// variable takes a comma-separated list). Others' `X-Forwarded-For` is ignored.
     #[arg(long = "trusted-proxy", env = "MESSAGING_TRUSTED_PROXY", value_delimiter = ',')]
     trusted_proxy: Vec<IpAddr>,
+    /// An origin whose browser pages may call the HTTP routes, as browsers send it
+    /// (`https://app.example`; repeatable; the environment variable takes a
+    /// comma-separated list). Without it no CORS headers are sent.
+    #[arg(long = "cors-origin", env = "MESSAGING_CORS_ORIGIN", value_delimiter = ',')]
+    cors_origin: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -234,7 +239,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .max_sessions_per_user(args.max_sessions_per_user)
         .search_rate(args.search_per_s, args.search_burst)
         .max_pending_per_ip(args.max_pending_per_ip)
-        .trusted_proxies(args.trusted_proxy.clone());
+        .trusted_proxies(args.trusted_proxy.clone())
+        .cors_origins(args.cors_origin.clone());
     transport.check(limits.reply_budget_bytes)?;
     let auth = auth_settings(&args.store, &database, Purpose::Serve)?;
     let verifier = Verifier::new(&auth).map_err(|e| e.to_string())?;

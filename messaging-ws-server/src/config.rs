@@ -43,6 +43,9 @@ pub struct Transport {
     /// Proxies whose `X-Forwarded-For` names the client (default: none, the header is
     /// ignored).
     pub trusted_proxies: Vec<IpAddr>,
+    /// Origins whose browser pages may call the HTTP routes (`scheme://host[:port]`;
+    /// default: none, no CORS headers).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Transport {
@@ -61,6 +64,7 @@ impl Default for Transport {
             search_burst: 20,
             max_pending_per_ip: None,
             trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -150,6 +154,13 @@ impl Transport {
         self
     }
 
+    /// Sets the origins whose browser pages may call (CORS).
+    #[must_use]
+    pub fn cors_origins(mut self, origins: Vec<String>) -> Self {
+        self.cors_origins = origins;
+        self
+    }
+
     /// The answer bound in milliseconds, as `hello` announces it.
     #[must_use]
     pub fn answer_timeout_ms(&self) -> u64 {
@@ -170,6 +181,12 @@ impl Transport {
         if self.max_pending_per_ip == Some(0) {
             return Err("--max-pending-per-ip must be at least 1".into());
         }
+        if let Some(bad) = self.cors_origins.iter().find(|o| !crate::http::is_origin(o)) {
+            return Err(format!(
+                "--cors-origin {bad:?} is not an origin as browsers send it \
+                 (scheme://host[:port], no path)"
+            ));
+        }
         Ok(())
     }
 }
@@ -177,6 +194,14 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_checked_at_start() {
+        let with = |origin: &str| Transport::default().cors_origins(vec![origin.to_owned()]);
+        assert!(with("https://app.example").check(1024).is_ok());
+        assert!(with("https://app.example/").check(1024).is_err());
+        assert!(with("*").check(1024).is_err());
+    }
 
     #[test]
     fn the_heartbeat_is_whole_seconds_and_never_zero() {

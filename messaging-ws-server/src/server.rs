@@ -149,6 +149,7 @@ pub async fn run(
         max_body_bytes: transport.max_frame_bytes,
         settings: settings.clone(),
         requests: UserBuckets::new(transport.ops_per_s, transport.ops_burst),
+        cors: Arc::new(crate::http::Cors::new(&transport.cors_origins)),
     }));
     let state = Arc::new(State {
         http,

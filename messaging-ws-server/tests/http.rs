@@ -354,7 +354,71 @@ async fn requests_beyond_the_rate_are_refused(backend: Backend) {
     api.ok(bob, Method::GET, "/v1/unread", None).await;
 }
 
+/// CORS: an allowed origin's preflight is answered with the routes' methods and headers,
+/// another origin's with 403 and no CORS header; answers to an allowed origin echo it
+/// (with `Vary: Origin`, `Retry-After` exposed, no credentials); without origins
+/// configured nothing is added.
+async fn cors_for_configured_origins(backend: Backend) {
+    let app = "https://app.example";
+    let transport = Transport::default().cors_origins(vec![app.to_owned()]);
+    let Some(server) = Server::start(backend, transport).await else { return };
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/v1/conversations", server.addr);
+    let preflight = |origin: &'static str| {
+        client
+            .request(Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let allowed = preflight(app).await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 204);
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], app);
+    assert!(h["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    let allow_headers = h["access-control-allow-headers"].to_str().unwrap().to_lowercase();
+    for name in ["authorization", "content-type", "last-event-id"] {
+        assert!(allow_headers.contains(name), "{allow_headers}");
+    }
+    assert!(!h.contains_key("access-control-allow-credentials"));
+    let refused = preflight("https://evil.example").await.unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+
+    let user = UserId::new();
+    let answer =
+        client.get(&url).header("origin", app).bearer_auth(token(user)).send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.headers()["access-control-allow-origin"], app);
+    assert_eq!(answer.headers()["vary"], "Origin");
+    assert_eq!(answer.headers()["access-control-expose-headers"], "Retry-After");
+    let other = client
+        .get(&url)
+        .header("origin", "https://evil.example")
+        .bearer_auth(token(user))
+        .send()
+        .await
+        .unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+
+    let Some(plain) = Server::start(backend, Transport::default()).await else { return };
+    let url = format!("http://{}/v1/conversations", plain.addr);
+    let answer =
+        client.get(&url).header("origin", app).bearer_auth(token(user)).send().await.unwrap();
+    assert!(!answer.headers().contains_key("access-control-allow-origin"));
+    let preflight = client
+        .request(Method::OPTIONS, &url)
+        .header("origin", app)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(!preflight.headers().contains_key("access-control-allow-origin"));
+}
+
 on_every_store!(
+    cors_for_configured_origins,
     user_routes_answer_as_the_operations,
     request_rules_and_errors,
     requests_beyond_the_rate_are_refused

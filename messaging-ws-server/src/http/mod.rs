@@ -12,6 +12,7 @@
 //! search bucket shared with the WebSocket sessions.
 
 mod authenticate;
+mod cors;
 mod error;
 mod fields;
 
@@ -27,6 +28,7 @@ use messaging_core::{Cursor, Messenger};
 use serde_json::{Map, Value};
 
 pub use self::authenticate::Authenticate;
+pub(crate) use self::cors::{Cors, is_origin};
 use self::error::HttpError;
 use crate::connection::SessionSettings;
 use crate::ops::{self, Caller};
@@ -43,6 +45,8 @@ pub(crate) struct HttpState {
     pub(crate) settings: Arc<SessionSettings>,
     /// Each user's HTTP requests.
     pub(crate) requests: UserBuckets,
+    /// The origins whose browser pages may call.
+    pub(crate) cors: Arc<Cors>,
 }
 
 /// Where a route's parameters come from besides its path.
@@ -114,6 +118,7 @@ pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
         )
         .fallback(|| async { HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::middleware::map_response(method_not_allowed))
+        .layer(axum::middleware::from_fn_with_state(state.cors.clone(), cors::layer))
         .with_state(state)
 }
 
