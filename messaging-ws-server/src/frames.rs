@@ -74,23 +74,44 @@ pub(crate) fn hello(
     heartbeat_s: u64,
     limits: &HelloLimits,
 ) -> Bytes {
-    #[derive(Serialize)]
-    struct Hello<'a> {
-        r#type: &'static str,
-        user_id: UserId,
-        session_id: &'a str,
-        cursor: String,
-        heartbeat_s: u64,
-        limits: &'a HelloLimits,
-    }
-    encode(&Hello {
-        r#type: "hello",
-        user_id,
-        session_id,
-        cursor: cursor.to_string(),
-        heartbeat_s,
-        limits,
-    })
+    encode(&Hello { r#type: Some("hello"), user_id, session_id, cursor, heartbeat_s, limits })
+}
+
+/// The hello object without `type`: the data of an event stream's `hello` event.
+pub(crate) fn hello_data(
+    user_id: UserId,
+    session_id: &str,
+    cursor: Cursor,
+    heartbeat_s: u64,
+    limits: &HelloLimits,
+) -> Bytes {
+    encode(&Hello { r#type: None, user_id, session_id, cursor, heartbeat_s, limits })
+}
+
+#[derive(Serialize)]
+struct Hello<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r#type: Option<&'static str>,
+    user_id: UserId,
+    session_id: &'a str,
+    #[serde(serialize_with = "as_text")]
+    cursor: Cursor,
+    heartbeat_s: u64,
+    limits: &'a HelloLimits,
+}
+
+fn as_text<S: serde::Serializer>(cursor: &Cursor, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(cursor)
+}
+
+/// The `data` of a durable event (an event stream's `data:` line).
+pub(crate) fn event_data(event: &Event) -> Bytes {
+    encode(&EventData::of(event))
+}
+
+/// The `data` of an ephemeral event.
+pub(crate) fn signal_data(signal: &Signal) -> Bytes {
+    encode(&SignalData::of(signal))
 }
 
 /// A push, encoded once per event and shared by every session that receives it.

@@ -20,10 +20,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -59,7 +57,7 @@ const FRAME_HEADER_BYTES: usize = 14;
 /// Longest wait, at shutdown, for sessions and HTTP connections to end.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
 
-type Body = Full<Bytes>;
+type Body = axum::body::Body;
 
 /// What `run` serves.
 pub struct Config {
@@ -143,7 +141,12 @@ pub async fn run(
         answer_timeout: transport.answer_timeout,
         searches: UserBuckets::new(transport.search_per_s, transport.search_burst),
     });
+    let connections = Arc::new(Semaphore::new(transport.max_connections));
+    let sessions = UserSessions::new(transport.max_sessions_per_user);
     let http = crate::http::user_routes(Arc::new(HttpState {
+        connections: connections.clone(),
+        sessions: sessions.clone(),
+        shutdown: stopped.clone(),
         messenger: config.messenger.clone(),
         auth: Arc::new(config.verifier.clone()),
         max_body_bytes: transport.max_frame_bytes,
@@ -155,10 +158,10 @@ pub async fn run(
         http,
         settings,
         ws_config: ws_config(transport.max_frame_bytes, transport.max_queue_bytes),
-        connections: Arc::new(Semaphore::new(transport.max_connections)),
+        connections,
         handshakes: Arc::new(Semaphore::new(transport.max_connections)),
         handshake_timeout: transport.handshake_timeout,
-        sessions: UserSessions::new(transport.max_sessions_per_user),
+        sessions,
         pending: Pending::new(transport.max_pending_per_ip, transport.trusted_proxies),
         messenger: config.messenger,
         verifier: config.verifier,
@@ -301,20 +304,12 @@ async fn route(
     })
 }
 
-/// A user route: served by the axum router, its answer collected (REST answers are whole
-/// JSON objects).
+/// A user route (the event stream included): served by the axum router.
 async fn rest(request: Request<Incoming>, state: &State) -> Response<Body> {
     use tower::ServiceExt;
     let request = request.map(axum::body::Body::new);
     let Ok(response) = state.http.clone().oneshot(request).await;
-    let (parts, body) = response.into_parts();
-    match axum::body::to_bytes(body, usize::MAX).await {
-        Ok(bytes) => Response::from_parts(parts, Body::from(bytes)),
-        Err(error) => {
-            tracing::warn!(%error, "an HTTP answer failed to collect");
-            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-        }
-    }
+    response
 }
 
 async fn health(state: &State) -> Response<Body> {

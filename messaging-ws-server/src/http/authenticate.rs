@@ -40,8 +40,18 @@ pub trait Authenticate: Send + Sync + 'static {
 
 #[async_trait]
 impl Authenticate for Verifier {
-    /// A JWT in `Authorization: Bearer <token>`.
+    /// A JWT in `Authorization: Bearer <token>`; for the event stream also in the query's
+    /// `access_token` (`EventSource` cannot set headers).
     async fn authenticate(&self, parts: &Parts) -> Result<UserId, AuthError> {
-        self.verify(&bearer_of(&parts.headers).ok_or(AuthError::Missing)?)
+        let token = bearer_of(&parts.headers).or_else(|| {
+            if !parts.uri.path().ends_with("/v1/events") {
+                return None;
+            }
+            let query = parts.uri.query()?;
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == "access_token")
+                .map(|(_, token)| token.into_owned())
+        });
+        self.verify(&token.ok_or(AuthError::Missing)?)
     }
 }

@@ -14,6 +14,7 @@
 mod authenticate;
 mod cors;
 mod error;
+mod events;
 mod fields;
 
 use std::sync::Arc;
@@ -47,6 +48,12 @@ pub(crate) struct HttpState {
     pub(crate) requests: UserBuckets,
     /// The origins whose browser pages may call.
     pub(crate) cors: Arc<Cors>,
+    /// Sessions (WebSocket and event streams), bounded by `max_connections`.
+    pub(crate) connections: Arc<tokio::sync::Semaphore>,
+    /// Sessions per user.
+    pub(crate) sessions: Arc<crate::sessions::UserSessions>,
+    /// Becomes `true` at shutdown: event streams end.
+    pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Where a route's parameters come from besides its path.
@@ -109,6 +116,7 @@ pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
         )
         .route("/v1/search", on(get, spec("search", Q)))
         .route("/v1/sync", on(get, spec("sync", Q)))
+        .route("/v1/events", get(events::handle))
         .route("/v1/unread", on(get, spec("unread", N)))
         .route("/v1/presence", on(get, spec("presence", Q)))
         .route("/v1/blocks", on(get, spec("blocks", Q)))
