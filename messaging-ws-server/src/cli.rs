@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -20,6 +21,7 @@ use crate::admission;
 use crate::auth::{self, AuthSettings, Verifier};
 use crate::backend::{self, Database, StoreSettings};
 use crate::config::Transport;
+use crate::http::service_keys::ServiceKeys;
 use crate::secret;
 use crate::server::{self, Config};
 
@@ -64,6 +66,11 @@ struct StoreArgs {
     /// off unless a secret is also given.
     #[arg(long, env = "MESSAGING_JWT_PUBLIC_KEY")]
     jwt_public_key: Option<PathBuf>,
+    /// A file of service API keys (one per line, at least 32 bytes; blank lines and `#`
+    /// comments skipped), re-read on SIGHUP; `MESSAGING_SERVICE_KEY` adds one more. Without
+    /// any key the service routes (`/v1/service/…`) do not exist.
+    #[arg(long, env = "MESSAGING_SERVICE_KEY_FILE")]
+    service_key_file: Option<PathBuf>,
     /// Required `iss` claim.
     #[arg(long, env = "MESSAGING_JWT_ISSUER")]
     jwt_issuer: Option<String>,
@@ -220,6 +227,23 @@ fn init_logs(args: &StoreArgs) {
     let _ = if args.log_json { builder.json().try_init() } else { builder.try_init() };
 }
 
+/// Re-reads the service keys on every SIGHUP (a failed read keeps the keys in force).
+fn reload_on_hangup(keys: Arc<ServiceKeys>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP cannot be caught here: service keys are read at start only");
+        return;
+    };
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match keys.reload() {
+                Ok(count) => tracing::info!(count, "service keys re-read"),
+                Err(error) => tracing::warn!(%error, "service keys not re-read; the old ones stay"),
+            }
+        }
+    });
+}
+
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let database = Database::parse(&args.store.database_url).map_err(|e| e.to_string())?;
     let limits = Limits::default()
@@ -257,8 +281,14 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("opening {}: {e}", database.describe()))?;
     tracing::info!(store = %database.describe(), "store open");
     let listener = listen(args.listen).map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let service_keys = Arc::new(ServiceKeys::load(
+        args.store.service_key_file.as_deref(),
+        std::env::var("MESSAGING_SERVICE_KEY").ok().as_deref(),
+    )?);
+    reload_on_hangup(service_keys.clone());
     let config = Config {
         messenger: opened.messenger.clone(),
+        service_keys,
         verifier,
         transport,
         store_label: opened.store_label.clone(),

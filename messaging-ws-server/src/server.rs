@@ -63,6 +63,8 @@ type Body = axum::body::Body;
 pub struct Config {
     /// The messaging service (its store, fan-out, presence and limits).
     pub messenger: Messenger,
+    /// The service API's keys (none: `/v1/service/…` answers 404).
+    pub service_keys: Arc<crate::http::service_keys::ServiceKeys>,
     /// Verifies the tokens of connecting clients.
     pub verifier: Verifier,
     /// Transport settings (frame size, connections, rate limit, heartbeat).
@@ -147,6 +149,7 @@ pub async fn run(
         connections: connections.clone(),
         sessions: sessions.clone(),
         shutdown: stopped.clone(),
+        service_keys: config.service_keys.clone(),
         messenger: config.messenger.clone(),
         auth: Arc::new(config.verifier.clone()),
         max_body_bytes: transport.max_frame_bytes,

@@ -39,6 +39,8 @@ impl InProcess {
         let transport = Transport::default().rate_limit(10_000, 10_000);
         let config = Config {
             messenger: opened.messenger.clone(),
+            // No service API in the smoke run.
+            service_keys: std::sync::Arc::default(),
             verifier,
             transport,
             store_label: opened.store_label.clone(),

@@ -16,6 +16,8 @@ mod cors;
 mod error;
 mod events;
 mod fields;
+mod service;
+pub mod service_keys;
 
 use std::sync::Arc;
 
@@ -54,6 +56,8 @@ pub(crate) struct HttpState {
     pub(crate) sessions: Arc<crate::sessions::UserSessions>,
     /// Becomes `true` at shutdown: event streams end.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
+    /// The service API's keys (none: the service routes do not exist).
+    pub(crate) service_keys: Arc<service_keys::ServiceKeys>,
 }
 
 /// Where a route's parameters come from besides its path.
@@ -117,6 +121,7 @@ pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
         .route("/v1/search", on(get, spec("search", Q)))
         .route("/v1/sync", on(get, spec("sync", Q)))
         .route("/v1/events", get(events::handle))
+        .merge(service::routes())
         .route("/v1/unread", on(get, spec("unread", N)))
         .route("/v1/presence", on(get, spec("presence", Q)))
         .route("/v1/blocks", on(get, spec("blocks", Q)))

@@ -19,12 +19,13 @@
 )]
 
 use std::net::SocketAddr;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use messaging_core::UserId;
 use messaging_ws_server::backend::{self, Database, StoreSettings};
+use messaging_ws_server::http::service_keys::ServiceKeys;
 use messaging_ws_server::{AuthSettings, Config, Transport, Verifier};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -37,6 +38,9 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The HS256 secret of every test server.
 pub const SECRET: &[u8] = b"end-to-end test secret";
+
+/// The service key every test server accepts.
+pub const SERVICE_KEY: &str = "test-service-key-0123456789abcdef0123";
 
 /// How long a test waits for a frame it expects.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -112,6 +116,9 @@ impl Server {
         let messenger = opened.messenger.clone();
         let config = Config {
             messenger: opened.messenger.clone(),
+            service_keys: Arc::new(
+                ServiceKeys::load(None, Some(SERVICE_KEY)).expect("the test service key"),
+            ),
             verifier,
             transport,
             store_label: opened.store_label.clone(),

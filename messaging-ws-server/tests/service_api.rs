@@ -1,0 +1,205 @@
+//! The service API, `/v1/service/…` (docs/protocol.md "Service API"), over a real HTTP
+//! client: service keys (missing, wrong, a user token), and every route calling the
+//! library's service handle or the named user's operation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
+
+mod support;
+
+use messaging_core::UserId;
+use messaging_ws_server::Transport;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{Backend, SERVICE_KEY, Server, token};
+
+async fn call(
+    server: &Server,
+    key: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request =
+        reqwest::Client::new().request(method, format!("http://{}{path}", server.addr));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+async fn service(server: &Server, method: Method, path: &str, body: Option<Value>) -> Value {
+    let (status, value) = call(server, Some(SERVICE_KEY), method.clone(), path, body).await;
+    assert!(status.is_success(), "{method} {path}: {status} {value}");
+    value
+}
+
+async fn service_routes(backend: Backend) {
+    let Some(server) = Server::start(backend, Transport::default()).await else { return };
+    let (buyer, seller) = (UserId::new(), UserId::new());
+    let open = json!({"members": [buyer.to_string(), seller.to_string()], "context": "order:9",
+                      "metadata": {"total": "12.00"}});
+
+    // Keys: missing, wrong, a user's token; a service key is no user token either.
+    for key in [None, Some("not-the-key-not-the-key-not-the-key"), Some(&*token(buyer))] {
+        let (status, value) =
+            call(&server, key, Method::POST, "/v1/service/conversations", Some(open.clone())).await;
+        assert_eq!((status.as_u16(), value["error"]["code"].clone()), (401, json!("unauthorized")));
+    }
+    let (status, _) = call(&server, Some(SERVICE_KEY), Method::GET, "/v1/unread", None).await;
+    assert_eq!(status.as_u16(), 401, "a service key is not a user token");
+
+    // Open: 201, then 200 with the conversation unchanged.
+    let (status, opened) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::POST,
+        "/v1/service/conversations",
+        Some(open.clone()),
+    )
+    .await;
+    assert_eq!((status.as_u16(), opened["created"].clone()), (201, json!(true)));
+    let cid = opened["conversation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(opened["conversation"]["metadata"], json!({"total": "12.00"}));
+    let (status, again) =
+        call(&server, Some(SERVICE_KEY), Method::POST, "/v1/service/conversations", Some(open))
+            .await;
+    assert_eq!(
+        (status.as_u16(), again["conversation"].clone()),
+        (200, opened["conversation"].clone())
+    );
+
+    // A system message (201), a member's message through the service, history.
+    let (status, system) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::POST,
+        &format!("/v1/service/conversations/{cid}/messages"),
+        Some(json!({"body": "Your order shipped", "client_msg_id": "ship-9"})),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 201);
+    assert_eq!(
+        (system["message"]["sender_id"].clone(), system["message"]["kind"].clone()),
+        (Value::Null, json!("system"))
+    );
+    let as_member = service(
+        &server,
+        Method::POST,
+        &format!("/v1/service/conversations/{cid}/messages"),
+        Some(json!({"body": "Thanks!", "sender_id": buyer.to_string()})),
+    )
+    .await;
+    assert_eq!(as_member["message"]["sender_id"], buyer.to_string());
+    let (status, stranger) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::POST,
+        &format!("/v1/service/conversations/{cid}/messages"),
+        Some(json!({"body": "x", "sender_id": UserId::new().to_string()})),
+    )
+    .await;
+    assert_eq!((status.as_u16(), stranger["error"]["code"].clone()), (404, json!("not_found")));
+    let history = service(
+        &server,
+        Method::GET,
+        &format!("/v1/service/conversations/{cid}/messages?limit=10"),
+        None,
+    )
+    .await;
+    assert_eq!(history["messages"].as_array().unwrap().len(), 2);
+
+    // The users' views: their list, unread.
+    let list =
+        service(&server, Method::GET, &format!("/v1/service/users/{seller}/conversations"), None)
+            .await;
+    assert_eq!(list["conversations"][0]["unread_count"], 2);
+    let unread =
+        service(&server, Method::GET, &format!("/v1/service/users/{buyer}/unread"), None).await;
+    assert_eq!(unread, json!({"total": 1, "conversations": 1}), "the system message");
+
+    // One conversation, metadata (required; null clears), every conversation of a context.
+    let one =
+        service(&server, Method::GET, &format!("/v1/service/conversations/{cid}"), None).await;
+    assert_eq!(one["conversation"]["last_seq"], 2);
+    let (status, _) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::PATCH,
+        &format!("/v1/service/conversations/{cid}"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400, "metadata is required");
+    let updated = service(
+        &server,
+        Method::PATCH,
+        &format!("/v1/service/conversations/{cid}"),
+        Some(json!({"metadata": {"total": "0"}})),
+    )
+    .await;
+    assert_eq!(updated["conversation"]["metadata"], json!({"total": "0"}));
+    let cleared = service(
+        &server,
+        Method::PATCH,
+        &format!("/v1/service/conversations/{cid}"),
+        Some(json!({"metadata": null})),
+    )
+    .await;
+    assert_eq!(cleared["conversation"]["metadata"], Value::Null);
+    let by_context =
+        service(&server, Method::GET, "/v1/service/conversations?context=order:9", None).await;
+    assert_eq!(
+        (by_context["conversations"][0]["id"].clone(), by_context["next"].clone()),
+        (json!(cid), Value::Null)
+    );
+    let (status, _) =
+        call(&server, Some(SERVICE_KEY), Method::GET, "/v1/service/conversations", None).await;
+    assert_eq!(status.as_u16(), 400, "context is required");
+
+    // Moderation, blocks on a user's behalf.
+    let mid = as_member["message"]["id"].as_str().unwrap();
+    let deleted =
+        service(&server, Method::DELETE, &format!("/v1/service/messages/{mid}"), None).await;
+    assert_eq!(deleted["message"]["deleted"], true);
+    assert_eq!(
+        service(&server, Method::PUT, &format!("/v1/service/users/{seller}/blocks/{buyer}"), None)
+            .await,
+        json!({})
+    );
+    let (status, _) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::POST,
+        "/v1/service/conversations",
+        Some(json!({"members": [buyer.to_string(), seller.to_string()], "context": "order:10"})),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 403, "blocks refuse the service's open too");
+    assert_eq!(
+        service(
+            &server,
+            Method::DELETE,
+            &format!("/v1/service/users/{seller}/blocks/{buyer}"),
+            None
+        )
+        .await,
+        json!({})
+    );
+    let (status, _) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::GET,
+        &format!("/v1/service/conversations/{}", UserId::new()),
+        None,
+    )
+    .await;
+    assert_eq!(status.as_u16(), 404);
+}
+
+on_every_store!(service_routes);
