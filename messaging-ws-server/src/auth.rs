@@ -58,6 +58,9 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct Verifier {
     keys: Vec<(DecodingKey, Validation)>,
+    /// The settings, when they let this server mint tokens (an HS256 secret and no public
+    /// key: a server that verifies another service's tokens does not issue its own).
+    minting: Option<std::sync::Arc<AuthSettings>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -95,7 +98,20 @@ impl Verifier {
         if keys.is_empty() {
             return Err(KeyError::NoKey);
         }
-        Ok(Self { keys })
+        let minting = (settings.secret.is_some() && settings.public_key_pem.is_none())
+            .then(|| std::sync::Arc::new(settings.clone()));
+        Ok(Self { keys, minting })
+    }
+
+    /// A token for `user` valid for `ttl` (with `iat`, and `iss`/`aud` when this server
+    /// checks them) and when it expires, in Unix seconds; `None` when this server does
+    /// not mint (no HS256 secret, or a public key configured).
+    pub fn mint(&self, user: UserId, ttl: std::time::Duration) -> Option<(String, u64)> {
+        let settings = self.minting.as_deref()?;
+        let secret = settings.secret.as_deref()?;
+        let now = jsonwebtoken::get_current_timestamp();
+        let token = mint_at(secret, user, now, ttl, settings).ok()?;
+        Some((token, now.saturating_add(ttl.as_secs())))
     }
 
     /// The user a token names, if it is valid now.
@@ -154,7 +170,16 @@ pub fn mint(
     ttl: std::time::Duration,
     settings: &AuthSettings,
 ) -> Result<String, jsonwebtoken::errors::Error> {
-    let now = jsonwebtoken::get_current_timestamp();
+    mint_at(secret, user, jsonwebtoken::get_current_timestamp(), ttl, settings)
+}
+
+fn mint_at(
+    secret: &[u8],
+    user: UserId,
+    now: u64,
+    ttl: std::time::Duration,
+    settings: &AuthSettings,
+) -> Result<String, jsonwebtoken::errors::Error> {
     let claims = Minted {
         sub: user.to_string(),
         iat: now,

@@ -150,6 +150,7 @@ pub async fn run(
         sessions: sessions.clone(),
         shutdown: stopped.clone(),
         service_keys: config.service_keys.clone(),
+        verifier: config.verifier.clone(),
         messenger: config.messenger.clone(),
         auth: Arc::new(config.verifier.clone()),
         max_body_bytes: transport.max_frame_bytes,

@@ -202,4 +202,42 @@ async fn service_routes(backend: Backend) {
     assert_eq!(status.as_u16(), 404);
 }
 
-on_every_store!(service_routes);
+/// Minted tokens work on the user routes and carry the settings' checks; `ttl_s` is
+/// bounded.
+async fn minted_tokens(backend: Backend) {
+    let Some(server) = Server::start(backend, Transport::default()).await else { return };
+    let user = UserId::new();
+    let minted = service(
+        &server,
+        Method::POST,
+        "/v1/service/tokens",
+        Some(json!({"user_id": user.to_string(), "ttl_s": 120})),
+    )
+    .await;
+    let token = minted["token"].as_str().unwrap();
+    assert!(minted["expires_at"].is_string());
+    let (status, unread) = call(&server, Some(token), Method::GET, "/v1/unread", None).await;
+    assert_eq!((status.as_u16(), unread), (200, json!({"total": 0, "conversations": 0})));
+    for ttl in [json!(59), json!(2_592_001), json!("60")] {
+        let (status, _) = call(
+            &server,
+            Some(SERVICE_KEY),
+            Method::POST,
+            "/v1/service/tokens",
+            Some(json!({"user_id": user.to_string(), "ttl_s": ttl})),
+        )
+        .await;
+        assert_eq!(status.as_u16(), 400, "ttl {ttl}");
+    }
+    let (status, _) = call(
+        &server,
+        Some(SERVICE_KEY),
+        Method::POST,
+        "/v1/service/tokens",
+        Some(json!({"user_id": uuid::Uuid::nil().to_string()})),
+    )
+    .await;
+    assert_eq!(status.as_u16(), 400, "the nil UUID");
+}
+
+on_every_store!(service_routes, minted_tokens);

@@ -58,6 +58,8 @@ pub(crate) struct HttpState {
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The service API's keys (none: the service routes do not exist).
     pub(crate) service_keys: Arc<service_keys::ServiceKeys>,
+    /// Mints user tokens for the service API (when the server has an HS256 secret).
+    pub(crate) verifier: crate::auth::Verifier,
 }
 
 /// Where a route's parameters come from besides its path.

@@ -38,7 +38,11 @@ enum Route {
     UserUnread,
     Block,
     Unblock,
+    Token,
 }
+
+/// `ttl_s` of a minted token: default and range (docs/protocol.md "Service API").
+const TOKEN_TTL_S: (u64, u64, u64) = (3_600, 60, 2_592_000);
 
 /// The service routes.
 pub(super) fn routes() -> Router<Arc<HttpState>> {
@@ -65,6 +69,7 @@ pub(super) fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/service/messages/{message_id}", delete(to(Route::Moderate)))
         .route("/v1/service/users/{user_id}/conversations", get(to(Route::UserConversations)))
         .route("/v1/service/users/{user_id}/unread", get(to(Route::UserUnread)))
+        .route("/v1/service/tokens", post(to(Route::Token)))
         .route(
             "/v1/service/users/{user_id}/blocks/{other_id}",
             put(to(Route::Block)).delete(to(Route::Unblock)),
@@ -90,7 +95,7 @@ async fn call(
         HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large")
     })?;
     let mut fields = match route {
-        Route::Open | Route::SetMetadata | Route::Post => fields::from_body(&body)?,
+        Route::Open | Route::SetMetadata | Route::Post | Route::Token => fields::from_body(&body)?,
         Route::ByContext | Route::History | Route::UserConversations => {
             fields::from_query(parts.uri.query())?
         }
@@ -206,6 +211,36 @@ async fn call(
                 message: &'a Message,
             }
             Ok(json(&Data { message: &message }, false))
+        }
+        Route::Token => {
+            let user: UserId = uuid(&fields, "user_id")?.into();
+            if user.as_uuid().is_nil() {
+                return Err(Error::invalid("the nil UUID is not a user id").into());
+            }
+            let (default, min, max) = TOKEN_TTL_S;
+            let ttl = match fields.get("ttl_s") {
+                None | Some(Value::Null) => default,
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .filter(|ttl| (min..=max).contains(ttl))
+                    .ok_or_else(|| Error::invalid(format!("`ttl_s` must be {min} to {max}")))?,
+                Some(_) => return Err(Error::invalid("`ttl_s` must be an integer").into()),
+            };
+            let (token, expires) = state
+                .verifier
+                .mint(user, std::time::Duration::from_secs(ttl))
+                .ok_or_else(|| {
+                Error::invalid("this server verifies another service's tokens and mints none")
+            })?;
+            let expires_at = messaging_core::Timestamp::from_millis(
+                i64::try_from(expires).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
+            );
+            #[derive(Serialize)]
+            struct Data {
+                token: String,
+                expires_at: messaging_core::Timestamp,
+            }
+            Ok(json(&Data { token, expires_at }, false))
         }
         Route::UserConversations => {
             let user = uuid(&path, "user_id")?.into();
