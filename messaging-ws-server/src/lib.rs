@@ -19,6 +19,7 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let config = Config {
 //!     messenger,
+//!     service_keys: Arc::default(), // no service API
 //!     verifier,
 //!     transport: Transport::default(),
 //!     store_label: "sqlite synchronous=FULL".into(),

@@ -240,4 +240,18 @@ async fn minted_tokens(backend: Backend) {
     assert_eq!(status.as_u16(), 400, "the nil UUID");
 }
 
-on_every_store!(service_routes, minted_tokens);
+/// Without any key configured every service route answers 404, with or without a key.
+async fn no_keys_no_service_api(backend: Backend) {
+    let Some(server) = Server::start_without_service_keys(backend).await else { return };
+    for (method, path) in [
+        (Method::POST, "/v1/service/conversations"),
+        (Method::POST, "/v1/service/tokens"),
+        (Method::GET, "/v1/service/conversations?context=x"),
+    ] {
+        let (status, value) =
+            call(&server, Some(SERVICE_KEY), method.clone(), path, Some(json!({}))).await;
+        assert_eq!((status.as_u16(), value["error"]["code"].clone()), (404, json!("not_found")));
+    }
+}
+
+on_every_store!(service_routes, minted_tokens, no_keys_no_service_api);

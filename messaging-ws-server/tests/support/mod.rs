@@ -65,6 +65,18 @@ pub struct Server {
     _dir: Option<tempfile::TempDir>,
 }
 
+/// A fresh database of `backend` (and the directory that holds it), or `None` when
+/// PostgreSQL is not configured.
+async fn fresh_database(backend: Backend) -> Option<(Database, Option<tempfile::TempDir>)> {
+    Some(match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (Database::Sqlite(dir.path().join("messaging.db")), Some(dir))
+        }
+        Backend::Postgres => (Database::Postgres(pg_database().await?), None),
+    })
+}
+
 impl Server {
     /// Starts a server on `backend` with `transport`, or `None` when PostgreSQL is not
     /// configured (skipped).
@@ -89,14 +101,18 @@ impl Server {
         limits: messaging_core::Limits,
         auth: AuthSettings,
     ) -> Option<Self> {
-        let (database, dir) = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                (Database::Sqlite(dir.path().join("messaging.db")), Some(dir))
-            }
-            Backend::Postgres => (Database::Postgres(pg_database().await?), None),
-        };
-        Some(Self::start_on(database, dir, transport, limits, &auth).await)
+        let (database, dir) = fresh_database(backend).await?;
+        let keys = ServiceKeys::load(None, Some(SERVICE_KEY)).expect("the test service key");
+        Some(Self::start_on(database, dir, transport, limits, &auth, Arc::new(keys)).await)
+    }
+
+    /// Starts a server without service keys (the service API does not exist).
+    pub async fn start_without_service_keys(backend: Backend) -> Option<Self> {
+        let (database, dir) = fresh_database(backend).await?;
+        let auth = AuthSettings { secret: Some(SECRET.to_vec()), ..AuthSettings::default() };
+        let limits = messaging_core::Limits::default();
+        let none = Arc::new(ServiceKeys::default());
+        Some(Self::start_on(database, dir, Transport::default(), limits, &auth, none).await)
     }
 
     /// Starts a server on an existing database.
@@ -106,6 +122,7 @@ impl Server {
         transport: Transport,
         limits: messaging_core::Limits,
         auth: &AuthSettings,
+        service_keys: Arc<ServiceKeys>,
     ) -> Self {
         let settings = StoreSettings::new(limits);
         let opened = backend::open(&database, &settings).await.expect("open the store");
@@ -116,9 +133,7 @@ impl Server {
         let messenger = opened.messenger.clone();
         let config = Config {
             messenger: opened.messenger.clone(),
-            service_keys: Arc::new(
-                ServiceKeys::load(None, Some(SERVICE_KEY)).expect("the test service key"),
-            ),
+            service_keys,
             verifier,
             transport,
             store_label: opened.store_label.clone(),
