@@ -200,6 +200,20 @@ async fn service_routes(backend: Backend) {
     )
     .await;
     assert_eq!(status.as_u16(), 404);
+
+    // Account deletion: every message the user sent, one event each; then none left.
+    for body in ["one", "two"] {
+        service(
+            &server,
+            Method::POST,
+            &format!("/v1/service/conversations/{cid}/messages"),
+            Some(json!({"body": body, "sender_id": seller.to_string()})),
+        )
+        .await;
+    }
+    let path = format!("/v1/service/users/{seller}/messages");
+    assert_eq!(service(&server, Method::DELETE, &path, None).await, json!({"deleted": 2}));
+    assert_eq!(service(&server, Method::DELETE, &path, None).await, json!({"deleted": 0}));
 }
 
 /// Minted tokens work on the user routes and carry the settings' checks; `ttl_s` is

@@ -13,7 +13,10 @@ use crate::id::{ConversationId, MessageId, UserId};
 use crate::model::{ActivityKey, Conversation, Message};
 use crate::pages::{BlocksPage, ContextConversationsPage, ConversationsPage, HistoryPage, Sent};
 use crate::requests::{ConversationsQuery, HistoryQuery, SendMessage, SendTarget};
-use crate::store::{ContextPage, MetadataUpdate, Opened};
+use crate::store::{ContextPage, ConversationPage, HistoryWindow, MetadataUpdate, Opened};
+
+/// Rows per read while walking a user's conversations and histories.
+const PAGE: usize = 100;
 use crate::validate;
 
 impl Messenger {
@@ -168,6 +171,64 @@ impl ServiceHandle {
         let message = m.inner.store.message(id).await?.ok_or_else(not_found)?;
         let conversation = self.conversation(message.conversation_id).await?;
         m.remove(message, &conversation).await
+    }
+
+    /// Account deletion: every message `user` sent becomes a tombstone, with one
+    /// `message.deleted` each (to both members, so their apps drop the content); returns
+    /// how many were deleted now. It walks the user's conversations (archived ones
+    /// included) and their histories, so it takes time in proportion to them; dropped
+    /// midway (an answer bound), what it deleted stays deleted and a second call finishes
+    /// the rest.
+    pub async fn delete_user_messages(&self, user: UserId) -> Result<u64> {
+        let m = &self.messenger;
+        let store = &m.inner.store;
+        let mut deleted = 0;
+        for archived in [false, true] {
+            let mut before = None;
+            loop {
+                let page = store
+                    .conversations(ConversationPage {
+                        user,
+                        before,
+                        limit: PAGE,
+                        archived,
+                        context: None,
+                    })
+                    .await?;
+                for summary in &page {
+                    deleted += self.delete_in(user, &summary.conversation).await?;
+                }
+                match page.last() {
+                    Some(last) if page.len() == PAGE => {
+                        before = Some(ActivityKey::of(&last.conversation));
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes `user`'s live messages in `conversation`, newest page first.
+    async fn delete_in(&self, user: UserId, conversation: &Conversation) -> Result<u64> {
+        let m = &self.messenger;
+        let mut deleted = 0;
+        let mut window = HistoryWindow::Latest;
+        loop {
+            let page = m.inner.store.history(conversation.id, window, PAGE).await?;
+            for message in &page {
+                if message.sender_id == Some(user) && !message.deleted {
+                    m.remove(message.clone(), conversation).await?;
+                    deleted += 1;
+                }
+            }
+            match page.first() {
+                Some(oldest) if page.len() == PAGE && oldest.seq > 1 => {
+                    window = HistoryWindow::Before(oldest.seq);
+                }
+                _ => return Ok(deleted),
+            }
+        }
     }
 
     /// `user` blocks `other`, as [`Messenger::block`].

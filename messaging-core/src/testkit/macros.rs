@@ -132,6 +132,7 @@ macro_rules! conformance_tests {
             service_opens_without_the_policy_but_not_past_blocks,
             service_reads_moderates_and_sets_metadata,
             service_lists_every_conversation_of_a_context,
+            service_deletes_every_message_of_a_user,
         );
     };
 }

@@ -149,6 +149,7 @@
 //! | Service: open without the policy, not past blocks, existing unchanged, metadata at creation; `post_as` is the member's send; blocks on a user's behalf | `service_opens_without_the_policy_but_not_past_blocks` |
 //! | Service: any history, one conversation, moderation deletes, metadata → `conversation.updated` | `service_reads_moderates_and_sets_metadata` |
 //! | Service: every conversation of one context, newest activity first, paged | `service_lists_every_conversation_of_a_context` |
+//! | Service: account deletion tombstones every message of the user (archived conversations, long histories), one event each, others' kept | `service_deletes_every_message_of_a_user` |
 //!
 //! Resuming: `sync`:
 //!

@@ -39,6 +39,7 @@ enum Route {
     Block,
     Unblock,
     Token,
+    DeleteUserMessages,
 }
 
 /// `ttl_s` of a minted token: default and range (docs/protocol.md "Service API").
@@ -69,6 +70,7 @@ pub(super) fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/service/messages/{message_id}", delete(to(Route::Moderate)))
         .route("/v1/service/users/{user_id}/conversations", get(to(Route::UserConversations)))
         .route("/v1/service/users/{user_id}/unread", get(to(Route::UserUnread)))
+        .route("/v1/service/users/{user_id}/messages", delete(to(Route::DeleteUserMessages)))
         .route("/v1/service/tokens", post(to(Route::Token)))
         .route(
             "/v1/service/users/{user_id}/blocks/{other_id}",
@@ -245,6 +247,11 @@ async fn call(
         Route::UserConversations => {
             let user = uuid(&path, "user_id")?.into();
             as_user(state, user, "conversations", &fields).await
+        }
+        Route::DeleteUserMessages => {
+            let user = uuid(&path, "user_id")?.into();
+            let deleted = within(bound, service.delete_user_messages(user)).await?;
+            Ok(json(&serde_json::json!({ "deleted": deleted }), false))
         }
         Route::UserUnread => {
             let user = uuid(&path, "user_id")?.into();

@@ -173,3 +173,40 @@ pub async fn service_lists_every_conversation_of_a_context(fx: Fixture) {
         "page size",
     );
 }
+
+/// Account deletion: every message the user sent, in every conversation (archived ones
+/// too, across pages), becomes a tombstone with one `message.deleted` each; the peers'
+/// messages and system messages stay; a second call deletes nothing more.
+pub async fn service_deletes_every_message_of_a_user(fx: Fixture) {
+    let m = fx.messenger().await;
+    let service = m.service();
+    let leaving = UserId::new();
+    let mut peers_messages = Vec::new();
+    let mut theirs = 0;
+    for i in 0..3 {
+        let peer = UserId::new();
+        let c = open(&m, leaving, peer, None).await;
+        for n in 0..(if i == 0 { 130 } else { 3 }) {
+            send(&m, leaving, c.id, &format!("mine {n}")).await;
+            theirs += 1;
+        }
+        peers_messages.push(send(&m, peer, c.id, "the peer's").await);
+        service.post(SendMessage::to_conversation(c.id, "system")).await.must("post");
+        if i == 2 {
+            m.archive(leaving, c.id, true).await.must("archive");
+        }
+    }
+    let head = fx.store.head().await.must("head");
+    let deleted = service.delete_user_messages(leaving).await.must("delete all");
+    assert_eq!(deleted, theirs);
+    let log = log_of(fx.store.as_ref(), leaving).await;
+    assert_eq!(events_named(&log, "message.deleted").len() as u64, theirs, "one event each");
+    assert_eq!(fx.store.head().await.must("head"), head + theirs);
+    for message in &peers_messages {
+        let stored = fx.store.message(message.id).await.must("read").expect("stored");
+        assert!(!stored.deleted, "the peers' messages stay");
+    }
+    assert_eq!(service.delete_user_messages(leaving).await.must("again"), 0);
+    let hits = m.search(leaving, "mine", None, Some(50)).await.must("search");
+    assert!(hits.is_empty(), "nothing of theirs is searchable");
+}
