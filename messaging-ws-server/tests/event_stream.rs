@@ -182,4 +182,57 @@ async fn the_session_limit_counts_streams(backend: Backend) {
     }
 }
 
-on_every_store!(hello_then_live_events, resume_is_exactly_once, the_session_limit_counts_streams);
+/// A reader that stops reading while events keep coming has its stream ended once its
+/// session's queue overflows; reconnecting with the last id it read loses nothing.
+async fn a_slow_reader_is_ended_and_loses_nothing(backend: Backend) {
+    let limits = messaging_core::Limits::default().with_max_queue_frames(8);
+    let transport = Transport::default().rate_limit(100_000, 100_000);
+    let Some(server) = Server::start_with(backend, transport, limits).await else {
+        return;
+    };
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let mut events = open(&server, bob, None, "").await;
+    assert_eq!(next(&mut events).await.event, "hello");
+    // Bob stops reading; Alice sends far more than the queue and the loopback socket's
+    // buffers (several MiB) hold.
+    let body = "x".repeat(8000);
+    let total = 2500;
+    for i in 0..total {
+        send(&server, alice, bob, &format!("{i} {body}")).await;
+    }
+    // Reading again: what was buffered arrives, then the stream ends.
+    let mut received: Vec<String> = Vec::new();
+    let mut last = String::new();
+    while received.len() < total {
+        match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+            Ok(Some(event)) => {
+                if event.event == "message.created" {
+                    received.push(data(&event)["message"]["body"].as_str().unwrap().to_owned());
+                }
+                if !event.id.is_empty() {
+                    last = event.id.clone();
+                }
+            }
+            Ok(None) => break,
+            Err(_) => panic!("the slow reader's stream was not ended"),
+        }
+    }
+    assert!(received.len() < total, "the stream ended early ({} of {total})", received.len());
+    let mut resumed = open(&server, bob, Some(&last), "").await;
+    assert_eq!(next(&mut resumed).await.event, "hello");
+    while received.len() < total {
+        let event = durable(&mut resumed).await;
+        if event.event == "message.created" {
+            received.push(data(&event)["message"]["body"].as_str().unwrap().to_owned());
+        }
+    }
+    let expected: Vec<String> = (0..total).map(|i| format!("{i} {body}")).collect();
+    assert_eq!(received, expected, "every message once, in order, across the reconnect");
+}
+
+on_every_store!(
+    hello_then_live_events,
+    resume_is_exactly_once,
+    the_session_limit_counts_streams,
+    a_slow_reader_is_ended_and_loses_nothing
+);
