@@ -231,6 +231,9 @@ async fn user_routes_answer_as_the_operations(backend: Backend) {
     )
     .await;
     assert_eq!(api.ok(alice, Method::DELETE, &format!("/v1/blocks/{bob}"), None).await, json!({}));
+    // HTTP operations count in the operation metrics, by name and outcome.
+    let forbidden = server.metric(r#"messaging_ops_total{op="send",outcome="forbidden"}"#).await;
+    assert!(forbidden >= 1.0, "{forbidden}");
 
     // sync outside a session: from a cursor up to what is dispatched now, in pages, every
     // event once (on PostgreSQL the feed follows commits closely: read until the last

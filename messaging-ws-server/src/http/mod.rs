@@ -27,7 +27,7 @@ use axum::extract::{RawPathParams, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use http::{HeaderValue, StatusCode, header};
-use messaging_core::{Cursor, Messenger};
+use messaging_core::{Cursor, Error, Messenger};
 use serde_json::{Map, Value};
 
 pub use self::authenticate::Authenticate;
@@ -207,7 +207,7 @@ async fn run(
     let searching = matches!(op, Op::Search { .. });
     if !state.requests.try_take(user) || (searching && !settings.searches.try_take(user)) {
         settings.metrics.op(op.name(), "rate_limited", std::time::Duration::ZERO);
-        let mut refused = HttpError::from(messaging_core::Error::RateLimited).into_response();
+        let mut refused = HttpError::from(Error::RateLimited).into_response();
         // One token comes back within a second at any configured rate (at least 1/s).
         refused.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Ok(refused);
@@ -216,8 +216,12 @@ async fn run(
     let hello =
         if matches!(op, Op::Sync { .. }) { state.messenger.cursor_now() } else { Cursor::at(0) };
     let caller = Caller { messenger: state.messenger.clone(), user, hello };
-    let answer =
-        ops::answer_within(&caller, op, settings.answer_timeout, &settings.metrics).await?;
+    let (name, started) = (op.name(), std::time::Instant::now());
+    let answered =
+        ops::answer_within(&caller, op, settings.answer_timeout, &settings.metrics).await;
+    let outcome = answered.as_ref().map_or_else(Error::code, |_| "ok");
+    settings.metrics.op(name, outcome, started.elapsed());
+    let answer = answered?;
     let status = if answer.created { StatusCode::CREATED } else { StatusCode::OK };
     let mut response = Response::new(Body::from(answer.data));
     *response.status_mut() = status;
