@@ -51,11 +51,7 @@ pub(super) async fn handle(State(state): State<Arc<HttpState>>, request: Request
 
 async fn open(state: &HttpState, request: Request) -> Result<Response, HttpError> {
     let (parts, _) = request.into_parts();
-    let user = state
-        .auth
-        .authenticate(&parts)
-        .await
-        .map_err(|error| HttpError::unauthorized(error.to_string()))?;
+    let user = super::user_of(state, &parts).await?;
     let start = start_cursor(&parts)?;
     let unavailable =
         |why: &str| HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why);

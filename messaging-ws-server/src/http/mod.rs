@@ -156,6 +156,38 @@ async fn method_not_allowed(response: Response) -> Response {
     answer
 }
 
+/// The user a request authenticates (401 otherwise).
+async fn user_of(
+    state: &HttpState,
+    parts: &http::request::Parts,
+) -> Result<messaging_core::UserId, HttpError> {
+    state.auth.authenticate(parts).await.map_err(|error| HttpError::unauthorized(error.to_string()))
+}
+
+/// A request's body, at most `max_frame_bytes` (413 beyond).
+async fn read_body(state: &HttpState, body: Body) -> Result<bytes::Bytes, HttpError> {
+    axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {} bytes", state.max_body_bytes),
+        )
+    })
+}
+
+/// The path's captures as fields (named as the operations' parameters).
+fn path_fields(
+    params: Result<RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+) -> Result<Map<String, Value>, HttpError> {
+    let params = params.map_err(|_| {
+        HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "a path segment is not valid UTF-8")
+    })?;
+    Ok(params
+        .iter()
+        .map(|(name, value)| (name.to_owned(), Value::String(value.to_owned())))
+        .collect())
+}
+
 async fn call(
     spec: Spec,
     state: &HttpState,
@@ -175,30 +207,15 @@ async fn run(
     request: Request,
 ) -> Result<Response, HttpError> {
     let (parts, body) = request.into_parts();
-    let user = state
-        .auth
-        .authenticate(&parts)
-        .await
-        .map_err(|error| HttpError::unauthorized(error.to_string()))?;
-    let body = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        HttpError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {} bytes", state.max_body_bytes),
-        )
-    })?;
+    let user = user_of(state, &parts).await?;
+    let body = read_body(state, body).await?;
     let mut fields = match spec.input {
         Input::Body => fields::from_body(&body)?,
         Input::Query => fields::from_query(parts.uri.query())?,
         Input::Nothing => Map::new(),
     };
-    let params = params.map_err(|_| {
-        HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "a path segment is not valid UTF-8")
-    })?;
     // The path wins over a body field of the same name.
-    for (name, value) in &params {
-        fields.insert(name.to_owned(), Value::String(value.to_owned()));
-    }
+    fields.extend(path_fields(params)?);
     for (name, value) in spec.fixed {
         fields.insert((*name).to_owned(), Value::String((*value).to_owned()));
     }

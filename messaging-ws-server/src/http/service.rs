@@ -93,9 +93,7 @@ async fn call(
     if presented.is_empty() || !keys.accepts(presented.as_bytes()) {
         return Err(HttpError::unauthorized("a service key is required"));
     }
-    let body = axum::body::to_bytes(body, state.max_body_bytes).await.map_err(|_| {
-        HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is too large")
-    })?;
+    let body = super::read_body(state, body).await?;
     let mut fields = match route {
         Route::Open | Route::SetMetadata | Route::Post | Route::Token => fields::from_body(&body)?,
         Route::ByContext | Route::History | Route::UserConversations => {
@@ -103,13 +101,7 @@ async fn call(
         }
         _ => Map::new(),
     };
-    let params = params.map_err(|_| {
-        HttpError::new(StatusCode::BAD_REQUEST, "bad_request", "a path segment is not valid UTF-8")
-    })?;
-    let mut path = Map::new();
-    for (name, value) in &params {
-        path.insert(name.to_owned(), Value::String(value.to_owned()));
-    }
+    let path = super::path_fields(params)?;
     let service = state.messenger.service();
     let bound = state.settings.answer_timeout;
     match route {
