@@ -6,24 +6,20 @@
 
 mod support;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::model::ReactionState;
 use messaging_core::store::{
-    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MemberChange,
-    MemberUpdate, MessageStore, MetadataUpdate, ReactionUpdate, SearchQuery, SocialStore,
-    StoreHealth,
+    ConversationStore, HistoryWindow, MemberChange, MemberUpdate, MessageStore, MetadataUpdate,
+    ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
-
-type Call<'a> = Pin<Box<dyn Future<Output = messaging_core::Result<()>> + Send + 'a>>;
+use support::{Call, Ids, every_read};
 
 fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -38,7 +34,8 @@ fn every_call<'a>(
     messenger: &'a Messenger,
     (alice, bob, c, m): (UserId, UserId, ConversationId, MessageId),
 ) -> Vec<(&'static str, Call<'a>)> {
-    vec![
+    let reads = every_read(store, &Ids { alice, bob, conversation: c, message: m, head: 1 });
+    let mut calls: Vec<(&'static str, Call<'a>)> = vec![
         (
             "append",
             Box::pin(async move {
@@ -50,28 +47,6 @@ fn every_call<'a>(
         (
             "set_last_seen",
             Box::pin(async move { store.set_last_seen(alice, Timestamp::now()).await }),
-        ),
-        ("conversation", Box::pin(async move { store.conversation(c).await.map(drop) })),
-        (
-            "conversations",
-            Box::pin(async move {
-                let page = ConversationPage {
-                    user: alice,
-                    before: None,
-                    limit: 10,
-                    archived: false,
-                    context: None,
-                };
-                store.conversations(page).await.map(drop)
-            }),
-        ),
-        ("summary", Box::pin(async move { store.summary(alice, c).await.map(drop) })),
-        (
-            "conversations_by_context",
-            Box::pin(async move {
-                let page = ContextPage { context: "listing".into(), before: None, limit: 10 };
-                store.conversations_by_context(page).await.map(drop)
-            }),
         ),
         (
             "update_member",
@@ -108,26 +83,6 @@ fn every_call<'a>(
                 store.react(update).await.map(drop)
             }),
         ),
-        ("blocks", Box::pin(async move { store.blocks(alice, None, 10).await.map(drop) })),
-        (
-            "history",
-            Box::pin(async move { store.history(c, HistoryWindow::Latest, 10).await.map(drop) }),
-        ),
-        ("unread", Box::pin(async move { store.unread(bob, Timestamp::now()).await.map(drop) })),
-        ("head", Box::pin(async move { store.head().await.map(drop) })),
-        ("read_events", Box::pin(async move { store.read_events(bob, 0, 1, 10).await.map(drop) })),
-        (
-            "search",
-            Box::pin(async move {
-                let query = SearchQuery {
-                    user: bob,
-                    terms: vec!["words".into()],
-                    conversation_id: None,
-                    limit: 10,
-                };
-                store.search(query).await.map(drop)
-            }),
-        ),
         (
             "search without terms",
             Box::pin(async move {
@@ -158,7 +113,9 @@ fn every_call<'a>(
                 async move { messenger.history(bob, c, HistoryQuery::default()).await.map(drop) },
             ),
         ),
-    ]
+    ];
+    calls.extend(reads);
+    calls
 }
 
 /// Written, closed (through one clone), every call refused on every clone, closed again

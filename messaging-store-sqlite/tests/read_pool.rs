@@ -4,97 +4,21 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers")]
 
-use std::future::Future;
+mod support;
+
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::store::{
-    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
-    SearchQuery, SocialStore,
-};
+use messaging_core::store::{ConversationStore, EventLog, MessageStore, SearchQuery, SocialStore};
 use messaging_core::time::Timestamp;
 use messaging_core::{Messenger, SendMessage};
 use messaging_store_sqlite::{SqliteOptions, SqliteStore};
+use support::{Ids, every_read};
 
-type Read<'a> = Pin<Box<dyn Future<Output = messaging_core::Result<()>> + Send + 'a>>;
-
-/// What the read paths are called with.
-struct Scene {
-    alice: UserId,
-    bob: UserId,
-    conversation: ConversationId,
-    message: MessageId,
-    head: u64,
-}
-
-/// One call of every read path of the store (each `SqliteStore::read` caller), by name.
-fn every_read<'a>(store: &'a SqliteStore, s: &Scene) -> Vec<(&'static str, Read<'a>)> {
-    let (alice, bob, c, m, head) = (s.alice, s.bob, s.conversation, s.message, s.head);
-    vec![
-        ("conversation", Box::pin(async move { store.conversation(c).await.map(drop) })),
-        (
-            "find_direct",
-            Box::pin(async move { store.find_direct(alice, bob, None).await.map(drop) }),
-        ),
-        (
-            "conversations",
-            Box::pin(async move {
-                let page = ConversationPage {
-                    user: alice,
-                    before: None,
-                    limit: 10,
-                    archived: false,
-                    context: None,
-                };
-                store.conversations(page).await.map(drop)
-            }),
-        ),
-        ("summary", Box::pin(async move { store.summary(alice, c).await.map(drop) })),
-        (
-            "conversations_by_context",
-            Box::pin(async move {
-                let page = ContextPage { context: "listing".into(), before: None, limit: 10 };
-                store.conversations_by_context(page).await.map(drop)
-            }),
-        ),
-        ("peers", Box::pin(async move { store.peers(alice).await.map(drop) })),
-        ("message", Box::pin(async move { store.message(m).await.map(drop) })),
-        (
-            "find_by_client_msg_id",
-            Box::pin(async move { store.find_by_client_msg_id(c, alice, "key").await.map(drop) }),
-        ),
-        (
-            "history",
-            Box::pin(async move { store.history(c, HistoryWindow::Latest, 10).await.map(drop) }),
-        ),
-        (
-            "search",
-            Box::pin(async move {
-                let query = SearchQuery {
-                    user: bob,
-                    terms: vec!["hello".into()],
-                    conversation_id: None,
-                    limit: 10,
-                };
-                store.search(query).await.map(drop)
-            }),
-        ),
-        ("unread", Box::pin(async move { store.unread(bob, Timestamp::now()).await.map(drop) })),
-        ("head", Box::pin(async move { store.head().await.map(drop) })),
-        (
-            "read_events",
-            Box::pin(async move { store.read_events(bob, 0, head, 10).await.map(drop) }),
-        ),
-        ("last_seen", Box::pin(async move { store.last_seen(&[alice, bob]).await.map(drop) })),
-        ("blocks", Box::pin(async move { store.blocks(alice, None, 10).await.map(drop) })),
-    ]
-}
-
-async fn scene(store: &SqliteStore) -> Scene {
+async fn scene(store: &SqliteStore) -> Ids {
     let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
     let (alice, bob) = (UserId::new(), UserId::new());
     let sent = messenger
@@ -108,7 +32,7 @@ async fn scene(store: &SqliteStore) -> Scene {
     // go straight to their query (no writer job first, no wait for the indexer).
     store.read_events(bob, 0, head, 10).await.unwrap();
     store.wait_for_search_index().await.unwrap();
-    Scene { alice, bob, conversation: sent.conversation_id, message: sent.id, head }
+    Ids { alice, bob, conversation: sent.conversation_id, message: sent.id, head }
 }
 
 /// Every read path, dropped mid-flight many more times than there are connections, then
