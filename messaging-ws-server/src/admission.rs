@@ -148,11 +148,6 @@ impl Pending {
             released: AtomicBool::new(false),
         })
     }
-
-    /// The trusted proxies.
-    pub(crate) fn trusted(&self) -> &[IpAddr] {
-        &self.trusted
-    }
 }
 
 impl PendingSlot {

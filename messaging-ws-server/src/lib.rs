@@ -2,7 +2,9 @@
 //! settings and robustness rules) over a SQLite file (zero config) or PostgreSQL (several
 //! instances on one database).
 //!
-//! The binary is [`cli::main`]; an application can also run the server in its own process:
+//! The binary is [`cli::main`]. An application that runs an axum app already mounts the
+//! server's routes in it with [`Routes`] (and its own [`Authenticate`]); one that does not
+//! can run the whole server, accept loop included, in its own process:
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,10 +43,14 @@ mod ops;
 mod outbox;
 mod rate;
 mod request;
+mod routes;
 pub mod secret;
 mod server;
 mod sessions;
+mod upgrade;
 
 pub use auth::{AuthSettings, Verifier};
 pub use config::Transport;
+pub use http::{Authenticate, JwtAuth};
+pub use routes::{Routes, RoutesBuilder, RoutesError};
 pub use server::{Config, run};

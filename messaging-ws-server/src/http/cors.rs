@@ -30,6 +30,11 @@ impl Cors {
         Self { origins: origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect() }
     }
 
+    /// Whether `origin` is one of the allowed.
+    pub(crate) fn allows(&self, origin: &HeaderValue) -> bool {
+        self.origins.contains(origin)
+    }
+
     /// The request's `Origin`, if it is one of the allowed.
     fn allowed<'a>(&self, headers: &'a HeaderMap) -> Option<&'a HeaderValue> {
         let origin = headers.get(header::ORIGIN)?;

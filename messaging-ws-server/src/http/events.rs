@@ -38,7 +38,7 @@ struct Stream {
     after: u64,
     hello: Option<SseEvent>,
     shutdown: watch::Receiver<bool>,
-    _keep: (OwnedSemaphorePermit, SessionSlot),
+    _keep: (OwnedSemaphorePermit, SessionSlot, tokio_util::task::task_tracker::TaskTrackerToken),
 }
 
 /// Answers `GET /v1/events`.
@@ -93,7 +93,7 @@ async fn open(state: &HttpState, request: Request) -> Result<Response, HttpError
         after: after.position().max(hello_cursor.position()),
         hello: Some(hello),
         shutdown: state.shutdown.clone(),
-        _keep: (permit, slot),
+        _keep: (permit, slot, state.sessions_alive.token()),
     };
     let events = futures::stream::unfold(stream, next);
     let keep_alive = KeepAlive::new().interval(settings.heartbeat).text("ping");

@@ -16,6 +16,7 @@ mod cors;
 mod error;
 mod events;
 mod fields;
+pub(crate) mod origin;
 mod service;
 pub mod service_keys;
 
@@ -30,7 +31,7 @@ use http::{HeaderValue, StatusCode, header};
 use messaging_core::{Cursor, Error, Messenger};
 use serde_json::{Map, Value};
 
-pub use self::authenticate::Authenticate;
+pub use self::authenticate::{Authenticate, JwtAuth};
 pub(crate) use self::cors::{Cors, is_origin};
 use self::error::HttpError;
 use crate::connection::SessionSettings;
@@ -38,7 +39,7 @@ use crate::ops::{self, Caller};
 use crate::rate::UserBuckets;
 use crate::request::{self, Op};
 
-/// What the user routes share.
+/// What the routes share (built by `RoutesBuilder::build`).
 pub(crate) struct HttpState {
     pub(crate) messenger: Messenger,
     pub(crate) auth: Arc<dyn Authenticate>,
@@ -46,6 +47,8 @@ pub(crate) struct HttpState {
     pub(crate) max_body_bytes: usize,
     /// The answer bound, the metrics and the search buckets of the WebSocket sessions.
     pub(crate) settings: Arc<SessionSettings>,
+    /// The WebSocket sessions' buffers and frame limits.
+    pub(crate) ws_config: tokio_tungstenite::tungstenite::protocol::WebSocketConfig,
     /// Each user's HTTP requests.
     pub(crate) requests: UserBuckets,
     /// The origins whose browser pages may call.
@@ -54,12 +57,16 @@ pub(crate) struct HttpState {
     pub(crate) connections: Arc<tokio::sync::Semaphore>,
     /// Sessions per user.
     pub(crate) sessions: Arc<crate::sessions::UserSessions>,
-    /// Becomes `true` at shutdown: event streams end.
+    /// Every open session holds a token of it: `Routes::closed` waits for them.
+    pub(crate) sessions_alive: tokio_util::task::TaskTracker,
+    /// Becomes `true` at shutdown: sessions end.
     pub(crate) shutdown: tokio::sync::watch::Receiver<bool>,
     /// The service API's keys (none: the service routes do not exist).
     pub(crate) service_keys: Arc<service_keys::ServiceKeys>,
     /// Mints user tokens for the service API (when the server has an HS256 secret).
-    pub(crate) verifier: crate::auth::Verifier,
+    pub(crate) minter: Option<crate::auth::Verifier>,
+    /// Proxies whose `X-Forwarded-For` names the client (for logs).
+    pub(crate) trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// Where a route's parameters come from besides its path.
@@ -84,7 +91,7 @@ const fn spec(op: &'static str, input: Input) -> Spec {
 
 /// The user routes, to serve beside `/v1/ws` (the path captures are named as the
 /// operations' parameters).
-pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
+pub(crate) fn routes(state: Arc<HttpState>) -> Router {
     use Input::{Body as B, Nothing as N, Query as Q};
     let route = |s: Spec| {
         move |State(state): State<Arc<HttpState>>,
@@ -124,6 +131,9 @@ pub(crate) fn user_routes(state: Arc<HttpState>) -> Router {
         .route("/v1/sync", on(get, spec("sync", Q)))
         .route("/v1/events", get(events::handle))
         .merge(service::routes())
+        .route("/v1/ws", get(crate::upgrade::handle))
+        .route("/healthz", get(crate::routes::health))
+        .route("/metrics", get(crate::routes::metrics))
         .route("/v1/unread", on(get, spec("unread", N)))
         .route("/v1/presence", on(get, spec("presence", Q)))
         .route("/v1/blocks", on(get, spec("blocks", Q)))
@@ -208,6 +218,9 @@ async fn run(
 ) -> Result<Response, HttpError> {
     let (parts, body) = request.into_parts();
     let user = user_of(state, &parts).await?;
+    if origin::changes_state(&parts.method) {
+        origin::check(state, &parts)?;
+    }
     let body = read_body(state, body).await?;
     let mut fields = match spec.input {
         Input::Body => fields::from_body(&body)?,

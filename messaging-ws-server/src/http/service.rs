@@ -221,11 +221,12 @@ async fn call(
                 Some(_) => return Err(Error::invalid("`ttl_s` must be an integer").into()),
             };
             let (token, expires) = state
-                .verifier
-                .mint(user, std::time::Duration::from_secs(ttl))
+                .minter
+                .as_ref()
+                .and_then(|minter| minter.mint(user, std::time::Duration::from_secs(ttl)))
                 .ok_or_else(|| {
-                Error::invalid("this server verifies another service's tokens and mints none")
-            })?;
+                    Error::invalid("this server verifies another service's tokens and mints none")
+                })?;
             let expires_at = messaging_core::Timestamp::from_millis(
                 i64::try_from(expires).unwrap_or(i64::MAX / 1000).saturating_mul(1000),
             );

@@ -67,7 +67,7 @@ pub struct Server {
 
 /// A fresh database of `backend` (and the directory that holds it), or `None` when
 /// PostgreSQL is not configured.
-async fn fresh_database(backend: Backend) -> Option<(Database, Option<tempfile::TempDir>)> {
+pub async fn fresh_database(backend: Backend) -> Option<(Database, Option<tempfile::TempDir>)> {
     Some(match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
