@@ -50,6 +50,11 @@ mod sessions;
 mod upgrade;
 
 pub use auth::{AuthSettings, Verifier};
+
+/// The README's Rust examples, compiled as doc tests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
 pub use config::Transport;
 pub use http::{Authenticate, JwtAuth};
 pub use routes::{Routes, RoutesBuilder, RoutesError};

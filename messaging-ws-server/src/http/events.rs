@@ -9,6 +9,9 @@
 //! skipped, none repeated, live ones at or before the resume cursor left out (a cursor
 //! another instance issued may be ahead of this one's feed). A reader slower than the
 //! session's queue has its stream ended: it reconnects with its last id and loses nothing.
+//! Its bytes need no count of their own (unlike a WebSocket's outbox, which encodes ahead):
+//! queued events are shared with their other recipients, and an event is encoded only when
+//! hyper polls the body, which it does only while its write buffer (~400 KiB) has room.
 //! The SSE framing is axum's.
 
 use std::collections::VecDeque;
