@@ -8,12 +8,29 @@
 #
 # RUNS=n changes the number of runs. The server runs with raised rate limits (a benchmark
 # sends faster than a person); every report states the limits it ran with.
+#
+# MODES picks the runs (default: idle handshakes romeo throughput latency). `http` is the
+# throughput run with sends over HTTP (keep-alive) and delivery over SSE, at the same
+# settings as `throughput`, for the rows beside the WebSocket ones:
+#
+#   MODES="throughput http" scripts/bench-server.sh sqlite-full
+#
+# WARMUP_S and DURATION_S (default 5 and 20) shorten the load runs for a quick check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stores=("$@")
 [[ ${#stores[@]} -gt 0 ]] || stores=(sqlite-full sqlite-normal)
 runs=${RUNS:-3}
+read -r -a modes <<<"${MODES:-idle handshakes romeo throughput latency}"
+warmup_s=${WARMUP_S:-5}
+duration_s=${DURATION_S:-20}
+for mode in "${modes[@]}"; do
+  case $mode in
+    idle | handshakes | romeo | throughput | latency | http) ;;
+    *) echo "unknown mode $mode (idle, handshakes, romeo, throughput, latency, http)" >&2; exit 2 ;;
+  esac
+done
 port=${BENCH_PORT:-18080}
 out=target/bench-server
 
@@ -83,18 +100,30 @@ for store in "${stores[@]}"; do
   for run in $(seq "$runs"); do
     echo "== $store, run $run of $runs" >&2
     start_server "$dir" "$store"
-    loadgen "$dir/idle-$run.json" idle --connections 19000
-    loadgen "$dir/handshakes-$run.json" handshakes --connections 10000
-    loadgen "$dir/romeo-$run.json" romeo
-    # Throughput: the server's capacity, 1,000 users keeping 8 sends each in flight.
-    loadgen "$dir/throughput-$run.json" load --pairs 500 --window 8 --warmup-s 5 --duration-s 20
-    # Latency: 10,000 users, 10,000 messages/s.
-    loadgen "$dir/latency-$run.json" load --pairs 5000 --rate 1 --warmup-s 5 --duration-s 20
+    for mode in "${modes[@]}"; do
+      report="$dir/$mode-$run.json"
+      case $mode in
+        idle) loadgen "$report" idle --connections 19000 ;;
+        handshakes) loadgen "$report" handshakes --connections 10000 ;;
+        romeo) loadgen "$report" romeo ;;
+        # Throughput: the server's capacity, 1,000 users keeping 8 sends each in flight.
+        throughput)
+          loadgen "$report" load --pairs 500 --window 8 --warmup-s "$warmup_s" --duration-s "$duration_s" ;;
+        # Latency: 10,000 users, 10,000 messages/s.
+        latency)
+          loadgen "$report" load --pairs 5000 --rate 1 --warmup-s "$warmup_s" --duration-s "$duration_s" ;;
+        # The throughput run over HTTP sends (keep-alive, up to 8 connections per user) and
+        # SSE delivery.
+        http)
+          loadgen "$report" load --pairs 500 --window 8 --warmup-s "$warmup_s" --duration-s "$duration_s" \
+            --send http --receive sse ;;
+      esac
+    done
     stop_server
     rm -f "$dir"/messaging.db*
   done
   echo "## $store"
-  for mode in idle handshakes romeo throughput latency; do
+  for mode in "${modes[@]}"; do
     "$loadgen_bin" median "$dir/$mode"-*.json | sed "s/^| load |/| $mode |/"
   done
 done

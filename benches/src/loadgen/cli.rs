@@ -12,7 +12,7 @@ use super::client::Target;
 use super::handshakes::{self, Handshakes};
 use super::idle::{self, Idle};
 use super::report::Report;
-use super::sustained::{self, Load};
+use super::sustained::{self, Load, ReceiveOver, SendOver};
 use super::{Error, Run, romeo, smoke, summary};
 
 /// Load generator for messaging-ws-server: speaks docs/protocol.md over loopback and measures.
@@ -69,9 +69,11 @@ enum Mode {
         #[arg(long, default_value_t = 3.0)]
         settle_s: f64,
     },
-    /// Pairs of users sending at a fixed rate (open loop): throughput and latency.
+    /// Pairs of users sending at a fixed rate (open loop) or keeping a window of sends in
+    /// flight (closed loop), over WebSocket or HTTP, receiving over WebSocket or SSE:
+    /// throughput and latency.
     Load {
-        /// Pairs of users (two connections each).
+        /// Pairs of users (two users each).
         #[arg(long, default_value_t = 5_000)]
         pairs: usize,
         /// Messages per second each user sends.
@@ -96,6 +98,15 @@ enum Mode {
         /// (measures the server's capacity; 0: open loop at --rate).
         #[arg(long, default_value_t = 0)]
         window: usize,
+        /// How users send: `send` frames on their WebSocket, or `POST
+        /// /v1/conversations/{id}/messages` on keep-alive HTTP connections (one client per
+        /// user; as many connections as it has sends in flight, up to 6 in the open loop).
+        #[arg(long, value_enum, default_value_t = SendOver::Ws)]
+        send: SendOver,
+        /// How users receive: pushes on their WebSocket, or their event stream
+        /// (`GET /v1/events`).
+        #[arg(long, value_enum, default_value_t = ReceiveOver::Ws)]
+        receive: ReceiveOver,
     },
     /// Lines of dialogue sent one at a time, alternating between two users.
     Romeo {
@@ -201,6 +212,8 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
             concurrency,
             drain_s,
             window,
+            send,
+            receive,
         } => {
             let load = Load {
                 pairs: *pairs,
@@ -211,6 +224,8 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
                 concurrency: *concurrency,
                 drain: Duration::try_from_secs_f64(*drain_s)?,
                 window: *window,
+                send: *send,
+                receive: *receive,
             };
             sustained::run(&target, &run, load).await?
         }

@@ -1,7 +1,8 @@
 //! `messaging-loadgen`: drives a running `messaging-ws-server` over loopback the way its
 //! users would, speaking docs/protocol.md, and reports what users compare servers by:
 //! handshakes per second, server memory per idle connection, sustained durable messages
-//! per second with send→deliver latency, and the "Romeo & Juliet" sequential exercise.
+//! per second with send→deliver latency (sending over WebSocket or HTTP, receiving over
+//! WebSocket or server-sent events), and the "Romeo & Juliet" sequential exercise.
 //!
 //! Every report also carries the checks of behaviour (nothing lost, nothing repeated,
 //! every connection held), what bounded the run, the server's own description and the CPU
@@ -9,14 +10,17 @@
 
 pub mod cli;
 pub mod client;
+mod driver;
 pub mod fleet;
 pub mod handshakes;
+pub mod http_client;
 pub mod idle;
 pub mod procfs;
 pub mod report;
 pub mod romeo;
 pub mod server_info;
 pub mod smoke;
+pub mod sse;
 pub mod summary;
 pub mod sustained;
 

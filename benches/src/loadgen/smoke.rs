@@ -1,6 +1,7 @@
 //! The smoke run: every mode, small and short, against a server started in this process
 //! on a fresh database, so the load generator itself cannot rot. It checks behaviour
 //! (every message acknowledged and delivered once, every connection held), never speed.
+//! The sustained load runs over every transport: WebSocket, HTTP sends, SSE delivery.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use super::client::Target;
 use super::handshakes::{self, Handshakes};
 use super::idle::{self, Idle};
 use super::report::Report;
-use super::sustained::{self, Load};
+use super::sustained::{self, Load, ReceiveOver, SendOver};
 use super::{Error, Run, romeo};
 
 /// A server running in this process until dropped.
@@ -101,10 +102,21 @@ pub async fn run(database: Option<&str>) -> Result<Vec<Report>, Error> {
         concurrency: 16,
         drain: Duration::from_secs(20),
         window: 0,
+        send: SendOver::Ws,
+        receive: ReceiveOver::Ws,
     };
     reports.push(sustained::run(&target, &run, small).await?);
     let saturated = Load { pairs: 10, duration: Duration::from_secs(1), window: 4, ..small };
     reports.push(sustained::run(&target, &run, saturated).await?);
+    // HTTP sends and SSE delivery, open and closed loop, then each crossed with WebSocket.
+    let http_sse = Load { pairs: 10, send: SendOver::Http, receive: ReceiveOver::Sse, ..small };
+    reports.push(sustained::run(&target, &run, http_sse).await?);
+    let http_sse_saturated = Load { duration: Duration::from_secs(1), window: 4, ..http_sse };
+    reports.push(sustained::run(&target, &run, http_sse_saturated).await?);
+    let brief = Load { pairs: 4, duration: Duration::from_millis(500), ..small };
+    let http_ws = Load { send: SendOver::Http, ..brief };
+    reports.push(sustained::run(&target, &run, http_ws).await?);
+    reports.push(sustained::run(&target, &run, Load { receive: ReceiveOver::Sse, ..brief }).await?);
     reports.push(romeo::run(&target, &run, 300).await?);
     server.stop().await?;
     Ok(reports)

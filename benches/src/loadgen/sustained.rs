@@ -1,38 +1,83 @@
 //! Sustained load: P pairs of users, each pair in a conversation, every user sending at a
-//! fixed rate whether or not replies have come (open loop), for a warm-up and then a
-//! measured window.
+//! fixed rate whether or not replies have come (open loop), or keeping a window of sends in
+//! flight (closed loop), for a warm-up and then a measured window.
 //!
-//! Reported: messages stored per second (acknowledged replies arriving in the window),
-//! messages delivered per second (pushes of the peer's messages arriving in the window),
-//! and send→deliver latency from the scheduled send time carried in each message's
-//! `client_msg_id` to the push's arrival (scheduled, not actual, so a stalled server cannot hide its stall:
-//! no coordinated omission).
+//! Users send over their WebSocket or over HTTP (`POST /v1/conversations/{id}/messages`
+//! on keep-alive connections), and receive over their WebSocket or their event stream
+//! (`GET /v1/events`), so the same figures compare the transports: a browser or an app
+//! that posts and listens is served by other code than one that holds a WebSocket.
 //!
-//! Checked, whatever the speed: every send acknowledged without error, and every
-//! connection seeing each message of its conversation exactly once (`message.created`
-//! seqs 1, 2, 3, … with no gap or repeat, up to the number of acknowledged sends).
+//! Reported: messages stored per second (acknowledgements arriving in the window: replies
+//! or HTTP answers), messages delivered per second (`message.created` events of the peer's
+//! messages arriving in the window), send→ack and send→deliver latency from the scheduled
+//! send time carried in each message's `client_msg_id` (scheduled, not actual, so a
+//! stalled server cannot hide its stall: no coordinated omission), and which transports
+//! ran.
+//!
+//! Checked, whatever the speed: every send acknowledged without error (an HTTP answer
+//! other than 2xx, 429 included, is an error), and every user seeing each message of its
+//! conversation exactly once (`message.created` seqs 1, 2, 3, … with no gap or repeat, up
+//! to the number of acknowledged sends).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
-use serde::Deserialize;
-use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::client::{Socket, Target, call};
+use super::driver::{Driver, Endpoints, PairState, Schedule, Stats};
 use super::report::{Report, check, figure, parameters};
 use super::server_info::describe;
-use super::{Error, Run, fleet, micros_to_ms};
+use super::{Error, Run, fleet, http_client, micros_to_ms, sse};
+
+/// How users send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SendOver {
+    /// `send` frames on the user's WebSocket, answered by replies.
+    #[default]
+    Ws,
+    /// `POST /v1/conversations/{id}/messages` on the user's keep-alive HTTP connections.
+    Http,
+}
+
+/// How users receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReceiveOver {
+    /// Pushes on the user's WebSocket.
+    #[default]
+    Ws,
+    /// The user's event stream, `GET /v1/events`.
+    Sse,
+}
+
+impl SendOver {
+    /// Its name in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Http => "http",
+        }
+    }
+}
+
+impl ReceiveOver {
+    /// Its name in reports.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ws => "ws",
+            Self::Sse => "sse",
+        }
+    }
+}
 
 /// Parameters of a sustained-load run.
 #[derive(Clone, Copy, Debug)]
 pub struct Load {
-    /// Pairs of users (2 connections each).
+    /// Pairs of users.
     pub pairs: usize,
     /// Messages per second each user sends.
     pub rate_per_user: f64,
@@ -42,335 +87,193 @@ pub struct Load {
     pub duration: Duration,
     /// Bytes of each message body.
     pub body_bytes: usize,
-    /// Handshakes in flight while connecting.
+    /// Handshakes (and event streams) in flight while connecting.
     pub concurrency: usize,
     /// Longest wait, after the last send, for replies and pushes still in flight.
     pub drain: Duration,
     /// Closed loop instead: each user keeps this many sends in flight (0: open loop at
     /// `rate_per_user`), so the server's capacity is what is measured.
     pub window: usize,
+    /// How users send.
+    pub send: SendOver,
+    /// How users receive.
+    pub receive: ReceiveOver,
 }
 
-/// The run's schedule, shared by every connection.
-struct Schedule {
-    base: Instant,
-    measure_from: Instant,
-    stop: Instant,
-    drain_until: Instant,
-}
-
-impl Schedule {
-    fn micros(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.base).as_micros()).unwrap_or(u64::MAX)
+impl Load {
+    fn uses_websocket(&self) -> bool {
+        self.send == SendOver::Ws || self.receive == ReceiveOver::Ws
     }
 
-    fn in_window(&self, at: Instant) -> bool {
-        at >= self.measure_from && at < self.stop
-    }
-}
-
-/// What the two sides of a conversation know of each other.
-#[derive(Default)]
-struct PairState {
-    acked: [AtomicU64; 2],
-    settled: [AtomicBool; 2],
-}
-
-/// One connection's counts.
-struct Stats {
-    sent: u64,
-    acked: u64,
-    acked_in_window: u64,
-    errors: u64,
-    first_error: Option<String>,
-    delivered: u64,
-    delivered_in_window: u64,
-    repeated: u64,
-    missing: u64,
-    last_seq: u64,
-    conversation_total: u64,
-    ended_early: Option<String>,
-    in_flight_at_end: u64,
-    deliver_us: Histogram<u64>,
-    ack_us: Histogram<u64>,
-}
-
-impl Stats {
-    fn new() -> Result<Self, Error> {
-        Ok(Self {
-            sent: 0,
-            acked: 0,
-            acked_in_window: 0,
-            errors: 0,
-            first_error: None,
-            delivered: 0,
-            delivered_in_window: 0,
-            repeated: 0,
-            missing: 0,
-            last_seq: 0,
-            conversation_total: 0,
-            ended_early: None,
-            in_flight_at_end: 0,
-            deliver_us: super::micros_histogram()?,
-            ack_us: super::micros_histogram()?,
-        })
+    fn uses_http(&self) -> bool {
+        self.send == SendOver::Http || self.receive == ReceiveOver::Sse
     }
 
-    fn merge(&mut self, other: &Self) {
-        self.sent += other.sent;
-        self.acked += other.acked;
-        self.acked_in_window += other.acked_in_window;
-        self.errors += other.errors;
-        if self.first_error.is_none() {
-            self.first_error.clone_from(&other.first_error);
+    /// The sessions one user holds: its WebSocket, its event stream.
+    fn sessions_per_user(&self) -> usize {
+        usize::from(self.uses_websocket()) + usize::from(self.receive == ReceiveOver::Sse)
+    }
+
+    /// The connections one user holds: its sessions, and as many HTTP connections as it
+    /// has sends in flight (one in the open loop at a modest rate).
+    fn connections_per_user(&self) -> usize {
+        self.sessions_per_user() + if self.send == SendOver::Http { self.window.max(1) } else { 0 }
+    }
+
+    /// The most HTTP connections one user opens to send, for the report.
+    fn http_connections_per_user(&self) -> Value {
+        match (self.send, self.window) {
+            (SendOver::Ws, _) => json!(0),
+            (SendOver::Http, 0) => json!(format!("up to {}", http_client::OPEN_LOOP_CONNECTIONS)),
+            (SendOver::Http, window) => json!(format!("up to {window}")),
         }
-        self.delivered += other.delivered;
-        self.delivered_in_window += other.delivered_in_window;
-        self.repeated += other.repeated;
-        self.missing += other.missing;
-        // A connection that saw fewer messages than were stored in its conversation.
-        self.missing += other.conversation_total.saturating_sub(other.last_seq);
-        if self.ended_early.is_none() {
-            self.ended_early.clone_from(&other.ended_early);
-        }
-        self.in_flight_at_end += other.in_flight_at_end;
-        // Histograms of one shape: adding cannot fail.
-        let _ = self.deliver_us.add(&other.deliver_us);
-        let _ = self.ack_us.add(&other.ack_us);
+    }
+
+    /// The transports, for the report.
+    fn transports(&self) -> String {
+        let send = match self.send {
+            SendOver::Ws => "sends over WebSocket",
+            SendOver::Http => "sends over HTTP (keep-alive)",
+        };
+        let receive = match self.receive {
+            ReceiveOver::Ws => "delivery over WebSocket",
+            ReceiveOver::Sse => "delivery over SSE",
+        };
+        format!("{send}, {receive}")
     }
 }
 
-/// A server frame, as much of it as the load needs.
-#[derive(Deserialize)]
-struct Incoming<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    #[serde(default)]
-    ok: bool,
-    #[serde(default)]
-    event: Option<&'a str>,
-    #[serde(default, borrow)]
-    data: Option<Data<'a>>,
-    #[serde(default)]
-    error: Option<serde_json::Value>,
+/// Every user's endpoints, in the users' order, and the server's limits from a hello.
+struct Connected {
+    ends: Vec<Endpoints>,
+    clients: Vec<Option<reqwest::Client>>,
+    limits: Value,
 }
 
-#[derive(Deserialize)]
-struct Data<'a> {
-    #[serde(default, borrow)]
-    message: Option<Delivered<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Delivered<'a> {
-    seq: u64,
-    sender_id: Uuid,
-    #[serde(default, borrow)]
-    client_msg_id: Option<&'a str>,
-}
-
-/// One connection of the load.
-struct Driver {
-    me: Uuid,
-    side: usize,
-    conversation: String,
-    pair: Arc<PairState>,
-    schedule: Arc<Schedule>,
-    interval: Duration,
-    window: usize,
-    bodies: Arc<[String]>,
-}
-
-impl Driver {
-    async fn drive(self, mut socket: Socket, first_send: Instant) -> Result<Stats, Error> {
-        let mut stats = Stats::new()?;
-        let schedule = &self.schedule;
-        let mut next = first_send;
-        let mut pending: VecDeque<Instant> = VecDeque::new();
-        let timer = tokio::time::sleep_until(next.into());
-        tokio::pin!(timer);
-        let mut recheck = tokio::time::interval(Duration::from_millis(20));
-        let closed_loop = self.window > 0;
-        if closed_loop {
-            tokio::time::sleep_until(first_send.into()).await;
+/// Opens every user's WebSocket, HTTP client and event stream, as `params` asks.
+async fn connect(target: &Target, users: &[Uuid], params: &Load) -> Result<Connected, Error> {
+    let mut limits = Value::Null;
+    let mut sockets: Vec<Option<Socket>> = Vec::with_capacity(users.len());
+    if params.uses_websocket() {
+        let fleet = fleet::open(target, users, params.concurrency, 0).await?;
+        if fleet.failed > 0 {
+            return Err(format!(
+                "{} of {} connections failed: {}",
+                fleet.failed,
+                users.len(),
+                fleet.first_error.unwrap_or_default()
+            )
+            .into());
         }
-        loop {
-            let sending =
-                if closed_loop { Instant::now() < schedule.stop } else { next < schedule.stop };
-            let room = !closed_loop || pending.len() < self.window;
-            tokio::select! {
-                () = &mut timer, if sending && room => {
-                    if closed_loop {
-                        next = Instant::now();
-                    }
-                    // The bodies are words and punctuation only: nothing to escape.
-                    let body = &self.bodies[(stats.sent as usize + self.side) % self.bodies.len()];
-                    let frame = format!(
-                        r#"{{"id":{},"op":"send","conversation_id":"{}","client_msg_id":"{}-{}","body":"{}"}}"#,
-                        stats.sent,
-                        self.conversation,
-                        schedule.micros(next),
-                        stats.sent,
-                        body,
-                    );
-                    if let Err(error) = socket.send(Message::text(frame)).await {
-                        stats.ended_early = Some(format!("send failed: {error}"));
-                        break;
-                    }
-                    pending.push_back(next);
-                    stats.sent += 1;
-                    if !closed_loop {
-                        next += self.interval;
-                    }
-                    timer.as_mut().reset(next.into());
-                }
-                frame = socket.next() => match frame {
-                    Some(Ok(Message::Text(text))) => self.received(&text, &mut stats, &mut pending)?,
-                    Some(Ok(Message::Close(frame))) => {
-                        stats.ended_early = Some(format!("closed by the server: {frame:?}"));
-                        break;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => {
-                        stats.ended_early = Some(format!("read failed: {error}"));
-                        break;
-                    }
-                    None => {
-                        stats.ended_early = Some("the server closed the connection".into());
-                        break;
-                    }
-                },
-                _ = recheck.tick(), if !sending => {}
+        limits = fleet.hello.map(|h| h.limits).unwrap_or_default();
+        sockets.extend(fleet.members.into_iter().map(|member| Some(member.socket)));
+    } else {
+        sockets.resize_with(users.len(), || None);
+    }
+    let clients: Vec<Option<reqwest::Client>> = if params.uses_http() {
+        users
+            .iter()
+            .enumerate()
+            .map(|(n, user)| http_client::client(target, *user, n).map(Some))
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![None; users.len()]
+    };
+    let mut streams: Vec<Option<sse::Events>> = Vec::with_capacity(users.len());
+    if params.receive == ReceiveOver::Sse {
+        let clients: Vec<reqwest::Client> = clients.iter().flatten().cloned().collect();
+        let opened =
+            sse::open_all(&clients, &http_client::base(target), params.concurrency).await?;
+        for (events, hello) in opened {
+            if limits.is_null() {
+                limits = hello.limits;
             }
-            if !sending && pending.is_empty() {
-                self.pair.settled[self.side].store(true, Ordering::Release);
-                let other = 1 - self.side;
-                let total = self.pair.acked[0].load(Ordering::Acquire)
-                    + self.pair.acked[1].load(Ordering::Acquire);
-                if self.pair.settled[other].load(Ordering::Acquire) && stats.last_seq >= total {
-                    break;
-                }
-            }
-            if Instant::now() >= schedule.drain_until {
-                break;
-            }
+            streams.push(Some(events));
         }
-        stats.in_flight_at_end = pending.len() as u64;
-        stats.conversation_total =
-            self.pair.acked[0].load(Ordering::Acquire) + self.pair.acked[1].load(Ordering::Acquire);
-        let _ = socket.close(None).await;
-        Ok(stats)
+    } else {
+        streams.resize_with(users.len(), || None);
     }
+    let ends = sockets
+        .into_iter()
+        .zip(streams)
+        .map(|(socket, events)| Endpoints { socket, events, http: None })
+        .collect();
+    Ok(Connected { ends, clients, limits })
+}
 
-    fn received(
-        &self,
-        text: &str,
-        stats: &mut Stats,
-        pending: &mut VecDeque<Instant>,
-    ) -> Result<(), Error> {
-        let now = Instant::now();
-        let frame: Incoming<'_> = serde_json::from_str(text)?;
-        match (frame.kind, frame.event) {
-            ("reply", _) => {
-                // Replies come in request order (one request runs at a time per connection).
-                let Some(scheduled) = pending.pop_front() else {
-                    return Ok(());
+/// Opens each pair's conversation (its first user opens it, over the sending transport)
+/// and gives HTTP senders their sender; the conversations' ids in the pairs' order.
+async fn open_conversations(
+    target: &Target,
+    users: &[Uuid],
+    connected: &mut Connected,
+    params: &Load,
+) -> Result<Vec<String>, Error> {
+    let base = http_client::base(target);
+    let concurrency = params.concurrency.max(1);
+    let conversations: Vec<String> = match params.send {
+        SendOver::Ws => futures::stream::iter(connected.ends.chunks_mut(2).zip(users.chunks(2)))
+            .map(|(ends, pair)| async move {
+                let ([first, _], [_, peer]) = (ends, pair) else {
+                    return Err::<String, Error>("an odd member".into());
                 };
-                if frame.ok {
-                    stats.acked += 1;
-                    self.pair.acked[self.side].fetch_add(1, Ordering::AcqRel);
-                    if self.schedule.in_window(now) {
-                        stats.acked_in_window += 1;
-                    }
-                    if self.schedule.in_window(scheduled) {
-                        stats.ack_us.saturating_record(micros(now - scheduled));
-                    }
-                } else {
-                    stats.errors += 1;
-                    stats.first_error.get_or_insert_with(|| format!("{:?}", frame.error));
-                }
-            }
-            ("event", Some("message.created")) => {
-                let Some(message) = frame.data.and_then(|data| data.message) else {
-                    return Err("message.created without a message".into());
-                };
-                let expected = stats.last_seq + 1;
-                if message.seq < expected {
-                    stats.repeated += 1;
-                } else {
-                    stats.missing += message.seq - expected;
-                    stats.last_seq = message.seq;
-                }
-                if message.sender_id != self.me {
-                    stats.delivered += 1;
-                    if self.schedule.in_window(now) {
-                        stats.delivered_in_window += 1;
-                    }
-                    let sent_us = message
-                        .client_msg_id
-                        .and_then(|key| key.split('-').next())
-                        .and_then(|t| t.parse::<u64>().ok())
-                        .ok_or("a message without its send time in client_msg_id")?;
-                    let sent_at = self.schedule.base + Duration::from_micros(sent_us);
-                    if self.schedule.in_window(sent_at) {
-                        stats
-                            .deliver_us
-                            .saturating_record(micros(now.saturating_duration_since(sent_at)));
-                    }
-                }
-            }
-            _ => {}
+                let socket = first.socket.as_mut().ok_or("a WebSocket sender without one")?;
+                let data = call(socket, json!({"id": "open", "op": "open", "peer": peer})).await?;
+                data["conversation"]["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "open without an id".into())
+            })
+            .buffered(concurrency)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?,
+        SendOver::Http => {
+            let base = &base;
+            futures::stream::iter(connected.clients.chunks(2).zip(users.chunks(2)))
+                .map(|(clients, pair)| async move {
+                    let ([Some(first), _], [_, peer]) = (clients, pair) else {
+                        return Err::<String, Error>("a pair without its HTTP clients".into());
+                    };
+                    http_client::open(first, base, *peer).await
+                })
+                .buffered(concurrency)
+                .collect::<Vec<_>>()
+                .await
+                .into_iter()
+                .collect::<Result<_, _>>()?
         }
-        Ok(())
+    };
+    if params.send == SendOver::Http {
+        for (n, (ends, client)) in connected.ends.iter_mut().zip(&connected.clients).enumerate() {
+            let (Some(client), Some(conversation)) = (client, conversations.get(n / 2)) else {
+                return Err("a user without its HTTP client or conversation".into());
+            };
+            ends.http = Some(http_client::Sender::new(client.clone(), &base, conversation)?);
+        }
     }
-}
-
-fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+    Ok(conversations)
 }
 
 /// Connects the pairs, runs the schedule, reports.
 ///
 /// # Errors
-/// When the run cannot start (connections or conversations that fail to open).
+/// When the run cannot start (connections, event streams or conversations that fail to
+/// open).
 pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Error> {
     run.quiesce().await;
-    let bounded = run.bound_connections(params.pairs * 2);
-    let pairs = bounded.count / 2;
+    let per_user = params.connections_per_user();
+    let bounded = run.bound_connections(params.pairs * 2 * per_user);
+    let pairs = bounded.count / (2 * per_user);
     let users = fleet::users(pairs * 2);
-    let fleet = fleet::open(target, &users, params.concurrency, 0).await?;
-    if fleet.failed > 0 {
-        return Err(format!(
-            "{} of {} connections failed: {}",
-            fleet.failed,
-            users.len(),
-            fleet.first_error.unwrap_or_default()
-        )
-        .into());
-    }
-    let limits = fleet.hello.as_ref().map(|h| h.limits.clone()).unwrap_or_default();
-    let mut members = fleet.members;
-    // Each pair's first user opens the conversation.
-    let conversations: Vec<String> = futures::stream::iter(members.chunks_mut(2))
-        .map(|pair| async move {
-            let [first, second] = pair else { return Err::<String, Error>("an odd member".into()) };
-            let data =
-                call(&mut first.socket, json!({"id": "open", "op": "open", "peer": second.user}))
-                    .await?;
-            data["conversation"]["id"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| "open without an id".into())
-        })
-        .buffered(params.concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let mut connected = connect(target, &users, &params).await?;
+    let conversations = open_conversations(target, &users, &mut connected, &params).await?;
+    let Connected { ends, limits, .. } = connected;
 
     let rate = params.rate_per_user.max(0.001);
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let connections = members.len();
+    let user_count = users.len();
     let base = Instant::now() + Duration::from_millis(500);
     let schedule = Arc::new(Schedule {
         base,
@@ -381,10 +284,10 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
     let bodies = bodies(params.body_bytes);
     let cpu = run.cpu();
     let states: Vec<Arc<PairState>> = (0..pairs).map(|_| Arc::default()).collect();
-    let mut tasks = Vec::with_capacity(connections);
-    for (n, member) in members.drain(..).enumerate() {
+    let mut tasks = Vec::with_capacity(user_count);
+    for (n, (user, ends)) in users.iter().zip(ends).enumerate() {
         let driver = Driver {
-            me: member.user,
+            me: *user,
             side: n % 2,
             conversation: conversations.get(n / 2).cloned().unwrap_or_default(),
             pair: states.get(n / 2).cloned().unwrap_or_default(),
@@ -393,13 +296,13 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
             window: params.window,
             bodies: bodies.clone(),
         };
-        // Sends spread evenly over one interval across all connections.
+        // Sends spread evenly over one interval across all users.
         let first_send = if params.window > 0 {
             base
         } else {
-            base + interval.mul_f64(n as f64 / connections as f64)
+            base + interval.mul_f64(n as f64 / user_count as f64)
         };
-        tasks.push(tokio::spawn(driver.drive(member.socket, first_send)));
+        tasks.push(tokio::spawn(driver.drive(ends, first_send)));
     }
     let mut total = Stats::new()?;
     for task in tasks {
@@ -408,33 +311,37 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
     let cpu = cpu.stop();
 
     let window = params.duration.as_secs_f64();
-    let offered = if params.window > 0 { f64::INFINITY } else { connections as f64 * rate };
+    let offered = if params.window > 0 { f64::INFINITY } else { user_count as f64 * rate };
     let stored = total.acked_in_window as f64 / window;
     let delivered = total.delivered_in_window as f64 / window;
     let d = &total.deliver_us;
     let a = &total.ack_us;
+    let transports = params.transports();
     let bounded_by = if bounded.clamped {
         bounded.bounded_by
     } else if params.window > 0 {
         format!(
-            "the server's throughput at saturation ({} sends in flight per user; server and \
-             load generator share 2 cores; see cpu)",
+            "the server's throughput at saturation ({} sends in flight per user, {transports}; \
+             server and load generator share 2 cores; see cpu)",
             params.window
         )
     } else if stored >= offered * 0.98 {
-        format!("the offered load ({offered:.0} messages/s): the server kept up")
+        format!("the offered load ({offered:.0} messages/s, {transports}): the server kept up")
     } else {
         format!(
             "the server's throughput: it stored {stored:.0} of {offered:.0} offered messages/s \
-             (server and load generator share 2 cores; see cpu)"
+             ({transports}; server and load generator share 2 cores; see cpu)"
         )
     };
     Ok(Report {
         mode: "load",
         server: describe(target.addr, limits).await,
         parameters: parameters(json!({
+            "send": params.send.name(),
+            "receive": params.receive.name(),
             "pairs": pairs,
-            "connections": connections,
+            "connections": user_count * params.sessions_per_user(),
+            "http_connections_per_user": params.http_connections_per_user(),
             "rate_per_user": if params.window > 0 { json!(null) } else { json!(rate) },
             "offered_messages_per_s": if params.window > 0 { json!("saturation") } else { json!(offered) },
             "window_per_user": params.window,
