@@ -32,14 +32,16 @@ for mode in "${modes[@]}"; do
   esac
 done
 port=${BENCH_PORT:-18080}
-out=target/bench-server
+out=${OUT:-target/bench-server}
 
 # As many connections as this machine allows a process.
 ulimit -n "$(ulimit -Hn)"
 
 cargo build --release --quiet -p messaging-ws-server -p messaging-benches \
   --bin messaging-ws-server --bin messaging-loadgen
-server_bin=target/release/messaging-ws-server
+# SERVER_BIN runs another build of the server (an A/B against a baseline checkout) with
+# this checkout's load generator; OUT keeps its reports apart.
+server_bin=${SERVER_BIN:-target/release/messaging-ws-server}
 loadgen_bin=target/release/messaging-loadgen
 
 server_pid=
