@@ -30,3 +30,7 @@ echo "example embed_sqlite: ok"
 output=$(cargo run --quiet --example match_service)
 grep -q "match flow: ok" <<<"$output"
 echo "example match_service: ok"
+# The marketplace app: its end-to-end test runs with the workspace's; the binary starts.
+output=$(cargo run --quiet --example marketplace -- --help)
+grep -q -- "--data-dir" <<<"$output"
+echo "example marketplace: ok"
