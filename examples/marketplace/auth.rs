@@ -78,7 +78,7 @@ impl Authenticate for CookieAuth {
     async fn authenticate(&self, parts: &Parts) -> Result<UserId, AuthError> {
         // The library answers 401 with this text (its `Missing` speaks of bearer tokens).
         self.user_of(&parts.headers)
-            .ok_or_else(|| AuthError::Invalid("no session: log in with POST /login".into()))
+            .ok_or_else(|| AuthError::Refused("no session: log in with POST /login".into()))
     }
 
     fn ambient_credentials(&self) -> bool {

@@ -41,6 +41,7 @@ pub enum KeyError {
 
 /// Why a token was refused (all of them answer HTTP 401).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// No token in the request.
     #[error("no token: send `Authorization: Bearer <token>` or `?access_token=<token>`")]
@@ -52,6 +53,13 @@ pub enum AuthError {
     /// messages).
     #[error("the token's `sub` is not a user id (a UUID other than the nil UUID)")]
     BadSubject,
+    /// The service API revoked this user's tokens after this one was issued.
+    #[error("this token was revoked: get a new one")]
+    Revoked,
+    /// A host authenticator's own refusal (no session cookie, an expired session…): the
+    /// text is answered as is, so it must be safe to show.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Verifies tokens with the configured keys.

@@ -1,7 +1,8 @@
-//! The server's routes as one `axum::Router`: `GET /v1/ws`, the HTTP API, the event stream,
-//! the service API, `/healthz` and `/metrics`. The standalone binary serves it on each
-//! connection its accept loop admits (`server`); a host application mounts it under its
-//! own router with its own [`Authenticate`].
+//! The server's routes as `axum::Router`s: `GET /v1/ws`, the HTTP API, the event stream and
+//! the service API in one, `/healthz` and `/metrics` in another. The standalone binary
+//! serves both on each connection its accept loop admits (`server`); a host application
+//! mounts the first under its own router with its own [`Authenticate`], and the second
+//! wherever its operators look.
 //!
 //! The router's sessions (WebSocket connections and event streams) outlive the request
 //! that opened them, so [`Routes`] is also the handle that ends them: [`Routes::shutdown`]
@@ -108,10 +109,22 @@ impl Routes {
         }
     }
 
-    /// The routes, to serve or to mount (`axum::Router::nest`); each call is another handle
-    /// on the same sessions and limits.
+    /// The routes clients and the host's backend call (`/v1/ws`, the HTTP API, the event
+    /// stream, the service API), to serve or to mount (`axum::Router::nest`); each call is
+    /// another handle on the same sessions and limits.
     pub fn router(&self) -> Router {
         crate::http::routes(self.state.clone())
+    }
+
+    /// The operator's routes, apart so a host can keep them off its public router:
+    /// `/healthz` (200 while reads answer and the store can commit, 503 otherwise) and
+    /// `/metrics` (OpenMetrics text). The standalone server serves them beside
+    /// [`router`](Self::router).
+    pub fn operations_router(&self) -> Router {
+        Router::new()
+            .route("/healthz", axum::routing::get(health))
+            .route("/metrics", axum::routing::get(metrics))
+            .with_state(self.state.clone())
     }
 
     /// Tells every session to end: WebSocket connections close with 1001 once their running
@@ -219,7 +232,7 @@ impl RoutesBuilder {
 
 /// `/healthz`: `Messenger::health` within the answer bound: 200 while reads answer and the
 /// store can commit, 503 otherwise.
-pub(crate) async fn health(State(state): State<Arc<HttpState>>) -> Response {
+async fn health(State(state): State<Arc<HttpState>>) -> Response {
     let bound = state.settings.answer_timeout;
     let (status, body) = match state.messenger.health(bound).await {
         Ok(()) => (StatusCode::OK, r#"{"status":"ok"}"#),
@@ -240,7 +253,7 @@ pub(crate) async fn health(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 /// `/metrics` in the OpenMetrics text format.
-pub(crate) async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let mut response = Response::new(Body::from(state.settings.metrics.render()));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

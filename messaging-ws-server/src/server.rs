@@ -97,7 +97,7 @@ pub async fn run(
     .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
     let (alive, mut all_ended) = mpsc::channel::<()>(1);
     let state = Arc::new(State {
-        router: routes.router(),
+        router: routes.router().merge(routes.operations_router()),
         shutdown: routes.stopping(),
         routes: routes.clone(),
         handshakes: Arc::new(Semaphore::new(transport.max_connections)),

@@ -71,7 +71,8 @@ impl Host {
         let chat = Routes::builder(opened.messenger.clone(), sessions.clone()).build().unwrap();
         let app = axum::Router::new()
             .route("/", axum::routing::get(|| async { "the host's home page" }))
-            .nest("/chat", chat.router());
+            .nest("/chat", chat.router())
+            .nest("/ops", chat.operations_router());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -157,7 +158,10 @@ async fn the_host_app_serves_the_chat_with_its_own_cookie_sessions(backend: Back
     assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
     let (status, _) = host.call(reqwest::Method::GET, "/v1/conversations", None, None, None).await;
     assert_eq!(status, 401, "no cookie, no user");
-    assert_eq!(host.http.get(host.url("/chat/healthz")).send().await.unwrap().status(), 200);
+    // The operator's routes are where the host put them, not under /chat.
+    assert_eq!(host.http.get(host.url("/ops/healthz")).send().await.unwrap().status(), 200);
+    let (status, _) = host.call(reqwest::Method::GET, "/metrics", None, None, None).await;
+    assert_eq!(status, 404);
 
     // The seller listens on a WebSocket and an event stream, both with the cookie.
     let mut seller_ws = host.websocket(&seller_sid, None).await.expect("the seller's socket");

@@ -24,15 +24,54 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use messaging_core::{Cursor, Error, LoggedEvent, Push, Session};
 use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::HttpState;
 use super::error::HttpError;
 use crate::frames;
 use crate::sessions::SessionSlot;
 
+/// A stream's session, closed when the stream is dropped (its reader gone, or the server
+/// shutting down): in a task `Routes::closed` waits for, so the session's presence and
+/// last-seen time are written before the host closes its store.
+struct OpenSession {
+    session: Option<Session>,
+    alive: TaskTrackerToken,
+}
+
+impl std::ops::Deref for OpenSession {
+    type Target = Session;
+
+    fn deref(&self) -> &Session {
+        // Only `drop` takes it.
+        self.session.as_ref().unwrap_or_else(|| unreachable!("the session is taken on drop"))
+    }
+}
+
+impl std::ops::DerefMut for OpenSession {
+    fn deref_mut(&mut self) -> &mut Session {
+        self.session.as_mut().unwrap_or_else(|| unreachable!("the session is taken on drop"))
+    }
+}
+
+impl Drop for OpenSession {
+    fn drop(&mut self) {
+        let (Some(session), alive) = (self.session.take(), self.alive.clone()) else { return };
+        // Without a runtime (the process ending) the session's own drop closes it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(error) = Box::pin(session.close()).await {
+                    tracing::warn!(%error, "closing an event stream's session failed");
+                }
+                drop(alive);
+            });
+        }
+    }
+}
+
 /// What an open stream holds until it ends: the session and its permits.
 struct Stream {
-    session: Session,
+    session: OpenSession,
     /// Durable events read by `sync`, not yet sent.
     backlog: VecDeque<LoggedEvent>,
     /// Where `sync` continues, while the backlog is not read to the hello cursor.
@@ -41,7 +80,7 @@ struct Stream {
     after: u64,
     hello: Option<SseEvent>,
     shutdown: watch::Receiver<bool>,
-    _keep: (OwnedSemaphorePermit, SessionSlot, tokio_util::task::task_tracker::TaskTrackerToken),
+    _keep: (OwnedSemaphorePermit, SessionSlot),
 }
 
 /// Answers `GET /v1/events`.
@@ -90,13 +129,13 @@ async fn open(state: &HttpState, request: Request) -> Result<Response, HttpError
             &settings.hello,
         )));
     let stream = Stream {
-        session,
+        session: OpenSession { session: Some(session), alive: state.sessions_alive.token() },
         backlog: VecDeque::new(),
         resume: start.filter(|start| *start < hello_cursor),
         after: after.position().max(hello_cursor.position()),
         hello: Some(hello),
         shutdown: state.shutdown.clone(),
-        _keep: (permit, slot, state.sessions_alive.token()),
+        _keep: (permit, slot),
     };
     let events = futures::stream::unfold(stream, next);
     let keep_alive = KeepAlive::new().interval(settings.heartbeat).text("ping");

@@ -132,8 +132,6 @@ pub(crate) fn routes(state: Arc<HttpState>) -> Router {
         .route("/v1/events", get(events::handle))
         .merge(service::routes())
         .route("/v1/ws", get(crate::upgrade::handle))
-        .route("/healthz", get(crate::routes::health))
-        .route("/metrics", get(crate::routes::metrics))
         .route("/v1/unread", on(get, spec("unread", N)))
         .route("/v1/presence", on(get, spec("presence", Q)))
         .route("/v1/blocks", on(get, spec("blocks", Q)))
