@@ -396,6 +396,22 @@ pub enum Signal {
     },
     /// A user's first session opened or last session closed.
     Presence(PresenceStatus),
+    /// `user_id`'s tokens were revoked ([`ServiceHandle::revoke`](crate::ServiceHandle::revoke)):
+    /// sent to that user's own sessions, on every instance, so that each transport ends
+    /// them (the WebSocket server with close code 4001, an event stream by ending it). It
+    /// is for the transport, never a frame to the client.
+    ///
+    /// Like every signal it can be lost: an instance whose listener missed the
+    /// notification (its connection dropped meanwhile), or a session whose queue
+    /// overflowed (that session ends as lagged anyway). A transport therefore also asks
+    /// [`Messenger::token_accepted`](crate::Messenger::token_accepted) again on its
+    /// heartbeat: the stores answer `revoked_at` from the database again after their
+    /// listener reconnects (and within their cache's time to live at worst), so the session
+    /// still ends, later.
+    Revoked {
+        /// Whose tokens were revoked.
+        user_id: UserId,
+    },
 }
 
 impl Signal {
@@ -405,6 +421,7 @@ impl Signal {
         match self {
             Self::Typing { .. } => "typing",
             Self::Presence(_) => "presence",
+            Self::Revoked { .. } => "revoked",
         }
     }
 }

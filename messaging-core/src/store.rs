@@ -575,7 +575,8 @@ pub trait EventLog: Send + Sync {
     async fn attach_feed(&self, sink: Arc<dyn FeedSink>) -> Result<()>;
 }
 
-/// Blocks between users and the last-seen time of each user.
+/// Blocks between users, the last-seen time of each user, and the revocations of users'
+/// tokens.
 ///
 /// ```
 /// use messaging_core::store::SocialStore;
@@ -613,6 +614,22 @@ pub trait SocialStore: Send + Sync {
 
     /// The recorded last-seen times of those of `users` that have one.
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>>;
+
+    /// Records that `user`'s tokens issued at or before `at` are revoked: the stored time
+    /// becomes the later of the one already stored and `at`, so a revocation never moves
+    /// backwards (an earlier `at`, e.g. from an instance whose clock is behind, changes
+    /// nothing and is not an error). Other users' revocations are untouched. Durable when
+    /// it returns, like every write; it logs no event.
+    async fn revoke(&self, user: UserId, at: Timestamp) -> Result<()>;
+
+    /// The time of `user`'s revocation (see [`SocialStore::revoke`]), or `None` when they
+    /// have none.
+    ///
+    /// Asked on every request and connection, so a store may answer from memory, as long
+    /// as a revocation made through this store object is seen by the next call after
+    /// `revoke` returned, and one made through another store object on the same database
+    /// within a bound the store documents.
+    async fn revoked_at(&self, user: UserId) -> Result<Option<Timestamp>>;
 }
 
 /// Whether the store can commit: what a health check asks of it.

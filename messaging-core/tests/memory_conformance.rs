@@ -12,7 +12,7 @@ use std::sync::Arc;
 use messaging_core::memory::MemoryStore;
 use messaging_core::testkit::Fixture;
 
-/// A fresh, empty store for one case.
+/// A fresh, empty store for one case (no way to reopen it: its data ends with it).
 async fn fresh() -> Fixture {
     Fixture::new(Arc::new(MemoryStore::new()))
 }

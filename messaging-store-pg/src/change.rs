@@ -55,6 +55,8 @@ pub(crate) enum Change {
     Block(Pending<(Blocking, usize), ()>),
     Unblock(Pending<Blocking, ()>),
     LastSeen(Pending<(UserId, Timestamp), ()>),
+    /// Keeps the later of the user's stored revocation time and this one.
+    Revoke(Pending<(UserId, Timestamp), ()>),
     /// Rewrites the probe row: a durable commit that nobody sees (see `StoreHealth`).
     Probe(Pending<(), ()>),
 }
@@ -75,6 +77,7 @@ macro_rules! with_pending {
             Change::Block($pending) => $body,
             Change::Unblock($pending) => $body,
             Change::LastSeen($pending) => $body,
+            Change::Revoke($pending) => $body,
             Change::Probe($pending) => $body,
         }
     };

@@ -13,6 +13,8 @@ pub(crate) struct Channels {
     pub(crate) signal: String,
     /// The pair of users of each committed block or unblock (see `blocks.rs`).
     pub(crate) blocks: String,
+    /// The user of each committed revocation (see `revocations.rs`).
+    pub(crate) revocations: String,
     /// The listener's probes of its own connection (see `feed.rs`).
     pub(crate) probe: String,
 }
@@ -24,6 +26,7 @@ impl Channels {
             log: format!("{schema}_log"),
             signal: format!("{schema}_signal"),
             blocks: format!("{schema}_blocks"),
+            revocations: format!("{schema}_revocations"),
             probe: format!("{schema}_probe"),
         }
     }

@@ -19,16 +19,16 @@
 //! `1..=head`: reading `position > last` never skips a transaction that committed late.
 //!
 //! A listener connection can also die silently (a peer or NAT that drops the connection
-//! without a reset): `try_recv` then waits forever, signals stop crossing and the block
-//! cache trusts notifications that never come. sqlx 0.9 has no TCP keepalive setting for
-//! its connections (the socket is not exposed; libpq's `keepalives` options are not
-//! supported), so the listener probes itself instead: every `PgOptions::listener_probe` it
-//! sends a NOTIFY with its own nonce on the probe channel through the pool, and when that
-//! does not come back within the same time it drops the connection and listens again on a
-//! new one, with backoff while that fails. Each listener connection comes from a pool of
-//! its own (one connection): dropping a listener runs `UNLISTEN` on its connection in the
-//! background, which on a dead connection hangs until the kernel gives up, and must not
-//! hold a slot of the store's pool meanwhile.
+//! without a reset): `try_recv` then waits forever, signals stop crossing and the caches
+//! (blocks, revocations; see `kept.rs`) trust notifications that never come. sqlx 0.9 has
+//! no TCP keepalive setting for its connections (the socket is not exposed; libpq's
+//! `keepalives` options are not supported), so the listener probes itself instead: every
+//! `PgOptions::listener_probe` it sends a NOTIFY with its own nonce on the probe channel
+//! through the pool, and when that does not come back within the same time it drops the
+//! connection and listens again on a new one, with backoff while that fails. Each listener
+//! connection comes from a pool of its own (one connection): dropping a listener runs
+//! `UNLISTEN` on its connection in the background, which on a dead connection hangs until
+//! the kernel gives up, and must not hold a slot of the store's pool meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +43,9 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::blocks::BlockCache;
 use crate::channels::Channels;
 use crate::error::Result;
+use crate::kept::ListenedCaches;
 use crate::read;
 use crate::signals::SignalSinks;
 
@@ -75,7 +75,8 @@ pub(crate) struct Feed {
     pool: PgPool,
     channels: Channels,
     signals: SignalSinks,
-    blocks: Arc<BlockCache>,
+    /// The caches kept right by the listener's notifications (blocks, revocations).
+    caches: ListenedCaches,
     /// The last position dispatched (mirrors `State::last` for the listener).
     dispatched: Arc<AtomicU64>,
     state: Mutex<State>,
@@ -90,7 +91,7 @@ impl Feed {
         pool: PgPool,
         channels: Channels,
         signals: SignalSinks,
-        blocks: Arc<BlockCache>,
+        caches: ListenedCaches,
         wake: Arc<Notify>,
         probe: Duration,
     ) -> Arc<Self> {
@@ -98,7 +99,7 @@ impl Feed {
             pool,
             channels,
             signals,
-            blocks,
+            caches,
             dispatched: Arc::new(AtomicU64::new(0)),
             state: Mutex::new(State::default()),
             wake,
@@ -128,7 +129,7 @@ impl Feed {
                     pool: self.pool.clone(),
                     channels: self.channels.clone(),
                     signals: self.signals.clone(),
-                    blocks: self.blocks.clone(),
+                    caches: self.caches.clone(),
                     dispatched: self.dispatched.clone(),
                     wake: Arc::downgrade(&self.wake),
                     probe: self.probe,
@@ -279,7 +280,7 @@ struct Listening {
     pool: PgPool,
     channels: Channels,
     signals: SignalSinks,
-    blocks: Arc<BlockCache>,
+    caches: ListenedCaches,
     dispatched: Arc<AtomicU64>,
     wake: Weak<Notify>,
     /// How often the connection is probed, and how long a probe may take to come back.
@@ -288,20 +289,26 @@ struct Listening {
     nonce: String,
 }
 
-/// Listens for the log's heads, signals and block changes; after a lost connection it
-/// listens again on a new one (the tailer catches up meanwhile, the block cache is off),
-/// waiting longer after each failure in a row.
+/// Listens for the log's heads, signals and the caches' changes (blocks, revocations);
+/// after a lost connection it listens again on a new one (the tailer catches up meanwhile,
+/// the caches are off, so their questions go to the database), waiting longer after each
+/// failure in a row.
 async fn listen(to: Listening) {
     let mut backoff = FIRST_BACKOFF;
+    let set_listening = |listening| {
+        for (_, cache) in &to.caches {
+            cache.set_listening(listening);
+        }
+    };
     loop {
         if let Some(listener) = connect_listener(&to).await {
-            to.blocks.set_listening(true);
+            set_listening(true);
             if let Some(wake) = to.wake.upgrade() {
                 // Anything committed before this LISTEN took effect is read now.
                 wake.notify_one();
             }
             let ended = receive(&to, listener).await;
-            to.blocks.set_listening(false);
+            set_listening(false);
             match ended {
                 Ended::FeedGone => return,
                 // It worked for a while: the next attempt starts from the first wait.
@@ -319,8 +326,9 @@ async fn listen(to: Listening) {
 
 /// A listening connection, from a pool of its own (see the module docs).
 async fn connect_listener(to: &Listening) -> Option<PgListener> {
-    let channels =
-        [to.channels.log.as_str(), &to.channels.signal, &to.channels.blocks, &to.channels.probe];
+    let fixed = [to.channels.log.as_str(), &to.channels.signal, &to.channels.probe];
+    let channels: Vec<&str> =
+        fixed.into_iter().chain(to.caches.iter().map(|(channel, _)| channel.as_str())).collect();
     let own = PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(to.pool.options().get_acquire_timeout())
@@ -391,8 +399,8 @@ async fn receive(to: &Listening, mut listener: PgListener) -> Ended {
                     for sink in sinks.iter().filter_map(Weak::upgrade) {
                         sink.receive(notification.payload());
                     }
-                } else if channel == to.channels.blocks {
-                    to.blocks.forget_notified(notification.payload());
+                } else if let Some((_, cache)) = to.caches.iter().find(|(c, _)| c == channel) {
+                    cache.forget_notified(notification.payload());
                 } else if channel == to.channels.probe {
                     if probing && notification.payload() == to.nonce {
                         probing = false;

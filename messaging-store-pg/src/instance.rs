@@ -1,9 +1,9 @@
 //! What one store object runs, and how it starts and stops as a whole.
 //!
 //! A [`PgStore`](crate::PgStore) is a cheap handle on one [`Instance`]: its pool, its
-//! batching writer, its feed (the log tailer and the listener), the block cache, the
-//! signal sinks of its fan-outs and the presences it made. Several instances on one
-//! database are several processes as far as delivery goes (see `feed.rs`).
+//! batching writer, its feed (the log tailer and the listener), the block and revocation
+//! caches, the signal sinks of its fan-outs and the presences it made. Several instances on
+//! one database are several processes as far as delivery goes (see `feed.rs`).
 //!
 //! Stopping has two paths. [`Instance::close`] stops every task in order and waits for
 //! each: the writer first (everything queued commits and is answered), then the presences
@@ -25,8 +25,10 @@ use crate::blocks::BlockCache;
 use crate::channels::Channels;
 use crate::error::{Result, closed};
 use crate::feed::Feed;
+use crate::kept::Listened;
 use crate::options::PgOptions;
 use crate::presence::PgPresence;
+use crate::revocations::RevocationCache;
 use crate::schema;
 use crate::signals::SignalSinks;
 use crate::writer::{Writer, WriterLimits};
@@ -39,6 +41,7 @@ pub(crate) struct Instance {
     pub(crate) schema: String,
     pub(crate) signals: SignalSinks,
     pub(crate) blocks: Arc<BlockCache>,
+    pub(crate) revocations: Arc<RevocationCache>,
     /// This instance's id on the signal channel (its own signals come back to it).
     pub(crate) id: Uuid,
     /// The presences made over this store, for their goodbye at close. Weak: a presence
@@ -80,11 +83,16 @@ impl Instance {
         let channels = Channels::of(&schema);
         let signals = SignalSinks::default();
         let blocks = Arc::new(BlockCache::new(options.block_cache_ttl));
+        let revocations = Arc::new(RevocationCache::new(options.revocation_cache_ttl));
+        let caches: Vec<(String, Arc<dyn Listened>)> = vec![
+            (channels.blocks.clone(), blocks.clone()),
+            (channels.revocations.clone(), revocations.clone()),
+        ];
         let feed = Feed::new(
             pool.clone(),
             channels.clone(),
             signals.clone(),
-            blocks.clone(),
+            caches,
             Arc::new(Notify::new()),
             options.listener_probe,
         );
@@ -97,6 +105,7 @@ impl Instance {
             schema,
             signals,
             blocks,
+            revocations,
             id: Uuid::now_v7(),
             presences: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),

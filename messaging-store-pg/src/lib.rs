@@ -36,12 +36,14 @@ mod error;
 mod event_rows;
 mod feed;
 mod instance;
+mod kept;
 mod lists;
 mod log_batch;
 mod options;
 pub mod presence;
 mod reactions;
 mod read;
+mod revocations;
 mod schema;
 mod settings;
 pub mod signals;
@@ -417,6 +419,28 @@ impl SocialStore for PgStore {
 
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
         Ok(read::last_seen(&self.inner.live()?.pool, users).await?)
+    }
+
+    async fn revoke(&self, user: UserId, at: Timestamp) -> Result<()> {
+        let inner = self.inner.live()?;
+        inner.writer.submit((user, at), Change::Revoke).await?;
+        inner.revocations.forget(user);
+        Ok(())
+    }
+
+    /// Answered from memory while that is safe (see `revocations.rs`): a revocation made
+    /// through this store object is seen at once; one made through another is seen once
+    /// its notification arrives, and within `PgOptions::revocation_cache_ttl` at worst.
+    async fn revoked_at(&self, user: UserId) -> Result<Option<Timestamp>> {
+        let inner = self.inner.live()?;
+        match inner.revocations.get(user) {
+            Ok(at) => Ok(at),
+            Err(ticket) => {
+                let at = read::revoked_at(&inner.pool, user).await?;
+                inner.revocations.keep(ticket, user, at);
+                Ok(at)
+            }
+        }
     }
 }
 

@@ -32,6 +32,10 @@ pub struct PgOptions {
     /// How long an answer about blocks is kept (default 30 s): the bound on how late a
     /// block made elsewhere is enforced here when its notification was lost.
     pub block_cache_ttl: Duration,
+    /// How long an answer about a user's revocation is kept (default 30 s): the bound on
+    /// how late a revocation made elsewhere is seen here when its notification was lost
+    /// unnoticed (see `SocialStore::revoked_at`).
+    pub revocation_cache_ttl: Duration,
     /// How often the listener checks its connection (default 5 s): it notifies itself and
     /// reconnects (catching up from its last position) when that does not come back within
     /// the same time.
@@ -49,6 +53,7 @@ impl Default for PgOptions {
             statement_timeout: Duration::from_secs(3),
             acquire_timeout: Duration::from_secs(2),
             block_cache_ttl: Duration::from_secs(30),
+            revocation_cache_ttl: Duration::from_secs(30),
             listener_probe: Duration::from_secs(5),
         }
     }
@@ -102,6 +107,13 @@ impl PgOptions {
     #[must_use]
     pub fn block_cache_ttl(mut self, ttl: Duration) -> Self {
         self.block_cache_ttl = ttl;
+        self
+    }
+
+    /// Sets how long answers about revocations are kept.
+    #[must_use]
+    pub fn revocation_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.revocation_cache_ttl = ttl;
         self
     }
 

@@ -267,6 +267,16 @@ pub(crate) async fn last_seen(pool: &PgPool, users: &[UserId]) -> Result<Vec<(Us
         .map_err(Into::into)
 }
 
+/// The time of `user`'s latest revocation (one primary-key lookup), `None` when they have
+/// none.
+pub(crate) async fn revoked_at(pool: &PgPool, user: UserId) -> Result<Option<Timestamp>> {
+    let at: Option<i64> = sqlx::query_scalar("SELECT at FROM revocations WHERE user_id = $1")
+        .bind(user.as_uuid())
+        .fetch_optional(pool)
+        .await?;
+    Ok(at.map(Timestamp::from_millis))
+}
+
 /// The users `blocker` blocks, ascending, strictly after `after`, at most `limit`: a range
 /// of the `blocks` primary key (the keyset variants are separate statements, each with its
 /// own plan).

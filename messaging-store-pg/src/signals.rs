@@ -1,10 +1,12 @@
-//! Ephemeral signals (typing, presence) between instances.
+//! Ephemeral signals (typing, presence, revoked tokens) between instances.
 //!
 //! [`PgFanout`] is the in-process [`Hub`] plus NOTIFY: a signal is delivered to this
 //! process's sessions at once and published on the schema's signal channel; every other
 //! instance's listener delivers it to its own sessions. Signals are never stored, so one
-//! lost with a dropped listener connection is simply not shown (typing expires anyway, and
-//! presence is read again with the `presence` operation).
+//! lost with a dropped listener connection is simply not shown (typing expires anyway,
+//! presence is read again with the `presence` operation, and a revoked user's sessions
+//! end at their transport's next check of `revoked_at`, which goes to the database while
+//! the listener is away; see `revocations.rs`).
 
 use std::sync::Arc;
 
@@ -110,6 +112,7 @@ fn encode(instance: Uuid, signal: &Signal, audience: &[UserId]) -> String {
             "o": p.online,
             "l": p.last_seen.map(Timestamp::as_millis),
         }),
+        Signal::Revoked { user_id } => json!({ "t": "revoked", "u": user_id.to_string() }),
         _ => json!({ "t": "unknown" }),
     };
     json!({ "i": instance.to_string(), "a": audience, "b": body }).to_string()
@@ -142,6 +145,7 @@ fn decode(payload: &str) -> Option<(Uuid, Signal, Vec<UserId>)> {
             online: body.get("o")?.as_bool()?,
             last_seen: body.get("l")?.as_i64().map(Timestamp::from_millis),
         }),
+        "revoked" => Signal::Revoked { user_id: user },
         _ => return None,
     };
     Some((instance, signal, audience))
@@ -167,6 +171,7 @@ mod tests {
                 online: false,
                 last_seen: Some(Timestamp::now()),
             }),
+            Signal::Revoked { user_id: UserId::new() },
         ] {
             let payload = encode(instance, &signal, &audience);
             assert!(payload.len() < 8000);

@@ -315,3 +315,29 @@ pub(crate) async fn set_last_seen(
     .await?;
     Ok(Ok(()))
 }
+
+/// Stores the later of `user`'s stored revocation time and `at` (a revocation never moves
+/// backwards; concurrent ones from any instance keep the latest, the upsert locking the
+/// row) and tells every instance to forget what it kept about the user (see
+/// `revocations.rs`); the notification goes out at commit.
+pub(crate) async fn revoke(
+    conn: &mut PgConnection,
+    user: UserId,
+    at: Timestamp,
+    channel: &str,
+) -> Step<()> {
+    sqlx::query(
+        "INSERT INTO revocations (user_id, at) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET at = GREATEST(revocations.at, excluded.at)",
+    )
+    .bind(user.as_uuid())
+    .bind(at.as_millis())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(crate::revocations::payload(user))
+        .execute(&mut *conn)
+        .await?;
+    Ok(Ok(()))
+}

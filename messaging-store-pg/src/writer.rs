@@ -430,6 +430,10 @@ impl WriterLoop {
                     let (user, at) = last_seen.request;
                     last_seen.set(write::set_last_seen(conn, user, at).await?);
                 }
+                Change::Revoke(revoke) => {
+                    let (user, at) = revoke.request;
+                    revoke.set(write::revoke(conn, user, at, &self.channels.revocations).await?);
+                }
                 Change::Probe(probe) => probe.set(write::probe(conn).await?),
             }
         }

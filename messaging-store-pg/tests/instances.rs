@@ -3,7 +3,8 @@
 //! Several processes on one database: each `PgStore` object is one instance with its own
 //! writer, log tailer and listener. A session on instance A receives, in order, what
 //! instance B writes, also after A's listener connection was killed and re-established,
-//! every kind of event included (reactions, member settings, metadata, receipt times).
+//! every kind of event included (reactions, member settings, metadata, receipt times);
+//! signals, blocks and revocations cross too.
 
 mod support;
 
@@ -341,4 +342,41 @@ async fn a_block_on_one_instance_holds_on_another() {
     })
     .await;
     assert!(allowed.is_ok(), "and allows them again after the unblock");
+}
+
+/// A revocation made on instance A reaches the user's sessions on instance B (the
+/// `revoked` signal, through NOTIFY) and no other user's; and B, which kept its answer
+/// about the user, refuses their tokens by the time the signal arrives (the revocations
+/// notification is committed, and so delivered, before the signal's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_instance_ends_sessions_and_tokens_on_another() {
+    let Some(url) = support::fresh_database().await else { return };
+    let (a, b) = (instance_with_signals(&url).await, instance_with_signals(&url).await);
+    let admin = sqlx::PgPool::connect(&url).await.expect("admin pool");
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let mut alice_on_b = b.connect(alice).await.expect("connect");
+    let mut bob_on_b = b.connect(bob).await.expect("connect");
+    support::wait_for_listeners(&admin, 2).await;
+    for _ in 0..3 {
+        // Kept by B (its listener is up): only the notification can make it forget.
+        assert!(b.token_accepted(alice, None).await.expect("token_accepted"));
+    }
+
+    let at = a.service().revoke(alice).await.expect("revoke");
+    match support::next_signal(&mut alice_on_b).await {
+        Signal::Revoked { user_id } => assert_eq!(user_id, alice),
+        other => panic!("expected revoked, got {}", other.name()),
+    }
+    let second = at.as_millis().div_euclid(1000);
+    assert!(!b.token_accepted(alice, None).await.expect("token_accepted"), "no iat");
+    assert!(!b.token_accepted(alice, Some(second)).await.expect("token_accepted"), "B refuses");
+    assert!(b.token_accepted(alice, Some(second + 1)).await.expect("token_accepted"));
+    assert!(b.token_accepted(bob, None).await.expect("token_accepted"), "bob unaffected");
+
+    // A barrier: bob's own revocation is the first signal his session gets.
+    a.service().revoke(bob).await.expect("revoke bob");
+    match support::next_signal(&mut bob_on_b).await {
+        Signal::Revoked { user_id } => assert_eq!(user_id, bob, "alice's did not reach bob"),
+        other => panic!("expected revoked, got {}", other.name()),
+    }
 }

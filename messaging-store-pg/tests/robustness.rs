@@ -1,7 +1,8 @@
 //! Hardening of the PostgreSQL store (issue #12): statements bounded by
 //! `statement_timeout`, writes whose caller left never committed late, blocks bounded per
-//! user, log events of unknown kinds skipped, answers about blocks that expire, and a
-//! listener that notices a dead connection and listens again.
+//! user, log events of unknown kinds skipped, answers about blocks and revocations that
+//! expire, revocations read again after the listener reconnects, and a listener that
+//! notices a dead connection and listens again.
 //!
 //! Each case runs on a fresh database cloned from the migrated template (see `support`).
 
@@ -17,6 +18,7 @@ use messaging_core::fanout::Push;
 use messaging_core::id::{ConversationId, UserId};
 use messaging_core::model::{Event, Signal, TypingState};
 use messaging_core::store::{EventLog, MessageStore, SocialStore, StoreHealth};
+use messaging_core::time::Timestamp;
 use messaging_core::{Limits, Messenger, SendMessage, Session};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::PgPool;
@@ -311,6 +313,79 @@ async fn kept_answers_about_blocks_expire() {
     })
     .await;
     assert!(refused, "the block is enforced once the kept answer expired");
+}
+
+// -------------------------------------------------------------------- revocation cache
+
+/// Writes a revocation of `user` by hand, as nothing of this crate would: no notification.
+async fn revoke_silently(admin: &PgPool, user: UserId) {
+    sqlx::query("INSERT INTO messaging.revocations (user_id, at) VALUES ($1, $2)")
+        .bind(user.as_uuid())
+        .bind(Timestamp::now().as_millis())
+        .execute(admin)
+        .await
+        .expect("a revocation nobody was told about");
+}
+
+/// Whether `user`'s tokens without `iat` are refused on `m` within `within`.
+async fn refused_within(m: &Messenger, user: UserId, within: Duration) -> bool {
+    support::eventually(within, || async {
+        !m.token_accepted(user, None).await.expect("token_accepted")
+    })
+    .await
+}
+
+/// An answer about a revocation is kept (a revocation written without a notification is
+/// not seen at once), at most `revocation_cache_ttl`: then the revocation is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_answers_about_revocations_expire() {
+    let Some(url) = support::fresh_database().await else { return };
+    let store = PgStore::connect(&url, options().revocation_cache_ttl(Duration::from_secs(3)))
+        .await
+        .expect("connect");
+    let m = Messenger::new(Arc::new(store)).await.expect("messenger");
+    let admin = admin(&url).await;
+    let alice = UserId::new();
+    let _alice = m.connect(alice).await.expect("connect");
+    // Answers are kept only while the listener listens.
+    support::wait_for_listeners(&admin, 1).await;
+    assert!(m.token_accepted(alice, None).await.expect("token_accepted"), "not revoked");
+    revoke_silently(&admin, alice).await;
+    assert!(
+        m.token_accepted(alice, None).await.expect("token_accepted"),
+        "the kept answer serves until it expires (or a notification says otherwise)"
+    );
+    assert!(
+        refused_within(&m, alice, Duration::from_secs(15)).await,
+        "the revocation is seen once the kept answer expired"
+    );
+}
+
+/// A revocation whose notification this instance could not hear (written while its
+/// listener was gone) is seen once the listener is back, long before the answers' time to
+/// live: the cache is emptied when the listener stops and again when it listens, so the
+/// heartbeat's check of a session goes to the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_are_read_again_after_the_listener_reconnects() {
+    let Some(url) = support::fresh_database().await else { return };
+    let long = Duration::from_secs(600);
+    let store =
+        PgStore::connect(&url, options().revocation_cache_ttl(long)).await.expect("connect");
+    let m = Messenger::new(Arc::new(store)).await.expect("messenger");
+    let admin = admin(&url).await;
+    let alice = UserId::new();
+    let _alice = m.connect(alice).await.expect("connect");
+    support::wait_for_listeners(&admin, 1).await;
+    assert!(m.token_accepted(alice, None).await.expect("token_accepted"), "kept: not revoked");
+
+    assert_eq!(support::terminate_listeners(&admin).await, [true], "the listener");
+    revoke_silently(&admin, alice).await;
+    assert!(
+        refused_within(&m, alice, Duration::from_secs(10)).await,
+        "read from the database again once the listener was lost"
+    );
+    support::wait_for_listeners(&admin, 1).await;
+    assert!(!m.token_accepted(alice, None).await.expect("token_accepted"), "and after");
 }
 
 // --------------------------------------------------------------------------- listener

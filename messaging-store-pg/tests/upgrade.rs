@@ -17,7 +17,7 @@ use messaging_core::model::{
 };
 use messaging_core::store::{
     ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
-    SearchQuery,
+    SearchQuery, SocialStore,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{Messenger, SendMessage};
@@ -380,4 +380,112 @@ async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_cont
     let metadata = Some(serde_json::json!({"order": 12}));
     let updated = messenger.service().set_metadata(y, metadata.clone()).await.expect("metadata");
     assert_eq!(updated.metadata, metadata);
+}
+
+/// Version 6 adds the revocations table: the data of a version 5 database (a conversation
+/// with a reacted reply, a receipt, a member's settings, metadata, a block, a last-seen
+/// time), written by that version's migrations and read back after the upgrade, is intact;
+/// nobody is revoked; and revocations work on the upgraded database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_5_data_is_intact_and_revocations_start_empty() {
+    let Some(url) = support::empty_database().await else { return };
+    let mut conn = migrated_to(&url, 5).await;
+
+    // As version 5 wrote them. Every statement gets the same binds: $1 alice, $2 bob,
+    // $3 the conversation, $4 and $5 the messages.
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let conversation = ConversationId::new();
+    let (first, second) = (MessageId::new(), MessageId::new());
+    let statements = [
+        "INSERT INTO conversations (id, user_lo, user_hi, context, created_at, last_seq, \
+           last_message_at, metadata) \
+         VALUES ($3, LEAST($1, $2), GREATEST($1, $2), 'order:1', 1000, 2, 3000, '{\"n\": 1}')",
+        "INSERT INTO members (user_id, conversation_id, peer_id, read_seq, read_at, \
+           muted_until) VALUES ($1, $3, $2, 2, 4000, NULL), ($2, $3, $1, 0, NULL, 99000000)",
+        "INSERT INTO activity (user_id, conversation_id, at, archived, context) VALUES \
+         ($1, $3, 3000, true, CASE WHEN $1 < $2 THEN 'order:1' END), \
+         ($2, $3, 3000, false, CASE WHEN $2 < $1 THEN 'order:1' END)",
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at, words, \
+           attachments, reply_to_seq, reactions) VALUES \
+         ($4, $3, 1, $1, 'hello', 2000, to_tsvector('simple', 'hello'), '[]', NULL, '[]'), \
+         ($5, $3, 2, $2, 'a reply', 3000, to_tsvector('simple', 'a reply'), \
+           '[{\"url\": \"https://cdn.example.com/a.png\", \"mime\": \"image/png\"}]', 1, \
+           jsonb_build_array(jsonb_build_object('emoji', 'ok', 'user_ids', \
+             jsonb_build_array($1::text))))",
+        "INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, at, \
+           audience) VALUES \
+         (1, 1, $3, NULL, NULL, NULL, NULL, ARRAY[$1, $2]::uuid[]), \
+         (2, 2, $3, $4, NULL, NULL, NULL, ARRAY[$1, $2]::uuid[]), \
+         (3, 2, $3, $5, NULL, NULL, NULL, ARRAY[$1, $2]::uuid[]), \
+         (4, 5, $3, NULL, $1, 2, 4000, ARRAY[$1, $2]::uuid[])",
+        "INSERT INTO event_audience (user_id, position) \
+         SELECT u, p FROM UNNEST(ARRAY[$1, $2]::uuid[]) u, generate_series(1, 4) p",
+        "UPDATE log_head SET position = 4",
+        "INSERT INTO blocks (blocker, blocked) VALUES ($2, $1)",
+        "INSERT INTO last_seen (user_id, at) VALUES ($1, 5000)",
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(alice.as_uuid())
+            .bind(bob.as_uuid())
+            .bind(conversation.as_uuid())
+            .bind(first.as_uuid())
+            .bind(second.as_uuid())
+            .execute(&mut conn)
+            .await
+            .expect("version 5 rows");
+    }
+    conn.close().await.expect("close");
+
+    let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
+    let history = store.history(conversation, HistoryWindow::Latest, 10).await.expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!((history[0].id, history[0].body.as_str()), (first, "hello"));
+    let reply = &history[1];
+    assert_eq!((reply.id, reply.reply_to_seq, reply.sender_id), (second, Some(1), Some(bob)));
+    assert_eq!(reply.attachments.len(), 1, "{reply:?}");
+    assert_eq!(reply.attachments[0].url, "https://cdn.example.com/a.png");
+    assert_eq!(reply.reactions.len(), 1, "{reply:?}");
+    assert_eq!(
+        (reply.reactions[0].emoji.as_str(), &reply.reactions[0].user_ids[..]),
+        ("ok", &[alice][..])
+    );
+    let mine = store.summary(alice, conversation).await.expect("summary").expect("a member");
+    assert_eq!((mine.read_seq, mine.archived), (2, true));
+    assert_eq!(mine.conversation.metadata, Some(serde_json::json!({"n": 1})));
+    assert_eq!(mine.conversation.context.as_deref(), Some("order:1"));
+    let bobs = store.summary(bob, conversation).await.expect("summary").expect("a member");
+    assert_eq!(bobs.muted_until, Some(Timestamp::from_millis(99_000_000)));
+    assert_eq!((bobs.peer_read_seq, bobs.peer_read_at), (2, Some(Timestamp::from_millis(4000))));
+    assert!(store.is_blocked_between(alice, bob).await.expect("blocked"));
+    assert_eq!(store.blocks(bob, None, 10).await.expect("blocks"), [alice]);
+    assert_eq!(
+        store.last_seen(&[alice, bob]).await.expect("last seen"),
+        [(alice, Timestamp::from_millis(5000))]
+    );
+    let names: Vec<&str> = store
+        .read_events(bob, 0, 4, 10)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.event.name())
+        .collect();
+    assert_eq!(
+        names,
+        ["conversation.created", "message.created", "message.created", "receipt.read"]
+    );
+    for user in [alice, bob] {
+        assert_eq!(store.revoked_at(user).await.expect("revoked_at"), None, "nobody revoked");
+    }
+
+    // Revocations work on the upgraded database, and outlive the store object.
+    let messenger = Messenger::new(store.clone()).await.expect("messenger");
+    let at = messenger.service().revoke(bob).await.expect("revoke");
+    assert_eq!(store.revoked_at(bob).await.expect("revoked_at"), Some(at));
+    assert!(!messenger.token_accepted(bob, None).await.expect("token_accepted"));
+    store.close().await.expect("close");
+    let again = PgStore::connect(&url, PgOptions::default()).await.expect("reconnect");
+    assert_eq!(again.revoked_at(bob).await.expect("revoked_at"), Some(at));
+    assert_eq!(again.revoked_at(alice).await.expect("revoked_at"), None);
+    again.close().await.expect("close");
 }

@@ -20,7 +20,11 @@
 //! ```
 //!
 //! One process writes a database file at a time: log positions are assigned by the
-//! writer thread in memory.
+//! writer thread in memory. The same holds for what is asked on every send or request:
+//! the blocks are held in memory, and the revocations asked about are kept there, both
+//! updated by the writer thread as their writes commit, so a change made through the
+//! store is seen by the next call; one written into the file by other means is seen only
+//! after reopening.
 //!
 //! ## Durability
 //!
@@ -68,6 +72,7 @@
 //   search_index  the full-text index file and its indexer thread
 //   checkpointer  WAL checkpoints on their own thread
 //   blocks        the blocks, held in memory
+//   revocations   the revocations asked about, kept in memory
 //   schema        the migration ladder
 //   files         who may read the store's files
 //   codec         rows to and from the core model
@@ -79,6 +84,7 @@ mod codec;
 mod error;
 mod files;
 mod read;
+mod revocations;
 mod schema;
 mod search_index;
 mod vocab;
@@ -109,6 +115,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::blocks::BlockSet;
 use crate::error::StoreResult;
 use crate::read::ReadPool;
+use crate::revocations::Revocations;
 use crate::search_index::SearchIndex;
 use crate::writer::Writer;
 
@@ -188,7 +195,9 @@ impl SqliteOptions {
 /// the last one and checkpoints the WAL into the file (a read-only connection cannot).
 /// [`SqliteStore::close`] closes them in the same order.
 struct Inner {
-    blocks: BlockSet,
+    /// Shared with the writer thread, which updates them as blocks and revocations commit.
+    blocks: Arc<BlockSet>,
+    revocations: Arc<Revocations>,
     readers: ReadPool,
     // Whatever the indexer has not reached when it stops is indexed at the next open.
     search: SearchIndex,
@@ -315,7 +324,7 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> StoreResult<Inner> {
     schema::migrate(&mut conn)?;
     let head = read::head(&conn)?;
     let indexed_upto = read::audience_indexed_upto(&conn)?;
-    let blocks = BlockSet::load(&conn)?;
+    let blocks = Arc::new(BlockSet::load(&conn)?);
     let search_path = search_index::path_beside(&path);
     let (search_conn, search_upto) =
         search_index::open(&search_path, read::instance(&conn)?, head)?;
@@ -332,7 +341,15 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> StoreResult<Inner> {
         options.max_batch,
         search.shared(),
     )?;
-    Ok(Inner { blocks, readers, search, writer, path, closing: tokio::sync::Mutex::new(()) })
+    Ok(Inner {
+        blocks,
+        revocations: Arc::default(),
+        readers,
+        search,
+        writer,
+        path,
+        closing: tokio::sync::Mutex::new(()),
+    })
 }
 
 #[async_trait]
@@ -482,15 +499,25 @@ impl EventLog for SqliteStore {
 #[async_trait]
 impl SocialStore for SqliteStore {
     async fn block(&self, blocker: UserId, blocked: UserId, max_blocks: usize) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::block(ctx, blocker, blocked, max_blocks)).await?;
-        self.inner.blocks.set(blocker, blocked, true);
-        Ok(())
+        let blocks = self.inner.blocks.clone();
+        self.inner
+            .writer
+            .write_then(
+                move |ctx| write::block(ctx, blocker, blocked, max_blocks),
+                move |()| blocks.set(blocker, blocked, true),
+            )
+            .await
     }
 
     async fn unblock(&self, blocker: UserId, blocked: UserId) -> Result<()> {
-        self.inner.writer.write(move |ctx| write::unblock(ctx, blocker, blocked)).await?;
-        self.inner.blocks.set(blocker, blocked, false);
-        Ok(())
+        let blocks = self.inner.blocks.clone();
+        self.inner
+            .writer
+            .write_then(
+                move |ctx| write::unblock(ctx, blocker, blocked),
+                move |()| blocks.set(blocker, blocked, false),
+            )
+            .await
     }
 
     async fn is_blocked_between(&self, a: UserId, b: UserId) -> Result<bool> {
@@ -515,6 +542,31 @@ impl SocialStore for SqliteStore {
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
         let users = users.to_vec();
         self.read(move |conn| read::last_seen(conn, &users)).await
+    }
+
+    async fn revoke(&self, user: UserId, at: Timestamp) -> Result<()> {
+        let revocations = self.inner.revocations.clone();
+        self.inner
+            .writer
+            .write_then(
+                move |ctx| write::revoke(ctx, user, at),
+                move |stored| revocations.committed(user, *stored),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn revoked_at(&self, user: UserId) -> Result<Option<Timestamp>> {
+        // Often answered from memory, so the closed store is noticed here.
+        self.inner.writer.ensure_open()?;
+        match self.inner.revocations.get(user) {
+            Ok(at) => Ok(at),
+            Err(ticket) => {
+                let at = self.read(move |conn| read::revoked_at(conn, user)).await?;
+                self.inner.revocations.keep(ticket, user, at);
+                Ok(at)
+            }
+        }
     }
 }
 

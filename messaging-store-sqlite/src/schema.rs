@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_activity_bucket.sql"),
     include_str!("../migrations/0004_conversation_numbers.sql"),
     include_str!("../migrations/0005_richer_messages.sql"),
+    include_str!("../migrations/0006_revocations.sql"),
 ];
 
 /// The schema version this build writes.

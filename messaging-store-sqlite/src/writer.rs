@@ -34,6 +34,11 @@
 //! answer bound fired) before the writer starts it is dropped unrun: it is never committed
 //! after its caller was told it failed.
 //!
+//! State kept in memory beside the file (the blocks, the revocations) follows the commits
+//! through a hook a job may carry (`Writer::write_then`): it runs with the job's answer on
+//! this thread after the commit and before the reply, so it follows even a commit whose
+//! caller stopped waiting after the writer took the job.
+//!
 //! Nothing stops the thread but the store closing (`Writer::stop_taking`, or dropping the
 //! `Writer`), and the jobs queued before that are committed and answered first. A batch
 //! that cannot commit (a full or failing disk, a lock held elsewhere) answers every job
@@ -121,10 +126,14 @@ pub(crate) trait Job: Send {
     fn abandoned(&self) -> bool;
 }
 
+/// What runs on the writer thread with a job's answer once its batch committed.
+type OnCommit<T> = Box<dyn FnOnce(&T) + Send>;
+
 struct FnJob<T, F> {
     work: F,
     outcome: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
+    committed: Option<OnCommit<T>>,
 }
 
 impl<T, F> Job for FnJob<T, F>
@@ -147,6 +156,9 @@ where
             (Ok(()), Some(outcome)) => outcome,
             (Ok(()), None) => Err(Error::unavailable("the write was not run")),
         };
+        if let (Ok(value), Some(committed)) = (&outcome, self.committed) {
+            committed(value);
+        }
         let _ = self.reply.send(outcome);
     }
 
@@ -245,12 +257,36 @@ impl Writer {
         T: Send + 'static,
         F: FnMut(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.submit(work, None).await
+    }
+
+    /// As [`Writer::write`], and once the batch committed `committed` runs with the job's
+    /// answer, on the writer thread, before the reply: for state kept in memory beside the
+    /// file (blocks, revocations), which then follows every commit, even one whose caller
+    /// stopped waiting after the writer took its job.
+    pub(crate) async fn write_then<T, F>(
+        &self,
+        work: F,
+        committed: impl FnOnce(&T) + Send + 'static,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(work, Some(Box::new(committed))).await
+    }
+
+    async fn submit<T, F>(&self, work: F, committed: Option<OnCommit<T>>) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut WriteCtx<'_>) -> StoreResult<T> + Send + 'static,
+    {
         self.ensure_open()?;
         if self.health.is_broken() {
             return Err(broken());
         }
         let (reply, rx) = oneshot::channel();
-        let job = Box::new(FnJob { work, outcome: None, reply });
+        let job = Box::new(FnJob { work, outcome: None, reply, committed });
         self.send(Command::Job(job)).await?;
         rx.await.map_err(|_| self.stopped())?
     }

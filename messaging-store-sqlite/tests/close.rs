@@ -28,7 +28,7 @@ fn beside(path: &Path, suffix: &str) -> PathBuf {
 }
 
 /// One call of every kind the store serves (writes, reads, the search index, the in-memory
-/// blocks, the feed), and the messenger's, by name.
+/// blocks and revocations, the feed), and the messenger's, by name.
 fn every_call<'a>(
     store: &'a SqliteStore,
     messenger: &'a Messenger,
@@ -44,6 +44,7 @@ fn every_call<'a>(
         ),
         ("block", Box::pin(async move { store.block(alice, bob, 10).await })),
         ("probe_commit", Box::pin(async move { store.probe_commit().await })),
+        ("revoke", Box::pin(async move { store.revoke(alice, Timestamp::now()).await })),
         (
             "set_last_seen",
             Box::pin(async move { store.set_last_seen(alice, Timestamp::now()).await }),
@@ -137,6 +138,8 @@ async fn a_closed_store_refuses_every_call_and_reopens_with_its_data() {
         .unwrap()
         .message;
     messenger.mark_read(bob, c, 1).await.unwrap();
+    // Kept in memory from now on: refused after close all the same.
+    assert_eq!(store.revoked_at(alice).await.unwrap(), None);
 
     let other_clone = SqliteStore::clone(&store);
     other_clone.close().await.unwrap();

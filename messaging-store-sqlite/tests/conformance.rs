@@ -8,18 +8,27 @@
 
 use std::sync::Arc;
 
+use messaging_core::Store;
 use messaging_core::testkit::Fixture;
 use messaging_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
-/// A fresh store in its own temporary directory; failing to build one fails the test.
+/// A fresh store in its own temporary directory, which the cases that need it reopen (the
+/// store closed, the file opened again); failing to build one fails the test.
 #[allow(clippy::expect_used)]
 async fn fixture(synchronous: Synchronous) -> Fixture {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let options = SqliteOptions::default().synchronous(synchronous);
-    let store = SqliteStore::open_with(dir.path().join("m.db"), options)
-        .await
-        .expect("a fresh SQLite store");
-    Fixture::new(Arc::new(store)).with_guard(dir)
+    let path = dir.path().join("m.db");
+    let store = SqliteStore::open_with(&path, options.clone()).await.expect("a fresh SQLite store");
+    let first = store.clone();
+    Fixture::new(Arc::new(store)).with_guard(dir).with_reopen(move || {
+        let (first, path, options) = (first.clone(), path.clone(), options.clone());
+        async move {
+            first.close().await.expect("close the store");
+            let reopened = SqliteStore::open_with(&path, options).await.expect("reopen");
+            Arc::new(reopened) as Arc<dyn Store>
+        }
+    })
 }
 
 async fn full() -> Fixture {

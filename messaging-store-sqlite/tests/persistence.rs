@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use messaging_core::id::{MessageId, UserId};
-use messaging_core::model::{Attachment, Cursor, Event, Message, MessageKind, Receipt};
+use messaging_core::model::{
+    Attachment, Cursor, Event, Message, MessageKind, ReactionState, Receipt,
+};
+use messaging_core::store::SocialStore;
 use messaging_core::{ConversationsQuery, HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
@@ -281,6 +284,7 @@ async fn a_version_3_database_gets_conversation_numbers_and_searches() {
 /// edits, deletes, receipts; no reactions, settings or metadata).
 #[allow(clippy::unwrap_used, reason = "test helper")]
 fn back_to_version_4(conn: &rusqlite::Connection) {
+    back_to_version_5(conn);
     conn.execute_batch(
         "ALTER TABLE messages DROP COLUMN attachments; \
          ALTER TABLE messages DROP COLUMN reply_to_seq; \
@@ -300,6 +304,85 @@ fn back_to_version_4(conn: &rusqlite::Connection) {
          PRAGMA user_version = 4;",
     )
     .unwrap();
+}
+
+/// Undoes version 6 on a database the current build wrote, as a version 5 build leaves
+/// it: no revocations table. The data must be what a version 5 build could write (no
+/// revocations).
+#[allow(clippy::unwrap_used, reason = "test helper")]
+fn back_to_version_5(conn: &rusqlite::Connection) {
+    conn.execute_batch("DROP TABLE revocations; PRAGMA user_version = 5;").unwrap();
+}
+
+/// A database of schema version 5 with data of every kind a version 5 build wrote
+/// (messages with attachments, replies and reactions, receipts, settings, metadata,
+/// blocks, last-seen times) opens under the current schema with all of it intact, nobody
+/// revoked; revocations then work on the upgraded file and survive reopening it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_5_database_keeps_its_data_and_takes_revocations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v5.db");
+    let (alice, bob, carol) = (UserId::new(), UserId::new(), UserId::new());
+    let file = Attachment::new("https://cdn.example.com/a.png", "image/png");
+    let (c, history, summary, seen, log) = {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let messenger = Messenger::new(store.clone()).await.unwrap();
+        let first = messenger
+            .send(alice, SendMessage::to_peer(bob, Some("listing:1"), "harbour one"))
+            .await
+            .unwrap()
+            .message;
+        let c = first.conversation_id;
+        messenger
+            .send(bob, SendMessage::to_conversation(c, "").attachment(file).reply_to(1))
+            .await
+            .unwrap();
+        messenger.react(bob, first.id, "👍", ReactionState::Added).await.unwrap();
+        messenger.mark_read(bob, c, 1).await.unwrap();
+        messenger.archive(alice, c, true).await.unwrap();
+        messenger.service().set_metadata(c, Some(serde_json::json!({"n": 1}))).await.unwrap();
+        messenger.block(alice, carol).await.unwrap();
+        messenger.connect(carol).await.unwrap().close().await.unwrap();
+        let history = messenger.history(bob, c, HistoryQuery::default()).await.unwrap().messages;
+        let summary = messenger.conversation(alice, c).await.unwrap();
+        let seen = store.last_seen(&[carol]).await.unwrap();
+        assert_eq!(seen.len(), 1, "carol's last-seen time was written");
+        let session = messenger.connect(bob).await.unwrap();
+        let log = session.sync(Some(Cursor::at(0)), None).await.unwrap().events;
+        drop(session);
+        store.close().await.unwrap();
+        (c, history, summary, seen, log)
+    };
+    {
+        let conn = rusqlite_conn(&path);
+        back_to_version_5(&conn);
+    }
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let messenger = Messenger::new(store.clone()).await.unwrap();
+    let version: i64 =
+        rusqlite_conn(&path).query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(messenger.history(bob, c, HistoryQuery::default()).await.unwrap().messages, history);
+    assert_eq!(messenger.conversation(alice, c).await.unwrap(), summary);
+    assert_eq!(store.last_seen(&[carol]).await.unwrap(), seen);
+    assert_eq!(store.blocks(alice, None, 10).await.unwrap(), [carol]);
+    assert!(store.is_blocked_between(carol, alice).await.unwrap());
+    let session = messenger.connect(bob).await.unwrap();
+    assert_eq!(session.sync(Some(Cursor::at(0)), None).await.unwrap().events, log);
+    for user in [alice, bob, carol] {
+        assert_eq!(store.revoked_at(user).await.unwrap(), None, "nobody revoked");
+        assert!(messenger.token_accepted(user, None).await.unwrap());
+    }
+
+    let at = messenger.service().revoke(bob).await.unwrap();
+    assert_eq!(store.revoked_at(bob).await.unwrap(), Some(at));
+    assert!(!messenger.token_accepted(bob, None).await.unwrap());
+    drop((session, messenger));
+    store.close().await.unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.revoked_at(bob).await.unwrap(), Some(at), "kept across reopening");
+    assert_eq!(store.revoked_at(alice).await.unwrap(), None);
+    store.close().await.unwrap();
 }
 
 /// The names of `table`'s columns.

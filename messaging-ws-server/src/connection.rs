@@ -236,8 +236,9 @@ where
                     }
                 }
                 Step::Push(Ok(push)) => {
+                    let Some(frame) = frames::push(&push) else { continue };
                     self.settings.metrics.events_delivered.inc();
-                    if let Err(ending) = self.queue(frames::push(&push)) {
+                    if let Err(ending) = self.queue(frame) {
                         break ending;
                     }
                 }

@@ -109,15 +109,16 @@ pub(crate) fn event_data(event: &Event) -> Bytes {
     encode(&EventData::of(event))
 }
 
-/// The `data` of an ephemeral event.
-pub(crate) fn signal_data(signal: &Signal) -> Bytes {
-    encode(&SignalData::of(signal))
+/// The `data` of an ephemeral event; `None` for a signal that is no frame (`revoked`).
+pub(crate) fn signal_data(signal: &Signal) -> Option<Bytes> {
+    SignalData::of(signal).map(|data| encode(&data))
 }
 
-/// A push, encoded once per event and shared by every session that receives it.
-pub(crate) fn push(push: &Push) -> Bytes {
+/// A push, encoded once per event and shared by every session that receives it; `None`
+/// for a signal that is no frame (`revoked`).
+pub(crate) fn push(push: &Push) -> Option<Bytes> {
     match push {
-        Push::Event(event) => durable(event),
+        Push::Event(event) => Some(durable(event)),
         Push::Signal(signal) => ephemeral(signal),
     }
 }
@@ -126,16 +127,17 @@ fn durable(event: &Shared<LoggedEvent>) -> Bytes {
     event.encoded(|logged| encode(&SyncedEvent::of(logged)))
 }
 
-fn ephemeral(signal: &Shared<Signal>) -> Bytes {
-    signal.encoded(|signal| {
+fn ephemeral(signal: &Shared<Signal>) -> Option<Bytes> {
+    let data = SignalData::of(signal.get())?;
+    Some(signal.encoded(|signal| {
         #[derive(Serialize)]
         struct Push<'a> {
             r#type: &'static str,
             event: &'static str,
             data: SignalData<'a>,
         }
-        encode(&Push { r#type: "event", event: signal.name(), data: SignalData::of(signal) })
-    })
+        encode(&Push { r#type: "event", event: signal.name(), data })
+    }))
 }
 
 /// The `data` of a durable event; also the elements of `sync`'s `events`.
@@ -244,8 +246,10 @@ enum SignalData<'a> {
 }
 
 impl<'a> SignalData<'a> {
-    fn of(signal: &'a Signal) -> Self {
-        match signal {
+    /// `None` for `revoked`: it tells the server to end the user's sessions and is never
+    /// sent to a client.
+    fn of(signal: &'a Signal) -> Option<Self> {
+        Some(match signal {
             Signal::Typing { conversation_id, user_id, state, expires_in_ms } => Self::Typing {
                 conversation_id: *conversation_id,
                 user_id: *user_id,
@@ -253,8 +257,9 @@ impl<'a> SignalData<'a> {
                 expires_in_ms: *expires_in_ms,
             },
             Signal::Presence(status) => Self::Presence(status),
+            Signal::Revoked { .. } => return None,
             _ => Self::Unknown {},
-        }
+        })
     }
 }
 

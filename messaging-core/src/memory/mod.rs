@@ -38,6 +38,7 @@
 //! | Idempotent `append`, race-free `open_direct`, `block` bounded by `max_blocks` | the lookup and the insert happen under one lock, so no other write comes between them |
 //! | Per-conversation `seq` gap-free from 1 | `messages`: `last_seq + 1` under the lock; a conversation's messages are a `Vec` indexed by `seq - 1` |
 //! | Search by whole words, scoped, never tombstones | `messages`: [`crate::search::words`], the definition every store indexes, over the caller's conversations |
+//! | A revocation never moves backwards | `social`: the later of the stored time and the new one, under the lock |
 //! | Health | every successful write records [`StoreHealth::last_commit`]; [`StoreHealth::probe_commit`] is a write that changes nothing |
 //!
 //! A store on a database keeps the same promises with its own tools: a transaction instead
@@ -96,7 +97,8 @@ use self::feed::Feed;
 use self::state::State;
 
 /// A complete [`Store`](crate::store::Store) held in memory: every conversation, message,
-/// marker, block and log event lives in this object and is gone when it is dropped.
+/// marker, block, revocation and log event lives in this object and is gone when it is
+/// dropped.
 ///
 /// Share it as `Arc<dyn Store>` (or `Arc<MemoryStore>`); every clone of the `Arc` sees
 /// the same data. See the [module docs](self) for how it keeps each promise.

@@ -1,4 +1,4 @@
-//! [`SocialStore`]: blocks, bounded per blocker, and last-seen times.
+//! [`SocialStore`]: blocks, bounded per blocker, last-seen times and revocations.
 
 use async_trait::async_trait;
 
@@ -45,6 +45,13 @@ impl State {
     fn is_blocked_between(&self, a: UserId, b: UserId) -> bool {
         let blocks = |x: UserId, y: UserId| self.blocks.get(&x).is_some_and(|s| s.contains(&y));
         blocks(a, b) || blocks(b, a)
+    }
+
+    /// Keeps the later of the stored revocation time and `at`: a revocation never moves
+    /// backwards.
+    fn revoke(&mut self, user: UserId, at: Timestamp) {
+        let stored = self.revocations.entry(user).or_insert(at);
+        *stored = (*stored).max(at);
     }
 
     /// The recorded times of those of `users` that have one, once each.
@@ -96,5 +103,16 @@ impl SocialStore for MemoryStore {
 
     async fn last_seen(&self, users: &[UserId]) -> Result<Vec<(UserId, Timestamp)>> {
         Ok(self.read(|state| state.last_seen(users)))
+    }
+
+    async fn revoke(&self, user: UserId, at: Timestamp) -> Result<()> {
+        self.write(|state| {
+            state.revoke(user, at);
+            Ok(())
+        })
+    }
+
+    async fn revoked_at(&self, user: UserId) -> Result<Option<Timestamp>> {
+        Ok(self.read(|state| state.revocations.get(&user).copied()))
     }
 }

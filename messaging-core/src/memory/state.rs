@@ -42,6 +42,8 @@ pub(super) struct State {
     /// Blocker → the users they block.
     pub(super) blocks: HashMap<UserId, HashSet<UserId>>,
     pub(super) last_seen: HashMap<UserId, Timestamp>,
+    /// Each revoked user's revocation time (only ever moved later).
+    pub(super) revocations: HashMap<UserId, Timestamp>,
     /// When the last write completed (see `StoreHealth::last_commit`).
     pub(super) last_commit: Option<Instant>,
 }

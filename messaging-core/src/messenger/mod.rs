@@ -8,11 +8,12 @@
 //!
 //! What callers pass in is in `requests`, what pages come back in `pages`, and a connection
 //! of a user is a [`Session`]. The ops beyond messages and markers live in submodules:
-//! `reactions`, `settings` (mute, archive, one conversation), and `service`, the host's
-//! [`ServiceHandle`], which calls the same steps as the user ops so no rule is written
-//! twice.
+//! `reactions`, `settings` (mute, archive, one conversation), `revocation` (revoked tokens
+//! and the check of a presented one), and `service`, the host's [`ServiceHandle`], which
+//! calls the same steps as the user ops so no rule is written twice.
 
 mod reactions;
+mod revocation;
 mod service;
 mod settings;
 

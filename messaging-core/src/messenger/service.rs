@@ -14,6 +14,7 @@ use crate::model::{ActivityKey, Conversation, Message};
 use crate::pages::{BlocksPage, ContextConversationsPage, ConversationsPage, HistoryPage, Sent};
 use crate::requests::{ConversationsQuery, HistoryQuery, SendMessage, SendTarget};
 use crate::store::{ContextPage, ConversationPage, HistoryWindow, MetadataUpdate, Opened};
+use crate::time::Timestamp;
 
 /// Rows per read while walking a user's conversations and histories.
 const PAGE: usize = 100;
@@ -239,6 +240,21 @@ impl ServiceHandle {
     /// `user` lifts their block of `other`, as [`Messenger::unblock`].
     pub async fn unblock(&self, user: UserId, other: UserId) -> Result<()> {
         self.messenger.unblock(user, other).await
+    }
+
+    /// Revokes `user`'s tokens: every token of theirs issued at or before this second is
+    /// refused from now on ([`Messenger::token_accepted`]), and every session of theirs,
+    /// on every instance, receives [`Signal::Revoked`](crate::model::Signal::Revoked) so
+    /// that its transport ends it. Returns the time of the revocation (now); a later one
+    /// stored before (by an instance whose clock is ahead) stays in force. The nil UUID:
+    /// `Invalid`.
+    ///
+    /// The revocation is durable before the signal goes out. When the signal cannot be sent
+    /// (the error is returned), the revocation stands, and sessions still end at their
+    /// transport's next check; calling again is safe, and moves the revocation to the later
+    /// time.
+    pub async fn revoke(&self, user: UserId) -> Result<Timestamp> {
+        self.messenger.revoke_tokens(user).await
     }
 
     /// The users `user` blocks, as [`Messenger::blocks`].

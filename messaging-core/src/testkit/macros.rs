@@ -133,6 +133,11 @@ macro_rules! conformance_tests {
             service_reads_moderates_and_sets_metadata,
             service_lists_every_conversation_of_a_context,
             service_deletes_every_message_of_a_user,
+            // revoked tokens
+            revocations_persist_and_never_move_backwards,
+            token_accepted_follows_the_revocations_second,
+            revocation_signal_reaches_the_users_sessions_only,
+            revocations_are_seen_through_another_store_object,
         );
     };
 }

@@ -47,6 +47,10 @@
 //!    [`Fixture::with_commit_hold`], and adds `messaging_core::interleaving_tests!(…)`.
 //!    A single-writer store (SQLite) cannot interleave commits and leaves that macro out.
 //!
+//! 4. A store that keeps its data when closed declares how to reopen it with
+//!    [`Fixture::with_reopen`]: the cases about what survives reopening (revocations) then
+//!    check it too. A store in memory declares none, and those cases stop before that step.
+//!
 //! Never share a connection pool between tests: every test has its own runtime, and a
 //! pool created on one runtime breaks on another. Cases wait for pushes with
 //! [`PUSH_TIMEOUT`], so a missing event fails the case instead of hanging it.
@@ -136,7 +140,7 @@
 //! | Attachments: kept in order with every field, an empty body allowed with them, validated (`bad_request`), erased (with reactions) on delete in every read and `sync` | `attachments_round_trip_and_are_erased_on_delete` |
 //! | `reply_to_seq`: an existing seq of the same conversation (`not_found`; a tombstone allowed; 0 `bad_request`) | `replies_must_name_an_existing_seq` |
 //! | System messages: no sender, `kind: system`, unread for both, nobody edits or deletes them (`not_found`), their own `client_msg_id` space; `send` says `created` | `system_messages_have_no_sender_and_are_unread_for_both`, `idempotent_retry_returns_original` |
-//! | The nil UUID is no user id | `the_nil_user_id_is_refused` |
+//! | The nil UUID is no user id (revocations included) | `the_nil_user_id_is_refused` |
 //! | Reactions: order of emoji and users, re-adds last, no-ops emit nothing, events as of the change with the message current, not activity, not unread | `reactions_keep_their_order_and_idempotence` |
 //! | … members only, `conflict` on a tombstone and beyond the per-user bound, `forbidden` when blocked, emoji validated | `reaction_rules_and_bound` |
 //! | … concurrent reactions never lost (two store objects when the store has them) | `concurrent_reactions_are_never_lost` |
@@ -150,6 +154,10 @@
 //! | Service: any history, one conversation, moderation deletes, metadata → `conversation.updated` | `service_reads_moderates_and_sets_metadata` |
 //! | Service: every conversation of one context, newest activity first, paged | `service_lists_every_conversation_of_a_context` |
 //! | Service: account deletion tombstones every message of the user (archived conversations, long histories), one event each, others' kept | `service_deletes_every_message_of_a_user` |
+//! | Service: `revoke` keeps the later time (never backwards, across reopening), other users untouched, no event | `revocations_persist_and_never_move_backwards` |
+//! | Service: `revoke` refuses every token of the user issued at or before its time in whole seconds (floored), or without `iat`; later ones accepted | `token_accepted_follows_the_revocations_second` |
+//! | Service: `revoke` closes every session of the user (the `revoked` signal to that user only) | `revocation_signal_reaches_the_users_sessions_only` |
+//! | … on every instance: another store object on the database sees it (sessions there: the store's own tests) | `revocations_are_seen_through_another_store_object` |
 //!
 //! Resuming: `sync`:
 //!
@@ -176,6 +184,8 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::store::Store;
@@ -203,13 +213,18 @@ pub struct Fixture {
     /// A second store object on the same database (another process's writer), for the
     /// interleaving cases; without one they use [`Fixture::store`] twice.
     pub peer_store: Option<Arc<dyn Store>>,
+    reopen: Option<Reopen>,
     guard: Box<dyn Any + Send + Sync>,
 }
+
+/// Closes a fixture's store and opens its database again (see [`Fixture::with_reopen`]).
+type Reopen = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Arc<dyn Store>> + Send>> + Send + Sync>;
 
 impl std::fmt::Debug for Fixture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fixture")
             .field("commit_hold", &self.commit_hold.is_some())
+            .field("reopen", &self.reopen.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -236,7 +251,7 @@ impl Fixture {
     /// A fixture over `store`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store, commit_hold: None, peer_store: None, guard: Box::new(()) }
+        Self { store, commit_hold: None, peer_store: None, reopen: None, guard: Box::new(()) }
     }
 
     /// Keeps `guard` (e.g. a temporary directory) alive as long as the fixture.
@@ -259,6 +274,41 @@ impl Fixture {
     pub fn with_peer_store(mut self, peer: Arc<dyn Store>) -> Self {
         self.peer_store = Some(peer);
         self
+    }
+
+    /// Declares how to reopen the store, for the cases that check what survives it:
+    /// `reopen` closes the fixture's store (every write it answered is durable) and opens
+    /// the same database again as a new store object, which it returns. The fixture's
+    /// store (and messengers over it) must not be used after a reopen. A store that keeps
+    /// nothing once dropped (in memory) declares none.
+    ///
+    /// ```ignore
+    /// let reopen_path = path.clone();
+    /// Fixture::new(store.clone()).with_reopen(move || {
+    ///     let (store, path) = (store.clone(), reopen_path.clone());
+    ///     async move {
+    ///         store.close().await.unwrap();
+    ///         Arc::new(SqliteStore::open(&path).await.unwrap()) as Arc<dyn Store>
+    ///     }
+    /// })
+    /// ```
+    #[must_use]
+    pub fn with_reopen<F, Fut>(mut self, reopen: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Arc<dyn Store>> + Send + 'static,
+    {
+        self.reopen = Some(Arc::new(move || Box::pin(reopen())));
+        self
+    }
+
+    /// The store reopened (see [`Fixture::with_reopen`]), or `None` when the store
+    /// declared no way to reopen it.
+    pub async fn reopen(&self) -> Option<Arc<dyn Store>> {
+        match &self.reopen {
+            Some(reopen) => Some(reopen().await),
+            None => None,
+        }
     }
 
     /// A [`Messenger`] over the peer store (see [`Fixture::with_peer_store`]), or over the
@@ -312,6 +362,7 @@ mod tests {
             include_str!("conformance/presence.rs"),
             include_str!("conformance/reactions.rs"),
             include_str!("conformance/receipts.rs"),
+            include_str!("conformance/revocation.rs"),
             include_str!("conformance/rich.rs"),
             include_str!("conformance/service.rs"),
             include_str!("conformance/settings.rs"),

@@ -170,6 +170,30 @@ pub(crate) async fn next_signal(
     .await
 }
 
+/// The listening backends of the current database (one per store instance whose listener
+/// is up).
+pub(crate) async fn listeners(admin: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_one(admin)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// Waits (up to 10 s) until `count` listeners are up on the current database, and a
+/// moment more for their instances to trust them (see `kept.rs`); fails otherwise.
+pub(crate) async fn wait_for_listeners(admin: &sqlx::PgPool, count: i64) {
+    let up = eventually(std::time::Duration::from_secs(10), || async {
+        listeners(admin).await >= count
+    })
+    .await;
+    assert!(up, "{count} listener(s) up");
+    // The LISTEN shows before the instance marks its caches as listening, right after it.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
 /// Terminates every LISTEN connection on the current database (one per store instance), as
 /// a dropped NAT mapping or an administrator would; one `true` per connection terminated.
 pub(crate) async fn terminate_listeners(admin: &sqlx::PgPool) -> Vec<bool> {

@@ -4,7 +4,7 @@
 //! - `conversations`: lookups, a member's list and summary, a context's listing, peers;
 //! - `messages`: messages, history windows, search, unread totals;
 //! - `events`: the log's head and marks, and `read_events`;
-//! - `social`: blocks and last-seen times.
+//! - `social`: blocks, last-seen times and revocations.
 //!
 //! Every function takes a `Connection`: the pool's, or the writer's inside its transaction
 //! (which uses the same lookups by pair, by idempotency key, by id).
@@ -21,4 +21,4 @@ pub(crate) use conversations::{
 pub(crate) use events::{audience_indexed_upto, head, instance, read_events};
 pub(crate) use messages::{find_by_client_msg_id, history, message, search, unread};
 pub(crate) use pool::{ReadPool, open_read_only};
-pub(crate) use social::{blocks, last_seen};
+pub(crate) use social::{blocks, last_seen, revoked_at};

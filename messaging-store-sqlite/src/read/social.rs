@@ -1,4 +1,5 @@
-//! Reads of the social data: whom a user blocks, when users were last seen.
+//! Reads of the social data: whom a user blocks, when users were last seen, when a user's
+//! tokens were revoked.
 
 use messaging_core::id::UserId;
 use messaging_core::time::Timestamp;
@@ -40,4 +41,14 @@ pub(crate) fn last_seen(
         }
     }
     Ok(seen)
+}
+
+/// The time of `user`'s latest revocation (one primary-key lookup), `None` when they have
+/// none.
+pub(crate) fn revoked_at(conn: &Connection, user: UserId) -> StoreResult<Option<Timestamp>> {
+    let at: Option<i64> = conn
+        .prepare_cached("SELECT at FROM revocations WHERE user_id = ?1")?
+        .query_row(params![user.as_bytes()], |row| row.get(0))
+        .optional()?;
+    Ok(at.map(Timestamp::from_millis))
 }

@@ -3,7 +3,7 @@
 //!
 //! - `conversations`: open, markers, member settings, metadata;
 //! - `messages`: append, edit, delete, reactions;
-//! - `social`: blocks, last-seen times, the health probe;
+//! - `social`: blocks, last-seen times, revocations, the health probe;
 //! - this module: [`WriteCtx`], the event rows, and the audience index of the log.
 //!
 //! Each mutation makes one change and writes its event row in the same transaction, at
@@ -26,7 +26,7 @@ use crate::error::StoreResult;
 
 pub(crate) use conversations::{mark, open_direct, set_metadata, update_member};
 pub(crate) use messages::{append, delete, edit, react};
-pub(crate) use social::{block, health_probe, set_last_seen, unblock};
+pub(crate) use social::{block, health_probe, revoke, set_last_seen, unblock};
 
 /// What a job sees while it runs inside the batch transaction.
 pub(crate) struct WriteCtx<'a> {

@@ -1,5 +1,5 @@
-//! Social writes: blocks (bounded per blocker), last-seen times; and the health probe, a
-//! write of nothing anyone sees.
+//! Social writes: blocks (bounded per blocker), last-seen times, revocations; and the
+//! health probe, a write of nothing anyone sees.
 
 use messaging_core::Error;
 use messaging_core::id::UserId;
@@ -68,4 +68,17 @@ pub(crate) fn set_last_seen(ctx: &WriteCtx<'_>, user: UserId, at: Timestamp) -> 
         )?
         .execute(params![user.as_bytes(), at.as_millis()])?;
     Ok(())
+}
+
+/// Stores the later of `user`'s stored revocation time and `at` (a revocation never moves
+/// backwards); returns the time stored.
+pub(crate) fn revoke(ctx: &WriteCtx<'_>, user: UserId, at: Timestamp) -> StoreResult<Timestamp> {
+    let stored: i64 = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO revocations (user_id, at) VALUES (?1, ?2) \
+             ON CONFLICT (user_id) DO UPDATE SET at = max(at, excluded.at) RETURNING at",
+        )?
+        .query_row(params![user.as_bytes(), at.as_millis()], |row| row.get(0))?;
+    Ok(Timestamp::from_millis(stored))
 }

@@ -192,9 +192,8 @@ async fn next(mut stream: Stream) -> Option<(Result<SseEvent, Infallible>, Strea
             }
             Ok(Push::Signal(signal)) => {
                 let signal = signal.get();
-                let event = SseEvent::default()
-                    .event(signal.name())
-                    .data(text(&frames::signal_data(signal)));
+                let Some(data) = frames::signal_data(signal) else { continue };
+                let event = SseEvent::default().event(signal.name()).data(text(&data));
                 return Some((Ok(event), stream));
             }
             // Lagged (slower than the queue) or closed: the reader reconnects with its

@@ -191,5 +191,8 @@ pub async fn the_nil_user_id_is_refused(fx: Fixture) {
     assert_code(m.block(alice, nil).await, "bad_request", "block nil");
     assert_code(m.connect(nil).await.map(|_| ()), "bad_request", "connect as nil");
     assert_code(m.service().open(nil, alice, None, None).await, "bad_request", "service open");
+    assert_code(m.service().revoke(nil).await, "bad_request", "revoke nil");
+    assert_code(m.token_accepted(nil, None).await, "bad_request", "a token of nil");
+    assert_eq!(fx.store.revoked_at(nil).await.must("revoked_at"), None, "nil not revoked");
     assert_eq!(fx.store.head().await.must("head"), 0, "nothing written");
 }
