@@ -56,6 +56,9 @@ pub enum AuthError {
     /// The service API revoked this user's tokens after this one was issued.
     #[error("this token was revoked: get a new one")]
     Revoked,
+    /// The store could not say whether the token was revoked (answered 503, not 401).
+    #[error("the store is unavailable")]
+    Unavailable,
     /// A host authenticator's own refusal (no session cookie, an expired session…): the
     /// text is answered as is, so it must be safe to show.
     #[error("{0}")]
@@ -81,6 +84,17 @@ impl std::fmt::Debug for Verifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// A NumericDate may have a fraction (RFC 7519 §2).
+    iat: Option<f64>,
+}
+
+/// What a valid token says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Its user (`sub`).
+    pub user: UserId,
+    /// When it was issued (`iat`, whole Unix seconds), if it says.
+    pub issued_at: Option<i64>,
 }
 
 impl Verifier {
@@ -124,6 +138,11 @@ impl Verifier {
 
     /// The user a token names, if it is valid now.
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        self.verify_token(token).map(|verified| verified.user)
+    }
+
+    /// The user a token names and when it was issued, if it is valid now.
+    pub fn verify_token(&self, token: &str) -> Result<VerifiedToken, AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let (key, validation) =
@@ -132,8 +151,11 @@ impl Verifier {
             )?;
         let data = jsonwebtoken::decode::<Claims>(token, key, validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        // Saturating: an absurd `iat` is only ever "long ago" or "far ahead".
+        #[allow(clippy::cast_possible_truncation, reason = "saturating float to int")]
+        let issued_at = data.claims.iat.map(|iat| iat.floor() as i64);
         match uuid::Uuid::parse_str(&data.claims.sub) {
-            Ok(sub) if !sub.is_nil() => Ok(UserId::from(sub)),
+            Ok(sub) if !sub.is_nil() => Ok(VerifiedToken { user: UserId::from(sub), issued_at }),
             _ => Err(AuthError::BadSubject),
         }
     }

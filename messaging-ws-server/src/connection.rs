@@ -53,6 +53,7 @@ use crate::ops::{self, Caller};
 use crate::outbox::Outbox;
 use crate::rate::{TokenBucket, UserBuckets};
 use crate::request::{self, Op};
+use crate::revocation::{self, Revocations};
 
 /// Longest a closing connection waits for its last frames to be written.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -146,6 +147,9 @@ struct Connection<S> {
     /// The socket did not take the last write (the client is not reading).
     blocked: bool,
     last_heard: Instant,
+    revocations: Revocations,
+    /// The heartbeat's revocation check, while it runs.
+    checking: Option<revocation::Check>,
 }
 
 impl<S> Connection<S>
@@ -154,6 +158,8 @@ where
 {
     fn new(socket: WebSocketStream<S>, caller: Caller, settings: Arc<SessionSettings>) -> Self {
         let bucket = TokenBucket::new(settings.hello.ops_per_s, settings.hello.ops_burst);
+        let revocations =
+            Revocations::new(caller.messenger.clone(), caller.user, settings.answer_timeout);
         Self {
             socket,
             outbox: Outbox::new(settings.metrics.outbox_bytes.clone()),
@@ -165,6 +171,8 @@ where
             held: None,
             blocked: false,
             last_heard: Instant::now(),
+            revocations,
+            checking: None,
         }
     }
 
@@ -192,7 +200,7 @@ where
             }
             let writing = !self.outbox.is_empty() || self.unflushed;
             let reading = self.held.is_none() && !stopping;
-            let Self { socket, outbox, unflushed, blocked, running, settings, .. } = self;
+            let Self { socket, outbox, unflushed, blocked, running, settings, checking, .. } = self;
             let mut io =
                 Io { socket, outbox, unflushed, blocked, metrics: &settings.metrics, reading };
             let step = tokio::select! {
@@ -206,6 +214,12 @@ where
                     Step::Replied(reply)
                 }
                 push = session.recv() => Step::Push(push),
+                accepted = async {
+                    match checking.as_mut() {
+                        Some(check) => check.await,
+                        None => std::future::pending().await,
+                    }
+                }, if checking.is_some() => Step::Checked(accepted),
                 _ = ticks.tick() => Step::Tick,
                 _ = shutdown.changed(), if !stopping => Step::Stop,
             };
@@ -235,6 +249,7 @@ where
                         break ending;
                     }
                 }
+                Step::Push(Ok(push)) if revocation::is_revocation(&push) => break revoked(),
                 Step::Push(Ok(push)) => {
                     let Some(frame) = frames::push(&push) else { continue };
                     self.settings.metrics.events_delivered.inc();
@@ -258,6 +273,15 @@ where
                         break Ending::Drop;
                     }
                     self.outbox.push(Message::Ping(Bytes::new()));
+                    if self.checking.is_none() {
+                        self.checking = Some(self.revocations.check());
+                    }
+                }
+                Step::Checked(accepted) => {
+                    self.checking = None;
+                    if !accepted {
+                        break revoked();
+                    }
                 }
                 Step::Stop => stopping = true,
             }
@@ -406,11 +430,19 @@ enum Step {
     Frame(Option<Result<Message, WsError>>),
     Push(Result<messaging_core::Push, RecvError>),
     Tick,
+    /// The heartbeat's revocation check answered: whether the session may go on.
+    Checked(bool),
     Stop,
 }
 
 fn close(code: CloseCode, reason: &'static str) -> CloseFrame {
     CloseFrame { code, reason: Utf8Bytes::from_static(reason) }
+}
+
+/// The user's tokens were revoked: 4001.
+fn revoked() -> Ending {
+    tracing::debug!("the user's tokens were revoked; closing the session");
+    Ending::Close(close(CloseCode::Library(revocation::CLOSE_CODE), "revoked"))
 }
 
 /// The socket's two directions as one future: writing what is queued and, when `reading`,

@@ -43,6 +43,7 @@ mod ops;
 mod outbox;
 mod rate;
 mod request;
+mod revocation;
 mod routes;
 pub mod secret;
 mod server;

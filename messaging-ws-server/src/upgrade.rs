@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::admission;
+use crate::auth::AuthError;
 use crate::connection;
 use crate::http::HttpState;
 use crate::ops::{self, Caller};
@@ -42,6 +43,9 @@ pub(crate) async fn handle(State(state): State<Arc<HttpState>>, request: Request
     let (mut parts, _) = request.into_parts();
     let user = match state.auth.authenticate(&parts).await {
         Ok(user) => user,
+        Err(AuthError::Unavailable) => {
+            return plain(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable");
+        }
         Err(error) => {
             tracing::debug!(?client, %error, "token refused");
             return plain(StatusCode::UNAUTHORIZED, &error.to_string());

@@ -268,4 +268,145 @@ async fn no_keys_no_service_api(backend: Backend) {
     }
 }
 
-on_every_store!(service_routes, minted_tokens, no_keys_no_service_api);
+/// A WebSocket handshake's status with `token` (101 when it opened).
+async fn handshake(server: &Server, token: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = server.url().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    match support::handshake_status(request).await {
+        Ok(()) => 101,
+        Err(status) => status,
+    }
+}
+
+/// Mints a token for `user` through the service API.
+async fn minted(server: &Server, user: UserId) -> String {
+    let answer = service(
+        server,
+        Method::POST,
+        "/v1/service/tokens",
+        Some(json!({"user_id": user.to_string()})),
+    )
+    .await;
+    answer["token"].as_str().unwrap().to_owned()
+}
+
+async fn revoking_a_user_ends_their_sessions_and_refuses_older_tokens(backend: Backend) {
+    use futures::StreamExt;
+    let Some(server) = Server::start(backend, Transport::default()).await else { return };
+    let (user, other) = (UserId::new(), UserId::new());
+    let old = token(user);
+    let mut socket = support::Client::connect(&server.url(), &old).await;
+    let mut others = support::Client::connect(&server.url(), &token(other)).await;
+    let events = reqwest::Client::new()
+        .get(format!("http://{}/v1/events", server.addr))
+        .bearer_auth(&old)
+        .send()
+        .await
+        .unwrap();
+    let mut events = eventsource_stream::EventStream::new(events.bytes_stream());
+    assert_eq!(events.next().await.unwrap().unwrap().event, "hello");
+    // On PostgreSQL, a second instance on the same database holds a session too.
+    let mut second = match backend {
+        Backend::Postgres => {
+            let twin =
+                Server::start_on(
+                    server.database.clone(),
+                    None,
+                    Transport::default(),
+                    messaging_core::Limits::default(),
+                    &support::auth_settings(),
+                    std::sync::Arc::new(
+                        messaging_ws_server::http::service_keys::ServiceKeys::default(),
+                    ),
+                )
+                .await;
+            let client = support::Client::connect(&twin.url(), &old).await;
+            Some((twin, client))
+        }
+        Backend::Sqlite => None,
+    };
+
+    let path = format!("/v1/service/users/{user}/revoke");
+    assert_eq!(service(&server, Method::POST, &path, None).await, json!({}));
+
+    // Every session of the user ends: 4001 on WebSockets (on every instance), the event
+    // stream's end; another user's session goes on.
+    let revoked = tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Library(4001);
+    assert_eq!(socket.closed().await, Some(revoked));
+    if let Some((_, client)) = &mut second {
+        assert_eq!(client.closed().await, Some(revoked), "the session on the other instance");
+    }
+    let ended = tokio::time::timeout(support::WAIT, async {
+        while let Some(event) = events.next().await {
+            if event.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ends");
+    others.ok(json!({"op": "unread"})).await;
+
+    // The old token is refused everywhere, with a message saying why.
+    let (status, value) = call(&server, Some(&old), Method::GET, "/v1/unread", None).await;
+    assert_eq!(status.as_u16(), 401);
+    assert!(value["error"]["message"].as_str().unwrap().contains("revoked"), "{value}");
+    assert_eq!(handshake(&server, &old).await, 401);
+    if let Some((twin, _)) = &second {
+        assert_eq!(handshake(twin, &old).await, 401, "refused by the other instance too");
+    }
+    // A token issued in a later second is accepted.
+    let revoked_second =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    while std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        <= revoked_second
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let fresh = minted(&server, user).await;
+    let (status, _) = call(&server, Some(&fresh), Method::GET, "/v1/unread", None).await;
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(handshake(&server, &fresh).await, 101);
+
+    // Not a user: 400.
+    for bad in ["00000000-0000-0000-0000-000000000000", "not-a-uuid"] {
+        let path = format!("/v1/service/users/{bad}/revoke");
+        let (status, value) = call(&server, Some(SERVICE_KEY), Method::POST, &path, None).await;
+        assert_eq!((status.as_u16(), value["error"]["code"].clone()), (400, json!("bad_request")));
+    }
+    if let Some((mut twin, _)) = second {
+        twin.shutdown().await;
+    }
+}
+
+/// A revocation whose signal never came (written straight into the store, as if the
+/// instance's listener had missed it) still ends the session, on its next heartbeat.
+async fn a_lost_revocation_signal_ends_the_session_on_a_heartbeat(backend: Backend) {
+    use messaging_core::store::SocialStore;
+    if backend != Backend::Postgres {
+        return; // One SQLite process owns its file: its signals cannot be lost.
+    }
+    let transport = Transport::default().heartbeat(std::time::Duration::from_secs(1));
+    let Some(server) = Server::start(backend, transport).await else { return };
+    let user = UserId::new();
+    let mut socket = support::Client::connect(&server.url(), &token(user)).await;
+    let messaging_ws_server::backend::Database::Postgres(url) = &server.database else {
+        unreachable!()
+    };
+    let store = messaging_store_pg::PgStore::connect(url, messaging_store_pg::PgOptions::default())
+        .await
+        .unwrap();
+    store.revoke(user, messaging_core::Timestamp::now()).await.unwrap();
+    let revoked = tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Library(4001);
+    assert_eq!(socket.closed().await, Some(revoked));
+    store.close().await.unwrap();
+}
+
+on_every_store!(
+    service_routes,
+    minted_tokens,
+    no_keys_no_service_api,
+    revoking_a_user_ends_their_sessions_and_refuses_older_tokens,
+    a_lost_revocation_signal_ends_the_session_on_a_heartbeat,
+);

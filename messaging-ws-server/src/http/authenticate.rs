@@ -80,8 +80,14 @@ impl Authenticate for JwtAuth {
                 .find(|(name, _)| name == "access_token")
                 .map(|(_, token)| token.into_owned())
         });
-        let user = self.verifier.verify(&token.ok_or(AuthError::Missing)?)?;
-        let _ = &self.messenger;
-        Ok(user)
+        let token = self.verifier.verify_token(&token.ok_or(AuthError::Missing)?)?;
+        match self.messenger.token_accepted(token.user, token.issued_at).await {
+            Ok(true) => Ok(token.user),
+            Ok(false) => Err(AuthError::Revoked),
+            Err(error) => {
+                tracing::warn!(%error, "checking a token's revocation failed");
+                Err(AuthError::Unavailable)
+            }
+        }
     }
 }

@@ -29,6 +29,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use super::HttpState;
 use super::error::HttpError;
 use crate::frames;
+use crate::revocation::{self, Revocations};
 use crate::sessions::SessionSlot;
 
 /// A stream's session, closed when the stream is dropped (its reader gone, or the server
@@ -80,6 +81,10 @@ struct Stream {
     after: u64,
     hello: Option<SseEvent>,
     shutdown: watch::Receiver<bool>,
+    /// Heartbeats, on which the stream asks whether its user's tokens were revoked (in
+    /// case the signal was lost).
+    ticks: tokio::time::Interval,
+    revocations: Revocations,
     _keep: (OwnedSemaphorePermit, SessionSlot),
 }
 
@@ -128,6 +133,9 @@ async fn open(state: &HttpState, request: Request) -> Result<Response, HttpError
             settings.heartbeat.as_secs(),
             &settings.hello,
         )));
+    let heartbeat = settings.heartbeat;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = Stream {
         session: OpenSession { session: Some(session), alive: state.sessions_alive.token() },
         backlog: VecDeque::new(),
@@ -135,6 +143,8 @@ async fn open(state: &HttpState, request: Request) -> Result<Response, HttpError
         after: after.position().max(hello_cursor.position()),
         hello: Some(hello),
         shutdown: state.shutdown.clone(),
+        ticks,
+        revocations: Revocations::new(state.messenger.clone(), user, settings.answer_timeout),
         _keep: (permit, slot),
     };
     let events = futures::stream::unfold(stream, next);
@@ -178,10 +188,22 @@ async fn next(mut stream: Stream) -> Option<(Result<SseEvent, Infallible>, Strea
             continue;
         }
         let push = tokio::select! {
-            push = stream.session.recv() => push,
+            push = stream.session.recv() => Some(push),
             _ = stream.shutdown.wait_for(|stop| *stop) => return None,
+            _ = stream.ticks.tick() => None,
+        };
+        let Some(push) = push else {
+            if stream.revocations.check().await {
+                continue;
+            }
+            tracing::debug!("the user's tokens were revoked; the event stream ends");
+            return None;
         };
         match push {
+            Ok(push) if revocation::is_revocation(&push) => {
+                tracing::debug!("the user's tokens were revoked; the event stream ends");
+                return None;
+            }
             Ok(Push::Event(event)) => {
                 let logged = event.get();
                 if logged.position <= stream.after {

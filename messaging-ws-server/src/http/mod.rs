@@ -165,11 +165,16 @@ async fn method_not_allowed(response: Response) -> Response {
 }
 
 /// The user a request authenticates (401 otherwise).
-async fn user_of(
+pub(crate) async fn user_of(
     state: &HttpState,
     parts: &http::request::Parts,
 ) -> Result<messaging_core::UserId, HttpError> {
-    state.auth.authenticate(parts).await.map_err(|error| HttpError::unauthorized(error.to_string()))
+    state.auth.authenticate(parts).await.map_err(|error| match error {
+        crate::auth::AuthError::Unavailable => {
+            HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", error.to_string())
+        }
+        _ => HttpError::unauthorized(error.to_string()),
+    })
 }
 
 /// A request's body, at most `max_frame_bytes` (413 beyond).

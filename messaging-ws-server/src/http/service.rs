@@ -40,6 +40,7 @@ enum Route {
     Unblock,
     Token,
     DeleteUserMessages,
+    Revoke,
 }
 
 /// `ttl_s` of a minted token: default and range (docs/protocol.md "Service API").
@@ -71,6 +72,7 @@ pub(super) fn routes() -> Router<Arc<HttpState>> {
         .route("/v1/service/users/{user_id}/conversations", get(to(Route::UserConversations)))
         .route("/v1/service/users/{user_id}/unread", get(to(Route::UserUnread)))
         .route("/v1/service/users/{user_id}/messages", delete(to(Route::DeleteUserMessages)))
+        .route("/v1/service/users/{user_id}/revoke", post(to(Route::Revoke)))
         .route("/v1/service/tokens", post(to(Route::Token)))
         .route(
             "/v1/service/users/{user_id}/blocks/{other_id}",
@@ -245,6 +247,11 @@ async fn call(
             let user = uuid(&path, "user_id")?.into();
             let deleted = within(bound, service.delete_user_messages(user)).await?;
             Ok(json(&serde_json::json!({ "deleted": deleted }), false))
+        }
+        Route::Revoke => {
+            let user = uuid(&path, "user_id")?.into();
+            within(bound, service.revoke(user)).await?;
+            Ok(json(&serde_json::json!({}), false))
         }
         Route::UserUnread => {
             let user = uuid(&path, "user_id")?.into();

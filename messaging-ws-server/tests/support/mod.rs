@@ -39,6 +39,11 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The HS256 secret of every test server.
 pub const SECRET: &[u8] = b"end-to-end test secret";
 
+/// How every test server verifies tokens (HS256 with [`SECRET`]).
+pub fn auth_settings() -> AuthSettings {
+    AuthSettings { secret: Some(SECRET.to_vec()), ..AuthSettings::default() }
+}
+
 /// The service key every test server accepts.
 pub const SERVICE_KEY: &str = "test-service-key-0123456789abcdef0123";
 
@@ -90,7 +95,7 @@ impl Server {
         transport: Transport,
         limits: messaging_core::Limits,
     ) -> Option<Self> {
-        let auth = AuthSettings { secret: Some(SECRET.to_vec()), ..AuthSettings::default() };
+        let auth = auth_settings();
         Self::start_with_auth(backend, transport, limits, auth).await
     }
 
@@ -109,7 +114,7 @@ impl Server {
     /// Starts a server without service keys (the service API does not exist).
     pub async fn start_without_service_keys(backend: Backend) -> Option<Self> {
         let (database, dir) = fresh_database(backend).await?;
-        let auth = AuthSettings { secret: Some(SECRET.to_vec()), ..AuthSettings::default() };
+        let auth = auth_settings();
         let limits = messaging_core::Limits::default();
         let none = Arc::new(ServiceKeys::default());
         Some(Self::start_on(database, dir, Transport::default(), limits, &auth, none).await)
@@ -391,8 +396,10 @@ impl Client {
 
     /// Reads until the server closes; the close code (None: no close frame).
     pub async fn closed(&mut self) -> Option<CloseCode> {
+        // One deadline for the whole wait: pings keep coming from a server that never closes.
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next()).await {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
                 Ok(Some(Ok(_))) => {}
                 Ok(Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed))) | Ok(None) => {
