@@ -325,6 +325,8 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> StoreResult<Inner> {
     let head = read::head(&conn)?;
     let indexed_upto = read::audience_indexed_upto(&conn)?;
     let blocks = Arc::new(BlockSet::load(&conn)?);
+    let revocations =
+        Arc::new(Revocations::new(read::all_revocations(&conn, revocations::MAX_USERS)?));
     let search_path = search_index::path_beside(&path);
     let (search_conn, search_upto) =
         search_index::open(&search_path, read::instance(&conn)?, head)?;
@@ -343,7 +345,7 @@ fn open_inner(path: PathBuf, options: &SqliteOptions) -> StoreResult<Inner> {
     )?;
     Ok(Inner {
         blocks,
-        revocations: Arc::default(),
+        revocations,
         readers,
         search,
         writer,

@@ -12,10 +12,13 @@
 //! a read that started before such a commit from keeping its stale answer after it.
 //! Nothing expires, since nobody else writes the file.
 //!
-//! Unlike blocks, which are few and loaded whole at open, revocations may be many (every
-//! banned user, every "log out everywhere"), so only the users asked about are kept, at
-//! most [`MAX_USERS`] (about 4 MiB), and the cache starts over when full: the active users
-//! are asked about again at once.
+//! Revocations are usually few, so while the table has at most [`MAX_USERS`] rows all of
+//! them are kept, loaded at open: a user not among them has none, with no read at all
+//! (every connect of a user never revoked would otherwise be a read on the pool, about 5 %
+//! of a WebSocket handshake). They may also be many (every banned user, every "log out
+//! everywhere"): past the bound only the users asked about are kept, at most
+//! [`MAX_USERS`] (about 4 MiB), and the cache starts over when full: the active users are
+//! asked about again at once.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -24,7 +27,7 @@ use messaging_core::id::UserId;
 use messaging_core::time::Timestamp;
 
 /// Users kept at most.
-const MAX_USERS: usize = 100_000;
+pub(crate) const MAX_USERS: usize = 100_000;
 
 #[derive(Debug, Default)]
 struct State {
@@ -32,12 +35,15 @@ struct State {
     epoch: u64,
     /// Each kept user's revocation time (`None`: none).
     users: HashMap<UserId, Option<Timestamp>>,
+    /// Whether `users` holds every revocation of the file (a user not in it has none).
+    complete: bool,
 }
 
 impl State {
     fn insert(&mut self, user: UserId, at: Option<Timestamp>) {
         if self.users.len() >= MAX_USERS && !self.users.contains_key(&user) {
             self.users.clear();
+            self.complete = false;
         }
         self.users.insert(user, at);
     }
@@ -54,6 +60,20 @@ pub(crate) struct Revocations {
 pub(crate) struct Ticket(u64);
 
 impl Revocations {
+    /// Every revocation of the file, when there are at most [`MAX_USERS`] (`None`: more,
+    /// keep the users asked about).
+    pub(crate) fn new(all: Option<Vec<(UserId, Timestamp)>>) -> Self {
+        let state = match all {
+            Some(rows) => State {
+                epoch: 0,
+                users: rows.into_iter().map(|(user, at)| (user, Some(at))).collect(),
+                complete: true,
+            },
+            None => State::default(),
+        };
+        Self { state: Mutex::new(state) }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -61,7 +81,11 @@ impl Revocations {
     /// The kept answer for `user`, or a ticket to [`Revocations::keep`] the one read now.
     pub(crate) fn get(&self, user: UserId) -> Result<Option<Timestamp>, Ticket> {
         let state = self.state();
-        state.users.get(&user).copied().ok_or(Ticket(state.epoch))
+        match state.users.get(&user) {
+            Some(at) => Ok(*at),
+            None if state.complete => Ok(None),
+            None => Err(Ticket(state.epoch)),
+        }
     }
 
     /// Keeps an answer read from the file, unless a revocation committed since the ticket
@@ -85,6 +109,20 @@ impl Revocations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_complete_set_answers_every_user_until_it_outgrows_the_bound() {
+        let (revoked, at) = (UserId::new(), Timestamp::now());
+        let revocations = Revocations::new(Some(vec![(revoked, at)]));
+        assert_eq!(revocations.get(revoked).ok(), Some(Some(at)));
+        assert_eq!(revocations.get(UserId::new()).ok(), Some(None), "no read for the others");
+        for _ in 1..MAX_USERS {
+            revocations.committed(UserId::new(), at);
+        }
+        assert_eq!(revocations.get(UserId::new()).ok(), Some(None), "still complete at the bound");
+        revocations.committed(UserId::new(), at);
+        assert!(revocations.get(UserId::new()).is_err(), "past it, unknown users are read");
+    }
 
     #[test]
     fn an_answer_read_before_a_commit_is_not_kept() {

@@ -21,4 +21,4 @@ pub(crate) use conversations::{
 pub(crate) use events::{audience_indexed_upto, head, instance, read_events};
 pub(crate) use messages::{find_by_client_msg_id, history, message, search, unread};
 pub(crate) use pool::{ReadPool, open_read_only};
-pub(crate) use social::{blocks, last_seen, revoked_at};
+pub(crate) use social::{all_revocations, blocks, last_seen, revoked_at};

@@ -45,6 +45,21 @@ pub(crate) fn last_seen(
 
 /// The time of `user`'s latest revocation (one primary-key lookup), `None` when they have
 /// none.
+/// Every revocation, when there are at most `max` (`None` when there are more).
+pub(crate) fn all_revocations(
+    conn: &Connection,
+    max: usize,
+) -> StoreResult<Option<Vec<(UserId, Timestamp)>>> {
+    let limit = i64::try_from(max).unwrap_or(i64::MAX).saturating_add(1);
+    let rows = conn
+        .prepare("SELECT user_id, at FROM revocations LIMIT ?1")?
+        .query_map(params![limit], |row| {
+            Ok((codec::user(row, 0)?, Timestamp::from_millis(row.get(1)?)))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((rows.len() <= max).then_some(rows))
+}
+
 pub(crate) fn revoked_at(conn: &Connection, user: UserId) -> StoreResult<Option<Timestamp>> {
     let at: Option<i64> = conn
         .prepare_cached("SELECT at FROM revocations WHERE user_id = ?1")?
