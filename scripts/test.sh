@@ -30,6 +30,10 @@ echo "example embed_sqlite: ok"
 output=$(cargo run --quiet --example match_service)
 grep -q "match flow: ok" <<<"$output"
 echo "example match_service: ok"
+# A push worker on the library's durable consumer: it checks its own pushes.
+output=$(cargo run --quiet --example push_notifications)
+grep -q "push flow: ok" <<<"$output"
+echo "example push_notifications: ok"
 # The marketplace app: its end-to-end test runs with the workspace's; the binary starts.
 output=$(cargo run --quiet --example marketplace -- --help)
 grep -q -- "--data-dir" <<<"$output"

@@ -22,6 +22,7 @@ use crate::auth::{self, AuthSettings, Verifier};
 use crate::backend::{self, Database, StoreSettings};
 use crate::config::Transport;
 use crate::http::service_keys::ServiceKeys;
+use crate::webhooks::WebhookSettings;
 use crate::secret;
 use crate::server::{self, Config};
 
@@ -159,6 +160,49 @@ struct ServeArgs {
     /// comma-separated list). Without it no CORS headers are sent.
     #[arg(long = "cors-origin", env = "MESSAGING_CORS_ORIGIN", value_delimiter = ',')]
     cors_origin: Vec<String>,
+    /// POST durable events to this URL (docs/protocol.md "Webhooks"), signed with the
+    /// secret of --webhook-secret-file or MESSAGING_WEBHOOK_SECRET (one of them required).
+    #[arg(long, env = "MESSAGING_WEBHOOK_URL")]
+    webhook_url: Option<String>,
+    /// The webhook secret's file (at least 16 bytes; surrounding whitespace trimmed).
+    #[arg(long, env = "MESSAGING_WEBHOOK_SECRET_FILE")]
+    webhook_secret_file: Option<PathBuf>,
+    /// Only these durable events (comma-separated names, e.g.
+    /// `message.created,message.deleted`); default: all.
+    #[arg(long = "webhook-events", env = "MESSAGING_WEBHOOK_EVENTS", value_delimiter = ',')]
+    webhook_events: Vec<String>,
+    /// Events per webhook request at most (1 to 1,000).
+    #[arg(long, env = "MESSAGING_WEBHOOK_BATCH", default_value_t = 100)]
+    webhook_batch: usize,
+}
+
+/// The webhook settings the flags ask for (`None`: webhooks off).
+fn webhook_settings(args: &ServeArgs) -> Result<Option<WebhookSettings>, String> {
+    let from_env = std::env::var("MESSAGING_WEBHOOK_SECRET").ok().filter(|s| !s.is_empty());
+    let secret = match (&args.webhook_secret_file, from_env) {
+        (Some(path), _) => Some(
+            secret::read(path)
+                .map_err(|e| format!("--webhook-secret-file {}: {e}", path.display()))?,
+        ),
+        (None, Some(secret)) => Some(secret.into_bytes()),
+        (None, None) => None,
+    };
+    let Some(url) = &args.webhook_url else {
+        if secret.is_some() || !args.webhook_events.is_empty() {
+            return Err("a webhook secret or --webhook-events without --webhook-url".into());
+        }
+        return Ok(None);
+    };
+    let secret = secret.ok_or(
+        "--webhook-url needs a secret: --webhook-secret-file or MESSAGING_WEBHOOK_SECRET",
+    )?;
+    let mut settings = WebhookSettings::new(url, &secret)
+        .and_then(|s| s.batch(args.webhook_batch))
+        .map_err(|e| e.to_string())?;
+    if !args.webhook_events.is_empty() {
+        settings = settings.events(&args.webhook_events).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(settings))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -268,6 +312,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     transport.check(limits.reply_budget_bytes)?;
     let auth = auth_settings(&args.store, &database, Purpose::Serve)?;
     let verifier = Verifier::new(&auth).map_err(|e| e.to_string())?;
+    let webhooks = webhook_settings(&args)?;
     let settings = StoreSettings {
         sqlite_synchronous: match args.sqlite_synchronous {
             SyncMode::Full => Synchronous::Full,
@@ -292,6 +337,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         verifier,
         transport,
         store_label: opened.store_label.clone(),
+        webhooks,
     };
     server::run(listener, config, shutdown_signal()).await.map_err(|e| e.to_string())?;
     opened.close().await;

@@ -25,6 +25,7 @@
 //!     verifier,
 //!     transport: Transport::default(),
 //!     store_label: "sqlite synchronous=FULL".into(),
+//!     webhooks: None,
 //! };
 //! run(listener, config, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }
@@ -49,6 +50,7 @@ pub mod secret;
 mod server;
 mod sessions;
 mod upgrade;
+pub mod webhooks;
 
 pub use auth::{AuthSettings, Verifier};
 

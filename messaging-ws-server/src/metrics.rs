@@ -52,6 +52,12 @@ pub(crate) struct Metrics {
     pub(crate) lagged_closes: Counter,
     /// Bytes waiting in every connection's outbound queue (see `outbox`).
     pub(crate) outbox_bytes: Gauge,
+    /// Events a webhook receiver acknowledged.
+    pub(crate) webhook_delivered: Counter,
+    /// Webhook attempts that failed (an error, a timeout, or not 2xx).
+    pub(crate) webhook_failed: Counter,
+    /// Events in the log past the webhook position.
+    pub(crate) webhook_pending: Gauge,
     ops: Family<OpOutcome, Counter>,
     op_seconds: LatencyFamily,
     store_errors: Family<Kind, Counter>,
@@ -76,6 +82,9 @@ impl Metrics {
         let events_delivered = Counter::default();
         let lagged_closes = Counter::default();
         let outbox_bytes = Gauge::default();
+        let webhook_delivered = Counter::default();
+        let webhook_failed = Counter::default();
+        let webhook_pending = Gauge::default();
         let store_errors = Family::<Kind, Counter>::default();
         let refused = Family::<Reason, Counter>::default();
         let ops = Family::<OpOutcome, Counter>::default();
@@ -116,6 +125,21 @@ impl Metrics {
             "Connections refused before a session, by reason",
             refused.clone(),
         );
+        registry.register(
+            "webhook_events_delivered",
+            "Durable events a webhook receiver acknowledged (2xx)",
+            webhook_delivered.clone(),
+        );
+        registry.register(
+            "webhook_attempts_failed",
+            "Webhook attempts that failed (error, timeout or not 2xx; each is retried)",
+            webhook_failed.clone(),
+        );
+        registry.register(
+            "webhook_pending_events",
+            "Durable events in the log past the webhook position",
+            webhook_pending.clone(),
+        );
         registry.register("ops", "Operations by name and outcome (error code or ok)", ops.clone());
         registry.register("op_seconds", "Operation latency by name", op_seconds.clone());
         Arc::new(Self {
@@ -126,6 +150,9 @@ impl Metrics {
             events_delivered,
             lagged_closes,
             outbox_bytes,
+            webhook_delivered,
+            webhook_failed,
+            webhook_pending,
             ops,
             op_seconds,
             store_errors,

@@ -29,6 +29,7 @@ use crate::http::{Authenticate, Cors, HttpState};
 use crate::metrics::Metrics;
 use crate::rate::UserBuckets;
 use crate::sessions::UserSessions;
+use crate::webhooks::WebhookSettings;
 
 /// Why [`RoutesBuilder::build`] refused its settings.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,7 @@ pub struct RoutesBuilder {
     service_keys: Arc<ServiceKeys>,
     minter: Option<Verifier>,
     store_label: String,
+    webhooks: Option<WebhookSettings>,
 }
 
 impl std::fmt::Debug for RoutesBuilder {
@@ -106,6 +108,7 @@ impl Routes {
             service_keys: Arc::default(),
             minter: None,
             store_label: String::new(),
+            webhooks: None,
         }
     }
 
@@ -181,8 +184,16 @@ impl RoutesBuilder {
         self
     }
 
+    /// Posts durable events to the host (docs/protocol.md "Webhooks"; default: off). The
+    /// deliverer runs from [`build`](Self::build) until [`Routes::shutdown`], and
+    /// [`Routes::closed`] waits for it.
+    pub fn webhooks(mut self, settings: WebhookSettings) -> Self {
+        self.webhooks = Some(settings);
+        self
+    }
+
     /// The routes, once the transport's settings are checked against the messenger's
-    /// limits.
+    /// limits (and the webhook deliverer started, which needs a Tokio runtime).
     pub fn build(self) -> Result<Routes, RoutesError> {
         let limits = self.messenger.limits();
         let transport = self.transport;
@@ -226,6 +237,17 @@ impl RoutesBuilder {
             trusted_proxies: transport.trusted_proxies,
             settings,
         });
+        if let Some(webhooks) = self.webhooks {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(RoutesError::Settings("webhooks need a Tokio runtime".into()));
+            }
+            state.sessions_alive.spawn(crate::webhooks::run(
+                state.messenger.clone(),
+                webhooks,
+                state.settings.metrics.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         Ok(Routes { state, stop: Arc::new(stop) })
     }
 }

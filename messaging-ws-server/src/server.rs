@@ -47,6 +47,8 @@ pub struct Config {
     /// How `/metrics` names the store in `messaging_build_info` (free text, e.g.
     /// `sqlite synchronous=FULL`), so a benchmark report can say what it measured.
     pub store_label: String,
+    /// Posts durable events to the host (`None`: off).
+    pub webhooks: Option<crate::webhooks::WebhookSettings>,
 }
 
 impl std::fmt::Debug for Config {
@@ -92,7 +94,11 @@ pub async fn run(
     .transport(transport.clone())
     .service_keys(config.service_keys)
     .token_minter(config.verifier)
-    .store_label(config.store_label)
+    .store_label(config.store_label);
+    let routes = match config.webhooks {
+        Some(webhooks) => routes.webhooks(webhooks),
+        None => routes,
+    }
     .build()
     .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why))?;
     let (alive, mut all_ended) = mpsc::channel::<()>(1);

@@ -45,6 +45,7 @@ impl InProcess {
             verifier,
             transport,
             store_label: opened.store_label.clone(),
+            webhooks: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

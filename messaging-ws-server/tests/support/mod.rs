@@ -18,6 +18,8 @@
     reason = "test support"
 )]
 
+pub mod process;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -120,6 +122,28 @@ impl Server {
         Some(Self::start_on(database, dir, Transport::default(), limits, &auth, none).await)
     }
 
+    /// Starts a server on a fresh database of `backend` posting webhooks with `webhooks`.
+    pub async fn start_with_webhooks(
+        backend: Backend,
+        webhooks: messaging_ws_server::webhooks::WebhookSettings,
+    ) -> Option<Self> {
+        let (database, dir) = fresh_database(backend).await?;
+        let keys = ServiceKeys::load(None, Some(SERVICE_KEY)).expect("the test service key");
+        let limits = messaging_core::Limits::default();
+        Some(
+            Self::start_on_with(
+                database,
+                dir,
+                Transport::default(),
+                limits,
+                &auth_settings(),
+                Arc::new(keys),
+                Some(webhooks),
+            )
+            .await,
+        )
+    }
+
     /// Starts a server on an existing database.
     pub async fn start_on(
         database: Database,
@@ -128,6 +152,19 @@ impl Server {
         limits: messaging_core::Limits,
         auth: &AuthSettings,
         service_keys: Arc<ServiceKeys>,
+    ) -> Self {
+        Self::start_on_with(database, dir, transport, limits, auth, service_keys, None).await
+    }
+
+    /// Same, posting webhooks with `webhooks`.
+    pub async fn start_on_with(
+        database: Database,
+        dir: Option<tempfile::TempDir>,
+        transport: Transport,
+        limits: messaging_core::Limits,
+        auth: &AuthSettings,
+        service_keys: Arc<ServiceKeys>,
+        webhooks: Option<messaging_ws_server::webhooks::WebhookSettings>,
     ) -> Self {
         let settings = StoreSettings::new(limits);
         let opened = backend::open(&database, &settings).await.expect("open the store");
@@ -142,6 +179,7 @@ impl Server {
             verifier,
             transport,
             store_label: opened.store_label.clone(),
+            webhooks,
         };
         let task = tokio::spawn(async move {
             let result = messaging_ws_server::run(listener, config, async {
