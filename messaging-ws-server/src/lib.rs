@@ -58,6 +58,11 @@ pub use auth::{AuthSettings, Verifier};
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeExamples;
+
+/// docs/protocol.md's Rust examples (the webhook signature check), compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/protocol.md")]
+struct ProtocolExamples;
 pub use config::Transport;
 pub use http::{Authenticate, JwtAuth};
 pub use routes::{Routes, RoutesBuilder, RoutesError};
