@@ -78,17 +78,8 @@ impl From<messaging_core::Error> for AppError {
             tracing::error!(%error, "messaging store");
         }
         let code = error.code();
-        let status = match code {
-            "bad_request" => StatusCode::BAD_REQUEST,
-            "forbidden" => StatusCode::FORBIDDEN,
-            "not_found" => StatusCode::NOT_FOUND,
-            "conflict" => StatusCode::CONFLICT,
-            "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-            "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-            "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, code, error.public_message())
+        // The library's own mapping, so `/listings/…` and `/chat/…` agree.
+        Self::new(messaging_ws_server::http::status_of(code), code, error.public_message())
     }
 }
 

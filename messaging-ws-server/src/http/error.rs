@@ -7,8 +7,10 @@ use http::{HeaderValue, StatusCode, header};
 use messaging_core::Error;
 use serde::Serialize;
 
-/// The status of an error code.
-pub(crate) fn status_of(code: &str) -> StatusCode {
+/// The HTTP status of a protocol error code (`messaging_core::Error::code`), as the
+/// server's routes answer it: a host's own routes can answer the library's errors alike.
+#[must_use]
+pub fn status_of(code: &str) -> StatusCode {
     match code {
         "bad_request" => StatusCode::BAD_REQUEST,
         "unauthorized" => StatusCode::UNAUTHORIZED,

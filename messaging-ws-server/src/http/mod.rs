@@ -32,6 +32,7 @@ use messaging_core::{Cursor, Error, Messenger};
 use serde_json::{Map, Value};
 
 pub use self::authenticate::{Authenticate, JwtAuth};
+pub use self::error::status_of;
 pub(crate) use self::cors::{Cors, is_origin};
 use self::error::HttpError;
 use crate::connection::SessionSettings;
