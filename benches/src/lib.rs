@@ -87,6 +87,7 @@ pub async fn fill_deep_history(store: &Arc<dyn Store>, depth: u64) -> Result<()>
             created_at: Timestamp::now(),
             metadata: None,
             audience: vec![a, b],
+            actor: Some(a),
         })
         .await?
         .conversation

@@ -26,6 +26,7 @@
 //! ```
 
 mod budget;
+mod consumer;
 pub mod error;
 pub mod fanout;
 pub mod id;
@@ -49,15 +50,16 @@ pub mod time;
 mod typing;
 mod validate;
 
+pub use consumer::{Consumer, ConsumerOptions, ConsumerStart};
 pub use error::{Error, Result};
 pub use fanout::{Push, RecvError};
 pub use id::{ConversationId, MessageId, SessionId, UserId};
 pub use limits::{Limits, PageSize};
 pub use messenger::{Messenger, MessengerBuilder, ServiceHandle};
 pub use model::{
-    Attachment, Conversation, ConversationKind, ConversationSummary, Cursor, Event, LoggedEvent,
-    MemberSettings, Message, MessageKind, PresenceStatus, Reaction, ReactionChange, ReactionState,
-    Receipt, ReceiptKind, Signal, TypingState, UnreadTotals,
+    Attachment, Conversation, ConversationKind, ConversationSummary, Cursor, Event, LogEntry,
+    LoggedEvent, MemberSettings, Message, MessageKind, PresenceStatus, Reaction, ReactionChange,
+    ReactionState, Receipt, ReceiptKind, Recipient, Signal, TypingState, UnreadTotals,
 };
 pub use pages::{
     BlocksPage, ContextConversationsPage, ConversationsPage, HistoryPage, Sent, SyncPage,

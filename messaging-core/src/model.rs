@@ -379,6 +379,77 @@ pub struct CommittedEvent {
     pub audience: Vec<UserId>,
 }
 
+/// One event of the log as a durable consumer reads it ([`EventLog`](crate::store::EventLog)
+/// serves sessions; [`ConsumerLog::read_log`](crate::store::ConsumerLog::read_log) serves
+/// consumers such as the server's webhook deliverer): the event, who caused it, whom it is
+/// for, and what a delete removed.
+///
+/// Events logged before a store kept actors and removed attachments (SQLite and
+/// PostgreSQL schema version 7) read with `actor: None` and no removed attachments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LogEntry {
+    /// The event at its position, objects in their current state (as
+    /// [`read_events`](crate::store::EventLog::read_events) gives them).
+    pub logged: LoggedEvent,
+    /// Who caused it: the sender, editor, deleter, reader, reactor, opener, the member
+    /// whose settings changed; `None` for the host's service calls (system messages,
+    /// service opens, moderation and account-deletion deletes, metadata updates).
+    pub actor: Option<UserId>,
+    /// The users the event is for (its audience, the actor included when the actor is in
+    /// it), each with their mute setting of the event's conversation as stored when read.
+    pub recipients: Vec<Recipient>,
+    /// For `message.deleted`: the attachments the message had before it became a
+    /// tombstone (so the host can delete the files); empty otherwise.
+    pub removed_attachments: Vec<Attachment>,
+}
+
+impl LogEntry {
+    /// An entry of the log, as a store builds it for
+    /// [`read_log`](crate::store::ConsumerLog::read_log).
+    #[must_use]
+    pub fn new(
+        logged: LoggedEvent,
+        actor: Option<UserId>,
+        recipients: Vec<Recipient>,
+        removed_attachments: Vec<Attachment>,
+    ) -> Self {
+        Self { logged, actor, recipients, removed_attachments }
+    }
+
+    /// The event's position in the log.
+    #[must_use]
+    pub fn position(&self) -> u64 {
+        self.logged.position
+    }
+}
+
+/// One user an event is for, as a [`LogEntry`] names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Recipient {
+    /// The user.
+    pub user_id: UserId,
+    /// Their mute of the event's conversation as stored when the entry was read: a time
+    /// that has passed is kept as it is (compare it with the time that matters to you,
+    /// as [`MemberSettings::settled`] does); `None` when not muted.
+    pub muted_until: Option<Timestamp>,
+}
+
+impl Recipient {
+    /// `user_id`, muted until `muted_until` (as stored).
+    #[must_use]
+    pub fn new(user_id: UserId, muted_until: Option<Timestamp>) -> Self {
+        Self { user_id, muted_until }
+    }
+
+    /// Whether the mute is in force at `now`.
+    #[must_use]
+    pub fn muted_at(&self, now: Timestamp) -> bool {
+        self.muted_until.is_some_and(|until| until > now)
+    }
+}
+
 /// An ephemeral signal: never stored, never replayed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

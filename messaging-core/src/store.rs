@@ -1,7 +1,7 @@
 //! The storage contract.
 //!
-//! A backend implements five small traits, split by concern, and gets [`Store`] (their
-//! union) for free through a blanket impl. One backend object implements all five, so one
+//! A backend implements six small traits, split by concern, and gets [`Store`] (their
+//! union) for free through a blanket impl. One backend object implements all six, so one
 //! transaction can span a conversation, its message and the event log.
 //!
 //! The rules (membership, blocks, policies, validation, which events a change produces and
@@ -20,6 +20,13 @@
 //! position order, to every attached [`FeedSink`]. A reply to a mutation means the change
 //! is durable.
 //!
+//! Each event is also logged with its *actor*, who caused it, read back by
+//! [`ConsumerLog::read_log`]: [`NewConversation::actor`], a [`NewMessage`]'s `sender_id`
+//! (`None`: a system message), [`EditMessage::actor`], [`DeleteMessage::actor`], the
+//! `user_id` of a [`MarkUpdate`], [`ReactionUpdate`] or [`MemberUpdate`], and nobody for
+//! [`MetadataUpdate`] (the host's). A `message.deleted` event also keeps the attachments
+//! the message had before the delete erased them.
+//!
 //! ## Using a store
 //!
 //! ```
@@ -32,15 +39,17 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, MessageId, UserId};
 use crate::model::{
-    ActivityKey, Attachment, CommittedEvent, Conversation, ConversationSummary, LoggedEvent,
-    MemberSettings, Message, MessageKind, Reaction, ReactionState, ReceiptKind, UnreadTotals,
+    ActivityKey, Attachment, CommittedEvent, Conversation, ConversationSummary, LogEntry,
+    LoggedEvent, MemberSettings, Message, MessageKind, Reaction, ReactionState, ReceiptKind,
+    UnreadTotals,
 };
 use crate::time::Timestamp;
 
@@ -59,6 +68,9 @@ pub struct NewConversation {
     pub metadata: Option<serde_json::Value>,
     /// Who sees the `conversation.created` event.
     pub audience: Vec<UserId>,
+    /// Who opens it (logged as the event's actor): the member who opened it or sent the
+    /// first message; `None` when the host opened it (the service handle).
+    pub actor: Option<UserId>,
 }
 
 /// The result of [`ConversationStore::open_direct`].
@@ -257,6 +269,8 @@ pub struct EditMessage {
     pub edited_at: Timestamp,
     /// Who sees the `message.edited` event.
     pub audience: Vec<UserId>,
+    /// Who edits it (logged as the event's actor): its sender.
+    pub actor: Option<UserId>,
 }
 
 /// A deletion of a message.
@@ -266,6 +280,9 @@ pub struct DeleteMessage {
     pub id: MessageId,
     /// Who sees the `message.deleted` event.
     pub audience: Vec<UserId>,
+    /// Who deletes it (logged as the event's actor): its sender deleting their own
+    /// message; `None` for the host's moderation and account-deletion deletes.
+    pub actor: Option<UserId>,
 }
 
 /// The result of [`MessageStore::delete`].
@@ -632,6 +649,83 @@ pub trait SocialStore: Send + Sync {
     async fn revoked_at(&self, user: UserId) -> Result<Option<Timestamp>>;
 }
 
+/// The whole log for durable consumers (the server's webhook deliverer, a host's own
+/// indexer), and the consumers' stored positions and leases.
+///
+/// A consumer reads every event in log order from its stored position and commits the
+/// position it has handled; [`Consumer`](crate::Consumer) (from
+/// [`Messenger::consumer`](crate::Messenger::consumer)) does so on these calls. A lease
+/// makes one holder at a time: on a database shared by several processes, one of them
+/// delivers, and another takes over within the lease when it dies. Lease times are the
+/// store's own clock (the database server's, where there is one), never the callers', so
+/// holders with skewed clocks cannot both hold a lease.
+///
+/// ```
+/// use std::time::Duration;
+/// use messaging_core::store::ConsumerLog;
+/// use uuid::Uuid;
+///
+/// /// Reads and commits one batch from where consumer "audit" stands, if it can hold it.
+/// async fn one_batch(log: &dyn ConsumerLog, head: u64) -> messaging_core::Result<usize> {
+///     let (me, lease) = (Uuid::now_v7(), Duration::from_secs(10));
+///     let Some(position) = log.claim_consumer("audit", me, lease, head).await? else {
+///         return Ok(0); // another holder's lease is live
+///     };
+///     let batch = log.read_log(position, head, 100).await?;
+///     if let Some(last) = batch.last() {
+///         log.commit_consumer("audit", me, last.logged.position, lease).await?;
+///     }
+///     log.release_consumer("audit", me).await?;
+///     Ok(batch.len())
+/// }
+/// ```
+#[async_trait]
+pub trait ConsumerLog: Send + Sync {
+    /// Every event with `after < position <= up_to`, ascending, at most `limit`, as
+    /// [`LogEntry`]s: the event as [`EventLog::read_events`] gives it (objects in their
+    /// current state), its actor as logged (see the module docs; `None` for events logged
+    /// before the store kept actors), its audience in the order the mutation named it with
+    /// each user's `muted_until` of the event's conversation as stored when read, and for
+    /// `message.deleted` the attachments the message had before the delete (empty for
+    /// other kinds, and for deletes logged before the store kept them). Events of kinds
+    /// the store does not know (written by a newer version) are skipped and do not count
+    /// towards `limit`, so an empty answer means no event it knows lies in the range.
+    /// Callers pass a head they read as `up_to`: every event up to it is committed and
+    /// read (the committed log is dense); past the head there is nothing to read. A
+    /// bounded number of queries per call, whatever `limit`.
+    async fn read_log(&self, after: u64, up_to: u64, limit: usize) -> Result<Vec<LogEntry>>;
+
+    /// Claims consumer `name` for `holder` for `lease`: renews it when `holder` holds it,
+    /// takes it over when nobody holds it (never claimed, or released) or the holder's
+    /// lease has expired; returns the stored position. `None`, and nothing changed, while
+    /// another holder's lease is live. With no stored row yet, `start` is stored at once as
+    /// the position (and returned). Lease times are the store's clock.
+    async fn claim_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        lease: Duration,
+        start: u64,
+    ) -> Result<Option<u64>>;
+
+    /// Stores `position` (the greater of it and the stored one: a position never moves
+    /// backwards) and renews the lease for `lease`, if `holder` still holds consumer
+    /// `name` (its lease may have expired meanwhile as long as nobody took it over):
+    /// `true`. `false`, and nothing stored, when another holder took it over, it was
+    /// released, or it was never claimed.
+    async fn commit_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        position: u64,
+        lease: Duration,
+    ) -> Result<bool>;
+
+    /// Gives the lease of `holder` on consumer `name` up, keeping the position: another
+    /// holder may claim it at once. Nothing when `holder` does not hold it.
+    async fn release_consumer(&self, name: &str, holder: Uuid) -> Result<()>;
+}
+
 /// Whether the store can commit: what a health check asks of it.
 ///
 /// Reads answering proves little: a store whose disk is full, whose database is gone or
@@ -659,7 +753,7 @@ pub trait StoreHealth: Send + Sync {
     async fn probe_commit(&self) -> Result<()>;
 }
 
-/// A complete store: the union of the five contracts, implemented by one backend.
+/// A complete store: the union of the six contracts, implemented by one backend.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -669,10 +763,19 @@ pub trait StoreHealth: Send + Sync {
 ///     (store.clone(), store)
 /// }
 /// ```
-pub trait Store: ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth {}
+pub trait Store:
+    ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth + ConsumerLog
+{
+}
 
-impl<T: ConversationStore + MessageStore + EventLog + SocialStore + StoreHealth + ?Sized> Store
-    for T
+impl<T> Store for T where
+    T: ConversationStore
+        + MessageStore
+        + EventLog
+        + SocialStore
+        + StoreHealth
+        + ConsumerLog
+        + ?Sized
 {
 }
 

@@ -121,6 +121,8 @@ pub(crate) fn event_row(event: &Event) -> Option<EventRow> {
 const MESSAGE_AT: usize = 8;
 const CONVERSATION_AT: usize = MESSAGE_AT + MESSAGE_WIDTH;
 const SETTINGS_AT: usize = CONVERSATION_AT + CONVERSATION_WIDTH;
+/// Where the columns a query adds after [`event_columns`] start.
+pub(crate) const LOG_AT: usize = SETTINGS_AT + 2;
 
 /// The columns [`event`] decodes: the log row, then the message, the conversation and the
 /// member settings it names, in their current state, for `events e` joined by

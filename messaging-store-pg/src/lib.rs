@@ -32,6 +32,7 @@ mod blocks;
 mod change;
 mod channels;
 mod codec;
+mod consumers;
 mod error;
 mod event_rows;
 mod feed;
@@ -53,17 +54,17 @@ mod write;
 mod writer;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use messaging_core::fanout::Hub;
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::model::{
-    Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
+    Conversation, ConversationSummary, LogEntry, LoggedEvent, Message, UnreadTotals,
 };
 use messaging_core::store::{
-    Appended, ContextPage, ConversationPage, ConversationStore, DeleteMessage, Deleted,
-    EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
+    Appended, ConsumerLog, ContextPage, ConversationPage, ConversationStore, DeleteMessage,
+    Deleted, EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
     MemberUpdated, MessageStore, MetadataUpdate, MetadataUpdated, NewConversation, NewMessage,
     Opened, Reacted, ReactionUpdate, SearchQuery, SocialStore, Store, StoreHealth,
 };
@@ -73,6 +74,7 @@ use messaging_core::time::Timestamp;
 use messaging_core::{Error, Limits, Messenger, Result};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
+use uuid::Uuid;
 
 use crate::change::Change;
 use crate::channels::Channels;
@@ -441,6 +443,39 @@ impl SocialStore for PgStore {
                 Ok(at)
             }
         }
+    }
+}
+
+/// Reads and lease statements go straight to the pool, not through the writer (see
+/// `consumers.rs`); lease times are the database server's clock.
+#[async_trait]
+impl ConsumerLog for PgStore {
+    async fn read_log(&self, after: u64, up_to: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        Ok(read::read_log(&self.inner.live()?.pool, after, up_to, limit).await?)
+    }
+
+    async fn claim_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        lease: Duration,
+        start: u64,
+    ) -> Result<Option<u64>> {
+        Ok(consumers::claim(&self.inner.live()?.pool, name, holder, lease, start).await?)
+    }
+
+    async fn commit_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        position: u64,
+        lease: Duration,
+    ) -> Result<bool> {
+        Ok(consumers::commit(&self.inner.live()?.pool, name, holder, position, lease).await?)
+    }
+
+    async fn release_consumer(&self, name: &str, holder: Uuid) -> Result<()> {
+        Ok(consumers::release(&self.inner.live()?.pool, name, holder).await?)
     }
 }
 

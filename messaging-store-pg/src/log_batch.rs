@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use messaging_core::id::UserId;
-use messaging_core::model::{Event, Message};
+use messaging_core::model::{Attachment, Event, Message};
 use messaging_core::search::index_text;
 use messaging_core::store::{Appended, NewMessage};
 use messaging_core::{Error, Result};
@@ -66,10 +66,12 @@ WITH locked AS (
     RETURNING position - $13 AS base, pg_notify($14, position::text)
 ), ev AS (
     INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience,
-        at, emoji)
-    SELECT h.base + v.o, v.k, v.c, v.m, v.u, v.s, string_to_array(v.a, ',')::uuid[], v.t, v.e
+        at, emoji, actor, removed_attachments)
+    SELECT h.base + v.o, v.k, v.c, v.m, v.u, v.s, string_to_array(v.a, ',')::uuid[], v.t, v.e,
+        v.actor, v.removed
     FROM head h, UNNEST($15::bigint[], $16::smallint[], $17::uuid[], $18::uuid[], $19::uuid[],
-        $20::bigint[], $21::text[], $26::bigint[], $27::text[]) AS v(o, k, c, m, u, s, a, t, e)
+        $20::bigint[], $21::text[], $26::bigint[], $27::text[], $28::uuid[], $29::jsonb[])
+        AS v(o, k, c, m, u, s, a, t, e, actor, removed)
 ), aud AS (
     INSERT INTO event_audience (user_id, position)
     SELECT v.u, h.base + v.o FROM head h, UNNEST($22::uuid[], $23::bigint[]) AS v(u, o)
@@ -272,12 +274,21 @@ pub(crate) async fn append_and_log(
         rows.push(row);
     }
     let mut audiences: Vec<&[UserId]> = prior.iter().map(|e| e.audience.as_slice()).collect();
+    let mut actors: Vec<Option<Uuid>> =
+        prior.iter().map(|e| e.actor.map(|u| *u.as_uuid())).collect();
+    // NULL when nothing was removed (every event but a delete of a message with files).
+    let mut removed: Vec<Option<Json<&[Attachment]>>> = prior
+        .iter()
+        .map(|e| (!e.removed_attachments.is_empty()).then(|| Json(&e.removed_attachments[..])))
+        .collect();
     for new in &news {
         rows.push(EventRow {
             message_id: Some(*new.id.as_uuid()),
             ..EventRow::of(event_rows::kind::MESSAGE_CREATED, new.conversation_id)
         });
         audiences.push(&new.audience);
+        actors.push(new.sender_id.map(|u| *u.as_uuid()));
+        removed.push(None);
     }
     let ordinals: Vec<i64> = (1..=int(events as u64)).collect();
     let (mut audience_users, mut audience_at) = (Vec::new(), Vec::new());
@@ -324,6 +335,8 @@ pub(crate) async fn append_and_log(
         .bind(news.iter().map(|m| m.reply_to_seq.map(int)).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.emoji.as_deref()).collect::<Vec<_>>())
+        .bind(&actors)
+        .bind(&removed)
         .fetch_all(&mut *conn)
         .await?;
 
@@ -347,7 +360,8 @@ pub(crate) async fn append_and_log(
             );
         };
         let message = new.stored(uint(base + ordinal));
-        logged.push(PendingEvent::new(Event::MessageCreated(message.clone()), &new.audience));
+        let event = Event::MessageCreated(message.clone());
+        logged.push(PendingEvent::new(event, &new.audience, new.sender_id));
         appends.outcomes[*i] = Some(Ok(Appended { message, created: true }));
     }
     Ok((finish(appends), logged, Some(uint(head_base + 1))))
@@ -388,7 +402,8 @@ mod tests {
     /// The types of the statement's parameters, in order.
     const TYPES: &str = "uuid[], bigint[], bigint[], uuid[], uuid[], bigint[], uuid[], text[], \
         text[], text[], bigint[], text[], bigint, text, bigint[], smallint[], uuid[], uuid[], \
-        uuid[], bigint[], text[], uuid[], bigint[], jsonb[], bigint[], bigint[], text[]";
+        uuid[], bigint[], text[], uuid[], bigint[], jsonb[], bigint[], bigint[], text[], uuid[], \
+        jsonb[]";
 
     /// An append to one of a busy user's conversations moves the two members' activity rows
     /// through the primary key, in the plan made for the arguments and in the generic plan:
@@ -416,7 +431,8 @@ mod tests {
                 "{c}, '{{1}}', '{{99999999}}', ARRAY[gen_random_uuid()], {c}, '{{1}}', {me}, \
                  '{{hi}}', '{{NULL}}', '{{NULL}}', '{{99999999}}', '{{hi}}', 1, 'log', '{{1}}', \
                  '{{2}}', {c}, '{{NULL}}', '{{NULL}}', '{{NULL}}', ARRAY['{ME_ID},{peer}'], \
-                 {me}, '{{1}}', ARRAY['[]'::jsonb], '{{NULL}}', '{{NULL}}', '{{NULL}}'",
+                 {me}, '{{1}}', ARRAY['[]'::jsonb], '{{NULL}}', '{{NULL}}', '{{NULL}}', \
+                 {me}, '{{NULL}}'",
             );
             let plan = plan_of(&mut conn, "(ANALYZE, COSTS OFF)", &name, &args).await;
             assert!(plan.contains("using activity_pkey on activity"), "{name}:\n{plan}");

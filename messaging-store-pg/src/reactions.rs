@@ -123,7 +123,7 @@ fn react(
             emoji: update.emoji.clone(),
             state: update.state,
         });
-        events.push(PendingEvent::new(event, &update.audience));
+        events.push(PendingEvent::new(event, &update.audience, Some(update.user_id)));
     }
     Ok(Reacted { message: message.clone(), changed })
 }

@@ -2,9 +2,13 @@
 //! the pool: each is one statement.
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
-use messaging_core::model::{CommittedEvent, Conversation, LoggedEvent, Message, UnreadTotals};
+use messaging_core::model::{
+    Attachment, CommittedEvent, Conversation, LogEntry, LoggedEvent, Message, Recipient,
+    UnreadTotals,
+};
 use messaging_core::store::{HistoryWindow, SearchQuery};
 use messaging_core::time::Timestamp;
+use sqlx::types::Json;
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
 
@@ -213,6 +217,69 @@ pub(crate) async fn read_events(
     Ok(events)
 }
 
+/// The SQL of `read_log`: `$1` and `$2` the bounds, `$3` the limit. One statement: a range
+/// of the log's primary key, of the kinds this version knows (a newer version's are
+/// skipped here, so they take no room in the limit), with [`EVENT_JOINS`] and the
+/// recipients' mutes: each audience member's row of the event's conversation, looked up
+/// by its primary key, aggregated in the audience's order.
+fn read_log_sql() -> String {
+    format!(
+        "SELECT {columns}, e.actor, e.removed_attachments, r.muted \
+         FROM events e {EVENT_JOINS} \
+         LEFT JOIN LATERAL ( \
+           SELECT array_agg(mb.muted_until ORDER BY u.ord) AS muted \
+           FROM unnest(e.audience) WITH ORDINALITY AS u(id, ord) \
+           LEFT JOIN members mb ON mb.user_id = u.id AND mb.conversation_id = e.conversation_id \
+         ) r ON true \
+         WHERE e.position > $1 AND e.position <= $2 AND e.kind BETWEEN {first} AND {last} \
+         ORDER BY e.position LIMIT $3",
+        columns = event_columns(),
+        first = event_rows::kind::CONVERSATION_CREATED,
+        last = event_rows::kind::CONVERSATION_UPDATED,
+    )
+}
+
+/// Every event of the log with `after < position <= up_to` (of the kinds this version
+/// knows), at most `limit`, with actors, recipients and removed attachments: one query.
+pub(crate) async fn read_log(
+    pool: &PgPool,
+    after: u64,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<LogEntry>> {
+    let rows = sqlx::query(trusted(read_log_sql()))
+        .bind(int(after))
+        .bind(int(up_to))
+        .bind(int(limit as u64))
+        .fetch_all(pool)
+        .await?;
+    let at = event_rows::LOG_AT;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (position, Some((event, audience))) = event_rows::event(row)? else { continue };
+        let actor = row.try_get::<Option<Uuid>, _>(at)?.and_then(codec::sender_of);
+        let removed: Option<Json<Vec<Attachment>>> = row.try_get(at + 1)?;
+        let muted: Option<Vec<Option<i64>>> = row.try_get(at + 2)?;
+        let muted = muted.unwrap_or_default();
+        let recipients = audience
+            .into_iter()
+            .enumerate()
+            .map(|(i, user)| {
+                let until = muted.get(i).copied().flatten().map(Timestamp::from_millis);
+                Recipient::new(user, until)
+            })
+            .collect();
+        let logged = LoggedEvent { position, event };
+        entries.push(LogEntry::new(
+            logged,
+            actor,
+            recipients,
+            removed.map(|r| r.0).unwrap_or_default(),
+        ));
+    }
+    Ok(entries)
+}
+
 /// The committed log after `after`, for the feed, with audiences: every position read, with
 /// `None` for events of kinds this version does not know (the feed moves past them).
 pub(crate) async fn feed(
@@ -304,8 +371,8 @@ mod tests {
 
     use sqlx::{Connection, Executor, PgConnection};
 
-    use super::search_sql;
-    use crate::test_database::{fresh_database, plan_of};
+    use super::{read_log_sql, search_sql};
+    use crate::test_database::{BUSY, fresh_database, plan_of};
 
     /// The search plan starts from the caller's memberships and never reads the words
     /// index (which would read every message in the database holding the words), neither
@@ -360,6 +427,38 @@ mod tests {
                     "messages looked up per conversation:\n{plan}"
                 );
             }
+        }
+    }
+
+    /// `read_log` reads one range of the log's primary key, whatever the log's length,
+    /// and looks each recipient's member row up by its key (in the plans made for the
+    /// arguments and in the generic plan).
+    #[tokio::test]
+    async fn read_log_reads_a_range_of_the_log() {
+        let Some(url) = fresh_database().await else { return };
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        conn.execute(BUSY).await.expect("test data");
+        conn.execute(
+            "INSERT INTO events (position, kind, conversation_id, audience) \
+               SELECT row_number() OVER (ORDER BY id), 1, id, ARRAY[user_lo, user_hi] \
+               FROM conversations; \
+             ANALYZE events",
+        )
+        .await
+        .expect("a long log");
+        for mode in ["auto", "force_generic_plan"] {
+            let name = format!("read_log_{mode}");
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "SET plan_cache_mode = {mode}; PREPARE {name}(bigint, bigint, bigint) AS {}",
+                read_log_sql()
+            )))
+            .await
+            .expect("prepare");
+            let plan = plan_of(&mut conn, "", &name, "4000, 8600, 100").await;
+            assert!(plan.contains("using events_pkey on events"), "{name}:\n{plan}");
+            assert!(!plan.contains("Seq Scan on events"), "{name}:\n{plan}");
+            assert!(plan.contains("using members_pkey on members"), "{name}:\n{plan}");
+            assert!(!plan.contains("Seq Scan on members"), "{name}:\n{plan}");
         }
     }
 }

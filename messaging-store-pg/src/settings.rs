@@ -79,7 +79,8 @@ pub(crate) async fn update_member(
             return Ok(Ok(MemberUpdated { settings, changed: false }));
         }
     }
-    events.push(PendingEvent::new(Event::MemberUpdated(settings), &update.audience));
+    let event = Event::MemberUpdated(settings);
+    events.push(PendingEvent::new(event, &update.audience, Some(update.user_id)));
     Ok(Ok(MemberUpdated { settings, changed: true }))
 }
 
@@ -102,7 +103,8 @@ pub(crate) async fn set_metadata(
     if let Some(row) = changed {
         let conversation = codec::conversation(&row, 0)?;
         let event = Event::ConversationUpdated(conversation.clone());
-        events.push(PendingEvent::new(event, &update.audience));
+        // The host's call: no actor.
+        events.push(PendingEvent::new(event, &update.audience, None));
         return Ok(Ok(MetadataUpdated { conversation, changed: true }));
     }
     Ok(match read::conversation(&mut *conn, update.conversation_id).await? {

@@ -9,7 +9,9 @@
 
 use messaging_core::Error;
 use messaging_core::id::UserId;
-use messaging_core::model::{Conversation, ConversationKind, Event, Message, Receipt, ReceiptKind};
+use messaging_core::model::{
+    Attachment, Conversation, ConversationKind, Event, Message, Receipt, ReceiptKind,
+};
 use messaging_core::search::index_text;
 use messaging_core::store::{
     DeleteMessage, Deleted, EditMessage, MarkUpdate, Marked, NewConversation, Opened,
@@ -22,16 +24,28 @@ use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
 use crate::error::PgError;
 use crate::read;
 
-/// An event waiting for its position: what happened, and who may see it.
+/// An event waiting for its position: what happened, who may see it, who caused it, and
+/// what a delete removed.
 #[derive(Debug, Clone)]
 pub(crate) struct PendingEvent {
     pub(crate) event: Event,
     pub(crate) audience: Vec<UserId>,
+    /// Who caused it; `None` for the host's calls.
+    pub(crate) actor: Option<UserId>,
+    /// For `message.deleted`: the attachments the message had.
+    pub(crate) removed_attachments: Vec<Attachment>,
 }
 
 impl PendingEvent {
-    pub(crate) fn new(event: Event, audience: &[UserId]) -> Self {
-        Self { event, audience: audience.to_vec() }
+    /// `event` for `audience`, caused by `actor`.
+    pub(crate) fn new(event: Event, audience: &[UserId], actor: Option<UserId>) -> Self {
+        Self { event, audience: audience.to_vec(), actor, removed_attachments: Vec::new() }
+    }
+
+    /// The event, keeping the attachments a delete removed.
+    pub(crate) fn removing(mut self, attachments: Vec<Attachment>) -> Self {
+        self.removed_attachments = attachments;
+        self
     }
 }
 
@@ -94,7 +108,8 @@ pub(crate) async fn open_direct(
         last_seq: 0,
         metadata: new.metadata.clone(),
     };
-    events.push(PendingEvent::new(Event::ConversationCreated(conversation.clone()), &new.audience));
+    let event = Event::ConversationCreated(conversation.clone());
+    events.push(PendingEvent::new(event, &new.audience, new.actor));
     Ok(Ok(Opened { conversation, created: true }))
 }
 
@@ -135,7 +150,8 @@ pub(crate) async fn edit(
     .await?;
     message.body.clone_from(&edit.body);
     message.edited_at = Some(edit.edited_at);
-    events.push(PendingEvent::new(Event::MessageEdited(message.clone()), &edit.audience));
+    let event = Event::MessageEdited(message.clone());
+    events.push(PendingEvent::new(event, &edit.audience, edit.actor));
     Ok(Ok(message))
 }
 
@@ -158,12 +174,14 @@ pub(crate) async fn delete(
     .bind(delete.id.as_uuid())
     .execute(&mut *conn)
     .await?;
+    // What the message held, for the consumers that delete the files (migration 0007).
+    let removed = std::mem::take(&mut message.attachments);
     message.deleted = true;
     message.body.clear();
     message.metadata = None;
-    message.attachments.clear();
     message.reactions.clear();
-    events.push(PendingEvent::new(Event::MessageDeleted(message.clone()), &delete.audience));
+    let event = Event::MessageDeleted(message.clone());
+    events.push(PendingEvent::new(event, &delete.audience, delete.actor).removing(removed));
     Ok(Ok(Deleted { message, changed: true }))
 }
 
@@ -211,7 +229,7 @@ pub(crate) async fn mark(
         seq: uint(target),
         at: update.at,
     };
-    events.push(PendingEvent::new(Event::Receipt(receipt), &update.audience));
+    events.push(PendingEvent::new(Event::Receipt(receipt), &update.audience, Some(update.user_id)));
     Ok(Ok(Marked { seq: uint(target), at: Some(update.at), moved: true }))
 }
 

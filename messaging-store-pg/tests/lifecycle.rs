@@ -14,7 +14,8 @@ use std::time::Duration;
 use messaging_core::id::{ConversationId, UserId};
 use messaging_core::model::{Signal, TypingState};
 use messaging_core::store::{
-    ConversationStore, EventLog, HistoryWindow, MessageStore, NewConversation, StoreHealth,
+    ConsumerLog, ConversationStore, EventLog, HistoryWindow, MessageStore, NewConversation,
+    StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{Error, Limits, Messenger, SendMessage};
@@ -146,10 +147,16 @@ async fn close_finishes_queued_writes_then_refuses_every_call() {
                 created_at: Timestamp::now(),
                 metadata: None,
                 audience: vec![alice, bob],
+                actor: Some(alice),
             })
             .await,
     );
     assert_closed("migrate", store.migrate().await);
+    let (holder, lease) = (*alice.as_uuid(), Duration::from_secs(5));
+    assert_closed("read_log", store.read_log(0, 1, 10).await);
+    assert_closed("claim_consumer", store.claim_consumer("c", holder, lease, 0).await);
+    assert_closed("commit_consumer", store.commit_consumer("c", holder, 1, lease).await);
+    assert_closed("release_consumer", store.release_consumer("c", holder).await);
     let fanout = store.fanout(16);
     assert_closed(
         "presence",

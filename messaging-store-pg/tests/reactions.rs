@@ -171,7 +171,8 @@ async fn the_reactions_of_one_batch_run_in_queue_order() {
         ];
         async move {
             let [q0, q1, q2, q3, q4, q5, q6, q7] = queue;
-            let delete = DeleteMessage { id: doomed.id, audience: vec![alice, bob] };
+            let delete =
+                DeleteMessage { id: doomed.id, audience: vec![alice, bob], actor: Some(alice) };
             // `join!` polls in order: the changes queue in this order, the delete before
             // the last reaction (single-row changes run before the batch's reactions).
             let (d, r0, r1, r2, r3, r4, r5, r6, r7) = tokio::join!(

@@ -13,14 +13,14 @@ use std::sync::Arc;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::model::{
-    ActivityKey, ConversationSummary, Event, Message, MessageKind, Receipt, ReceiptKind,
+    ActivityKey, Attachment, ConversationSummary, Event, Message, MessageKind, Receipt, ReceiptKind,
 };
 use messaging_core::store::{
-    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
-    SearchQuery, SocialStore,
+    ConsumerLog, ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow,
+    MessageStore, SearchQuery, SocialStore,
 };
 use messaging_core::time::Timestamp;
-use messaging_core::{Messenger, SendMessage};
+use messaging_core::{ConsumerOptions, ConsumerStart, Messenger, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor};
@@ -487,5 +487,109 @@ async fn version_5_data_is_intact_and_revocations_start_empty() {
     let again = PgStore::connect(&url, PgOptions::default()).await.expect("reconnect");
     assert_eq!(again.revoked_at(bob).await.expect("revoked_at"), Some(at));
     assert_eq!(again.revoked_at(alice).await.expect("revoked_at"), None);
+    again.close().await.expect("close");
+}
+
+/// Version 7 adds each event's actor and removed attachments, and the consumers table: the
+/// log of a version 6 database (written by that version's migrations: a conversation, a
+/// message, a delete, a member's mute) reads in `read_log` with no actor and no removed
+/// attachments (version 6 never kept them), each event with its recipients and their
+/// mutes; events logged after the upgrade carry both; a consumer reads the upgraded log
+/// and its position outlives the store object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_6_events_read_without_actors_and_consumers_start_empty() {
+    let Some(url) = support::empty_database().await else { return };
+    let mut conn = migrated_to(&url, 6).await;
+
+    // As version 6 wrote them. Every statement gets the same binds: $1 alice, $2 bob,
+    // $3 the conversation, $4 and $5 the messages (the second deleted by alice).
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let conversation = ConversationId::new();
+    let (first, second) = (MessageId::new(), MessageId::new());
+    let statements = [
+        "INSERT INTO conversations (id, user_lo, user_hi, context, created_at, last_seq, \
+           last_message_at) VALUES ($3, LEAST($1, $2), GREATEST($1, $2), '', 1000, 2, 3000)",
+        "INSERT INTO members (user_id, conversation_id, peer_id, muted_until) \
+         VALUES ($1, $3, $2, NULL), ($2, $3, $1, 99000000000000)",
+        "INSERT INTO activity (user_id, conversation_id, at) VALUES ($1, $3, 3000), ($2, $3, 3000)",
+        "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at, words, \
+           deleted) VALUES \
+         ($4, $3, 1, $1, 'hello', 2000, to_tsvector('simple', 'hello'), false), \
+         ($5, $3, 2, $1, '', 3000, ''::tsvector, true)",
+        "INSERT INTO events (position, kind, conversation_id, message_id, user_id, audience) \
+         VALUES (1, 1, $3, NULL, NULL, ARRAY[LEAST($1, $2), GREATEST($1, $2)]), \
+         (2, 2, $3, $4, NULL, ARRAY[LEAST($1, $2), GREATEST($1, $2)]), \
+         (3, 4, $3, $5, NULL, ARRAY[LEAST($1, $2), GREATEST($1, $2)]), \
+         (4, 9, $3, NULL, $2, ARRAY[$2]::uuid[])",
+        "INSERT INTO event_audience (user_id, position) \
+         SELECT u, p FROM UNNEST(ARRAY[$1, $2]::uuid[]) u, generate_series(1, 3) p \
+         UNION ALL SELECT $2, 4",
+        "UPDATE log_head SET position = 4",
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(alice.as_uuid())
+            .bind(bob.as_uuid())
+            .bind(conversation.as_uuid())
+            .bind(first.as_uuid())
+            .bind(second.as_uuid())
+            .execute(&mut conn)
+            .await
+            .expect("version 6 rows");
+    }
+    conn.close().await.expect("close");
+
+    let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
+    let log = store.read_log(0, 4, 10).await.expect("read_log");
+    let names: Vec<&str> = log.iter().map(|e| e.logged.event.name()).collect();
+    assert_eq!(
+        names,
+        ["conversation.created", "message.created", "message.deleted", "member.updated"]
+    );
+    let until = Some(Timestamp::from_millis(99_000_000_000_000));
+    let mut members = [(alice, None), (bob, until)];
+    members.sort_by_key(|(user, _)| *user);
+    for entry in &log {
+        assert_eq!(entry.actor, None, "version 6 kept no actor");
+        assert!(entry.removed_attachments.is_empty(), "nor removed attachments");
+        let muted: Vec<_> = entry.recipients.iter().map(|r| (r.user_id, r.muted_until)).collect();
+        if entry.logged.event.name() == "member.updated" {
+            assert_eq!(muted, [(bob, until)], "bob's own event");
+        } else {
+            assert_eq!(muted, members, "both members, with the mutes stored");
+        }
+        let events = store.read_events(bob, entry.logged.position - 1, 4, 1).await;
+        let logged = std::slice::from_ref(&entry.logged);
+        assert_eq!(events.expect("read_events"), logged, "as sync serves it");
+    }
+
+    // Events logged after the upgrade carry their actor and removed attachments.
+    let messenger = Messenger::new(store.clone()).await.expect("messenger");
+    let file = Attachment::new("https://cdn.example.com/a.png", "image/png");
+    let sent = messenger
+        .send(bob, SendMessage::to_conversation(conversation, "").attachment(file.clone()))
+        .await
+        .expect("send")
+        .message;
+    messenger.service().delete_message(sent.id).await.expect("moderation");
+    let after = store.read_log(4, 6, 10).await.expect("read_log");
+    assert_eq!(after.iter().map(|e| e.actor).collect::<Vec<_>>(), [Some(bob), None]);
+    assert_eq!(after[1].removed_attachments, [file]);
+
+    // Consumers start empty and work on the upgraded database, across store objects.
+    let options = ConsumerOptions::default().start(ConsumerStart::Beginning).batch(4);
+    let mut consumer = messenger.consumer("upgraded", options.clone()).expect("consumer");
+    let batch = consumer.next_batch().await.expect("a batch");
+    assert_eq!(batch.iter().map(|e| e.logged.position).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    consumer.commit(4).await.expect("commit");
+    consumer.release().await.expect("release");
+    drop(messenger);
+    store.close().await.expect("close");
+    let again = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("reconnect"));
+    let messenger = Messenger::new(again.clone()).await.expect("messenger");
+    let mut consumer = messenger.consumer("upgraded", options).expect("consumer");
+    let batch = consumer.next_batch().await.expect("a batch");
+    assert_eq!(batch.iter().map(|e| e.logged.position).collect::<Vec<_>>(), [5, 6]);
+    drop((consumer, messenger));
     again.close().await.expect("close");
 }

@@ -66,6 +66,25 @@ fn sender(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<UserId>> {
     Ok((bytes != SYSTEM_SENDER).then(|| UserId::from_bytes(bytes)))
 }
 
+/// An event's actor as stored: `None` for NULL (the host's call, or an event logged
+/// before schema 7) and for the nil id (which stands for no user, as in `sender_id`).
+pub(crate) fn actor(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<UserId>> {
+    let bytes: Option<[u8; 16]> = row.get(index)?;
+    Ok(bytes.filter(|b| *b != SYSTEM_SENDER).map(UserId::from_bytes))
+}
+
+/// A nullable JSON array of attachments (an event's `removed_attachments`): empty for
+/// NULL.
+pub(crate) fn optional_attachments(
+    row: &Row<'_>,
+    index: usize,
+) -> rusqlite::Result<Vec<Attachment>> {
+    match row.get_ref(index)?.as_str_or_null()? {
+        None | Some("[]") => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text).map_err(|e| bad_json(index, e)),
+    }
+}
+
 /// A JSON parse failure as a conversion failure of column `index`.
 fn bad_json(index: usize, error: serde_json::Error) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, error.into())

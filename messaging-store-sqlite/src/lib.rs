@@ -98,17 +98,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::model::{
-    Conversation, ConversationSummary, LoggedEvent, Message, UnreadTotals,
+    Conversation, ConversationSummary, LogEntry, LoggedEvent, Message, UnreadTotals,
 };
 use messaging_core::store::{
-    Appended, ContextPage, ConversationPage, ConversationStore, DeleteMessage, Deleted,
-    EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
+    Appended, ConsumerLog, ContextPage, ConversationPage, ConversationStore, DeleteMessage,
+    Deleted, EditMessage, EventLog, FeedSink, HistoryWindow, MarkUpdate, Marked, MemberUpdate,
     MemberUpdated, MessageStore, MetadataUpdate, MetadataUpdated, NewConversation, NewMessage,
     Opened, Reacted, ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{Error, Result};
 use rusqlite::Connection;
+use uuid::Uuid;
 
 pub use schema::SCHEMA_VERSION;
 
@@ -569,6 +570,48 @@ impl SocialStore for SqliteStore {
                 Ok(at)
             }
         }
+    }
+}
+
+/// Reads go to the pool; claims, commits and releases are writes like any other, through
+/// the writer (their lease times are this process's clock: see `write/consumers.rs`).
+#[async_trait]
+impl ConsumerLog for SqliteStore {
+    async fn read_log(&self, after: u64, up_to: u64, limit: usize) -> Result<Vec<LogEntry>> {
+        self.read(move |conn| read::read_log(conn, after, up_to, limit)).await
+    }
+
+    async fn claim_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        lease: Duration,
+        start: u64,
+    ) -> Result<Option<u64>> {
+        let name = name.to_owned();
+        self.inner
+            .writer
+            .write(move |ctx| write::claim_consumer(ctx, &name, holder, lease, start))
+            .await
+    }
+
+    async fn commit_consumer(
+        &self,
+        name: &str,
+        holder: Uuid,
+        position: u64,
+        lease: Duration,
+    ) -> Result<bool> {
+        let name = name.to_owned();
+        self.inner
+            .writer
+            .write(move |ctx| write::commit_consumer(ctx, &name, holder, position, lease))
+            .await
+    }
+
+    async fn release_consumer(&self, name: &str, holder: Uuid) -> Result<()> {
+        let name = name.to_owned();
+        self.inner.writer.write(move |ctx| write::release_consumer(ctx, &name, holder)).await
     }
 }
 

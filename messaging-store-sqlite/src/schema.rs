@@ -15,6 +15,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_conversation_numbers.sql"),
     include_str!("../migrations/0005_richer_messages.sql"),
     include_str!("../migrations/0006_revocations.sql"),
+    include_str!("../migrations/0007_consumers.sql"),
 ];
 
 /// The schema version this build writes.

@@ -13,13 +13,18 @@ use std::time::Duration;
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::model::ReactionState;
 use messaging_core::store::{
-    ConversationStore, HistoryWindow, MemberChange, MemberUpdate, MessageStore, MetadataUpdate,
-    ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
+    ConsumerLog, ConversationStore, HistoryWindow, MemberChange, MemberUpdate, MessageStore,
+    MetadataUpdate, ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
 use messaging_core::{HistoryQuery, Messenger, SendMessage};
 use messaging_store_sqlite::SqliteStore;
 use support::{Call, Ids, every_read};
+
+/// A holder id for the consumer calls.
+fn uuid() -> uuid::Uuid {
+    *UserId::new().as_uuid()
+}
 
 fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -44,6 +49,21 @@ fn every_call<'a>(
         ),
         ("block", Box::pin(async move { store.block(alice, bob, 10).await })),
         ("probe_commit", Box::pin(async move { store.probe_commit().await })),
+        (
+            "claim_consumer",
+            Box::pin(async move {
+                let lease = Duration::from_secs(5);
+                store.claim_consumer("c", uuid(), lease, 0).await.map(drop)
+            }),
+        ),
+        (
+            "commit_consumer",
+            Box::pin(async move {
+                let lease = Duration::from_secs(5);
+                store.commit_consumer("c", uuid(), 1, lease).await.map(drop)
+            }),
+        ),
+        ("release_consumer", Box::pin(async move { store.release_consumer("c", uuid()).await })),
         ("revoke", Box::pin(async move { store.revoke(alice, Timestamp::now()).await })),
         (
             "set_last_seen",

@@ -245,6 +245,7 @@ async fn open_many(store: &SqliteStore, user: UserId, count: usize, context: Opt
                     created_at: Timestamp::now(),
                     metadata: None,
                     audience: vec![],
+                    actor: Some(user),
                 })
                 .await
                 .map(drop)

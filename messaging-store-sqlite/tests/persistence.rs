@@ -7,8 +7,11 @@ use messaging_core::id::{MessageId, UserId};
 use messaging_core::model::{
     Attachment, Cursor, Event, Message, MessageKind, ReactionState, Receipt,
 };
-use messaging_core::store::SocialStore;
-use messaging_core::{ConversationsQuery, HistoryQuery, Messenger, SendMessage};
+use messaging_core::store::{ConsumerLog, SocialStore};
+use messaging_core::{
+    ConsumerOptions, ConsumerStart, ConversationsQuery, HistoryQuery, Messenger, SendMessage,
+    Timestamp,
+};
 use messaging_store_sqlite::{SCHEMA_VERSION, SqliteOptions, SqliteStore, Synchronous};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +314,105 @@ fn back_to_version_4(conn: &rusqlite::Connection) {
 /// revocations).
 #[allow(clippy::unwrap_used, reason = "test helper")]
 fn back_to_version_5(conn: &rusqlite::Connection) {
+    back_to_version_6(conn);
     conn.execute_batch("DROP TABLE revocations; PRAGMA user_version = 5;").unwrap();
+}
+
+/// Undoes version 7 on a database the current build wrote, as a version 6 build leaves
+/// it: the log rows without actors or removed attachments, no consumers table. The data
+/// must be what a version 6 build could write (no consumers).
+#[allow(clippy::unwrap_used, reason = "test helper")]
+fn back_to_version_6(conn: &rusqlite::Connection) {
+    conn.execute_batch(
+        "DROP TABLE consumers; \
+         ALTER TABLE events DROP COLUMN actor; \
+         ALTER TABLE events DROP COLUMN removed_attachments; \
+         PRAGMA user_version = 6;",
+    )
+    .unwrap();
+}
+
+/// A database of schema version 6 (a log without actors or removed attachments, no
+/// consumers) opens under the current schema: every event logged before reads in
+/// `read_log` as `read_events` served it, with its recipients and their mutes but no
+/// actor and no removed attachments (a version 6 build never kept them); the events
+/// logged after the upgrade carry both; a consumer reads the whole log on the upgraded
+/// file and its position survives reopening it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_6_log_reads_without_actors_and_takes_consumers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v6.db");
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let file = Attachment::new("https://cdn.example.com/a.png", "image/png");
+    let until = Timestamp::from_millis(Timestamp::now().as_millis() + 3_600_000);
+    let (c, before) = {
+        let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+        let messenger = Messenger::new(store.clone()).await.unwrap();
+        let first = messenger
+            .send(alice, SendMessage::to_peer(bob, None, "one").attachment(file.clone()))
+            .await
+            .unwrap()
+            .message;
+        let c = first.conversation_id;
+        messenger.delete(alice, first.id).await.unwrap();
+        messenger.mute(bob, c, Some(until)).await.unwrap();
+        let session = messenger.connect(bob).await.unwrap();
+        let before = session.sync(Some(Cursor::at(0)), None).await.unwrap().events;
+        drop(session);
+        store.close().await.unwrap();
+        (c, before)
+    };
+    back_to_version_6(&rusqlite_conn(&path));
+
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let log = store.read_log(0, 4, 10).await.unwrap();
+    let logged: Vec<_> = log.iter().map(|e| e.logged.clone()).collect();
+    assert_eq!(logged, before, "the same events, in their current state");
+    let names: Vec<&str> = logged.iter().map(|e| e.event.name()).collect();
+    assert_eq!(
+        names,
+        ["conversation.created", "message.created", "message.deleted", "member.updated"]
+    );
+    for entry in &log {
+        assert_eq!(entry.actor, None, "no actor was logged before version 7");
+        assert!(entry.removed_attachments.is_empty(), "nor removed attachments");
+        let muted: Vec<_> = entry.recipients.iter().map(|r| (r.user_id, r.muted_until)).collect();
+        if entry.logged.event.name() == "member.updated" {
+            assert_eq!(muted, [(bob, Some(until))]);
+        } else {
+            let mut members = [(alice, None), (bob, Some(until))];
+            members.sort_by_key(|(user, _)| *user);
+            assert_eq!(muted, members, "the audience with the mutes of today");
+        }
+    }
+
+    let messenger = Messenger::new(store.clone()).await.unwrap();
+    let second = messenger
+        .send(bob, SendMessage::to_conversation(c, "two").attachment(file.clone()))
+        .await
+        .unwrap()
+        .message;
+    messenger.service().delete_message(second.id).await.unwrap();
+    let after = store.read_log(4, 6, 10).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.actor).collect::<Vec<_>>(), [Some(bob), None]);
+    assert_eq!(after[1].removed_attachments, [file], "kept from version 7 on");
+
+    let options = ConsumerOptions::default().start(ConsumerStart::Beginning).batch(4);
+    let mut consumer = messenger.consumer("upgraded", options.clone()).unwrap();
+    let batch = consumer.next_batch().await.unwrap();
+    assert_eq!(batch.iter().map(|e| e.logged.position).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    consumer.commit(4).await.unwrap();
+    consumer.release().await.unwrap();
+    drop(messenger);
+    store.close().await.unwrap();
+
+    let store = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let messenger = Messenger::new(store.clone()).await.unwrap();
+    let mut consumer = messenger.consumer("upgraded", options).unwrap();
+    let batch = consumer.next_batch().await.unwrap();
+    assert_eq!(batch.iter().map(|e| e.logged.position).collect::<Vec<_>>(), [5, 6]);
+    drop((consumer, messenger));
+    store.close().await.unwrap();
 }
 
 /// A database of schema version 5 with data of every kind a version 5 build wrote

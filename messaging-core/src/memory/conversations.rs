@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use super::state::{Member, Record, State, Thread};
+use super::state::{Entry, Member, Record, State, Thread};
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, UserId};
 use crate::model::{
@@ -60,7 +60,7 @@ impl State {
             self.memberships.entry(member).or_default().insert(new.id);
         }
         let event = Event::ConversationCreated(conversation.clone());
-        self.log(Record::Created(new.id), event, new.audience);
+        self.log(Entry::new(Record::Created(new.id), new.audience, new.actor), event);
         Ok(Opened { conversation, created: true })
     }
 
@@ -147,7 +147,8 @@ impl State {
             seq: target,
             at: update.at,
         };
-        self.log(Record::Receipt(receipt), Event::Receipt(receipt), update.audience);
+        let entry = Entry::new(Record::Receipt(receipt), update.audience, Some(update.user_id));
+        self.log(entry, Event::Receipt(receipt));
         Ok(Marked { seq: target, at: Some(update.at), moved: true })
     }
 
@@ -170,8 +171,8 @@ impl State {
         let (id, user) = (update.conversation_id, update.user_id);
         let settings = self.member_settings(id, user).ok_or_else(|| Error::not_found("gone"))?;
         if changed {
-            let event = Event::MemberUpdated(settings);
-            self.log(Record::MemberUpdated(id, user), event, update.audience);
+            let entry = Entry::new(Record::MemberUpdated(id, user), update.audience, Some(user));
+            self.log(entry, Event::MemberUpdated(settings));
         }
         Ok(MemberUpdated { settings, changed })
     }
@@ -188,8 +189,9 @@ impl State {
         }
         thread.conversation.metadata = update.metadata;
         let conversation = thread.conversation.clone();
-        let record = Record::ConversationUpdated(conversation.id);
-        self.log(record, Event::ConversationUpdated(conversation.clone()), update.audience);
+        // The host's call: no actor.
+        let entry = Entry::new(Record::ConversationUpdated(conversation.id), update.audience, None);
+        self.log(entry, Event::ConversationUpdated(conversation.clone()));
         Ok(MetadataUpdated { conversation, changed: true })
     }
 

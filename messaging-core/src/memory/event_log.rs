@@ -18,11 +18,13 @@ impl State {
         self.log.len() as u64
     }
 
-    /// Writes one event at the next position, keeping its audience, and queues it for the
-    /// feed. The last step of a write: nothing fails after it.
-    pub(super) fn log(&mut self, record: Record, event: Event, audience: Vec<UserId>) {
+    /// Writes one event at the next position, keeping its audience, actor and removed
+    /// attachments, and queues it for the feed. The last step of a write: nothing fails
+    /// after it.
+    pub(super) fn log(&mut self, entry: Entry, event: Event) {
         let position = self.head() + 1;
-        self.log.push(Entry { record, audience: audience.clone() });
+        let audience = entry.audience.clone();
+        self.log.push(entry);
         self.unfed.push(CommittedEvent { logged: LoggedEvent { position, event }, audience });
     }
 
@@ -44,7 +46,7 @@ impl State {
     }
 
     /// The event of a log entry, with its subject in its current state.
-    fn current(&self, record: &Record) -> Option<Event> {
+    pub(super) fn current(&self, record: &Record) -> Option<Event> {
         Some(match record {
             Record::Created(id) => Event::ConversationCreated(self.conversation(*id)?),
             Record::MessageCreated(at) => Event::MessageCreated(self.message_at(*at)?.clone()),

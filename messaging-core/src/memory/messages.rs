@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use super::state::{Record, State, Thread, index};
+use super::state::{Entry, Record, State, Thread, index};
 use crate::error::{Error, Result};
 use crate::id::{ConversationId, MessageId, UserId};
 use crate::model::{Event, Message, ReactionChange, UnreadTotals};
@@ -60,7 +60,8 @@ impl State {
         if let Some(key) = key {
             self.by_client_id.insert(key, at);
         }
-        self.log(Record::MessageCreated(at), Event::MessageCreated(message.clone()), new.audience);
+        let entry = Entry::new(Record::MessageCreated(at), new.audience, new.sender_id);
+        self.log(entry, Event::MessageCreated(message.clone()));
         Ok(Appended { message, created: true })
     }
 
@@ -109,7 +110,8 @@ impl State {
         message.body = edit.body;
         message.edited_at = Some(edit.edited_at);
         let message = message.clone();
-        self.log(Record::MessageEdited(at), Event::MessageEdited(message.clone()), edit.audience);
+        let entry = Entry::new(Record::MessageEdited(at), edit.audience, edit.actor);
+        self.log(entry, Event::MessageEdited(message.clone()));
         Ok(message)
     }
 
@@ -124,11 +126,11 @@ impl State {
         message.deleted = true;
         message.body.clear();
         message.metadata = None;
-        message.attachments.clear();
+        let removed = std::mem::take(&mut message.attachments);
         message.reactions.clear();
         let message = message.clone();
-        let event = Event::MessageDeleted(message.clone());
-        self.log(Record::MessageDeleted(at), event, delete.audience);
+        let entry = Entry::new(Record::MessageDeleted(at), delete.audience, delete.actor);
+        self.log(entry.removing(removed), Event::MessageDeleted(message.clone()));
         Ok(Deleted { message, changed: true })
     }
 
@@ -156,7 +158,7 @@ impl State {
                 state,
             });
             let record = Record::Reaction { at, user_id: user, emoji: update.emoji, state };
-            self.log(record, event, update.audience);
+            self.log(Entry::new(record, update.audience, Some(user)), event);
         }
         Ok(Reacted { message, changed })
     }

@@ -18,6 +18,7 @@
 //! - `messages`: [`MessageStore`](crate::store::MessageStore);
 //! - `event_log`: [`EventLog`](crate::store::EventLog);
 //! - `social`: [`SocialStore`](crate::store::SocialStore);
+//! - `consumers`: [`ConsumerLog`](crate::store::ConsumerLog);
 //! - this module: [`StoreHealth`], and the transactions (`MemoryStore::read`,
 //!   `MemoryStore::write`);
 //!
@@ -39,6 +40,8 @@
 //! | Per-conversation `seq` gap-free from 1 | `messages`: `last_seq + 1` under the lock; a conversation's messages are a `Vec` indexed by `seq - 1` |
 //! | Search by whole words, scoped, never tombstones | `messages`: [`crate::search::words`], the definition every store indexes, over the caller's conversations |
 //! | A revocation never moves backwards | `social`: the later of the stored time and the new one, under the lock |
+//! | Each event keeps its actor and a delete its removed attachments | `event_log`: the entry keeps what the mutation named, beside its audience |
+//! | One consumer holder at a time; a position never moves backwards | `consumers`: a claim checks the holder and the lease under the lock; a commit keeps the greater position |
 //! | Health | every successful write records [`StoreHealth::last_commit`]; [`StoreHealth::probe_commit`] is a write that changes nothing |
 //!
 //! A store on a database keeps the same promises with its own tools: a transaction instead
@@ -78,6 +81,7 @@
 //! # Ok(()) }
 //! ```
 
+mod consumers;
 mod conversations;
 mod event_log;
 mod feed;

@@ -13,8 +13,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
+use uuid::Uuid;
+
 use crate::id::{ConversationId, MessageId, UserId};
-use crate::model::{CommittedEvent, Conversation, Message, ReactionState, Receipt};
+use crate::model::{Attachment, CommittedEvent, Conversation, Message, ReactionState, Receipt};
 use crate::time::Timestamp;
 
 /// A direct conversation's unique key: the lower member, the higher one, the context
@@ -44,6 +46,8 @@ pub(super) struct State {
     pub(super) last_seen: HashMap<UserId, Timestamp>,
     /// Each revoked user's revocation time (only ever moved later).
     pub(super) revocations: HashMap<UserId, Timestamp>,
+    /// Durable consumers by name: their positions and leases.
+    pub(super) consumers: HashMap<String, ConsumerRow>,
     /// When the last write completed (see `StoreHealth::last_commit`).
     pub(super) last_commit: Option<Instant>,
 }
@@ -81,12 +85,39 @@ impl Thread {
     }
 }
 
-/// One log entry: what the event is about and who may see it (kept per event, as the
-/// mutation named it).
+/// One log entry: what the event is about, who may see it (kept per event, as the
+/// mutation named it), who caused it, and what a delete removed.
 #[derive(Debug)]
 pub(super) struct Entry {
     pub(super) record: Record,
     pub(super) audience: Vec<UserId>,
+    /// Who caused the event; `None` for the host.
+    pub(super) actor: Option<UserId>,
+    /// A delete's attachments, as the message had them before it.
+    pub(super) removed: Vec<Attachment>,
+}
+
+impl Entry {
+    /// An entry of `record` for `audience`, caused by `actor`.
+    pub(super) fn new(record: Record, audience: Vec<UserId>, actor: Option<UserId>) -> Self {
+        Self { record, audience, actor, removed: Vec::new() }
+    }
+
+    /// The entry, keeping the attachments a delete removed.
+    pub(super) fn removing(mut self, attachments: Vec<Attachment>) -> Self {
+        self.removed = attachments;
+        self
+    }
+}
+
+/// A durable consumer's stored position and lease.
+#[derive(Debug)]
+pub(super) struct ConsumerRow {
+    pub(super) position: u64,
+    /// Who holds it; `None` once released.
+    pub(super) holder: Option<Uuid>,
+    /// When the holder's lease ends (`None`: a lease too long for the clock, never).
+    pub(super) lease_until: Option<Instant>,
 }
 
 /// What a log entry points at. Message and conversation events are rebuilt from the

@@ -9,9 +9,11 @@
 //! What callers pass in is in `requests`, what pages come back in `pages`, and a connection
 //! of a user is a [`Session`]. The ops beyond messages and markers live in submodules:
 //! `reactions`, `settings` (mute, archive, one conversation), `revocation` (revoked tokens
-//! and the check of a presented one), and `service`, the host's [`ServiceHandle`], which
-//! calls the same steps as the user ops so no rule is written twice.
+//! and the check of a presented one), `consumers` (durable readers of the whole log), and
+//! `service`, the host's [`ServiceHandle`], which calls the same steps as the user ops so
+//! no rule is written twice.
 
+mod consumers;
 mod reactions;
 mod revocation;
 mod service;
@@ -268,35 +270,36 @@ impl Messenger {
         check_pair(actor, peer)?;
         self.check_not_blocked(actor, peer).await?;
         self.inner.policy.may_open(actor, peer, context.as_deref()).await?.into_result()?;
-        self.find_or_create(actor, peer, context, None).await
+        self.find_or_create([actor, peer], context, None, Some(actor)).await
     }
 
-    /// The direct conversation of the pair about `context`, created (with `metadata`) when
-    /// missing. The checks are the caller's.
+    /// The direct conversation of the pair about `context`, created (with `metadata`, by
+    /// `opener`: `None` for the host) when missing. The checks are the caller's.
     async fn find_or_create(
         &self,
-        a: UserId,
-        b: UserId,
+        [a, b]: [UserId; 2],
         context: Option<String>,
         metadata: Option<serde_json::Value>,
+        opener: Option<UserId>,
     ) -> Result<Opened> {
         if let Some(existing) = self.inner.store.find_direct(a, b, context.as_deref()).await? {
             self.inner.members.insert(&existing);
             return Ok(Opened { conversation: existing, created: false });
         }
-        self.create_direct(a, b, context, metadata).await
+        self.create_direct([a, b], context, metadata, opener).await
     }
 
-    /// Creates the direct conversation of `actor` and `peer` about `context`, or finds the
-    /// one a concurrent call created (the store's `open_direct` settles the race).
+    /// Creates the direct conversation of the pair about `context` (logged as opened by
+    /// `opener`), or finds the one a concurrent call created (the store's `open_direct`
+    /// settles the race).
     async fn create_direct(
         &self,
-        actor: UserId,
-        peer: UserId,
+        [a, b]: [UserId; 2],
         context: Option<String>,
         metadata: Option<serde_json::Value>,
+        opener: Option<UserId>,
     ) -> Result<Opened> {
-        let members = ordered(actor, peer);
+        let members = ordered(a, b);
         let opened = self
             .inner
             .store
@@ -307,6 +310,7 @@ impl Messenger {
                 created_at: Timestamp::now(),
                 metadata,
                 audience: members.to_vec(),
+                actor: opener,
             })
             .await?;
         self.inner.members.insert(&opened.conversation);
@@ -344,7 +348,8 @@ impl Messenger {
         let conversation = match target.existing {
             Some(conversation) => conversation,
             None => {
-                self.create_direct(actor, target.peer, target.context, None).await?.conversation
+                let pair = [actor, target.peer];
+                self.create_direct(pair, target.context, None, Some(actor)).await?.conversation
             }
         };
         self.append(&conversation, Some(actor), message).await
@@ -620,6 +625,7 @@ impl Messenger {
                 body: body.to_owned(),
                 edited_at: Timestamp::now(),
                 audience: conversation.members.to_vec(),
+                actor: Some(actor),
             })
             .await
     }
@@ -628,19 +634,22 @@ impl Messenger {
     /// tombstone again and emits nothing.
     pub async fn delete(&self, actor: UserId, id: MessageId) -> Result<Message> {
         let (message, conversation) = self.own_message(actor, id).await?;
-        self.remove(message, &conversation).await
+        self.remove(message, &conversation, Some(actor)).await
     }
 
-    /// Makes `message` of `conversation` a tombstone, once.
-    async fn remove(&self, message: Message, conversation: &Conversation) -> Result<Message> {
+    /// Makes `message` of `conversation` a tombstone, once, as `actor` (`None`: the host).
+    async fn remove(
+        &self,
+        message: Message,
+        conversation: &Conversation,
+        actor: Option<UserId>,
+    ) -> Result<Message> {
         if message.deleted {
             return Ok(message);
         }
-        let deleted = self
-            .inner
-            .store
-            .delete(DeleteMessage { id: message.id, audience: conversation.members.to_vec() })
-            .await?;
+        let delete =
+            DeleteMessage { id: message.id, audience: conversation.members.to_vec(), actor };
+        let deleted = self.inner.store.delete(delete).await?;
         Ok(deleted.message)
     }
 

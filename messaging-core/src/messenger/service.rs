@@ -70,7 +70,7 @@ impl ServiceHandle {
         }
         check_pair(a, b)?;
         m.check_not_blocked(a, b).await?;
-        m.find_or_create(a, b, context, metadata).await
+        m.find_or_create([a, b], context, metadata, None).await
     }
 
     /// Posts a system message (no sender, `kind: system`) to the conversation `message` is
@@ -171,7 +171,7 @@ impl ServiceHandle {
         let m = &self.messenger;
         let message = m.inner.store.message(id).await?.ok_or_else(not_found)?;
         let conversation = self.conversation(message.conversation_id).await?;
-        m.remove(message, &conversation).await
+        m.remove(message, &conversation, None).await
     }
 
     /// Account deletion: every message `user` sent becomes a tombstone, with one
@@ -219,7 +219,7 @@ impl ServiceHandle {
             let page = m.inner.store.history(conversation.id, window, PAGE).await?;
             for message in &page {
                 if message.sender_id == Some(user) && !message.deleted {
-                    m.remove(message.clone(), conversation).await?;
+                    m.remove(message.clone(), conversation, None).await?;
                     deleted += 1;
                 }
             }

@@ -138,6 +138,16 @@ macro_rules! conformance_tests {
             token_accepted_follows_the_revocations_second,
             revocation_signal_reaches_the_users_sessions_only,
             revocations_are_seen_through_another_store_object,
+            // durable consumers (webhooks)
+            read_log_names_actors_recipients_and_removed_files,
+            a_consumer_from_the_beginning_reads_everything_once_in_order,
+            a_consumer_from_the_head_reads_only_later_events,
+            consumer_positions_survive_reopening,
+            consumer_commits_never_move_backwards,
+            a_live_lease_excludes_another_holder_until_it_expires,
+            release_lets_another_holder_claim_at_once,
+            a_crash_replays_from_the_last_commit,
+            consumer_names_and_options_are_checked,
         );
     };
 }

@@ -159,6 +159,17 @@
 //! | Service: `revoke` closes every session of the user (the `revoked` signal to that user only) | `revocation_signal_reaches_the_users_sessions_only` |
 //! | … on every instance: another store object on the database sees it (sessions there: the store's own tests) | `revocations_are_seen_through_another_store_object` |
 //!
+//! Durable consumers (webhooks):
+//!
+//! | Rule | Case(s) |
+//! |---|---|
+//! | Every durable event, in log order, with `actor` (`null` for the host's calls and system messages), its recipients with their mutes, and `removed_attachments` on `message.deleted` | `read_log_names_actors_recipients_and_removed_files` |
+//! | In log order, in batches, every event at least once, none skipped | `a_consumer_from_the_beginning_reads_everything_once_in_order`, `a_crash_replays_from_the_last_commit` |
+//! | With no position stored, the head is stored at once: no history replayed | `a_consumer_from_the_head_reads_only_later_events` |
+//! | The delivered position is stored and survives restarts; it never moves backwards | `consumer_positions_survive_reopening`, `consumer_commits_never_move_backwards` |
+//! | One holder at a time; another takes over when it dies (its lease expired) or lets go | `a_live_lease_excludes_another_holder_until_it_expires`, `release_lets_another_holder_claim_at_once` (two instances: the PostgreSQL store's own tests) |
+//! | Consumer names and options out of range → `bad_request` | `consumer_names_and_options_are_checked` |
+//!
 //! Resuming: `sync`:
 //!
 //! | Rule | Case(s) |
@@ -354,6 +365,7 @@ mod tests {
         let sources = [
             include_str!("conformance/blocks.rs"),
             include_str!("conformance/bounds.rs"),
+            include_str!("conformance/consumers.rs"),
             include_str!("conformance/conversations.rs"),
             include_str!("conformance/feed.rs"),
             include_str!("conformance/history.rs"),

@@ -103,6 +103,7 @@ pub(crate) async fn open_pair(
             created_at: messaging_core::time::Timestamp::now(),
             metadata: None,
             audience: vec![a, b],
+            actor: Some(a),
         })
         .await
         .expect("open")

@@ -3,7 +3,7 @@
 //! - `pool`: the read-only connections, each query on a blocking thread, bounded in time;
 //! - `conversations`: lookups, a member's list and summary, a context's listing, peers;
 //! - `messages`: messages, history windows, search, unread totals;
-//! - `events`: the log's head and marks, and `read_events`;
+//! - `events`: the log's head and marks, `read_events` and `read_log`;
 //! - `social`: blocks, last-seen times and revocations.
 //!
 //! Every function takes a `Connection`: the pool's, or the writer's inside its transaction
@@ -18,7 +18,7 @@ mod social;
 pub(crate) use conversations::{
     conversation, conversations, conversations_by_context, find_direct, peers, summary,
 };
-pub(crate) use events::{audience_indexed_upto, head, instance, read_events};
+pub(crate) use events::{audience_indexed_upto, head, instance, read_events, read_log};
 pub(crate) use messages::{find_by_client_msg_id, history, message, search, unread};
 pub(crate) use pool::{ReadPool, open_read_only};
 pub(crate) use social::{all_revocations, blocks, last_seen, revoked_at};

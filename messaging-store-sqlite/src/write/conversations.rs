@@ -79,7 +79,7 @@ pub(crate) fn open_direct(ctx: &mut WriteCtx<'_>, new: &NewConversation) -> Stor
         last_seq: 0,
         metadata: new.metadata.clone(),
     };
-    let row = LogRow::new(kind::CONVERSATION_CREATED, new.id);
+    let row = LogRow::new(kind::CONVERSATION_CREATED, new.id, new.actor);
     log(ctx, &row, Event::ConversationCreated(conversation.clone()), &new.audience)?;
     Ok(Opened { conversation, created: true })
 }
@@ -161,6 +161,7 @@ pub(crate) fn mark(ctx: &mut WriteCtx<'_>, update: &MarkUpdate) -> StoreResult<M
                 ReceiptKind::Delivered => kind::RECEIPT_DELIVERED,
             },
             update.conversation_id,
+            Some(update.user_id),
         )
     };
     let receipt = Receipt {
@@ -222,7 +223,7 @@ pub(crate) fn update_member(
         .execute(params![update.user_id.as_bytes(), update.conversation_id.as_bytes(), value])?;
     let row = LogRow {
         user_id: Some(update.user_id),
-        ..LogRow::new(kind::MEMBER_UPDATED, update.conversation_id)
+        ..LogRow::new(kind::MEMBER_UPDATED, update.conversation_id, Some(update.user_id))
     };
     log(ctx, &row, Event::MemberUpdated(settings), &update.audience)?;
     Ok(MemberUpdated { settings, changed: true })
@@ -241,7 +242,8 @@ pub(crate) fn set_metadata(
     }
     write_metadata(ctx, conversation.id, update.metadata.as_ref())?;
     conversation.metadata.clone_from(&update.metadata);
-    let row = LogRow::new(kind::CONVERSATION_UPDATED, conversation.id);
+    // The host's call: no actor.
+    let row = LogRow::new(kind::CONVERSATION_UPDATED, conversation.id, None);
     log(ctx, &row, Event::ConversationUpdated(conversation.clone()), &update.audience)?;
     Ok(MetadataUpdated { conversation, changed: true })
 }

@@ -106,8 +106,10 @@ pub(crate) fn append(ctx: &mut WriteCtx<'_>, new: &NewMessage) -> StoreResult<Ap
         }
     }
     let message = new.stored(uint(seq));
-    let row =
-        LogRow { message_pk: Some(pk), ..LogRow::new(kind::MESSAGE_CREATED, new.conversation_id) };
+    let row = LogRow {
+        message_pk: Some(pk),
+        ..LogRow::new(kind::MESSAGE_CREATED, new.conversation_id, new.sender_id)
+    };
     log(ctx, &row, Event::MessageCreated(message.clone()), &new.audience)?;
     Ok(Appended { message, created: true })
 }
@@ -125,7 +127,7 @@ pub(crate) fn edit(ctx: &mut WriteCtx<'_>, edit: &EditMessage) -> StoreResult<Me
     message.edited_at = Some(edit.edited_at);
     let row = LogRow {
         message_pk: Some(pk),
-        ..LogRow::new(kind::MESSAGE_EDITED, message.conversation_id)
+        ..LogRow::new(kind::MESSAGE_EDITED, message.conversation_id, edit.actor)
     };
     log(ctx, &row, Event::MessageEdited(message.clone()), &edit.audience)?;
     Ok(message)
@@ -143,14 +145,18 @@ pub(crate) fn delete(ctx: &mut WriteCtx<'_>, delete: &DeleteMessage) -> StoreRes
              reactions = '[]' WHERE pk = ?1",
         )?
         .execute(params![pk])?;
+    // What the message held, for the consumers that delete the files (see migration 7).
+    let removed = std::mem::take(&mut message.attachments);
+    let removed_attachments =
+        if removed.is_empty() { None } else { Some(codec::attachments_text(&removed)?) };
     message.deleted = true;
     message.body.clear();
     message.metadata = None;
-    message.attachments.clear();
     message.reactions.clear();
     let row = LogRow {
         message_pk: Some(pk),
-        ..LogRow::new(kind::MESSAGE_DELETED, message.conversation_id)
+        removed_attachments,
+        ..LogRow::new(kind::MESSAGE_DELETED, message.conversation_id, delete.actor)
     };
     log(ctx, &row, Event::MessageDeleted(message.clone()), &delete.audience)?;
     Ok(Deleted { message, changed: true })
@@ -189,7 +195,7 @@ pub(crate) fn react(ctx: &mut WriteCtx<'_>, update: &ReactionUpdate) -> StoreRes
         message_pk: Some(pk),
         user_id: Some(update.user_id),
         emoji: Some(&update.emoji),
-        ..LogRow::new(kind, message.conversation_id)
+        ..LogRow::new(kind, message.conversation_id, Some(update.user_id))
     };
     let event = Event::Reaction(ReactionChange {
         message: message.clone(),

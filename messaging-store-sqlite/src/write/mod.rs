@@ -4,6 +4,7 @@
 //! - `conversations`: open, markers, member settings, metadata;
 //! - `messages`: append, edit, delete, reactions;
 //! - `social`: blocks, last-seen times, revocations, the health probe;
+//! - `consumers`: the durable consumers' positions and leases;
 //! - this module: [`WriteCtx`], the event rows, and the audience index of the log.
 //!
 //! Each mutation makes one change and writes its event row in the same transaction, at
@@ -12,6 +13,7 @@
 //! [`WriteCtx`], what a mutation is given, is defined here rather than beside the writer
 //! thread that builds it, so that the mutations do not depend on the thread that runs them.
 
+mod consumers;
 mod conversations;
 mod messages;
 mod social;
@@ -24,6 +26,7 @@ use rusqlite::{Connection, params};
 use crate::codec::int;
 use crate::error::StoreResult;
 
+pub(crate) use consumers::{claim_consumer, commit_consumer, release_consumer};
 pub(crate) use conversations::{mark, open_direct, set_metadata, update_member};
 pub(crate) use messages::{append, delete, edit, react};
 pub(crate) use social::{block, health_probe, revoke, set_last_seen, unblock};
@@ -67,11 +70,16 @@ impl<'a> WriteCtx<'a> {
 }
 
 /// An event row: its kind and conversation, what it points at (read back in its current
-/// state), and what the event says as of itself (a receipt's seq and time, a reaction's
-/// user and emoji). Fields a kind does not use stay NULL.
+/// state), what the event says as of itself (a receipt's seq and time, a reaction's user
+/// and emoji), who caused it, and what a delete removed. Fields a kind does not use stay
+/// NULL.
 struct LogRow<'a> {
     kind: i64,
     conversation_id: ConversationId,
+    /// Who caused the event; `None` for the host's calls.
+    actor: Option<UserId>,
+    /// A delete's removed attachments, as their JSON array (`None` when there were none).
+    removed_attachments: Option<String>,
     /// The message of a message or reaction event.
     message_pk: Option<i64>,
     /// Whom a receipt, a reaction or a member update is about.
@@ -85,11 +93,14 @@ struct LogRow<'a> {
 }
 
 impl LogRow<'_> {
-    /// A row of `kind` about `conversation_id` that says nothing more (yet).
-    fn new(kind: i64, conversation_id: ConversationId) -> Self {
+    /// A row of `kind` about `conversation_id`, caused by `actor`, that says nothing more
+    /// (yet).
+    fn new(kind: i64, conversation_id: ConversationId, actor: Option<UserId>) -> Self {
         Self {
             kind,
             conversation_id,
+            actor,
+            removed_attachments: None,
             message_pk: None,
             user_id: None,
             seq: None,
@@ -112,7 +123,8 @@ fn log(
     ctx.conn
         .prepare_cached(
             "INSERT INTO events (position, kind, conversation_id, message_pk, user_id, seq, \
-             at, emoji, audience) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             at, emoji, audience, actor, removed_attachments) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             int(position),
@@ -124,6 +136,8 @@ fn log(
             row.at.map(Timestamp::as_millis),
             row.emoji,
             audience_bytes,
+            row.actor.map(|u| *u.as_bytes()),
+            row.removed_attachments,
         ])?;
     ctx.emit(CommittedEvent {
         logged: LoggedEvent { position, event },

@@ -7,8 +7,8 @@ use std::pin::Pin;
 
 use messaging_core::id::{ConversationId, MessageId, UserId};
 use messaging_core::store::{
-    ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow, MessageStore,
-    NewMessage, SearchQuery, SocialStore,
+    ConsumerLog, ContextPage, ConversationPage, ConversationStore, EventLog, HistoryWindow,
+    MessageStore, NewMessage, SearchQuery, SocialStore,
 };
 use messaging_core::time::Timestamp;
 use messaging_store_sqlite::SqliteStore;
@@ -103,6 +103,7 @@ pub(crate) fn every_read<'a>(store: &'a SqliteStore, s: &Ids) -> Vec<(&'static s
             "read_events",
             Box::pin(async move { store.read_events(bob, 0, head, 10).await.map(drop) }),
         ),
+        ("read_log", Box::pin(async move { store.read_log(0, head, 10).await.map(drop) })),
         ("last_seen", Box::pin(async move { store.last_seen(&[alice, bob]).await.map(drop) })),
         ("blocks", Box::pin(async move { store.blocks(alice, None, 10).await.map(drop) })),
         // Not `revoked_at`: answered from memory while the file has few revocations (all

@@ -110,6 +110,7 @@ pub async fn store_open_direct_race_creates_one(fx: Fixture) {
             created_at: Timestamp::now(),
             metadata: None,
             audience: members.to_vec(),
+            actor: Some(members[0]),
         };
         tasks.spawn(async move { store.open_direct(new).await });
     }

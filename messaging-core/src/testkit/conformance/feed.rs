@@ -383,6 +383,7 @@ pub async fn failed_writes_leave_no_trace(fx: Fixture) {
                         body: "too late".into(),
                         edited_at: Timestamp::now(),
                         audience: vec![alice, bob],
+                        actor: Some(alice),
                     })
                     .await
                     .map(|_| ()),

@@ -4,6 +4,7 @@
 
 pub mod blocks;
 pub mod bounds;
+pub mod consumers;
 pub mod conversations;
 pub mod feed;
 pub mod history;
@@ -22,6 +23,7 @@ pub mod validation;
 
 pub use blocks::*;
 pub use bounds::*;
+pub use consumers::*;
 pub use conversations::*;
 pub use feed::*;
 pub use history::*;
