@@ -29,8 +29,13 @@ async fn main() -> Result<()> {
     let names = [(ana, "Ana"), (ben, "Ben"), (cleo, "Cleo"), (dev, "Dev")];
     let name = |user: UserId| names.iter().find(|(u, _)| *u == user).map_or("?", |(_, n)| *n);
 
-    // The worker starts first (at the log's head: turning it on pushes no history).
-    let options = ConsumerOptions::default().start(ConsumerStart::Head);
+    // The worker reads the log from its beginning (a worker added to a running app would
+    // start at the head, `ConsumerStart::Head`, when first claimed: no history pushed).
+    // A short lease, so that a crashed worker's successor takes over within a second (the
+    // default, 20 s, suits workers that may pause that long between batches).
+    let options = ConsumerOptions::default()
+        .start(ConsumerStart::Beginning)
+        .lease(Duration::from_secs(1));
     let mut worker = messenger.consumer(WORKER, options.clone())?;
 
     // Ben has the app open; Cleo and Dev do not, and Dev muted his conversation with Ana.
@@ -71,7 +76,8 @@ async fn handle_until_idle(
 ) -> Result<Vec<String>> {
     let mut pushes = Vec::new();
     loop {
-        let Ok(batch) = tokio::time::timeout(Duration::from_millis(500), worker.next_batch()).await
+        // Long enough for a successor to take a crashed worker's lease over.
+        let Ok(batch) = tokio::time::timeout(Duration::from_secs(3), worker.next_batch()).await
         else {
             return Ok(pushes);
         };

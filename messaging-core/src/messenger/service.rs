@@ -257,6 +257,19 @@ impl ServiceHandle {
         self.messenger.revoke_tokens(user).await
     }
 
+    /// Whether each of `users` has a live session now (on any instance with a shared
+    /// presence), in order: whom a host's push worker or webhook can skip. Any number of
+    /// users; the nil UUID is `Invalid`.
+    pub async fn online(&self, users: &[UserId]) -> Result<Vec<bool>> {
+        for user in users {
+            super::check_user(*user)?;
+        }
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.messenger.inner.presence.online(users).await
+    }
+
     /// The users `user` blocks, as [`Messenger::blocks`].
     pub async fn blocks(
         &self,

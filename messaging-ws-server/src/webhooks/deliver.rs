@@ -192,8 +192,9 @@ impl Deliverer {
 
 /// Sleeps `time`; `true` when the server is stopping meanwhile.
 async fn pause(time: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(time) => *shutdown.borrow(),
+    let stopped = tokio::select! {
+        () = tokio::time::sleep(time) => false,
         _ = shutdown.wait_for(|stop| *stop) => true,
-    }
+    };
+    stopped || *shutdown.borrow()
 }
