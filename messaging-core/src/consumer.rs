@@ -161,8 +161,15 @@ impl FeedSink for Wake {
     }
 }
 
-/// A durable consumer of the whole event log, named and holding a lease (see the
-/// [module docs](self)); from [`Messenger::consumer`](crate::Messenger::consumer).
+/// A durable consumer of the whole event log; from
+/// [`Messenger::consumer`](crate::Messenger::consumer).
+///
+/// It reads every durable event, for everyone, in log order from the position stored
+/// under its name, and moves that position only when its caller commits: at least once,
+/// after a restart or a crash too, and never skipping an event. A lease stored beside the
+/// position (on the store's clock) lets one consumer object hold the name at a time: on a
+/// database shared by several processes, the others claim it again every quarter of the
+/// lease and take over once the holder's lease expired or was released.
 ///
 /// The loop of a caller, at least once:
 ///
