@@ -33,19 +33,21 @@ async fn main() -> Result<()> {
     // start at the head, `ConsumerStart::Head`, when first claimed: no history pushed).
     // A short lease, so that a crashed worker's successor takes over within a second (the
     // default, 20 s, suits workers that may pause that long between batches).
-    let options = ConsumerOptions::default()
-        .start(ConsumerStart::Beginning)
-        .lease(Duration::from_secs(1));
+    let options =
+        ConsumerOptions::default().start(ConsumerStart::Beginning).lease(Duration::from_secs(1));
     let mut worker = messenger.consumer(WORKER, options.clone())?;
 
     // Ben has the app open; Cleo and Dev do not, and Dev muted his conversation with Ana.
     let bens_phone = messenger.connect(ben).await?;
     let to_ben = messenger.send(ana, SendMessage::to_peer(ben, None, "Lunch?")).await?;
-    let to_cleo = messenger.send(ana, SendMessage::to_peer(cleo, None, "Your order shipped")).await?;
+    let to_cleo =
+        messenger.send(ana, SendMessage::to_peer(cleo, None, "Your order shipped")).await?;
     let to_dev = messenger.send(ana, SendMessage::to_peer(dev, None, "Saw your listing")).await?;
     let muted_until = Timestamp::from_millis(Timestamp::now().as_millis() + 3_600_000);
     messenger.mute(dev, to_dev.message.conversation_id, Some(muted_until)).await?;
-    messenger.send(ana, SendMessage::to_conversation(to_dev.message.conversation_id, "Still there?")).await?;
+    messenger
+        .send(ana, SendMessage::to_conversation(to_dev.message.conversation_id, "Still there?"))
+        .await?;
     let _ = to_ben;
 
     let pushes = handle_until_idle(&messenger, &mut worker, &name).await?;
@@ -55,7 +57,9 @@ async fn main() -> Result<()> {
     // The worker goes down (dropped without a goodbye, as in a crash); a message is sent
     // meanwhile; a new worker process resumes from the stored position.
     drop(worker);
-    messenger.send(ana, SendMessage::to_conversation(to_cleo.message.conversation_id, "Tracking: 1Z999")).await?;
+    messenger
+        .send(ana, SendMessage::to_conversation(to_cleo.message.conversation_id, "Tracking: 1Z999"))
+        .await?;
     let mut restarted = messenger.consumer(WORKER, options)?;
     let pushes = handle_until_idle(&messenger, &mut restarted, &name).await?;
     check(pushes == ["push to Cleo: Ana: Tracking: 1Z999"], &pushes)?;

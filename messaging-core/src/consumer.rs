@@ -204,6 +204,9 @@ pub struct Consumer {
     /// does not hold the consumer (before the first claim, after a lost lease).
     held_since_renewal: Option<Instant>,
     position: u64,
+    /// Handled up to here ([`Consumer::advance`]), stored at the next renewal; at least
+    /// `position`.
+    advanced: u64,
     /// The head as last read from the store.
     head: u64,
     wake: Arc<Wake>,
@@ -232,6 +235,7 @@ impl Consumer {
             options,
             held_since_renewal: None,
             position: 0,
+            advanced: 0,
             head: 0,
             wake: Arc::new(Wake::default()),
             attached: false,
@@ -263,13 +267,22 @@ impl Consumer {
                     tokio::time::sleep(self.options.lease / 4).await;
                     continue;
                 }
-            } else if self.renewal_due() && !self.claim().await? {
-                continue;
+            } else if self.renewal_due() {
+                // The renewal stores what was advanced meanwhile.
+                let kept = if self.advanced > self.position {
+                    self.store_position(self.advanced).await?
+                } else {
+                    self.claim().await?
+                };
+                if !kept {
+                    continue;
+                }
             }
             let head = self.store.head().await?;
             self.head = self.head.max(head);
-            if head > self.position {
-                let batch = self.store.read_log(self.position, head, self.options.batch).await?;
+            let after = self.position();
+            if head > after {
+                let batch = self.store.read_log(after, head, self.options.batch).await?;
                 if !batch.is_empty() {
                     return Ok(batch);
                 }
@@ -300,19 +313,37 @@ impl Consumer {
         if self.store_position(position).await? { Ok(()) } else { Err(lost()) }
     }
 
-    /// Renews the lease without moving, for a caller that spends long on one batch (a
-    /// webhook retried without end): call it well within the lease. A lost lease:
+    /// Records that every event up to `position` was handled without a write now: the
+    /// next batch starts after it, and it is stored with the lease's next renewal (within a
+    /// quarter of the lease), by [`Consumer::commit`], [`Consumer::renew`] or
+    /// [`Consumer::release`]. A crash before then hands those events out again (at least
+    /// once). For a consumer that handles batches faster than its store commits (a
+    /// webhook at the capacity load: each commit would wait behind every queued send).
+    /// Same errors as [`Consumer::commit`], with no lease lost being noticed until the
+    /// renewal.
+    pub fn advance(&mut self, position: u64) -> Result<()> {
+        if position > self.head() {
+            return Err(Error::invalid("a consumer advances only to positions it has read"));
+        }
+        self.held()?;
+        self.advanced = self.advanced.max(position);
+        Ok(())
+    }
+
+    /// Renews the lease (storing what was advanced), for a caller that spends long on one
+    /// batch (a webhook retried without end): call it well within the lease. A lost lease:
     /// `Conflict`, as for [`Consumer::commit`].
     pub async fn renew(&mut self) -> Result<()> {
         self.held()?;
-        if self.store_position(self.position).await? { Ok(()) } else { Err(lost()) }
+        if self.store_position(self.position()).await? { Ok(()) } else { Err(lost()) }
     }
 
-    /// The position handled so far: what [`Consumer::commit`] stored last, or the position
-    /// claimed (0 before the first claim).
+    /// The position handled so far: what [`Consumer::commit`] stored or
+    /// [`Consumer::advance`] recorded last, or the position claimed (0 before the first
+    /// claim).
     #[must_use]
     pub fn position(&self) -> u64 {
-        self.position
+        self.position.max(self.advanced)
     }
 
     /// The log's head as last seen (read by [`Consumer::next_batch`], or fed since): with
@@ -322,9 +353,13 @@ impl Consumer {
         self.head.max(self.wake.head.load(Ordering::Acquire))
     }
 
-    /// Gives the lease up, keeping the position: another holder may claim the consumer at
-    /// once. Nothing to give up when it is not held.
-    pub async fn release(self) -> Result<()> {
+    /// Gives the lease up, keeping the position (what was advanced is stored first):
+    /// another holder may claim the consumer at once. Nothing to give up when it is not
+    /// held.
+    pub async fn release(mut self) -> Result<()> {
+        if self.held_since_renewal.is_some() && self.advanced > self.position {
+            self.store_position(self.advanced).await?;
+        }
         self.store.release_consumer(&self.name, self.holder).await
     }
 
@@ -349,6 +384,11 @@ impl Consumer {
             self.store.claim_consumer(&self.name, self.holder, self.options.lease, start).await?;
         match claimed {
             Some(position) => {
+                // A renewal keeps what was advanced; a claim after losing the lease starts
+                // over from what the store has.
+                if self.held_since_renewal.is_none() {
+                    self.advanced = position;
+                }
                 self.position = position;
                 self.head = self.head.max(start);
                 self.held_since_renewal = Some(Instant::now());

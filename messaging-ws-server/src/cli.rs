@@ -22,9 +22,9 @@ use crate::auth::{self, AuthSettings, Verifier};
 use crate::backend::{self, Database, StoreSettings};
 use crate::config::Transport;
 use crate::http::service_keys::ServiceKeys;
-use crate::webhooks::WebhookSettings;
 use crate::secret;
 use crate::server::{self, Config};
+use crate::webhooks::WebhookSettings;
 
 /// The standalone WebSocket server of the messaging library (protocol v1).
 #[derive(Debug, Parser)]
@@ -39,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve WebSocket clients (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print a token for a user, signed with the server's HS256 secret.
     Token(TokenArgs),
     /// Apply the store's migrations and exit.
@@ -193,9 +193,8 @@ fn webhook_settings(args: &ServeArgs) -> Result<Option<WebhookSettings>, String>
         }
         return Ok(None);
     };
-    let secret = secret.ok_or(
-        "--webhook-url needs a secret: --webhook-secret-file or MESSAGING_WEBHOOK_SECRET",
-    )?;
+    let secret = secret
+        .ok_or("--webhook-url needs a secret: --webhook-secret-file or MESSAGING_WEBHOOK_SECRET")?;
     let mut settings = WebhookSettings::new(url, &secret)
         .and_then(|s| s.batch(args.webhook_batch))
         .map_err(|e| e.to_string())?;
@@ -227,7 +226,7 @@ struct TokenArgs {
 #[must_use]
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
     let store = match &command {
         Command::Serve(args) => &args.store,
         Command::Token(args) => &args.store,
@@ -240,7 +239,7 @@ pub fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Token(args) => token(&args),
             Command::Migrate(args) => migrate(&args).await,
         }

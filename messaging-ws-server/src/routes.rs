@@ -185,8 +185,8 @@ impl RoutesBuilder {
     }
 
     /// Posts durable events to the host (docs/protocol.md "Webhooks"; default: off). The
-    /// deliverer runs from [`build`](Self::build) until [`Routes::shutdown`], and
-    /// [`Routes::closed`] waits for it.
+    /// deliverer runs from [`build`](Self::build) (on its Tokio runtime) until
+    /// [`Routes::shutdown`], and [`Routes::closed`] waits for it.
     pub fn webhooks(mut self, settings: WebhookSettings) -> Self {
         self.webhooks = Some(settings);
         self
@@ -238,15 +238,14 @@ impl RoutesBuilder {
             settings,
         });
         if let Some(webhooks) = self.webhooks {
-            if tokio::runtime::Handle::try_current().is_err() {
-                return Err(RoutesError::Settings("webhooks need a Tokio runtime".into()));
-            }
-            state.sessions_alive.spawn(crate::webhooks::run(
+            crate::webhooks::start(
                 state.messenger.clone(),
                 webhooks,
                 state.settings.metrics.clone(),
                 state.shutdown.clone(),
-            ));
+                state.sessions_alive.token(),
+            )
+            .map_err(|e| RoutesError::Settings(format!("starting the webhook deliverer: {e}")))?;
         }
         Ok(Routes { state, stop: Arc::new(stop) })
     }

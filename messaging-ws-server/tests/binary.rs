@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use messaging_core::UserId;
 use serde_json::json;
-use support::process::{Process, binary, token_from_binary};
+use support::process::{BINARY, Process, binary, token_from_binary};
 use support::{Client, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

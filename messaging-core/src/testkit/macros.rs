@@ -147,6 +147,7 @@ macro_rules! conformance_tests {
             a_live_lease_excludes_another_holder_until_it_expires,
             release_lets_another_holder_claim_at_once,
             a_crash_replays_from_the_last_commit,
+            advanced_positions_are_stored_at_renewal_or_release,
             consumer_names_and_options_are_checked,
         );
     };

@@ -164,7 +164,7 @@
 //! | Rule | Case(s) |
 //! |---|---|
 //! | Every durable event, in log order, with `actor` (`null` for the host's calls and system messages), its recipients with their mutes, and `removed_attachments` on `message.deleted` | `read_log_names_actors_recipients_and_removed_files` |
-//! | In log order, in batches, every event at least once, none skipped | `a_consumer_from_the_beginning_reads_everything_once_in_order`, `a_crash_replays_from_the_last_commit` |
+//! | In log order, in batches, every event at least once, none skipped | `a_consumer_from_the_beginning_reads_everything_once_in_order`, `a_crash_replays_from_the_last_commit`, `advanced_positions_are_stored_at_renewal_or_release` |
 //! | With no position stored, the head is stored at once: no history replayed | `a_consumer_from_the_head_reads_only_later_events` |
 //! | The delivered position is stored and survives restarts; it never moves backwards | `consumer_positions_survive_reopening`, `consumer_commits_never_move_backwards` |
 //! | One holder at a time; another takes over when it dies (its lease expired) or lets go | `a_live_lease_excludes_another_holder_until_it_expires`, `release_lets_another_holder_claim_at_once` (two instances: the PostgreSQL store's own tests) |

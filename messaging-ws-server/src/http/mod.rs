@@ -32,9 +32,9 @@ use messaging_core::{Cursor, Error, Messenger};
 use serde_json::{Map, Value};
 
 pub use self::authenticate::{Authenticate, JwtAuth};
-pub use self::error::status_of;
 pub(crate) use self::cors::{Cors, is_origin};
 use self::error::HttpError;
+pub use self::error::status_of;
 use crate::connection::SessionSettings;
 use crate::ops::{self, Caller};
 use crate::rate::UserBuckets;

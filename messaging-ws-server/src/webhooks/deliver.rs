@@ -1,6 +1,7 @@
 //! The delivery loop: the next batch of the consumer, the wanted events posted (signed
 //! again on every attempt), retried with backoff until a 2xx answer (1 s doubling to 60 s,
-//! without end), then the batch's last position committed. The consumer's lease is renewed
+//! without end), then the consumer advanced past the batch (its position stored with the
+//! lease's renewal, every 5 s, and at shutdown). The consumer's lease is renewed
 //! while a batch is retried, so no other instance takes over a deliverer that is only
 //! waiting for its receiver; an instance that lost the lease drops its batch, and whoever
 //! holds the lease resumes from the stored position (at least once).
@@ -84,11 +85,13 @@ pub(crate) async fn run(
                 Outcome::Stopping => break,
             }
         }
-        match consumer.commit(last).await {
+        // Stored with the lease's next renewal (every 5 s), not now: a commit per batch
+        // would wait behind every queued send of a busy store. A crash before it delivers
+        // those batches again (at least once).
+        match consumer.advance(last) {
             Ok(()) => deliverer.pending(consumer.head().saturating_sub(last)),
             Err(Error::Conflict(_)) => tracing::info!("another instance delivers webhooks now"),
-            // The batch was delivered; the next claim re-reads it (at least once).
-            Err(error) => tracing::warn!(%error, "storing the webhook position failed"),
+            Err(error) => tracing::warn!(%error, "recording the webhook position failed"),
         }
     }
     if let Err(error) = consumer.release().await {
@@ -161,8 +164,7 @@ impl Deliverer {
         let users = payload::recipients(entries);
         let mut online: Vec<UserId> = Vec::new();
         for chunk in users.chunks(256) {
-            let flags =
-                self.messenger.service().online(chunk).await.map_err(|e| e.to_string())?;
+            let flags = self.messenger.service().online(chunk).await.map_err(|e| e.to_string())?;
             online.extend(chunk.iter().zip(flags).filter(|(_, on)| *on).map(|(user, _)| *user));
         }
         online.sort_unstable();

@@ -12,7 +12,22 @@ mod signature;
 use std::collections::BTreeSet;
 use std::fmt;
 
-pub(crate) use self::deliver::run;
+/// Starts the deliverer on the current Tokio runtime; `alive` is held until it stops.
+pub(crate) fn start(
+    messenger: messaging_core::Messenger,
+    settings: WebhookSettings,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    alive: tokio_util::task::task_tracker::TaskTrackerToken,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| "webhooks need a Tokio runtime".to_owned())?;
+    runtime.spawn(async move {
+        deliver::run(messenger, settings, metrics, shutdown).await;
+        drop(alive);
+    });
+    Ok(())
+}
 
 /// The name of the webhook deliverer's durable consumer (its stored position).
 pub const CONSUMER: &str = "webhooks";
@@ -136,7 +151,10 @@ mod tests {
     #[test]
     fn settings_refuse_what_cannot_work() {
         let secret = b"sixteen bytes ok";
-        assert!(matches!(WebhookSettings::new("ftp://x.example/", secret), Err(WebhookError::Url(_))));
+        assert!(matches!(
+            WebhookSettings::new("ftp://x.example/", secret),
+            Err(WebhookError::Url(_))
+        ));
         assert!(matches!(WebhookSettings::new("not a url", secret), Err(WebhookError::Url(_))));
         assert_eq!(
             WebhookSettings::new("http://x.example/", b"short").err(),

@@ -17,7 +17,7 @@ pub struct Process {
     pub child: Child,
     pub addr: SocketAddr,
     /// Its log lines so far.
-    logs: Arc<Mutex<Vec<String>>>,
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// A command without the settings the environment of the test may carry.
@@ -131,4 +131,3 @@ pub fn token_from_binary(dir: &Path, args: &[&str], user: UserId) -> String {
     assert!(output.status.success(), "token failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("UTF-8").trim().to_owned()
 }
-

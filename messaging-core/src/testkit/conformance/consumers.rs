@@ -363,6 +363,35 @@ pub async fn a_crash_replays_from_the_last_commit(fx: Fixture) {
     next_holder.release().await.must("release");
 }
 
+/// `advance` moves the next batch on without a write; the position is stored with the
+/// lease's renewal or at `release`: a crash before either replays (at least once), a
+/// release hands the next holder exactly what follows.
+pub async fn advanced_positions_are_stored_at_renewal_or_release(fx: Fixture) {
+    let m = fx.messenger().await;
+    let (alice, bob) = two_users();
+    let c = open(&m, alice, bob, None).await;
+    send_n(&m, alice, c.id, 5, "message").await;
+    let options = beginning().lease(Duration::from_secs(1)).batch(2);
+    let mut first = m.consumer("advance", options.clone()).must("consumer");
+    assert_eq!(positions(&next(&mut first, "the first batch").await), [1, 2]);
+    first.advance(2).must("advance");
+    assert_eq!(first.position(), 2);
+    assert_eq!(positions(&next(&mut first, "after the advance").await), [3, 4]);
+    assert_code(first.advance(99), "bad_request", "past what was read");
+    drop(first);
+    // Crashed: its lease expires; what it advanced was stored only if a renewal came.
+    let mut second = m.consumer("advance", options.clone()).must("after the crash");
+    let replayed = positions(&next(&mut second, "replayed").await);
+    assert!(replayed == [1, 2] || replayed == [3, 4], "from a stored position: {replayed:?}");
+    let last = replayed.last().copied().unwrap_or_default();
+    second.advance(last).must("advance");
+    second.release().await.must("release stores the advance");
+    let mut third = m.consumer("advance", options).must("after the release");
+    let after = positions(&next(&mut third, "after the release").await);
+    assert_eq!(after.first(), Some(&(last + 1)), "exactly what follows: {after:?}");
+    third.release().await.must("release");
+}
+
 /// Consumer names are 1 to 64 bytes of letters, digits, `_`, `.` and `-`; batches 1 to
 /// 1,000; leases at least 1 s (and at most a day): otherwise `bad_request`.
 pub async fn consumer_names_and_options_are_checked(fx: Fixture) {
