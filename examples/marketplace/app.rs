@@ -55,6 +55,9 @@ impl App {
 /// The app's routes (the chat is nested beside them by the caller).
 pub(crate) fn router(app: App) -> Router {
     Router::new()
+        .route("/", get(|| page("text/html; charset=utf-8", INDEX_HTML)))
+        .route("/static/chat-client.js", get(|| page(JS, CHAT_CLIENT_JS)))
+        .route("/static/app.js", get(|| page(JS, APP_JS)))
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
@@ -71,6 +74,18 @@ pub(crate) fn router(app: App) -> Router {
 #[derive(Deserialize)]
 struct LoginBody {
     name: String,
+}
+
+/// The browser pages, built into the binary (no files to find at run time).
+const INDEX_HTML: &str = include_str!("static/index.html");
+const CHAT_CLIENT_JS: &str = include_str!("static/chat-client.js");
+const APP_JS: &str = include_str!("static/app.js");
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// A static page or script, revalidated on every load (they change with the build).
+async fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+        .into_response()
 }
 
 /// `POST /login {name}`: the user of that name (created on first login) and a session.

@@ -392,3 +392,21 @@ async fn buyers_contact_a_seller_who_answers_and_sells() {
         assert!(event.id.is_empty(), "no durable event after the test's: {event:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_its_pages_and_the_chat_client() {
+    let market = Market::start().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<script type=\"module\" src=\"/static/app.js\">"),
+        ("/static/app.js", "text/javascript; charset=utf-8", "from \"/static/chat-client.js\""),
+        ("/static/chat-client.js", "text/javascript; charset=utf-8", "export class ChatClient"),
+    ] {
+        let response = market.http.get(format!("{}{path}", market.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()[http::header::CONTENT_TYPE], content_type, "{path}");
+        assert!(response.text().await.unwrap().contains(needle), "{path}");
+    }
+    let response = market.http.get(format!("{}/static/nope.js", market.base)).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    market.stop().await;
+}
