@@ -305,20 +305,22 @@ async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_cont
          SELECT u, p FROM UNNEST(ARRAY[$1, $2]::uuid[]) u, generate_series(1, 3) p",
         "UPDATE log_head SET position = 3",
     ];
-    for statement in statements {
-        sqlx::query(statement)
-            .bind(alice.as_uuid())
-            .bind(bob.as_uuid())
-            .bind(carol.as_uuid())
-            .bind(dave.as_uuid())
-            .bind(x.as_uuid())
-            .bind(y.as_uuid())
-            .bind(z.as_uuid())
-            .bind(message.as_uuid())
-            .execute(&mut conn)
-            .await
-            .expect("version 4 rows");
-    }
+    seed(
+        &mut conn,
+        &statements,
+        &[
+            alice.as_uuid(),
+            bob.as_uuid(),
+            carol.as_uuid(),
+            dave.as_uuid(),
+            x.as_uuid(),
+            y.as_uuid(),
+            z.as_uuid(),
+            message.as_uuid(),
+        ],
+        "version 4 rows",
+    )
+    .await;
     conn.close().await.expect("close");
 
     let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
@@ -424,17 +426,19 @@ async fn version_5_data_is_intact_and_revocations_start_empty() {
         "INSERT INTO blocks (blocker, blocked) VALUES ($2, $1)",
         "INSERT INTO last_seen (user_id, at) VALUES ($1, 5000)",
     ];
-    for statement in statements {
-        sqlx::query(statement)
-            .bind(alice.as_uuid())
-            .bind(bob.as_uuid())
-            .bind(conversation.as_uuid())
-            .bind(first.as_uuid())
-            .bind(second.as_uuid())
-            .execute(&mut conn)
-            .await
-            .expect("version 5 rows");
-    }
+    seed(
+        &mut conn,
+        &statements,
+        &[
+            alice.as_uuid(),
+            bob.as_uuid(),
+            conversation.as_uuid(),
+            first.as_uuid(),
+            second.as_uuid(),
+        ],
+        "version 5 rows",
+    )
+    .await;
     conn.close().await.expect("close");
 
     let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
@@ -526,17 +530,19 @@ async fn version_6_events_read_without_actors_and_consumers_start_empty() {
          UNION ALL SELECT $2, 4",
         "UPDATE log_head SET position = 4",
     ];
-    for statement in statements {
-        sqlx::query(statement)
-            .bind(alice.as_uuid())
-            .bind(bob.as_uuid())
-            .bind(conversation.as_uuid())
-            .bind(first.as_uuid())
-            .bind(second.as_uuid())
-            .execute(&mut conn)
-            .await
-            .expect("version 6 rows");
-    }
+    seed(
+        &mut conn,
+        &statements,
+        &[
+            alice.as_uuid(),
+            bob.as_uuid(),
+            conversation.as_uuid(),
+            first.as_uuid(),
+            second.as_uuid(),
+        ],
+        "version 6 rows",
+    )
+    .await;
     conn.close().await.expect("close");
 
     let store = Arc::new(PgStore::connect(&url, PgOptions::default()).await.expect("upgrade"));
@@ -592,4 +598,20 @@ async fn version_6_events_read_without_actors_and_consumers_start_empty() {
     assert_eq!(batch.iter().map(|e| e.logged.position).collect::<Vec<_>>(), [5, 6]);
     drop((consumer, messenger));
     again.close().await.expect("close");
+}
+
+/// Runs `statements` of an older schema's rows, each bound to `ids` in order ($1, $2, …).
+async fn seed(
+    conn: &mut sqlx::PgConnection,
+    statements: &[&'static str],
+    ids: &[&uuid::Uuid],
+    what: &str,
+) {
+    for statement in statements {
+        let mut query = sqlx::query(*statement);
+        for id in ids {
+            query = query.bind(**id);
+        }
+        query.execute(&mut *conn).await.expect(what);
+    }
 }
