@@ -61,6 +61,7 @@ pub(crate) fn router(app: App) -> Router {
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/users", get(user_names))
         .route("/listings", get(list_listings).post(create_listing))
         .route("/listings/{id}", get(get_listing))
         .route("/listings/{id}/contact", post(contact))
@@ -95,7 +96,7 @@ async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, AppError> {
     let user = users::find_or_create(&app.db, &body.name).await?;
-    let cookie = app.auth.log_in(user.id)?;
+    let cookie = app.auth.log_in(user.id).await?;
     with_cookie(json(StatusCode::OK, &UserAnswer { user: &user }), &cookie)
 }
 
@@ -105,7 +106,7 @@ async fn logout(
     _: NotCrossSite,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let cookie = app.auth.log_out(&headers)?;
+    let cookie = app.auth.log_out(&headers).await?;
     with_cookie(json(StatusCode::OK, &serde_json::Map::new()), &cookie)
 }
 
@@ -113,6 +114,27 @@ async fn logout(
 async fn me(State(app): State<App>, Caller(user): Caller) -> Result<Response, AppError> {
     let user = users::get(&app.db, user).await?.ok_or_else(AppError::unauthorized)?;
     Ok(json(StatusCode::OK, &UserAnswer { user: &user }))
+}
+
+/// `GET /users?ids=a,b,…`: the names of those users (logged-in callers; at most
+/// [`users::MAX_LOOKUP`] ids; unknown ids are left out).
+async fn user_names(
+    State(app): State<App>,
+    Caller(_): Caller,
+    uri: Uri,
+) -> Result<Response, AppError> {
+    let query = QueryParams::of(&uri)?;
+    let ids = query
+        .get("ids")
+        .ok_or_else(|| AppError::bad_request("ids is required"))?
+        .split(',')
+        .map(|id| id.parse::<UserId>().map_err(|_| AppError::bad_request("ids must be user ids")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() > users::MAX_LOOKUP {
+        return Err(AppError::bad_request(format!("at most {} ids", users::MAX_LOOKUP)));
+    }
+    let users = users::names(&app.db, ids).await?;
+    Ok(json(StatusCode::OK, &UsersAnswer { users: &users }))
 }
 
 /// `GET /listings?status&limit&before`: listings, newest first (no login needed).
@@ -237,6 +259,12 @@ struct UserAnswer<'a> {
     user: &'a User,
 }
 
+/// `{"users": […]}`.
+#[derive(Serialize)]
+struct UsersAnswer<'a> {
+    users: &'a [User],
+}
+
 /// `{"listing": …}`.
 #[derive(Serialize)]
 struct ListingAnswer<'a> {
@@ -286,7 +314,7 @@ impl FromRequestParts<App> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
         check_origin(parts)?;
-        app.auth.user_of(&parts.headers).map(Caller).ok_or_else(AppError::unauthorized)
+        app.auth.user_of(&parts.headers).await?.map(Caller).ok_or_else(AppError::unauthorized)
     }
 }
 

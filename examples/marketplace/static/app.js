@@ -1,4 +1,7 @@
-// The marketplace's pages: listings, login, inbox and a conversation, on chat-client.js.
+// The marketplace's page: log in, listings, the inbox and one conversation, all live
+// through chat-client.js. Plain DOM, no framework: each part of the page has one render
+// function, and a message's node is replaced alone when it changes (an edit being typed
+// elsewhere in the list is never thrown away by a live event).
 import { ChatClient, newClientMsgId } from "/static/chat-client.js";
 
 const $ = (id) => document.getElementById(id);
@@ -9,6 +12,7 @@ const el = (tag, props = {}, ...children) => {
 };
 const price = (cents) => (cents / 100).toFixed(2);
 const time = (ts) => new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+const PAGE = 30; // messages per history page
 
 async function api(method, path, body) {
   const response = await fetch(path, {
@@ -17,18 +21,23 @@ async function api(method, path, body) {
     body: body ? JSON.stringify(body) : undefined,
   });
   const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw Object.assign(new Error(answer.error?.message || response.statusText), { status: response.status });
+  if (!response.ok) {
+    throw Object.assign(new Error(answer.error?.message || response.statusText), { status: response.status });
+  }
   return answer;
 }
 
 let me = null;
 let chat = null;
 const conversations = new Map(); // id → ConversationSummary
-let current = null; // { id, messages: Map(seq → Message), oldest, hasMore }
+const names = new Map(); // user id → name
+// The open conversation: its messages by seq, their nodes, whether older ones exist, the
+// message being replied to, and the one being edited or confirmed for deletion.
+let current = null;
 let typingTimer = null;
 let lastTypingSent = 0;
 
-// ---- login ------------------------------------------------------------------------
+// ---- login --------------------------------------------------------------------------
 
 async function boot() {
   try {
@@ -37,6 +46,7 @@ async function boot() {
     showLogin();
     return;
   }
+  names.set(me.id, me.name);
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
@@ -44,13 +54,16 @@ async function boot() {
   chat = new ChatClient({ userId: me.id, base: "/chat" });
   wire(chat);
   chat.start();
-  loadListings();
-  loadInbox();
+  loadListings().catch(showError);
+  loadInbox().catch(showError);
 }
 
 function showLogin() {
+  chat?.stop();
   $("app").hidden = true;
   $("logout").hidden = true;
+  $("whoami").textContent = "";
+  $("status").textContent = "";
   $("login").hidden = false;
   $("login-name").focus();
 }
@@ -59,6 +72,7 @@ $("login").addEventListener("submit", async (e) => {
   e.preventDefault();
   try {
     await api("POST", "/login", { name: $("login-name").value });
+    $("login-error").textContent = "";
     boot();
   } catch (error) {
     $("login-error").textContent = error.message;
@@ -71,30 +85,44 @@ $("logout").addEventListener("click", async () => {
   location.reload();
 });
 
+// ---- names --------------------------------------------------------------------------
+
+/** Looks up the names of `ids` not known yet (one request). */
+async function learnNames(ids) {
+  const unknown = [...new Set(ids)].filter((id) => !names.has(id));
+  if (unknown.length === 0) return;
+  const { users } = await api("GET", `/users?ids=${unknown.slice(0, 100).join(",")}`);
+  for (const user of users) names.set(user.id, user.name);
+}
+
+const nameOf = (id) => names.get(id) ?? "someone";
+
 // ---- listings -----------------------------------------------------------------------
 
 async function loadListings() {
   const { listings } = await api("GET", "/listings");
   $("listings").replaceChildren(...listings.map(listingItem));
+  $("no-listings").hidden = listings.length > 0;
 }
 
 function listingItem(listing) {
+  const sold = listing.status === "sold";
   const item = el("li", { className: "listing" },
-    el("strong", { className: listing.status === "sold" ? "sold" : "" }, listing.title),
-    ` · ${price(listing.price_cents)} · ${listing.seller_name}`,
-    listing.status === "sold" ? " (sold)" : null);
-  if (listing.status !== "open") return item;
+    el("strong", { className: sold ? "sold" : "" }, listing.title),
+    el("span", { className: "muted" }, ` ${price(listing.price_cents)} · ${listing.seller_name}${sold ? " · sold" : ""}`));
+  if (sold) return item;
   if (listing.seller_id === me.id) {
-    item.append(" ", el("button", { textContent: "Mark sold", onclick: async () => {
-      await api("POST", `/listings/${listing.id}/sold`);
-      loadListings();
-    } }));
+    item.append(" ", el("button", {
+      textContent: "Mark sold",
+      ariaLabel: `Mark ${listing.title} sold`,
+      onclick: () => api("POST", `/listings/${listing.id}/sold`).then(loadListings, showError),
+    }));
     return item;
   }
-  const form = el("form", { className: "row", hidden: true });
   const id = `contact-${listing.id}`;
-  const text = el("input", { id, type: "text", required: true, value: "Is it still available?" });
-  form.append(el("label", { htmlFor: id, className: "visually-hidden", textContent: "Message to the seller" }),
+  const text = el("input", { id, type: "text", required: true, maxLength: 2000, value: "Is it still available?" });
+  const form = el("form", { className: "row", hidden: true },
+    el("label", { htmlFor: id, className: "visually-hidden", textContent: `Message to ${listing.seller_name}` }),
     text, el("button", { type: "submit", className: "primary", textContent: "Send" }));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -102,31 +130,43 @@ function listingItem(listing) {
       const contacted = await api("POST", `/listings/${listing.id}/contact`,
         { message: text.value, client_msg_id: newClientMsgId() });
       form.hidden = true;
-      await loadInbox();
-      openConversation(contacted.conversation.id);
+      conversations.set(contacted.conversation.id, { ...contacted.conversation, unread_count: 0 });
+      await openConversation(contacted.conversation.id);
+      refreshSummary(contacted.conversation.id);
     } catch (error) {
-      $("pane-error").textContent = error.message;
+      showError(error);
     }
   });
-  item.append(" ", el("button", { textContent: "Contact seller", onclick: () => {
-    form.hidden = !form.hidden;
-    if (!form.hidden) text.focus();
-  } }), form);
+  item.append(" ", el("button", {
+    textContent: "Contact seller",
+    ariaLabel: `Contact the seller of ${listing.title}`,
+    ariaExpanded: "false",
+    onclick: (e) => {
+      form.hidden = !form.hidden;
+      e.target.ariaExpanded = String(!form.hidden);
+      if (!form.hidden) text.focus();
+    },
+  }), form);
   return item;
 }
 
 $("new-listing").addEventListener("submit", async (e) => {
   e.preventDefault();
   const cents = Math.round(Number($("listing-price").value) * 100);
-  await api("POST", "/listings", { title: $("listing-title").value, price_cents: cents });
-  e.target.reset();
-  loadListings();
+  try {
+    await api("POST", "/listings", { title: $("listing-title").value, price_cents: cents });
+    e.target.reset();
+    await loadListings();
+  } catch (error) {
+    showError(error);
+  }
 });
 
 // ---- inbox --------------------------------------------------------------------------
 
 async function loadInbox() {
   const { conversations: page } = await chat.conversations({ limit: 50 });
+  await learnNames(page.flatMap((c) => c.members)).catch(() => {});
   conversations.clear();
   for (const c of page) conversations.set(c.id, c);
   renderInbox();
@@ -134,171 +174,309 @@ async function loadInbox() {
 
 const peerOf = (c) => c.members.find((m) => m !== me.id);
 const titleOf = (c) => c.metadata?.title ?? c.context ?? "Conversation";
+const activity = (c) => c.last_message_at ?? c.created_at;
+
+function preview(m) {
+  if (!m) return "No messages yet";
+  if (m.deleted) return "Message deleted";
+  const text = m.body || (m.attachments.length ? "📎 Attachment" : "");
+  if (m.kind === "system") return text;
+  return m.sender_id === me.id ? `You: ${text}` : text;
+}
 
 function renderInbox() {
-  const sorted = [...conversations.values()].sort((a, b) =>
-    (b.last_message_at ?? b.created_at).localeCompare(a.last_message_at ?? a.created_at));
+  const sorted = [...conversations.values()].sort((a, b) => activity(b).localeCompare(activity(a)));
   $("inbox").replaceChildren(...sorted.map((c) => {
-    const last = c.last_message;
-    const preview = !last ? "" : last.deleted ? "(deleted)" : last.body || "(attachment)";
+    const unread = c.unread_count > 0;
     const button = el("button", { onclick: () => openConversation(c.id) },
-      el("strong", {}, titleOf(c)),
-      c.unread_count > 0 ? el("span", { className: "badge", textContent: c.unread_count, ariaLabel: `${c.unread_count} unread` }) : el("span"),
-      el("span", { className: "last", textContent: preview }));
-    return el("li", { className: "inbox-item", ariaCurrent: String(current?.id === c.id) }, button);
+      el("span", { className: "title" }, el("strong", {}, titleOf(c)), el("span", { className: "muted" }, ` · ${nameOf(peerOf(c))}`)),
+      unread ? el("span", { className: "badge", textContent: c.unread_count, ariaLabel: `${c.unread_count} unread` }) : el("span"),
+      el("span", { className: "last", textContent: preview(c.last_message) }));
+    const item = el("li", { className: `inbox-item${unread ? " unread" : ""}` }, button);
+    item.dataset.conversation = c.id;
+    if (current?.id === c.id) button.ariaCurrent = "true";
+    return item;
   }));
+  $("no-conversations").hidden = sorted.length > 0;
   const total = sorted.reduce((n, c) => n + (c.unread_count || 0), 0);
   $("unread-total").hidden = total === 0;
   $("unread-total").textContent = total;
+  $("unread-total").ariaLabel = `${total} unread`;
 }
 
+/** Reloads one summary (unread count, last message, the peer's markers). */
 async function refreshSummary(id) {
   try {
     const { conversation } = await chat.conversation(id);
+    await learnNames(conversation.members).catch(() => {});
     conversations.set(id, conversation);
     renderInbox();
-    if (current?.id === id) renderTicks();
-  } catch { /* gone or not ours */ }
+    if (current?.id === id) {
+      renderTitle();
+      updateTicks();
+    }
+  } catch { /* gone, or the connection dropped: the next event refreshes it */ }
 }
 
-// ---- conversation -------------------------------------------------------------------
+// ---- the conversation ---------------------------------------------------------------
 
 async function openConversation(id) {
-  current = { id, messages: new Map(), hasMore: false };
-  const c = conversations.get(id);
-  $("pane-title").textContent = c ? titleOf(c) : "Conversation";
-  $("messages").replaceChildren($("older"));
+  if (current?.id === id) return;
+  current = { id, messages: new Map(), nodes: new Map(), hasMore: false, replyTo: null, editing: null };
+  $("messages").replaceChildren($("older"), $("pending"));
+  $("pending").replaceChildren();
   $("composer").hidden = false;
   $("typing").textContent = "";
+  $("peer-dot").hidden = true;
+  $("peer-state").textContent = "";
+  setReply(null);
+  renderTitle();
   renderInbox();
-  const page = await chat.history(id, { limit: 30 });
-  current.hasMore = page.has_more;
-  for (const m of page.messages) current.messages.set(m.seq, m);
-  renderMessages(true);
-  markRead();
-  const peer = c && peerOf(c);
-  if (peer) {
-    const { presence } = await chat.presence([peer]).catch(() => ({ presence: [] }));
-    showPresence(presence[0]);
-  }
   $("compose-text").focus();
+  try {
+    const page = await chat.history(id, { limit: PAGE });
+    if (current?.id !== id) return;
+    current.hasMore = page.has_more;
+    for (const m of page.messages) place(m);
+    $("older").hidden = !current.hasMore;
+    scrollToBottom();
+    renderPending();
+    markRead();
+    const c = conversations.get(id);
+    const peer = c && peerOf(c);
+    if (peer) {
+      const { presence } = await chat.presence([peer]);
+      if (current?.id === id) showPresence(presence[0]);
+    }
+  } catch (error) {
+    showError(error);
+  }
+}
+
+function renderTitle() {
+  const c = current && conversations.get(current.id);
+  $("pane-title").textContent = c ? `${titleOf(c)} · ${nameOf(peerOf(c))}` : "Conversation";
 }
 
 let loadingOlder = false;
 async function loadOlder() {
   if (loadingOlder || !current?.hasMore) return;
   loadingOlder = true;
+  const id = current.id;
   try {
-    await loadOlderPage();
+    const box = $("messages");
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    const oldest = Math.min(...current.messages.keys());
+    const page = await chat.history(id, { before_seq: oldest, limit: PAGE });
+    if (current?.id !== id) return;
+    current.hasMore = page.has_more;
+    for (const m of page.messages) place(m);
+    $("older").hidden = !current.hasMore;
+    box.scrollTop = box.scrollHeight - fromBottom; // the reader keeps their place
+  } catch (error) {
+    showError(error);
   } finally {
     loadingOlder = false;
   }
-}
-
-async function loadOlderPage() {
-  const oldest = Math.min(...current.messages.keys());
-  const box = $("messages");
-  const before = box.scrollHeight;
-  const page = await chat.history(current.id, { before_seq: oldest, limit: 30 });
-  current.hasMore = page.has_more;
-  for (const m of page.messages) current.messages.set(m.seq, m);
-  renderMessages(false);
-  box.scrollTop = box.scrollHeight - before; // keep the reader's place
 }
 $("older").addEventListener("click", loadOlder);
 $("messages").addEventListener("scroll", (e) => {
   if (e.target.scrollTop === 0 && current?.hasMore) loadOlder();
 });
 
-function renderMessages(toBottom) {
+const atBottom = () => {
   const box = $("messages");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
-  $("older").hidden = !current.hasMore;
-  const sorted = [...current.messages.values()].sort((a, b) => a.seq - b.seq);
-  box.replaceChildren($("older"), ...sorted.map(messageNode), ...pendingNodes());
-  if (toBottom || atBottom) box.scrollTop = box.scrollHeight;
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+};
+const scrollToBottom = () => { $("messages").scrollTop = $("messages").scrollHeight; };
+
+/** Shows `m` (new or changed) in the open conversation, in seq order. */
+function place(m) {
+  current.messages.set(m.seq, m);
+  // A message being edited keeps its form; the change shows when the form closes.
+  if (current.editing?.seq !== m.seq) render(m);
+  // Replies quote it: they show its new text (or that it is gone).
+  for (const reply of current.messages.values()) {
+    if (reply.reply_to_seq === m.seq && current.nodes.has(reply.seq) && current.editing?.seq !== reply.seq) render(reply);
+  }
 }
 
-function pendingNodes() {
-  const sent = new Set([...current.messages.values()].map((m) => m.client_msg_id));
-  return chat.unacknowledged
-    .filter((p) => p.conversation_id === current.id && !sent.has(p.client_msg_id))
-    .map((p) => el("div", { className: "msg own" }, p.body, el("div", { className: "meta", textContent: "sending…" })));
+/** Draws `m`'s node anew (its form, while it is being edited). */
+function render(m) {
+  const node = messageNode(m);
+  const old = current.nodes.get(m.seq);
+  current.nodes.set(m.seq, node);
+  if (old) {
+    old.replaceWith(node);
+    return;
+  }
+  const after = [...current.nodes.keys()].filter((seq) => seq > m.seq).sort((a, b) => a - b)[0];
+  $("messages").insertBefore(node, after != null ? current.nodes.get(after) : $("pending"));
 }
 
-function tick(m) {
-  const c = conversations.get(current.id);
-  if (c && m.seq <= c.peer_read_seq) return el("span", { textContent: "✓✓", title: "Read", ariaLabel: "read" });
-  return el("span", { textContent: "✓", title: "Sent", ariaLabel: "sent" });
+function upsert(m) {
+  if (current?.id !== m.conversation_id) return;
+  const stick = atBottom();
+  place(m);
+  renderPending();
+  if (stick) scrollToBottom();
+}
+
+/** Sends not yet acknowledged (offline, or waiting for the server), shown as "sending…". */
+function renderPending() {
+  if (!current) return;
+  const stored = new Set([...current.messages.values()].map((m) => m.client_msg_id));
+  $("pending").replaceChildren(...chat.unacknowledged
+    .filter((p) => p.conversation_id === current.id && !stored.has(p.client_msg_id))
+    .map((p) => el("div", { className: "msg own pending" },
+      el("div", { className: "body", textContent: p.body }),
+      el("div", { className: "meta", textContent: "sending…" }))));
+}
+
+function tickOf(m) {
+  const c = conversations.get(m.conversation_id);
+  return c && m.seq <= c.peer_read_seq
+    ? { textContent: "✓✓", title: "Read", ariaLabel: "read" }
+    : { textContent: "✓", title: "Sent", ariaLabel: "sent" };
+}
+
+function updateTicks() {
+  if (!current) return;
+  for (const [seq, node] of current.nodes) {
+    const tick = node.querySelector(".tick");
+    if (tick) Object.assign(tick, tickOf(current.messages.get(seq)));
+  }
 }
 
 function messageNode(m) {
   const own = m.sender_id === me.id;
-  const classes = ["msg", own ? "own" : "", m.kind === "system" ? "system" : "", m.deleted ? "deleted" : ""];
-  const node = el("div", { className: classes.join(" ") });
+  const system = m.kind === "system";
+  const node = el("div", { className: ["msg", own && "own", system && "system", m.deleted && "deleted"].filter(Boolean).join(" ") });
   node.dataset.seq = m.seq;
   if (m.deleted) {
-    node.append("This message was deleted");
+    node.append(el("div", { className: "body", textContent: "This message was deleted" }));
     return node;
   }
-  node.append(el("div", { textContent: m.body }));
+  if (m.reply_to_seq) {
+    const quoted = current.messages.get(m.reply_to_seq);
+    const text = !quoted ? `a message (#${m.reply_to_seq})` : quoted.deleted ? "a deleted message" : quoted.body || "an attachment";
+    node.append(el("div", { className: "quote", textContent: `↪ ${text}` }));
+  }
+  if (current.editing?.seq === m.seq) {
+    node.append(current.editing.mode === "edit" ? editForm(m) : deleteConfirm(m));
+    return node;
+  }
+  if (m.body) node.append(el("div", { className: "body", textContent: m.body }));
   for (const a of m.attachments) {
-    const link = el("a", { href: a.url, target: "_blank", rel: "noopener noreferrer" });
-    if (a.mime.startsWith("image/")) link.append(el("img", { src: a.url, alt: a.name || "image" }));
-    else link.textContent = a.name || a.url;
+    const link = el("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", className: "attachment" });
+    if (a.mime.startsWith("image/")) link.append(el("img", { src: a.url, alt: a.name || "image", loading: "lazy" }));
+    else link.textContent = `📎 ${a.name || a.url}`;
     node.append(link);
   }
-  if (m.kind === "system") return node;
+  if (system) return node;
   const reactions = el("div", { className: "reactions" });
   for (const r of m.reactions) {
     const mine = r.user_ids.includes(me.id);
     reactions.append(el("button", {
-      textContent: `${r.emoji} ${r.user_ids.length}`, ariaPressed: String(mine),
-      onclick: () => chat.react(m.id, r.emoji, mine ? "removed" : "added").then(upsert, showError),
+      textContent: `${r.emoji} ${r.user_ids.length}`,
+      ariaPressed: String(mine),
+      ariaLabel: `${r.emoji} from ${r.user_ids.map(nameOf).join(", ")}${mine ? " (remove yours)" : " (add yours)"}`,
+      onclick: () => chat.react(m.id, r.emoji, mine ? "removed" : "added").then(({ message }) => upsert(message), showError),
     }));
   }
-  const meta = el("div", { className: "meta" }, time(m.created_at), m.edited_at ? "(edited)" : null);
+  const meta = el("div", { className: "meta" }, el("time", { dateTime: m.created_at, textContent: time(m.created_at) }),
+    m.edited_at ? el("span", { textContent: "(edited)" }) : null,
+    own ? el("span", { className: "tick", ...tickOf(m) }) : null);
+  // The actions show on hover or keyboard focus (always on touch screens).
+  const actions = el("span", { className: "actions" });
   if (!m.reactions.some((r) => r.emoji === "👍" && r.user_ids.includes(me.id))) {
-    meta.append(el("button", { textContent: "👍", ariaLabel: "React with thumbs up",
-      onclick: () => chat.react(m.id, "👍").then(upsert, showError) }));
+    actions.append(el("button", { textContent: "👍", ariaLabel: "React with thumbs up",
+      onclick: () => chat.react(m.id, "👍").then(({ message }) => upsert(message), showError) }));
   }
+  actions.append(el("button", { textContent: "Reply", onclick: () => setReply(m) }));
   if (own) {
-    meta.append(el("span", { className: "tick" }, tick(m)),
-      el("button", { textContent: "Edit", onclick: () => editMessage(m) }),
-      el("button", { textContent: "Delete", onclick: () => confirm("Delete this message?") && chat.delete(m.id).then(upsert, showError) }));
+    actions.append(el("button", { textContent: "Edit", onclick: () => startEditing(m, "edit") }),
+      el("button", { textContent: "Delete", onclick: () => startEditing(m, "delete") }));
   }
+  meta.append(actions);
   node.append(reactions, meta);
   return node;
 }
 
-function editMessage(m) {
-  const body = prompt("Edit your message", m.body);
-  if (body != null && body.trim() && body !== m.body) chat.edit(m.id, body).then(upsert, showError);
+// Edit and delete happen in place: a form instead of the message, focus inside it, Escape
+// or Cancel puts the message back.
+function startEditing(m, mode) {
+  const previous = current.editing;
+  current.editing = { seq: m.seq, mode };
+  if (previous) render(current.messages.get(previous.seq));
+  render(m);
+  current.nodes.get(m.seq).querySelector("textarea, button")?.focus();
 }
 
-function renderTicks() {
-  if (current) renderMessages(false);
+function stopEditing() {
+  const editing = current?.editing;
+  if (!editing) return;
+  current.editing = null;
+  render(current.messages.get(editing.seq));
+  current.nodes.get(editing.seq)?.querySelector("button")?.focus();
 }
 
-function upsert(data) {
-  const m = data.message;
-  if (current?.id === m.conversation_id) {
-    current.messages.set(m.seq, m);
-    renderMessages(false);
-  }
+function editForm(m) {
+  const id = `edit-${m.seq}`;
+  const text = el("textarea", { id, value: m.body, rows: 2, maxLength: 4000 });
+  const form = el("form", { className: "inline" },
+    el("label", { htmlFor: id, className: "visually-hidden", textContent: "Edit message" }), text,
+    el("div", { className: "row" },
+      el("button", { type: "submit", className: "primary", textContent: "Save" }),
+      el("button", { type: "button", textContent: "Cancel", onclick: stopEditing })));
+  text.addEventListener("keydown", (e) => {
+    if (e.key === "Escape") stopEditing();
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const body = text.value;
+    if (!body.trim() || body === m.body) return stopEditing();
+    chat.edit(m.id, body).then(({ message }) => {
+      stopEditing();
+      upsert(message);
+    }, showError);
+  });
+  return form;
+}
+
+function deleteConfirm(m) {
+  const box = el("div", { className: "inline", role: "group", ariaLabel: "Delete this message?" },
+    el("div", { className: "body", textContent: m.body }),
+    el("span", { textContent: "Delete this message? " }),
+    el("button", { className: "danger", textContent: "Delete for everyone", onclick: () => chat.delete(m.id).then(({ message }) => {
+      stopEditing();
+      upsert(message);
+    }, showError) }),
+    el("button", { textContent: "Keep", onclick: stopEditing }));
+  box.addEventListener("keydown", (e) => e.key === "Escape" && stopEditing());
+  return box;
 }
 
 function showError(error) {
-  $("pane-error").textContent = error.message;
+  $("pane-error").textContent = error?.message ?? String(error);
+  clearTimeout(showError.timer);
+  showError.timer = setTimeout(() => { $("pane-error").textContent = ""; }, 8000);
 }
 
+/** Reads up to the newest shown message when the page is visible and it is unread. */
 function markRead() {
   if (!current || document.hidden || current.messages.size === 0) return;
   const last = Math.max(...current.messages.keys());
   const c = conversations.get(current.id);
   if (c && c.read_seq >= last && c.unread_count === 0) return;
-  chat.read(current.id, last).then(() => {
-    if (c) Object.assign(c, { read_seq: last, unread_count: 0 });
+  const id = current.id;
+  chat.read(id, last).then(() => {
+    const summary = conversations.get(id);
+    if (summary) Object.assign(summary, { read_seq: Math.max(summary.read_seq, last), unread_count: 0 });
     renderInbox();
   }, () => {});
 }
@@ -311,72 +489,123 @@ function showPresence(p) {
   $("peer-state").textContent = p.online ? "online" : p.last_seen ? `last seen ${time(p.last_seen)}` : "offline";
 }
 
-// ---- composer -----------------------------------------------------------------------
+// ---- the composer ---------------------------------------------------------------------
+
+function setReply(m) {
+  if (current) current.replyTo = m;
+  $("replying").hidden = !m;
+  $("replying-text").textContent = m ? (m.body || "an attachment") : "";
+  if (m) $("compose-text").focus();
+}
+$("cancel-reply").addEventListener("click", () => setReply(null));
 
 $("compose-text").addEventListener("keydown", (e) => {
   if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
     e.preventDefault();
     $("composer").requestSubmit();
   }
+  if (e.key === "Escape") setReply(null);
 });
 
 $("compose-text").addEventListener("input", () => {
   if (!current) return;
   const now = Date.now();
-  if (now - lastTypingSent > 3000) {
+  const stopped = $("compose-text").value === "";
+  if (stopped) {
+    lastTypingSent = 0;
+    chat.typing(current.id, "stopped").catch(() => {});
+  } else if (now - lastTypingSent > 3000) {
     lastTypingSent = now;
     chat.typing(current.id, "started").catch(() => {});
   }
 });
 
+/** An attachment from a pasted link: images by their extension, anything else a link. */
+function attachmentOf(url) {
+  const name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || url;
+  const ext = name.split(".").pop().toLowerCase();
+  const images = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif", webp: "image/webp" };
+  return { url, name: name.slice(0, 255), mime: images[ext] ?? "application/octet-stream" };
+}
+
 $("composer").addEventListener("submit", (e) => {
   e.preventDefault();
+  if (!current) return;
   const body = $("compose-text").value;
-  if (!body.trim() || !current) return;
+  const link = $("compose-link").value.trim();
+  if (!body.trim() && !link) return;
+  const options = {};
+  if (link) {
+    try {
+      options.attachments = [attachmentOf(link)];
+    } catch {
+      showError(new Error("the link is not a URL"));
+      return;
+    }
+  }
+  if (current.replyTo) options.reply_to_seq = current.replyTo.seq;
   $("compose-text").value = "";
+  $("compose-link").value = "";
+  $("attach").open = false;
+  setReply(null);
   lastTypingSent = 0;
   const conversationId = current.id;
-  chat.send(conversationId, body).then((data) => {
-    upsert(data);
+  chat.send(conversationId, body, options).then(({ message }) => {
+    upsert(message);
     refreshSummary(conversationId);
-  }, showError);
+  }, (error) => {
+    showError(error);
+    renderPending();
+  });
   chat.typing(conversationId, "stopped").catch(() => {});
-  renderMessages(true); // shows it as "sending…"
+  renderPending(); // "sending…" until the server has it
+  scrollToBottom();
 });
 
-// ---- live events ----------------------------------------------------------------------
+// ---- live events --------------------------------------------------------------------
 
 function wire(client) {
   client.addEventListener("status", ({ detail }) => {
-    $("status").textContent = detail.state === "online" ? `● ${detail.transport}` : detail.state;
+    const labels = { online: "online", connecting: "connecting…", offline: "offline, retrying…", stopped: "" };
+    $("status").textContent = labels[detail.state] ?? detail.state;
+    $("status").dataset.state = detail.state;
+    $("status").dataset.transport = detail.transport;
+    if (detail.state === "online" && current) renderPending();
   });
   client.addEventListener("unauthorized", showLogin);
   client.addEventListener("reset", () => loadInbox().catch(() => {}));
   client.addEventListener("conversation.created", ({ detail }) => refreshSummary(detail.conversation.id));
+  client.addEventListener("conversation.updated", ({ detail }) => refreshSummary(detail.conversation.id));
   client.addEventListener("message.created", ({ detail: { message } }) => {
-    upsert({ message });
-    if (current?.id === message.conversation_id) markRead();
+    upsert(message);
+    if (current?.id === message.conversation_id) {
+      markRead();
+      if (message.sender_id !== me.id) {
+        clearTimeout(typingTimer);
+        $("typing").textContent = "";
+      }
+    }
     refreshSummary(message.conversation_id);
-    if (message.sender_id !== me.id && current?.id === message.conversation_id) $("typing").textContent = "";
   });
   for (const name of ["message.edited", "message.deleted", "reaction.added", "reaction.removed"]) {
     client.addEventListener(name, ({ detail }) => {
-      upsert(detail);
-      if (name === "message.deleted" || name === "message.edited") refreshSummary(detail.message.conversation_id);
+      upsert(detail.message);
+      if (name === "message.edited" || name === "message.deleted") refreshSummary(detail.message.conversation_id);
     });
   }
   client.addEventListener("receipt.read", ({ detail }) => {
     const c = conversations.get(detail.conversation_id);
-    if (!c) return;
-    if (detail.user_id === me.id) Object.assign(c, { read_seq: detail.read_seq });
-    else c.peer_read_seq = Math.max(c.peer_read_seq, detail.read_seq);
+    if (c && detail.user_id !== me.id) {
+      c.peer_read_seq = Math.max(c.peer_read_seq, detail.read_seq);
+      if (current?.id === c.id) updateTicks();
+    }
     refreshSummary(detail.conversation_id);
   });
   client.addEventListener("typing", ({ detail }) => {
     if (current?.id !== detail.conversation_id || detail.user_id === me.id) return;
     clearTimeout(typingTimer);
     if (detail.state === "started") {
-      $("typing").textContent = "typing…";
+      $("typing").textContent = `${nameOf(detail.user_id)} is typing…`;
       typingTimer = setTimeout(() => { $("typing").textContent = ""; }, detail.expires_in_ms);
     } else {
       $("typing").textContent = "";

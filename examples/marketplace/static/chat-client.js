@@ -1,10 +1,14 @@
 // chat-client.js: the reference browser client of the messaging server (docs/protocol.md).
-// One plain ES module, no build step. It talks to the chat routes mounted at `base`
-// (same origin, cookie auth): a WebSocket on `${base}/v1/ws`, or, when that is refused,
-// the HTTP routes plus the event stream `${base}/v1/events`.
+// One plain ES module, no build step. It talks to the chat routes at `base`: a WebSocket
+// on `${base}/v1/ws`, or, when that is refused, the HTTP routes plus the event stream
+// `${base}/v1/events`. Two ways to authenticate:
 //
-//   import { ChatClient } from "/static/chat-client.js";
-//   const chat = new ChatClient({ base: "/chat", userId: me.id });
+// - the host app's cookie, when the routes are mounted in it (same origin):
+//     const chat = new ChatClient({ base: "/chat", userId: me.id });
+// - a JWT, for the standalone server, on any origin its --cors-origin allows; `token` may
+//   be a function (async or not), called on every connect, so a refreshed token is used:
+//     const chat = new ChatClient({ base: "https://chat.example.com", userId, token: fetchToken });
+//
 //   chat.addEventListener("message.created", (e) => show(e.detail.message));
 //   chat.start();
 //   await chat.send(conversationId, "hi");
@@ -28,6 +32,7 @@ const SSE_EVENTS = [
   "message.deleted", "receipt.read", "receipt.delivered", "reaction.added",
   "reaction.removed", "member.updated", "typing", "presence",
 ];
+const HELLO_TIMEOUT_MS = 10_000; // how long a new WebSocket may stay silent
 const SEEN_MAX = 2000; // how many cursors / message ids are remembered for deduplication
 
 let counter = 0;
@@ -42,14 +47,21 @@ export class ChatClient extends EventTarget {
   /**
    * @param {object} options
    * @param {string} options.userId   the logged-in user (the cursor is stored per user)
-   * @param {string} [options.base]   where the chat routes are mounted ("/chat")
+   * @param {string} [options.base]   where the chat routes are: a path of this origin
+   *   ("/chat") or another origin ("https://chat.example.com")
+   * @param {string|(() => string|Promise<string>)} [options.token] a JWT, or what gives
+   *   one; without it the browser's cookies authenticate
    * @param {"auto"|"ws"|"sse"} [options.transport]
    * @param {Storage} [options.storage] where the cursor is kept (localStorage)
    */
-  constructor({ userId, base = "/chat", transport = "auto", storage = globalThis.localStorage }) {
+  constructor({ userId, base = "/chat", token = null, transport = "auto", storage = globalThis.localStorage }) {
     super();
     this.userId = userId;
-    this.base = base;
+    this.base = base.replace(/\/+$/, "");
+    this.tokenSource = token == null ? null : typeof token === "function" ? token : () => token;
+    this.token = null; // the one of the current connection
+    this.authRetried = false; // a 401 is retried once with a fresh token
+    this.generation = 0; // which connect() is current (a token may take a while)
     this.transport = transport === "sse" ? "sse" : "ws";
     this.fixedTransport = transport !== "auto";
     this.storage = storage;
@@ -67,6 +79,9 @@ export class ChatClient extends EventTarget {
     this.limits = null;
     this.readyWaiters = [];
     this.onOnline = () => this.state === "offline" && this.reconnectNow();
+    // The browser knows it lost the network before any heartbeat could tell: drop the
+    // connection now, so sends queue visibly, and come back on `online`.
+    this.onOffline = () => this.state !== "stopped" && this.scheduleReconnect();
   }
 
   // ---- lifecycle ------------------------------------------------------------------------
@@ -75,12 +90,14 @@ export class ChatClient extends EventTarget {
   start() {
     if (this.state !== "stopped") return;
     globalThis.addEventListener?.("online", this.onOnline);
+    globalThis.addEventListener?.("offline", this.onOffline);
     this.connect();
   }
 
   /** Disconnects for good; requests waiting fail with `unavailable`. */
   stop() {
     globalThis.removeEventListener?.("online", this.onOnline);
+    globalThis.removeEventListener?.("offline", this.onOffline);
     this.setState("stopped");
     this.teardown();
     for (const send of this.pendingSends.values()) send.reject(new ChatError("unavailable", "stopped"));
@@ -112,11 +129,41 @@ export class ChatClient extends EventTarget {
     return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
   }
 
-  connect() {
+  async connect() {
     this.teardown();
+    const generation = ++this.generation;
+    if (globalThis.navigator?.onLine === false) {
+      // Nothing to try while the browser says it has no network: `online` calls us back.
+      this.setState("offline");
+      return;
+    }
     this.setState("connecting");
+    if (this.tokenSource) {
+      try {
+        this.token = await this.tokenSource();
+      } catch {
+        if (generation === this.generation) this.scheduleReconnect();
+        return;
+      }
+      if (generation !== this.generation || this.state === "stopped") return;
+    }
     if (this.transport === "ws") this.connectWs();
     else this.connectSse();
+  }
+
+  /** `${base}/v1${path}` as an absolute URL, with `?access_token=` for streams if asked. */
+  url(path, { stream = false, scheme = null } = {}) {
+    const url = new URL(`${this.base}/v1${path}`, globalThis.location?.href);
+    if (scheme) url.protocol = url.protocol === "https:" ? `${scheme}s:` : `${scheme}:`;
+    if (stream && this.token) url.searchParams.set("access_token", this.token);
+    return url;
+  }
+
+  /** fetch() with the connection's credentials: the token, else same-origin cookies. */
+  fetch(url, init = {}) {
+    const headers = { ...init.headers };
+    if (this.token) headers.Authorization = `Bearer ${this.token}`;
+    return fetch(url, { credentials: "same-origin", ...init, headers });
   }
 
   teardown() {
@@ -157,11 +204,16 @@ export class ChatClient extends EventTarget {
   async diagnose() {
     let status = 0;
     try {
-      status = (await fetch(`${this.base}/v1/unread`, { credentials: "same-origin" })).status;
+      status = (await this.fetch(this.url("/unread"))).status;
     } catch {
       status = 0; // network down
     }
     if (status === 401) {
+      if (this.tokenSource && !this.authRetried) {
+        this.authRetried = true; // an expired token: ask for a fresh one, once
+        this.connect();
+        return;
+      }
       this.stop();
       this.emit("unauthorized", {});
       return;
@@ -179,11 +231,13 @@ export class ChatClient extends EventTarget {
   // ---- WebSocket ----------------------------------------------------------------------
 
   connectWs() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${location.host}${this.base}/v1/ws`);
+    const ws = new WebSocket(this.url("/ws", { stream: true, scheme: "ws" }));
     this.ws = ws;
     let hello = false;
     let buffered = null; // pushes that arrive while the gap is synced
+    // A server (or a proxy) that accepts the connection but never says hello is as good as
+    // down: give up on it and diagnose.
+    const silent = setTimeout(() => this.ws === ws && !hello && ws.onclose({ code: 1006 }), HELLO_TIMEOUT_MS);
     ws.onmessage = async (message) => {
       let frame;
       try {
@@ -193,6 +247,7 @@ export class ChatClient extends EventTarget {
       }
       if (frame.type === "hello") {
         hello = true;
+        clearTimeout(silent);
         this.limits = frame.limits;
         buffered = [];
         try {
@@ -205,6 +260,7 @@ export class ChatClient extends EventTarget {
         buffered = null;
         for (const event of later) this.deliver(event);
         this.attempt = 0;
+        this.authRetried = false;
         this.startPinger(frame.heartbeat_s);
         this.setState("online");
         this.resendPending();
@@ -223,6 +279,7 @@ export class ChatClient extends EventTarget {
     // `error`: either one ends the attempt, once.
     ws.onerror = () => ws.onclose({ code: 1006 });
     ws.onclose = (close) => {
+      clearTimeout(silent);
       if (this.ws !== ws) return;
       if (close.code === 4001) {
         // revoked: the session is over, as is the login
@@ -290,8 +347,8 @@ export class ChatClient extends EventTarget {
   // ---- SSE + HTTP ---------------------------------------------------------------------
 
   connectSse() {
-    const cursor = this.cursor;
-    const url = `${this.base}/v1/events${cursor ? `?cursor=${encodeURIComponent(cursor)}` : ""}`;
+    const url = this.url("/events", { stream: true });
+    if (this.cursor) url.searchParams.set("cursor", this.cursor);
     const es = new EventSource(url);
     this.es = es;
     let hello = false;
@@ -304,6 +361,7 @@ export class ChatClient extends EventTarget {
         this.emit("reset", {});
       }
       this.attempt = 0;
+      this.authRetried = false;
       this.setState("online");
       this.resendPending();
     });
@@ -331,14 +389,12 @@ export class ChatClient extends EventTarget {
 
   async httpRequest(op, params) {
     const [method, path, query, body] = route(op, params);
-    const qs = new URLSearchParams();
-    for (const [k, v] of Object.entries(query || {})) if (v != null) qs.set(k, String(v));
-    const url = `${this.base}/v1${path}${qs.size ? `?${qs}` : ""}`;
+    const url = this.url(path);
+    for (const [k, v] of Object.entries(query || {})) if (v != null) url.searchParams.set(k, String(v));
     let response;
     try {
-      response = await fetch(url, {
+      response = await this.fetch(url, {
         method,
-        credentials: "same-origin",
         headers: body ? { "Content-Type": "application/json" } : {},
         body: body ? JSON.stringify(body) : undefined,
       });
@@ -348,6 +404,12 @@ export class ChatClient extends EventTarget {
     const answer = await response.json().catch(() => ({}));
     if (!response.ok) {
       if (response.status === 401) {
+        if (this.tokenSource) {
+          // The token expired under us: reconnecting asks for a fresh one (and gives up
+          // with `unauthorized` if that is refused too); sends wait and go again.
+          this.reconnectNow();
+          throw new ChatError("unavailable", "the token was refused");
+        }
         this.stop();
         this.emit("unauthorized", {});
       }
@@ -366,7 +428,11 @@ export class ChatClient extends EventTarget {
     }
     if (event === "message.created") {
       const key = `m:${data.message.id}`;
-      if (this.seen.has(key)) return;
+      if (this.seen.has(key)) {
+        // Seen in a send's reply: not shown again, but the stream has moved past it.
+        if (cursor) this.cursor = cursor;
+        return;
+      }
       this.remember(key);
     }
     this.emit(event, data);
@@ -412,12 +478,13 @@ export class ChatClient extends EventTarget {
       pending.resolve(data);
     }, (error) => {
       pending.inFlight = false;
-      // unavailable: maybe stored, maybe not; the retry after the reconnect tells.
+      // unavailable: maybe stored, maybe not; the same client_msg_id again tells. While
+      // connected, that is a second later; else after the reconnect (resendPending).
       if (error.code !== "unavailable" && error.code !== "rate_limited") {
         this.pendingSends.delete(key);
         pending.reject(error);
-      } else if (this.state === "online" && this.transport === "sse") {
-        setTimeout(() => this.trySend(key), 1000);
+      } else if (this.state === "online") {
+        setTimeout(() => this.state === "online" && this.trySend(key), 1000);
       }
     });
   }
