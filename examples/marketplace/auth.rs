@@ -44,8 +44,7 @@ type TokenHash = [u8; 32];
 #[derive(Clone)]
 pub struct CookieAuth {
     db: Db,
-    /// token hash → (user, expiry in ms since the epoch)
-    cache: Arc<Mutex<HashMap<TokenHash, (UserId, i64)>>>,
+    cache: Arc<Cache>,
 }
 
 impl std::fmt::Debug for CookieAuth {
@@ -73,6 +72,7 @@ impl CookieAuth {
         let now = now_ms();
         let expires =
             now.saturating_add(i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX));
+        let cache = self.cache.clone();
         self.db
             .call(move |conn| {
                 // Expired rows go as new ones come, so the table stays the live sessions.
@@ -81,10 +81,10 @@ impl CookieAuth {
                     "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
                     params![hash.as_slice(), user.to_string(), expires],
                 )?;
+                remember(&cache, hash, user, expires);
                 Ok(())
             })
             .await?;
-        self.remember(hash, user, expires);
         Ok(format!(
             "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
             SESSION_TTL.as_secs()
@@ -96,10 +96,16 @@ impl CookieAuth {
     pub(crate) async fn log_out(&self, headers: &HeaderMap) -> Result<String, AppError> {
         if let Some(token) = token_of(headers) {
             let hash = hash_of(token);
-            self.cache.lock().map_err(|_| AppError::internal("the sessions lock"))?.remove(&hash);
+            let cache = self.cache.clone();
             self.db
                 .call(move |conn| {
                     conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [hash.as_slice()])?;
+                    // Under the connection's lock, as every cache fill is: a lookup that read
+                    // the row before this delete filled the cache before this runs.
+                    cache
+                        .lock()
+                        .map_err(|_| AppError::internal("the sessions lock"))?
+                        .remove(&hash);
                     Ok(())
                 })
                 .await?;
@@ -117,8 +123,8 @@ impl CookieAuth {
         if let Some((user, expires)) = cached {
             return Ok((expires > now).then_some(user));
         }
-        let found = self
-            .db
+        let cache = self.cache.clone();
+        self.db
             .call(move |conn| {
                 let row = conn
                     .query_row(
@@ -128,22 +134,28 @@ impl CookieAuth {
                         |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
                     )
                     .optional()?;
-                Ok(row.and_then(|(user, expires)| Some((user.parse::<UserId>().ok()?, expires))))
+                let found =
+                    row.and_then(|(user, expires)| Some((user.parse::<UserId>().ok()?, expires)));
+                if let Some((user, expires)) = found {
+                    remember(&cache, hash, user, expires);
+                }
+                Ok(found.map(|(user, _)| user))
             })
-            .await?;
-        if let Some((user, expires)) = found {
-            self.remember(hash, user, expires);
-        }
-        Ok(found.map(|(user, _)| user))
+            .await
     }
+}
 
-    fn remember(&self, hash: TokenHash, user: UserId, expires: i64) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-            cache.insert(hash, (user, expires));
+/// The session cache: token hash → (user, expiry in ms since the epoch).
+type Cache = Mutex<HashMap<TokenHash, (UserId, i64)>>;
+
+/// Caches a session. Called only under the database connection's lock, so fills and a
+/// logout's removal happen in the order of their statements.
+fn remember(cache: &Cache, hash: TokenHash, user: UserId, expires: i64) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
         }
+        cache.insert(hash, (user, expires));
     }
 }
 

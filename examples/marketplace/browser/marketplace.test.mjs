@@ -12,7 +12,9 @@ import { after, before, describe, it } from "node:test";
 
 import { Server, artifacts, eventually, launchBrowser, openBrowser } from "./harness.mjs";
 
-const STEP = { timeout: 90_000 };
+const STEP = { timeout: 120_000 };
+// How long a page may take to come back: the client's backoff grows to 30 s (with jitter).
+const RECONNECT_MS = 45_000;
 const LISTING = "Road bike, 56 cm";
 
 const BIKE_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="240" height="140" viewBox="0 0 240 140">
@@ -38,7 +40,7 @@ async function logIn(person, name) {
 }
 
 const stateOf = (page) => page.locator("#status").getAttribute("data-state");
-const online = (page) => eventually("the chat to be online", async () => (await stateOf(page)) === "online");
+const online = (page) => eventually("the chat to be online", async () => (await stateOf(page)) === "online", RECONNECT_MS);
 
 /** The message bodies the conversation pane shows, in order (sends still pending left out). */
 const shown = (page) => page.locator("#messages .msg:not(.pending) > .body").allTextContents();
@@ -86,6 +88,23 @@ async function list(page, title, price) {
   await page.getByRole("button", { name: `Mark ${title} sold` }).waitFor();
 }
 
+/**
+ * Every control of the page a screen reader would announce without a name: the
+ * accessibility tree as Chromium computes it (labels, aria-label, text), not our guess.
+ */
+async function unnamedControls(person) {
+  const cdp = await person.context.newCDPSession(person.page);
+  const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+  await cdp.detach();
+  const controls = new Set(["button", "textbox", "link", "checkbox", "combobox", "spinbutton", "img"]);
+  return nodes
+    .filter((n) => !n.ignored && controls.has(n.role?.value) && !n.name?.value?.trim())
+    .map((n) => n.role.value);
+}
+
+/** Whether the page fits its window's width (no sideways scrolling on a phone). */
+const fitsWidth = (page) => page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth);
+
 const inboxItem = (page, title) => page.locator("#inbox li").filter({ hasText: title });
 
 describe("the marketplace in a browser", () => {
@@ -126,7 +145,7 @@ describe("the marketplace in a browser", () => {
 
     // The seller did nothing: the inbox fills in, with its unread badge and last message.
     const item = inboxItem(seller.page, LISTING);
-    await item.getByLabel("1 unread").waitFor();
+    await item.getByText("1 unread").waitFor();
     await item.getByText("Hi! Is the bike still available?").waitFor();
     assert.equal(await seller.page.locator("#unread-total").textContent(), "1");
   });
@@ -206,11 +225,34 @@ describe("the marketplace in a browser", () => {
       && (await countShown(buyer.page, "This message was deleted")) === 1);
     await seller.page.screenshot({ path: path.join(shots, "conversation.png") });
     await buyer.page.screenshot({ path: path.join(shots, "conversation-phone.png") });
+    // With every kind of message on screen: every control has a name, and the phone's
+    // page does not scroll sideways.
+    assert.deepEqual(await unnamedControls(seller), [], "controls without an accessible name");
+    assert.deepEqual(await unnamedControls(buyer), [], "controls without an accessible name");
+    assert.equal(await fitsWidth(buyer.page), true, "the phone-sized page scrolls sideways");
+  });
+
+  it("from the keyboard: Enter opens a conversation and sends, Escape calls off a reply", STEP, async () => {
+    const { page } = seller;
+    await inboxItem(page, LISTING).getByRole("button").focus();
+    await page.keyboard.press("Enter");
+    assert.equal(await page.evaluate(() => document.activeElement.id), "compose-text", "focus goes to the composer");
+    await page.keyboard.type("Typed without a mouse");
+    await page.keyboard.press("Enter");
+    await showsOnce(buyer.page, "Typed without a mouse");
+    assert.equal(await page.getByLabel("Message", { exact: true }).inputValue(), "", "the composer is emptied");
+    await message(page, "Typed without a mouse", ".own").getByRole("button", { name: "Reply" }).focus();
+    await page.keyboard.press("Enter");
+    assert.equal(await page.locator("#replying").isVisible(), true);
+    await page.keyboard.press("Escape"); // the reply is called off
+    assert.equal(await page.locator("#replying").isHidden(), true);
   });
 
   it("a reload resumes where the page was: nothing twice, nothing missed", STEP, async () => {
     const { page } = buyer;
     await page.close();
+    await eventually("the seller to see the buyer go offline", async () =>
+      (await seller.page.locator("#peer-state").textContent()).startsWith("last seen"));
     // Written while the buyer's page is gone: the reload's sync brings it.
     await seller.page.getByLabel("Message", { exact: true }).fill("Bring cash please");
     await seller.page.getByLabel("Message", { exact: true }).press("Enter");
@@ -220,7 +262,7 @@ describe("the marketplace in a browser", () => {
     buyer.page.on("pageerror", (error) => buyer.errors.push(error.message));
     await buyer.page.goto(`${server.url}/`);
     await online(buyer.page);
-    await inboxItem(buyer.page, LISTING).getByLabel("1 unread").waitFor();
+    await inboxItem(buyer.page, LISTING).getByText("1 unread").waitFor();
     await inboxItem(buyer.page, LISTING).getByRole("button").click();
     await showsOnce(buyer.page, "Bring cash please");
     await assertPaneMatchesServer(buyer);
@@ -290,7 +332,9 @@ describe("the marketplace in a browser", () => {
     await lee.page.getByLabel("Message to sam").press("Enter");
     await showsOnce(lee.page, "Would you take 200?");
     const item = inboxItem(seller.page, "lee");
-    await item.getByLabel("1 unread").waitFor();
+    await item.getByText("1 unread").waitFor();
+    const order = await seller.page.locator("#inbox li").allTextContents();
+    assert.ok(order[0].includes("lee") && order[1].includes("ana"), `newest first: ${order}`);
     await seller.page.locator("section", { has: seller.page.locator("#inbox") }).screenshot({ path: path.join(shots, "inbox.png") });
     await item.getByRole("button").click();
     await seller.page.getByLabel("Message", { exact: true }).fill("Sorry, someone is coming to see it");
@@ -300,6 +344,19 @@ describe("the marketplace in a browser", () => {
     await eventually("lee to see typing over SSE", async () => (await lee.page.locator("#typing").textContent()) === "sam is typing…");
     await seller.page.getByLabel("Message", { exact: true }).fill("");
     await lee.page.locator(".msg.own .tick[aria-label=read]").waitFor();
+
+    // The seller blocks lee: lee's next message is refused, and its text given back.
+    await seller.page.getByRole("button", { name: "Block lee" }).click();
+    await seller.page.getByRole("button", { name: "Unblock lee" }).waitFor();
+    await lee.page.getByLabel("Message", { exact: true }).fill("190 then?");
+    await lee.page.getByLabel("Message", { exact: true }).press("Enter");
+    await eventually("lee to see the refusal", async () => (await lee.page.locator("#pane-error").textContent()) !== "");
+    assert.equal(await lee.page.getByLabel("Message", { exact: true }).inputValue(), "190 then?", "the text is given back");
+    assert.equal(await lee.page.locator(".msg.pending").count(), 0, "nothing left pending");
+    await seller.page.getByRole("button", { name: "Unblock lee" }).click();
+    await seller.page.getByRole("button", { name: "Block lee" }).waitFor();
+    await lee.page.getByLabel("Message", { exact: true }).press("Enter");
+    await showsOnce(seller.page, "190 then?");
     await assertNoDuplicateEvents(lee);
     assert.deepEqual(lee.errors, []);
     await lee.context.close();

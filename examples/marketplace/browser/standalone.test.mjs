@@ -12,7 +12,9 @@ import { after, before, describe, it } from "node:test";
 
 import { artifacts, eventually, launchBrowser, openBrowser, repo } from "./harness.mjs";
 
-const STEP = { timeout: 90_000 };
+const STEP = { timeout: 120_000 };
+// How long a client may take to come back: its backoff grows to 30 s (with jitter).
+const RECONNECT_MS = 45_000;
 const serverBin = process.env.MESSAGING_SERVER_BIN ?? path.join(repo, "target", "debug", "messaging-ws-server");
 const CLIENT_JS = readFileSync(path.join(repo, "examples", "marketplace", "static", "chat-client.js"));
 const PAGE = `<!doctype html><meta charset="utf-8"><title>client</title>
@@ -97,7 +99,7 @@ const bob = { id: randomUUID() };
  * A ChatClient in `person`'s page, on the standalone server, its token given by a function
  * (as an app refreshing tokens would); every event it emits is kept in `window.events`.
  */
-async function connect(person, transport) {
+async function connect(person, transport, { waitOnline = true } = {}) {
   await person.page.goto(`${page.url}/`);
   await person.page.waitForFunction(() => window.ready === true);
   await person.page.evaluate(({ base, id, token, transport }) => {
@@ -109,12 +111,13 @@ async function connect(person, transport) {
     }
     window.client = client;
     client.start();
-  }, { base: chat.url, id: person.id, token: chat.token(person.id), transport });
-  await online(person);
+  }, { base: chat.url, id: person.id, token: person.token ??= chat.token(person.id), transport });
+  if (waitOnline) await online(person);
 }
 
 const stateOf = (person) => person.page.evaluate(() => window.client.state);
-const online = (person) => eventually("the client to be online", async () => (await stateOf(person)) === "online");
+const online = (person) => eventually("the client to be online", async () => (await stateOf(person)) === "online", RECONNECT_MS);
+const storedCursor = (person) => person.page.evaluate((id) => localStorage.getItem(`chat.cursor.${id}`), person.id);
 
 /** The bodies of the `message.created` events the page's client emitted, in order. */
 const received = (person) => person.page.evaluate(() =>
@@ -191,15 +194,84 @@ describe("the reference client on the standalone server, cross-origin with token
   it("a reload resumes from the stored cursor: what came meanwhile, once", STEP, async () => {
     // Bob's own send is the last event he saw: its echo, whether it comes before the send's
     // reply or after it (then dropped as a duplicate), must move his stored cursor.
+    const before = await storedCursor(bob);
     await send(bob, conversationId, "back online");
     await receivedOnce(alice, "back online");
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await eventually("bob's cursor to move past his own message", async () => (await storedCursor(bob)) !== before);
     await bob.page.evaluate(() => window.client.stop());
     await send(alice, conversationId, "did you get this?");
     await connect(bob, "ws"); // the same localStorage: resumes after "me too"
     await receivedOnce(bob, "did you get this?");
     const bodies = await received(bob);
     assert.deepEqual(bodies, ["did you get this?"], "only what came after the stored cursor");
+  });
+
+  it("a send whose reply is lost is sent again after the reconnect, and stored once", STEP, async () => {
+    const dave = await openBrowser(browser);
+    dave.id = randomUUID();
+    // Between dave's page and the server: everything passes, except that the first reply
+    // to a `send` is swallowed and the connection cut, as a network drop would.
+    let dropped = false;
+    await dave.context.routeWebSocket(/\/v1\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      const sends = new Set();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(message);
+        if (frame.op === "send") sends.add(frame.id);
+        server.send(message);
+      });
+      server.onMessage((message) => {
+        const frame = JSON.parse(message);
+        if (!dropped && frame.type === "reply" && sends.has(frame.id)) {
+          dropped = true;
+          ws.close({ code: 1001, reason: "the network dropped" });
+          return;
+        }
+        ws.send(message);
+      });
+    });
+    await connect(dave, "ws");
+    const created = await dave.page.evaluate(async (peer) => {
+      const { conversation } = await window.client.open(peer);
+      const { created } = await window.client.send(conversation.id, "did this arrive?");
+      return created;
+    }, alice.id);
+    assert.equal(dropped, true, "the first reply was dropped");
+    assert.equal(created, false, "the resend was recognised as the same message");
+    await receivedOnce(alice, "did this arrive?");
+    const bodies = await dave.page.evaluate(async (peer) => {
+      const { conversation } = await window.client.open(peer);
+      return (await window.client.history(conversation.id)).messages.map((m) => m.body);
+    }, alice.id);
+    assert.deepEqual(bodies, ["did this arrive?"]);
+    assert.deepEqual(dave.errors, []);
+    await dave.context.close();
+  });
+
+  it("a message written while the server is down survives a reload of the page", STEP, async () => {
+    await chat.kill();
+    await eventually("bob to notice", async () => (await stateOf(bob)) !== "online");
+    await bob.page.evaluate((id) => { window.client.send(id, "written, then the page reloaded").catch(() => {}); }, conversationId);
+    await eventually("the send kept in storage", () => bob.page.evaluate((id) =>
+      Object.keys(localStorage).some((key) => key.startsWith(`chat.pending.${id}.`)), bob.id));
+    await connect(bob, "ws", { waitOnline: false }); // a new page: the server is still down
+    assert.equal(await bob.page.evaluate(() => window.client.unacknowledged.length), 1, "taken up by the new page");
+    await chat.start();
+    await online(bob);
+    await online(alice);
+    await receivedOnce(alice, "written, then the page reloaded");
+    await eventually("nothing left unsent", () => bob.page.evaluate((id) =>
+      window.client.unacknowledged.length === 0 && !Object.keys(localStorage).some((key) => key.startsWith(`chat.pending.${id}.`)), bob.id));
+    const history = await alice.page.evaluate((id) => window.client.history(id).then((d) => d.messages.map((m) => m.body)), conversationId);
+    assert.equal(history.filter((b) => b === "written, then the page reloaded").length, 1);
+  });
+
+  it("every message reached each page once", STEP, async () => {
+    for (const person of [alice, bob]) {
+      const ids = await person.page.evaluate(() =>
+        window.events.filter((e) => e.name === "message.created").map((e) => e.detail.message.id));
+      assert.equal(new Set(ids).size, ids.length, "a message.created twice");
+    }
   });
 
   it("a refused token ends in `unauthorized` (after asking for a fresh one once)", STEP, async () => {

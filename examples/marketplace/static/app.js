@@ -31,6 +31,7 @@ let me = null;
 let chat = null;
 const conversations = new Map(); // id → ConversationSummary
 const names = new Map(); // user id → name
+const blocked = new Set(); // the users I block
 // The open conversation: its messages by seq, their nodes, whether older ones exist, the
 // message being replied to, and the one being edited or confirmed for deletion.
 let current = null;
@@ -47,6 +48,7 @@ async function boot() {
     return;
   }
   names.set(me.id, me.name);
+  chat?.stop();
   $("login").hidden = true;
   $("app").hidden = false;
   $("logout").hidden = false;
@@ -56,10 +58,51 @@ async function boot() {
   chat.start();
   loadListings().catch(showError);
   loadInbox().catch(showError);
+  loadBlocks().catch(showError);
 }
+
+/** Whom I block (a marketplace has few; one page of 100 is enough for a demo). */
+async function loadBlocks() {
+  const { user_ids: ids } = await chat.blocks({ limit: 100 });
+  blocked.clear();
+  for (const id of ids) blocked.add(id);
+  renderBlock();
+}
+
+function renderBlock() {
+  const c = current && conversations.get(current.id);
+  const peer = c && peerOf(c);
+  $("block").hidden = !peer;
+  if (!peer) return;
+  const isBlocked = blocked.has(peer);
+  $("block").textContent = isBlocked ? `Unblock ${nameOf(peer)}` : `Block ${nameOf(peer)}`;
+  $("block").ariaPressed = String(isBlocked);
+}
+
+$("block").addEventListener("click", async () => {
+  const c = current && conversations.get(current.id);
+  const peer = c && peerOf(c);
+  if (!peer) return;
+  try {
+    if (blocked.has(peer)) {
+      await chat.unblock(peer);
+      blocked.delete(peer);
+    } else {
+      await chat.block(peer);
+      blocked.add(peer);
+    }
+    renderBlock();
+  } catch (error) {
+    showError(error);
+  }
+});
 
 function showLogin() {
   chat?.stop();
+  chat = null;
+  closeConversation();
+  conversations.clear();
+  $("inbox").replaceChildren();
   $("app").hidden = true;
   $("logout").hidden = true;
   $("whoami").textContent = "";
@@ -70,18 +113,23 @@ function showLogin() {
 
 $("login").addEventListener("submit", async (e) => {
   e.preventDefault();
+  const button = e.target.querySelector("button");
+  if (button.disabled) return;
+  button.disabled = true;
   try {
     await api("POST", "/login", { name: $("login-name").value });
     $("login-error").textContent = "";
-    boot();
+    await boot();
   } catch (error) {
     $("login-error").textContent = error.message;
+  } finally {
+    button.disabled = false;
   }
 });
 
 $("logout").addEventListener("click", async () => {
   await api("POST", "/logout").catch(() => {});
-  chat?.stop();
+  chat?.stop({ discardUnsent: true });
   location.reload();
 });
 
@@ -120,21 +168,30 @@ function listingItem(listing) {
     return item;
   }
   const id = `contact-${listing.id}`;
-  const text = el("input", { id, type: "text", required: true, maxLength: 2000, value: "Is it still available?" });
+  const text = el("input", { id, type: "text", required: true, value: "Is it still available?" });
   const form = el("form", { className: "row", hidden: true },
     el("label", { htmlFor: id, className: "visually-hidden", textContent: `Message to ${listing.seller_name}` }),
     text, el("button", { type: "submit", className: "primary", textContent: "Send" }));
+  // One id per message written, kept until it is answered: a second click, or a retry
+  // after an answer that never came, is the same message, stored once.
+  let clientMsgId = newClientMsgId();
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    const button = form.querySelector("button");
+    if (button.disabled) return;
+    button.disabled = true;
     try {
       const contacted = await api("POST", `/listings/${listing.id}/contact`,
-        { message: text.value, client_msg_id: newClientMsgId() });
+        { message: text.value, client_msg_id: clientMsgId });
+      clientMsgId = newClientMsgId();
       form.hidden = true;
       conversations.set(contacted.conversation.id, { ...contacted.conversation, unread_count: 0 });
       await openConversation(contacted.conversation.id);
       refreshSummary(contacted.conversation.id);
     } catch (error) {
       showError(error);
+    } finally {
+      button.disabled = false;
     }
   });
   item.append(" ", el("button", {
@@ -185,23 +242,27 @@ function preview(m) {
 }
 
 function renderInbox() {
+  // The list is drawn anew: a keyboard user's focus stays on the same conversation.
+  const focused = document.activeElement?.closest?.("#inbox li")?.dataset.conversation;
   const sorted = [...conversations.values()].sort((a, b) => activity(b).localeCompare(activity(a)));
   $("inbox").replaceChildren(...sorted.map((c) => {
     const unread = c.unread_count > 0;
     const button = el("button", { onclick: () => openConversation(c.id) },
       el("span", { className: "title" }, el("strong", {}, titleOf(c)), el("span", { className: "muted" }, ` · ${nameOf(peerOf(c))}`)),
-      unread ? el("span", { className: "badge", textContent: c.unread_count, ariaLabel: `${c.unread_count} unread` }) : el("span"),
+      unread ? el("span", {}, el("span", { className: "badge", textContent: c.unread_count, ariaHidden: "true" }),
+        el("span", { className: "visually-hidden", textContent: `${c.unread_count} unread` })) : el("span"),
       el("span", { className: "last", textContent: preview(c.last_message) }));
     const item = el("li", { className: `inbox-item${unread ? " unread" : ""}` }, button);
     item.dataset.conversation = c.id;
     if (current?.id === c.id) button.ariaCurrent = "true";
     return item;
   }));
+  if (focused) $("inbox").querySelector(`li[data-conversation="${focused}"] button`)?.focus();
   $("no-conversations").hidden = sorted.length > 0;
   const total = sorted.reduce((n, c) => n + (c.unread_count || 0), 0);
   $("unread-total").hidden = total === 0;
   $("unread-total").textContent = total;
-  $("unread-total").ariaLabel = `${total} unread`;
+  $("unread-total-text").textContent = total ? `, ${total} unread` : "";
 }
 
 /** Reloads one summary (unread count, last message, the peer's markers). */
@@ -221,8 +282,11 @@ async function refreshSummary(id) {
 // ---- the conversation ---------------------------------------------------------------
 
 async function openConversation(id) {
-  if (current?.id === id) return;
-  current = { id, messages: new Map(), nodes: new Map(), hasMore: false, replyTo: null, editing: null };
+  if (current?.id === id && current.loaded) {
+    $("compose-text").focus();
+    return;
+  }
+  current = { id, messages: new Map(), nodes: new Map(), hasMore: false, replyTo: null, editing: null, loaded: false };
   $("messages").replaceChildren($("older"), $("pending"));
   $("pending").replaceChildren();
   $("composer").hidden = false;
@@ -236,6 +300,7 @@ async function openConversation(id) {
   try {
     const page = await chat.history(id, { limit: PAGE });
     if (current?.id !== id) return;
+    current.loaded = true;
     current.hasMore = page.has_more;
     for (const m of page.messages) place(m);
     $("older").hidden = !current.hasMore;
@@ -253,9 +318,25 @@ async function openConversation(id) {
   }
 }
 
+/** Empties the pane (a logout: the next person must not see it). */
+function closeConversation() {
+  current = null;
+  $("messages").replaceChildren($("older"), $("pending"));
+  $("pending").replaceChildren();
+  $("older").hidden = true;
+  $("composer").hidden = true;
+  $("typing").textContent = "";
+  $("peer-dot").hidden = true;
+  $("peer-state").textContent = "";
+  $("pane-title").textContent = "Select a conversation";
+  $("block").hidden = true;
+  setReply(null);
+}
+
 function renderTitle() {
   const c = current && conversations.get(current.id);
   $("pane-title").textContent = c ? `${titleOf(c)} · ${nameOf(peerOf(c))}` : "Conversation";
+  renderBlock();
 }
 
 let loadingOlder = false;
@@ -307,7 +388,14 @@ function render(m) {
   const old = current.nodes.get(m.seq);
   current.nodes.set(m.seq, node);
   if (old) {
+    // A keyboard user on one of its buttons stays there (or on the message).
+    const focused = old.contains(document.activeElement) ? document.activeElement : null;
+    const label = focused?.ariaLabel ?? focused?.textContent;
     old.replaceWith(node);
+    if (focused) {
+      const same = [...node.querySelectorAll("button")].find((b) => (b.ariaLabel ?? b.textContent) === label);
+      (same ?? node).focus();
+    }
     return;
   }
   const after = [...current.nodes.keys()].filter((seq) => seq > m.seq).sort((a, b) => a - b)[0];
@@ -351,7 +439,7 @@ function updateTicks() {
 function messageNode(m) {
   const own = m.sender_id === me.id;
   const system = m.kind === "system";
-  const node = el("div", { className: ["msg", own && "own", system && "system", m.deleted && "deleted"].filter(Boolean).join(" ") });
+  const node = el("div", { className: ["msg", own && "own", system && "system", m.deleted && "deleted"].filter(Boolean).join(" "), tabIndex: -1 });
   node.dataset.seq = m.seq;
   if (m.deleted) {
     node.append(el("div", { className: "body", textContent: "This message was deleted" }));
@@ -368,8 +456,9 @@ function messageNode(m) {
   }
   if (m.body) node.append(el("div", { className: "body", textContent: m.body }));
   for (const a of m.attachments) {
-    const link = el("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", className: "attachment" });
-    if (a.mime.startsWith("image/")) link.append(el("img", { src: a.url, alt: a.name || "image", loading: "lazy" }));
+    const link = el("a", { href: a.url, target: "_blank", rel: "noopener noreferrer", className: "attachment", referrerPolicy: "no-referrer" });
+    // No referrer: the image host learns nothing of the conversation's page.
+    if (a.mime.startsWith("image/")) link.append(el("img", { src: a.url, alt: a.name || "image", loading: "lazy", referrerPolicy: "no-referrer" }));
     else link.textContent = `📎 ${a.name || a.url}`;
     node.append(link);
   }
@@ -423,7 +512,7 @@ function stopEditing() {
 
 function editForm(m) {
   const id = `edit-${m.seq}`;
-  const text = el("textarea", { id, value: m.body, rows: 2, maxLength: 4000 });
+  const text = el("textarea", { id, value: m.body, rows: 2 });
   const form = el("form", { className: "inline" },
     el("label", { htmlFor: id, className: "visually-hidden", textContent: "Edit message" }), text,
     el("div", { className: "row" },
@@ -525,7 +614,18 @@ function attachmentOf(url) {
   const name = decodeURIComponent(new URL(url).pathname.split("/").pop() || "") || url;
   const ext = name.split(".").pop().toLowerCase();
   const images = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", gif: "image/gif", webp: "image/webp" };
-  return { url, name: name.slice(0, 255), mime: images[ext] ?? "application/octet-stream" };
+  return { url, name: utf8Prefix(name, 255), mime: images[ext] ?? "application/octet-stream" };
+}
+
+/** The longest prefix of `text`, in whole characters, of at most `bytes` UTF-8 bytes. */
+function utf8Prefix(text, bytes) {
+  const encoder = new TextEncoder();
+  let out = "";
+  for (const ch of text) {
+    if (encoder.encode(out + ch).length > bytes) break;
+    out += ch;
+  }
+  return out;
 }
 
 $("composer").addEventListener("submit", (e) => {
@@ -554,7 +654,9 @@ $("composer").addEventListener("submit", (e) => {
     upsert(message);
     refreshSummary(conversationId);
   }, (error) => {
+    // Refused for good (too long, blocked, …): the text comes back to be fixed or copied.
     showError(error);
+    if (current?.id === conversationId && !$("compose-text").value) $("compose-text").value = body;
     renderPending();
   });
   chat.typing(conversationId, "stopped").catch(() => {});
@@ -573,6 +675,7 @@ function wire(client) {
     if (detail.state === "online" && current) renderPending();
   });
   client.addEventListener("unauthorized", showLogin);
+  client.addEventListener("pending", () => renderPending());
   client.addEventListener("reset", () => loadInbox().catch(() => {}));
   client.addEventListener("conversation.created", ({ detail }) => refreshSummary(detail.conversation.id));
   client.addEventListener("conversation.updated", ({ detail }) => refreshSummary(detail.conversation.id));

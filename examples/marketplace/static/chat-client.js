@@ -1,7 +1,7 @@
-// chat-client.js: the reference browser client of the messaging server (docs/protocol.md).
-// One plain ES module, no build step. It talks to the chat routes at `base`: a WebSocket
-// on `${base}/v1/ws`, or, when that is refused, the HTTP routes plus the event stream
-// `${base}/v1/events`. Two ways to authenticate:
+// chat-client.js: the reference browser client of the messaging server (docs/protocol.md,
+// "Writing a client"). One plain ES module, no build step. It talks to the chat routes at
+// `base`: a WebSocket on `${base}/v1/ws`, or, when that is refused, the HTTP routes plus
+// the event stream `${base}/v1/events`. Two ways to authenticate:
 //
 // - the host app's cookie, when the routes are mounted in it (same origin):
 //     const chat = new ChatClient({ base: "/chat", userId: me.id });
@@ -17,7 +17,12 @@
 // (`message.created`, `receipt.read`, `typing`, `presence`, …), once each (deduplicated
 // by cursor, and `message.created` by message id); `status` ({state: "connecting" |
 // "online" | "offline" | "stopped", transport: "ws" | "sse"}); `reset` when there was no
-// stored cursor to resume from (reload the conversations); `unauthorized` (log in again).
+// usable cursor to resume from (reload the conversations); `unauthorized` (log in again);
+// `pending` when the list of unacknowledged sends changes.
+//
+// What it keeps in `storage` (localStorage), per user: the cursor of the last event the
+// page was given (a reload resumes after it) and the sends not yet acknowledged (a reload
+// sends them again, with the same client_msg_id, so each is stored once).
 
 /** A failed operation: `code` is the protocol's error code. */
 export class ChatError extends Error {
@@ -33,7 +38,10 @@ const SSE_EVENTS = [
   "reaction.removed", "member.updated", "typing", "presence",
 ];
 const HELLO_TIMEOUT_MS = 10_000; // how long a new WebSocket may stay silent
+const REQUEST_TIMEOUT_MS = 15_000; // an HTTP request, a WebSocket request, the token
+const WS_REFUSALS_BEFORE_SSE = 2; // WebSocket refused while HTTP works: then use SSE
 const SEEN_MAX = 2000; // how many cursors / message ids are remembered for deduplication
+const RETRYABLE = new Set(["unavailable", "rate_limited", "timeout"]);
 
 let counter = 0;
 /** A fresh `client_msg_id` (≤ 64 bytes). */
@@ -43,16 +51,25 @@ export function newClientMsgId() {
   return `c-${random}-${counter}`;
 }
 
+/** `promise`, or a `timeout` ChatError after `ms`. */
+function within(promise, ms, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new ChatError("timeout", `${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
 export class ChatClient extends EventTarget {
   /**
    * @param {object} options
-   * @param {string} options.userId   the logged-in user (the cursor is stored per user)
+   * @param {string} options.userId   the logged-in user (what is stored is per user)
    * @param {string} [options.base]   where the chat routes are: a path of this origin
    *   ("/chat") or another origin ("https://chat.example.com")
    * @param {string|(() => string|Promise<string>)} [options.token] a JWT, or what gives
    *   one; without it the browser's cookies authenticate
    * @param {"auto"|"ws"|"sse"} [options.transport]
-   * @param {Storage} [options.storage] where the cursor is kept (localStorage)
+   * @param {Storage} [options.storage] where the cursor and unsent messages are kept
    */
   constructor({ userId, base = "/chat", token = null, transport = "auto", storage = globalThis.localStorage }) {
     super();
@@ -64,14 +81,26 @@ export class ChatClient extends EventTarget {
     this.generation = 0; // which connect() is current (a token may take a while)
     this.transport = transport === "sse" ? "sse" : "ws";
     this.fixedTransport = transport !== "auto";
+    this.wsRefusals = 0;
     this.storage = storage;
     this.cursorKey = `chat.cursor.${userId}`;
+    // Each tab keeps its unsent messages under its own key (tabs would overwrite one
+    // list), and a starting client takes over every key of its user: a tab closed with
+    // sends pending hands them to the next one. Two tabs sending the same message is
+    // harmless: the client_msg_id makes the second a no-op.
+    this.pendingPrefix = `chat.pending.${userId}.`;
+    this.pendingKey = `${this.pendingPrefix}${newClientMsgId()}`;
+    // This client's own place in the stream. Other tabs of the same user write the stored
+    // copy too; each tab resumes from what it handled itself.
+    this.position = null;
     this.state = "stopped";
     this.ws = null;
     this.es = null;
     this.nextId = 1;
     this.waiting = new Map(); // request id → {resolve, reject}
-    this.pendingSends = new Map(); // client_msg_id → {params, resolve, reject}
+    this.pendingSends = new Map(); // client_msg_id → {params, resolve, reject}, in send order
+    this.sending = null; // the client_msg_id in flight: one at a time, so order is kept
+    this.retryTimer = null;
     this.seen = new Set();
     this.attempt = 0;
     this.timer = null;
@@ -86,32 +115,49 @@ export class ChatClient extends EventTarget {
 
   // ---- lifecycle ------------------------------------------------------------------------
 
-  /** Connects, and keeps connecting until `stop()`. */
+  /** Connects, and keeps connecting until `stop()`. Sends a previous page left unsent go first. */
   start() {
     if (this.state !== "stopped") return;
+    this.position = this.storedCursor;
+    this.restorePending();
     globalThis.addEventListener?.("online", this.onOnline);
     globalThis.addEventListener?.("offline", this.onOffline);
+    this.state = "offline";
     this.connect();
   }
 
-  /** Disconnects for good; requests waiting fail with `unavailable`. */
-  stop() {
+  /**
+   * Disconnects for good; waiting requests and sends fail with `unavailable`. Unsent
+   * messages stay stored for the next start unless `discardUnsent` (a logout).
+   */
+  stop({ discardUnsent = false } = {}) {
     globalThis.removeEventListener?.("online", this.onOnline);
     globalThis.removeEventListener?.("offline", this.onOffline);
+    this.generation += 1;
     this.setState("stopped");
     this.teardown();
+    clearTimeout(this.retryTimer);
     for (const send of this.pendingSends.values()) send.reject(new ChatError("unavailable", "stopped"));
     this.pendingSends.clear();
+    this.sending = null;
+    if (discardUnsent) this.storage?.removeItem(this.pendingKey);
     for (const w of this.readyWaiters) w.reject(new ChatError("unavailable", "stopped"));
     this.readyWaiters = [];
   }
 
-  get cursor() {
+  get storedCursor() {
     return this.storage?.getItem(this.cursorKey) ?? null;
   }
 
+  /** The stream position this client has handled (kept, and stored for a reload). */
+  get cursor() {
+    return this.position;
+  }
+
   set cursor(value) {
-    this.storage?.setItem(this.cursorKey, value);
+    this.position = value;
+    if (value == null) this.storage?.removeItem(this.cursorKey);
+    else this.storage?.setItem(this.cursorKey, value);
   }
 
   setState(state) {
@@ -130,6 +176,7 @@ export class ChatClient extends EventTarget {
   }
 
   async connect() {
+    if (this.state === "stopped") return;
     this.teardown();
     const generation = ++this.generation;
     if (globalThis.navigator?.onLine === false) {
@@ -139,16 +186,18 @@ export class ChatClient extends EventTarget {
     }
     this.setState("connecting");
     if (this.tokenSource) {
+      let token;
       try {
-        this.token = await this.tokenSource();
+        token = await within(Promise.resolve(this.tokenSource()), REQUEST_TIMEOUT_MS, "the token");
       } catch {
         if (generation === this.generation) this.scheduleReconnect();
         return;
       }
-      if (generation !== this.generation || this.state === "stopped") return;
+      if (generation !== this.generation) return;
+      this.token = token;
     }
-    if (this.transport === "ws") this.connectWs();
-    else this.connectSse();
+    if (this.transport === "ws") this.connectWs(generation);
+    else this.connectSse(generation);
   }
 
   /** `${base}/v1${path}` as an absolute URL, with `?access_token=` for streams if asked. */
@@ -159,11 +208,16 @@ export class ChatClient extends EventTarget {
     return url;
   }
 
-  /** fetch() with the connection's credentials: the token, else same-origin cookies. */
+  /** fetch() with the connection's credentials (the token, else same-origin cookies) and a timeout. */
   fetch(url, init = {}) {
     const headers = { ...init.headers };
     if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    return fetch(url, { credentials: "same-origin", ...init, headers });
+    return fetch(url, {
+      credentials: "same-origin",
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+      ...init,
+      headers,
+    });
   }
 
   teardown() {
@@ -189,6 +243,7 @@ export class ChatClient extends EventTarget {
   scheduleReconnect() {
     if (this.state === "stopped") return;
     this.teardown();
+    this.generation += 1; // a connect() still waiting for its token is abandoned
     this.setState("offline");
     const ceiling = Math.min(30_000, 500 * 2 ** this.attempt);
     this.attempt = Math.min(this.attempt + 1, 16);
@@ -196,18 +251,20 @@ export class ChatClient extends EventTarget {
   }
 
   reconnectNow() {
+    if (this.state === "stopped") return;
     clearTimeout(this.timer);
     this.connect();
   }
 
-  /** A connection failed before it said hello: logged out, refused, or the server down? */
-  async diagnose() {
+  /** A connection failed before it said hello: logged out, refused, a stale cursor, or the server down? */
+  async diagnose(generation) {
     let status = 0;
     try {
       status = (await this.fetch(this.url("/unread"))).status;
     } catch {
-      status = 0; // network down
+      status = 0; // network down, or no answer in time
     }
+    if (generation !== this.generation || this.state === "stopped") return;
     if (status === 401) {
       if (this.tokenSource && !this.authRetried) {
         this.authRetried = true; // an expired token: ask for a fresh one, once
@@ -218,19 +275,42 @@ export class ChatClient extends EventTarget {
       this.emit("unauthorized", {});
       return;
     }
-    // HTTP answers but the WebSocket does not (a proxy without upgrades): use SSE.
     if (status === 200 && this.transport === "ws" && !this.fixedTransport) {
-      this.transport = "sse";
-      this.attempt = 0;
+      // HTTP answers but the WebSocket does not (a proxy without upgrades): after a second
+      // refusal in a row, use SSE for the rest of this client's life.
+      this.wsRefusals += 1;
+      if (this.wsRefusals >= WS_REFUSALS_BEFORE_SSE) {
+        this.transport = "sse";
+        this.attempt = 0;
+        this.connect();
+        return;
+      }
+    }
+    if (status === 200 && this.transport === "sse" && this.cursor && (await this.cursorRefused())) {
+      if (generation !== this.generation || this.state === "stopped") return;
+      // A cursor of another database (the server's data was replaced): start over.
+      this.cursor = null;
       this.connect();
       return;
     }
     this.scheduleReconnect();
   }
 
+  /** Whether the server refuses our cursor (400): the event stream would refuse it forever. */
+  async cursorRefused() {
+    const url = this.url("/sync");
+    url.searchParams.set("cursor", this.cursor);
+    url.searchParams.set("limit", "1");
+    try {
+      return (await this.fetch(url)).status === 400;
+    } catch {
+      return false;
+    }
+  }
+
   // ---- WebSocket ----------------------------------------------------------------------
 
-  connectWs() {
+  connectWs(generation) {
     const ws = new WebSocket(this.url("/ws", { stream: true, scheme: "ws" }));
     this.ws = ws;
     let hello = false;
@@ -249,6 +329,8 @@ export class ChatClient extends EventTarget {
         hello = true;
         clearTimeout(silent);
         this.limits = frame.limits;
+        this.wsRefusals = 0;
+        this.startPinger(frame.heartbeat_s); // also guards the sync below
         buffered = [];
         try {
           await this.resumeWs(frame.cursor);
@@ -256,14 +338,14 @@ export class ChatClient extends EventTarget {
           if (this.ws === ws) this.scheduleReconnect();
           return;
         }
+        if (this.ws !== ws) return;
         const later = buffered;
         buffered = null;
         for (const event of later) this.deliver(event);
         this.attempt = 0;
         this.authRetried = false;
-        this.startPinger(frame.heartbeat_s);
         this.setState("online");
-        this.resendPending();
+        this.pump();
       } else if (frame.type === "reply") {
         const w = this.waiting.get(frame.id);
         if (!w) return;
@@ -287,14 +369,14 @@ export class ChatClient extends EventTarget {
         this.emit("unauthorized", { revoked: true });
       } else if (!hello) {
         this.teardown();
-        this.diagnose();
+        this.diagnose(generation);
       } else {
         this.scheduleReconnect();
       }
     };
   }
 
-  /** Fills the gap since the stored cursor with `sync` pages, up to `helloCursor`. */
+  /** Fills the gap since this client's cursor with `sync` pages, up to `helloCursor`. */
   async resumeWs(helloCursor) {
     let cursor = this.cursor;
     if (!cursor) {
@@ -325,6 +407,7 @@ export class ChatClient extends EventTarget {
   /** The `ping` op every heartbeat: a server that does not answer is reconnected to. */
   startPinger(heartbeatS) {
     const every = Math.max(5, heartbeatS || 25) * 1000;
+    clearInterval(this.pinger);
     this.pinger = setInterval(() => {
       const ws = this.ws;
       const late = setTimeout(() => this.ws === ws && this.scheduleReconnect(), every);
@@ -346,7 +429,7 @@ export class ChatClient extends EventTarget {
 
   // ---- SSE + HTTP ---------------------------------------------------------------------
 
-  connectSse() {
+  connectSse(generation) {
     const url = this.url("/events", { stream: true });
     if (this.cursor) url.searchParams.set("cursor", this.cursor);
     const es = new EventSource(url);
@@ -363,7 +446,7 @@ export class ChatClient extends EventTarget {
       this.attempt = 0;
       this.authRetried = false;
       this.setState("online");
-      this.resendPending();
+      this.pump();
     });
     for (const name of SSE_EVENTS) {
       es.addEventListener(name, (message) => {
@@ -379,7 +462,7 @@ export class ChatClient extends EventTarget {
       // an error status; then it is closed and we decide.
       if (es.readyState === EventSource.CLOSED || !hello) {
         this.teardown();
-        if (!hello) this.diagnose();
+        if (!hello) this.diagnose(generation);
         else this.scheduleReconnect();
       } else {
         this.setState("connecting");
@@ -391,6 +474,7 @@ export class ChatClient extends EventTarget {
     const [method, path, query, body] = route(op, params);
     const url = this.url(path);
     for (const [k, v] of Object.entries(query || {})) if (v != null) url.searchParams.set(k, String(v));
+    const token = this.token;
     let response;
     try {
       response = await this.fetch(url, {
@@ -399,23 +483,25 @@ export class ChatClient extends EventTarget {
         body: body ? JSON.stringify(body) : undefined,
       });
     } catch {
-      throw new ChatError("unavailable", "network error");
+      throw new ChatError("unavailable", "network error or timeout");
     }
-    const answer = await response.json().catch(() => ({}));
+    const answer = await response.json().catch(() => null);
     if (!response.ok) {
       if (response.status === 401) {
         if (this.tokenSource) {
           // The token expired under us: reconnecting asks for a fresh one (and gives up
           // with `unauthorized` if that is refused too); sends wait and go again.
-          this.reconnectNow();
+          if (token === this.token) this.reconnectNow();
           throw new ChatError("unavailable", "the token was refused");
         }
         this.stop();
         this.emit("unauthorized", {});
       }
-      throw new ChatError(answer.error?.code || "internal", answer.error?.message);
+      // A proxy's 502/503/504 has no error object: the server may not have seen it.
+      const code = answer?.error?.code ?? (response.status >= 500 ? "unavailable" : "internal");
+      throw new ChatError(code, answer?.error?.message ?? response.statusText);
     }
-    return answer;
+    return answer ?? {};
   }
 
   // ---- events -------------------------------------------------------------------------
@@ -454,46 +540,87 @@ export class ChatClient extends EventTarget {
   /** Runs `op` once connected, over whichever transport is up: its `data`. */
   async request(op, params = {}) {
     await this.ready();
-    return this.transport === "ws" ? this.wsRequest(op, params) : this.httpRequest(op, params);
+    const run = this.transport === "ws" ? this.wsRequest(op, params) : this.httpRequest(op, params);
+    return within(run, REQUEST_TIMEOUT_MS, op);
   }
 
-  /** A send survives reconnects: it is sent again (same client_msg_id) until answered. */
+  // Sends go one at a time, in the order written, each until the server answers: the
+  // same client_msg_id every time, so a send whose answer was lost is stored once.
+
+  /** Queues a send: resolves with its `data` once the server has it. */
   sendWithRetry(params) {
     const withId = { client_msg_id: newClientMsgId(), ...params };
     return new Promise((resolve, reject) => {
       this.pendingSends.set(withId.client_msg_id, { params: withId, resolve, reject });
-      if (this.state === "online") this.trySend(withId.client_msg_id);
+      this.pendingChanged();
+      this.pump();
     });
   }
 
-  trySend(key) {
-    const pending = this.pendingSends.get(key);
-    if (!pending || pending.inFlight) return;
-    pending.inFlight = true;
-    const run = this.transport === "ws" ? this.wsRequest("send", pending.params)
-      : this.httpRequest("send", pending.params);
-    run.then((data) => {
+  /** Sends the oldest unsent message, if connected and none is in flight. */
+  pump() {
+    if (this.sending || this.state !== "online") return;
+    const [key, pending] = this.pendingSends.entries().next().value ?? [];
+    if (!pending) return;
+    this.sending = key;
+    this.request("send", pending.params).then((data) => {
+      this.sending = null;
       this.pendingSends.delete(key);
+      this.pendingChanged();
       if (data.message) this.remember(`m:${data.message.id}`);
       pending.resolve(data);
+      this.pump();
     }, (error) => {
-      pending.inFlight = false;
-      // unavailable: maybe stored, maybe not; the same client_msg_id again tells. While
-      // connected, that is a second later; else after the reconnect (resendPending).
-      if (error.code !== "unavailable" && error.code !== "rate_limited") {
-        this.pendingSends.delete(key);
-        pending.reject(error);
-      } else if (this.state === "online") {
-        setTimeout(() => this.state === "online" && this.trySend(key), 1000);
+      this.sending = null;
+      if (!this.pendingSends.has(key)) return; // stopped meanwhile
+      if (RETRYABLE.has(error.code)) {
+        // Maybe stored, maybe not: the same id again tells. While connected that is a
+        // second later; else after the reconnect.
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.pump(), 1000);
+        return;
       }
+      this.pendingSends.delete(key);
+      this.pendingChanged();
+      pending.reject(error);
+      this.pump();
     });
   }
 
-  resendPending() {
-    for (const key of this.pendingSends.keys()) this.trySend(key);
+  pendingChanged() {
+    const params = [...this.pendingSends.values()].map((p) => p.params);
+    try {
+      if (params.length) this.storage?.setItem(this.pendingKey, JSON.stringify(params));
+      else this.storage?.removeItem(this.pendingKey);
+    } catch { /* storage full or denied: they stay in memory */ }
+    this.emit("pending", { sends: params });
   }
 
-  /** Sends not yet acknowledged, for the page to show as pending. */
+  /** Takes up the sends previous pages (or tabs) of this user left unacknowledged. */
+  restorePending() {
+    const storage = this.storage;
+    if (!storage || typeof storage.key !== "function") return;
+    const keys = [];
+    for (let i = 0; i < storage.length; i += 1) {
+      const key = storage.key(i);
+      if (key?.startsWith(this.pendingPrefix)) keys.push(key);
+    }
+    for (const key of keys) {
+      let stored = [];
+      try {
+        stored = JSON.parse(storage.getItem(key) ?? "[]");
+      } catch { /* unreadable: nothing to restore */ }
+      for (const params of Array.isArray(stored) ? stored : []) {
+        if (!params?.client_msg_id || this.pendingSends.has(params.client_msg_id)) continue;
+        // Nobody awaits these: the page sees them arrive as `message.created`.
+        this.pendingSends.set(params.client_msg_id, { params, resolve: () => {}, reject: () => {} });
+      }
+      storage.removeItem(key);
+    }
+    if (this.pendingSends.size) this.pendingChanged();
+  }
+
+  /** Sends not yet acknowledged, in order, for the page to show as pending. */
   get unacknowledged() {
     return [...this.pendingSends.values()].map((p) => p.params);
   }
@@ -530,6 +657,10 @@ export class ChatClient extends EventTarget {
   search(query, options = {}) { return this.request("search", { query, ...options }); }
   mute(conversationId, until) { return this.request("mute", { conversation_id: conversationId, until }); }
   archive(conversationId, archived) { return this.request("archive", { conversation_id: conversationId, archived }); }
+  block(userId) { return this.request("block", { user_id: userId }); }
+  unblock(userId) { return this.request("unblock", { user_id: userId }); }
+  /** `options`: limit, after. */
+  blocks(options = {}) { return this.request("blocks", options); }
 }
 
 const enc = encodeURIComponent;
@@ -561,6 +692,9 @@ function route(op, p) {
     case "unread": return ["GET", "/unread"];
     case "presence": return ["GET", "/presence", { user_ids: p.user_ids.join(",") }];
     case "search": return ["GET", "/search", { query: p.query, conversation_id: p.conversation_id, limit: p.limit }];
+    case "block": return ["PUT", `/blocks/${enc(p.user_id)}`];
+    case "unblock": return ["DELETE", `/blocks/${enc(p.user_id)}`];
+    case "blocks": return ["GET", "/blocks", { limit: p.limit, after: p.after }];
     case "sync": return ["GET", "/sync", { cursor: p.cursor, limit: p.limit }];
     case "ping": return ["GET", "/unread"];
     default: throw new ChatError("bad_request", `unknown op ${op}`);
