@@ -17,46 +17,52 @@ const chromiumBin = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium";
 /** How long a wait lasts before the test fails (a loaded CI machine is slow). */
 export const WAIT_MS = Number(process.env.BROWSER_WAIT_MS ?? 15_000);
 
-/** The marketplace server, one process at a time, on one port and one data directory. */
-export class Server {
+/**
+ * A server binary as a child process, one at a time, with its own data directory under
+ * `artifacts` and its output in `<name>-server.log`: launched, SIGKILLed, launched again
+ * (on the address it had, so open pages find it).
+ */
+export class ServerProcess {
   constructor(name) {
-    this.name = name;
     this.dataDir = path.join(artifacts, `${name}-data`);
     rmSync(this.dataDir, { recursive: true, force: true });
     mkdirSync(this.dataDir, { recursive: true });
     this.log = createWriteStream(path.join(artifacts, `${name}-server.log`));
-    this.port = 0;
+    this.address = "127.0.0.1:0";
     this.child = null;
   }
 
   get url() {
-    return `http://127.0.0.1:${this.port}`;
+    return `http://${this.address}`;
   }
 
-  /** Starts the server (on the port of the last start, if any) and waits for it to listen. */
-  async start() {
-    const child = spawn(serverBin, ["--data-dir", this.dataDir, "--addr", `127.0.0.1:${this.port}`], {
+  /**
+   * Starts `bin` with `args` and waits for the line of its `stream` ("stdout" or
+   * "stderr") that `announce` matches, its first group being the address it listens on.
+   */
+  async launch(bin, args, stream, announce) {
+    const child = spawn(bin, args, {
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
     });
     this.child = child;
-    child.stderr.pipe(this.log, { end: false });
-    const address = await new Promise((resolve, reject) => {
+    const quiet = stream === "stdout" ? child.stderr : child.stdout;
+    quiet.pipe(this.log, { end: false });
+    this.address = await new Promise((resolve, reject) => {
       let seen = "";
-      const timer = setTimeout(() => reject(new Error(`${serverBin} did not announce its address`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`${bin} did not announce its address`)), 30_000);
       child.on("error", reject);
-      child.on("exit", (code) => reject(new Error(`the server exited (${code}) before listening`)));
-      child.stdout.on("data", (chunk) => {
+      child.on("exit", (code) => reject(new Error(`${bin} exited (${code}) before listening`)));
+      child[stream].on("data", (chunk) => {
         seen += chunk;
         this.log.write(chunk);
-        const found = /marketplace on http:\/\/([\d.]+:\d+)/.exec(seen);
+        const found = announce.exec(seen);
         if (found) {
           clearTimeout(timer);
           resolve(found[1]);
         }
       });
     });
-    this.port = Number(address.split(":")[1]);
     return this;
   }
 
@@ -68,6 +74,14 @@ export class Server {
     child.kill("SIGKILL");
     await exited;
     this.child = null;
+  }
+}
+
+/** The marketplace example's server. */
+export class Server extends ServerProcess {
+  start() {
+    return this.launch(serverBin, ["--data-dir", this.dataDir, "--addr", this.address], "stdout",
+      /marketplace on http:\/\/([\d.]+:\d+)/);
   }
 }
 

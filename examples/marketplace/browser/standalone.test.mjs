@@ -3,14 +3,14 @@
 // (allowed by --cors-origin), JWTs from `messaging-ws-server token`. One browser talks
 // WebSocket, the other REST + server-sent events, and the server is killed under them.
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { createWriteStream, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { artifacts, eventually, launchBrowser, openBrowser, repo } from "./harness.mjs";
+import { ServerProcess, eventually, launchBrowser, openBrowser, repo } from "./harness.mjs";
 
 const STEP = { timeout: 120_000 };
 // How long a client may take to come back: its backoff grows to 30 s (with jitter).
@@ -38,54 +38,22 @@ function servePage() {
   return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
 }
 
-/** messaging-ws-server on a SQLite file of its own: started, SIGKILLed, started again. */
-class ChatServer {
+/** messaging-ws-server on a SQLite file of its own, allowing the page's origin. */
+class ChatServer extends ServerProcess {
   constructor(origin) {
-    this.dir = path.join(artifacts, "standalone-data");
-    rmSync(this.dir, { recursive: true, force: true });
-    mkdirSync(this.dir, { recursive: true });
-    this.database = path.join(this.dir, "chat.db");
+    super("standalone");
+    this.database = path.join(this.dataDir, "chat.db");
     this.origin = origin;
-    this.log = createWriteStream(path.join(artifacts, "standalone-server.log"));
-    this.address = "127.0.0.1:0";
   }
 
-  async start() {
-    const child = spawn(serverBin, ["--database-url", this.database, "--listen", this.address,
-      "--cors-origin", this.origin, "--log-level", "info"], { stdio: ["ignore", "ignore", "pipe"] });
-    this.child = child;
-    this.address = await new Promise((resolve, reject) => {
-      let seen = "";
-      const timer = setTimeout(() => reject(new Error("the server did not log its address")), 30_000);
-      child.on("exit", (code) => reject(new Error(`the server exited (${code}) before listening`)));
-      child.stderr.on("data", (chunk) => {
-        seen += chunk;
-        this.log.write(chunk);
-        const found = /address=([\d.]+:\d+)/.exec(seen);
-        if (found) {
-          clearTimeout(timer);
-          resolve(found[1]);
-        }
-      });
-    });
-    return this;
-  }
-
-  get url() {
-    return `http://${this.address}`;
+  start() {
+    return this.launch(serverBin, ["--database-url", this.database, "--listen", this.address,
+      "--cors-origin", this.origin, "--log-level", "info"], "stderr", /address=([\d.]+:\d+)/);
   }
 
   /** A token for `user`, minted by the binary with the server's own secret. */
   token(user) {
     return execFileSync(serverBin, ["token", "--database-url", this.database, "--user", user]).toString().trim();
-  }
-
-  async kill() {
-    const child = this.child;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once("exit", resolve));
-    child.kill("SIGKILL");
-    await exited;
   }
 }
 
