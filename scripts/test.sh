@@ -38,3 +38,5 @@ echo "example push_notifications: ok"
 output=$(cargo run --quiet --example marketplace -- --help)
 grep -q -- "--data-dir" <<<"$output"
 echo "example marketplace: ok"
+# The marketplace's pages in headless Chromium (installed when missing), two people chatting.
+./scripts/browser-tests.sh

@@ -55,9 +55,13 @@ impl App {
 /// The app's routes (the chat is nested beside them by the caller).
 pub(crate) fn router(app: App) -> Router {
     Router::new()
+        .route("/", get(|| page("text/html; charset=utf-8", INDEX_HTML)))
+        .route("/static/chat-client.js", get(|| page(JS, CHAT_CLIENT_JS)))
+        .route("/static/app.js", get(|| page(JS, APP_JS)))
         .route("/login", post(login))
         .route("/logout", post(logout))
         .route("/me", get(me))
+        .route("/users", get(user_names))
         .route("/listings", get(list_listings).post(create_listing))
         .route("/listings/{id}", get(get_listing))
         .route("/listings/{id}/contact", post(contact))
@@ -73,6 +77,18 @@ struct LoginBody {
     name: String,
 }
 
+/// The browser pages, built into the binary (no files to find at run time).
+const INDEX_HTML: &str = include_str!("static/index.html");
+const CHAT_CLIENT_JS: &str = include_str!("static/chat-client.js");
+const APP_JS: &str = include_str!("static/app.js");
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// A static page or script, revalidated on every load (they change with the build).
+async fn page(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body)
+        .into_response()
+}
+
 /// `POST /login {name}`: the user of that name (created on first login) and a session.
 async fn login(
     State(app): State<App>,
@@ -80,7 +96,7 @@ async fn login(
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, AppError> {
     let user = users::find_or_create(&app.db, &body.name).await?;
-    let cookie = app.auth.log_in(user.id)?;
+    let cookie = app.auth.log_in(user.id).await?;
     with_cookie(json(StatusCode::OK, &UserAnswer { user: &user }), &cookie)
 }
 
@@ -90,7 +106,7 @@ async fn logout(
     _: NotCrossSite,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let cookie = app.auth.log_out(&headers)?;
+    let cookie = app.auth.log_out(&headers).await?;
     with_cookie(json(StatusCode::OK, &serde_json::Map::new()), &cookie)
 }
 
@@ -98,6 +114,27 @@ async fn logout(
 async fn me(State(app): State<App>, Caller(user): Caller) -> Result<Response, AppError> {
     let user = users::get(&app.db, user).await?.ok_or_else(AppError::unauthorized)?;
     Ok(json(StatusCode::OK, &UserAnswer { user: &user }))
+}
+
+/// `GET /users?ids=a,b,…`: the names of those users (logged-in callers; at most
+/// [`users::MAX_LOOKUP`] ids; unknown ids are left out).
+async fn user_names(
+    State(app): State<App>,
+    Caller(_): Caller,
+    uri: Uri,
+) -> Result<Response, AppError> {
+    let query = QueryParams::of(&uri)?;
+    let ids = query
+        .get("ids")
+        .ok_or_else(|| AppError::bad_request("ids is required"))?
+        .split(',')
+        .map(|id| id.parse::<UserId>().map_err(|_| AppError::bad_request("ids must be user ids")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() > users::MAX_LOOKUP {
+        return Err(AppError::bad_request(format!("at most {} ids", users::MAX_LOOKUP)));
+    }
+    let users = users::names(&app.db, ids).await?;
+    Ok(json(StatusCode::OK, &UsersAnswer { users: &users }))
 }
 
 /// `GET /listings?status&limit&before`: listings, newest first (no login needed).
@@ -222,6 +259,12 @@ struct UserAnswer<'a> {
     user: &'a User,
 }
 
+/// `{"users": […]}`.
+#[derive(Serialize)]
+struct UsersAnswer<'a> {
+    users: &'a [User],
+}
+
 /// `{"listing": …}`.
 #[derive(Serialize)]
 struct ListingAnswer<'a> {
@@ -271,7 +314,7 @@ impl FromRequestParts<App> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, AppError> {
         check_origin(parts)?;
-        app.auth.user_of(&parts.headers).map(Caller).ok_or_else(AppError::unauthorized)
+        app.auth.user_of(&parts.headers).await?.map(Caller).ok_or_else(AppError::unauthorized)
     }
 }
 

@@ -2,8 +2,9 @@
 //! [`Authenticate`] the app's routes and the library's `/chat` routes both use, so a
 //! browser logged in to the marketplace is logged in to its chat.
 //!
-//! Sessions are kept in memory: a restart logs everyone out, which a demo can afford (a
-//! real app keeps them in its database or a session store). The cookie is `HttpOnly`
+//! Sessions are rows of `marketplace.db` (the token's SHA-256, never the token, so a
+//! copy of the file logs nobody in), so a restart or a deploy keeps everyone logged in;
+//! a memory cache in front spares the file a read per request. The cookie is `HttpOnly`
 //! (page scripts never see it) and `SameSite=Lax`; because a browser sends it by itself,
 //! [`CookieAuth::ambient_credentials`] is `true`, which makes the library refuse
 //! cross-site `Origin`s on `/chat/v1/ws` and its writes, and [`check_origin`] does the
@@ -12,6 +13,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use http::request::Parts;
@@ -19,16 +21,30 @@ use http::{HeaderMap, Method, header};
 use messaging_core::UserId;
 use messaging_ws_server::Authenticate;
 use messaging_ws_server::auth::AuthError;
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
+use crate::db::Db;
 use crate::error::AppError;
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "market_session";
 
-/// Cookie sessions: session token → user. Cheap to clone (the clones share sessions).
-#[derive(Clone, Default)]
+/// How long a login lasts.
+const SESSION_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How many sessions the memory cache keeps before it starts over (the file has them all).
+const CACHE_MAX: usize = 100_000;
+
+/// A session token's SHA-256: what the file and the cache are keyed by.
+type TokenHash = [u8; 32];
+
+/// Cookie sessions, stored in the app's database. Cheap to clone (the clones share the
+/// cache).
+#[derive(Clone)]
 pub struct CookieAuth {
-    sessions: Arc<Mutex<HashMap<String, UserId>>>,
+    db: Db,
+    cache: Arc<Cache>,
 }
 
 impl std::fmt::Debug for CookieAuth {
@@ -39,51 +55,133 @@ impl std::fmt::Debug for CookieAuth {
 }
 
 impl CookieAuth {
+    /// Sessions kept in `db`.
+    pub(crate) fn new(db: Db) -> Self {
+        Self { db, cache: Arc::default() }
+    }
+
     /// Starts a session for `user`: the `Set-Cookie` value to answer with.
-    pub(crate) fn log_in(&self, user: UserId) -> Result<String, AppError> {
+    pub(crate) async fn log_in(&self, user: UserId) -> Result<String, AppError> {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).map_err(|_| AppError::internal("no randomness"))?;
         let token = bytes.iter().fold(String::with_capacity(64), |mut hex, byte| {
             let _ = write!(hex, "{byte:02x}");
             hex
         });
-        self.sessions
-            .lock()
-            .map_err(|_| AppError::internal("the sessions lock"))?
-            .insert(token.clone(), user);
-        Ok(format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"))
+        let hash = hash_of(&token);
+        let now = now_ms();
+        let expires =
+            now.saturating_add(i64::try_from(SESSION_TTL.as_millis()).unwrap_or(i64::MAX));
+        let cache = self.cache.clone();
+        self.db
+            .call(move |conn| {
+                // Expired rows go as new ones come, so the table stays the live sessions.
+                conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", params![now])?;
+                conn.execute(
+                    "INSERT INTO sessions (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)",
+                    params![hash.as_slice(), user.to_string(), expires],
+                )?;
+                remember(&cache, hash, user, expires);
+                Ok(())
+            })
+            .await?;
+        Ok(format!(
+            "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
+            SESSION_TTL.as_secs()
+        ))
     }
 
     /// Ends the session of `headers`' cookie, if any: the `Set-Cookie` value that clears
     /// it.
-    pub(crate) fn log_out(&self, headers: &HeaderMap) -> Result<String, AppError> {
+    pub(crate) async fn log_out(&self, headers: &HeaderMap) -> Result<String, AppError> {
         if let Some(token) = token_of(headers) {
-            self.sessions
-                .lock()
-                .map_err(|_| AppError::internal("the sessions lock"))?
-                .remove(token);
+            let hash = hash_of(token);
+            let cache = self.cache.clone();
+            self.db
+                .call(move |conn| {
+                    conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [hash.as_slice()])?;
+                    // Under the connection's lock, as every cache fill is: a lookup that read
+                    // the row before this delete filled the cache before this runs.
+                    cache
+                        .lock()
+                        .map_err(|_| AppError::internal("the sessions lock"))?
+                        .remove(&hash);
+                    Ok(())
+                })
+                .await?;
         }
         Ok(format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"))
     }
 
-    /// The user of `headers`' session cookie, if it names a session.
-    pub(crate) fn user_of(&self, headers: &HeaderMap) -> Option<UserId> {
-        let token = token_of(headers)?;
-        self.sessions.lock().ok()?.get(token).copied()
+    /// The user of `headers`' session cookie, if it names a live session; `Err` only when
+    /// the database cannot tell.
+    pub(crate) async fn user_of(&self, headers: &HeaderMap) -> Result<Option<UserId>, AppError> {
+        let Some(token) = token_of(headers) else { return Ok(None) };
+        let hash = hash_of(token);
+        let now = now_ms();
+        let cached = self.cache.lock().ok().and_then(|cache| cache.get(&hash).copied());
+        if let Some((user, expires)) = cached {
+            return Ok((expires > now).then_some(user));
+        }
+        let cache = self.cache.clone();
+        self.db
+            .call(move |conn| {
+                let row = conn
+                    .query_row(
+                        "SELECT user_id, expires_at FROM sessions
+                         WHERE token_hash = ?1 AND expires_at > ?2",
+                        params![hash.as_slice(), now],
+                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+                    )
+                    .optional()?;
+                let found =
+                    row.and_then(|(user, expires)| Some((user.parse::<UserId>().ok()?, expires)));
+                if let Some((user, expires)) = found {
+                    remember(&cache, hash, user, expires);
+                }
+                Ok(found.map(|(user, _)| user))
+            })
+            .await
+    }
+}
+
+/// The session cache: token hash → (user, expiry in ms since the epoch).
+type Cache = Mutex<HashMap<TokenHash, (UserId, i64)>>;
+
+/// Caches a session. Called only under the database connection's lock, so fills and a
+/// logout's removal happen in the order of their statements.
+fn remember(cache: &Cache, hash: TokenHash, user: UserId, expires: i64) {
+    if let Ok(mut cache) = cache.lock() {
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(hash, (user, expires));
     }
 }
 
 #[async_trait]
 impl Authenticate for CookieAuth {
     async fn authenticate(&self, parts: &Parts) -> Result<UserId, AuthError> {
-        // The library answers 401 with this text (its `Missing` speaks of bearer tokens).
-        self.user_of(&parts.headers)
-            .ok_or_else(|| AuthError::Refused("no session: log in with POST /login".into()))
+        match self.user_of(&parts.headers).await {
+            Ok(Some(user)) => Ok(user),
+            // The library answers 401 with this text (its `Missing` speaks of bearer tokens).
+            Ok(None) => Err(AuthError::Refused("no session: log in with POST /login".into())),
+            Err(_) => Err(AuthError::Unavailable),
+        }
     }
 
     fn ambient_credentials(&self) -> bool {
         true
     }
+}
+
+fn hash_of(token: &str) -> TokenHash {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The session token in the request's cookies (every `Cookie` header, each a `; ` list).
@@ -152,16 +250,30 @@ mod tests {
         assert!(check_origin(&parts(Method::GET, "market.example", Some("https://x.y"))).is_ok());
     }
 
-    #[test]
-    fn the_token_is_found_among_other_cookies() {
-        let auth = CookieAuth::default();
-        let user = UserId::new();
-        let set = auth.log_in(user).unwrap();
+    #[tokio::test]
+    async fn sessions_outlive_the_process_and_end_at_logout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("marketplace.db");
+        let db = Db::open(path.clone()).await.unwrap();
+        let user = crate::users::find_or_create(&db, "sam").await.unwrap().id;
+        let auth = CookieAuth::new(db);
+        let set = auth.log_in(user).await.unwrap();
         let token = set.split(';').next().unwrap();
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, format!("theme=dark; {token}").parse().unwrap());
-        assert_eq!(auth.user_of(&headers), Some(user));
-        headers.insert(header::COOKIE, format!("{COOKIE}=forged").parse().unwrap());
-        assert_eq!(auth.user_of(&headers), None);
+        assert_eq!(auth.user_of(&headers).await.unwrap(), Some(user));
+
+        // A restart: a new cache on the same file still knows the session.
+        let restarted = CookieAuth::new(Db::open(path).await.unwrap());
+        assert_eq!(restarted.user_of(&headers).await.unwrap(), Some(user));
+
+        let mut forged = HeaderMap::new();
+        forged.insert(header::COOKIE, format!("{COOKIE}=forged").parse().unwrap());
+        assert_eq!(restarted.user_of(&forged).await.unwrap(), None);
+
+        restarted.log_out(&headers).await.unwrap();
+        assert_eq!(restarted.user_of(&headers).await.unwrap(), None);
+        let again = CookieAuth::new(restarted.db.clone());
+        assert_eq!(again.user_of(&headers).await.unwrap(), None, "gone from the file too");
     }
 }

@@ -1,4 +1,4 @@
-//! The app's own SQLite file (`marketplace.db`: users and listings), apart from the
+//! The app's own SQLite file (`marketplace.db`: users, listings and login sessions), apart from the
 //! messaging store's (see the crate docs for why).
 //!
 //! One connection behind a mutex, used on tokio's blocking threads: a marketplace's own
@@ -15,7 +15,8 @@ use crate::StartError;
 use crate::error::AppError;
 
 /// The schema, one step per `user_version`: append a step, never edit one.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE users (
         id         TEXT PRIMARY KEY,             -- the messaging library's UserId
         name       TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -30,7 +31,16 @@ const MIGRATIONS: &[&str] = &["
         created_at  INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX listings_by_status ON listings (status, id);
-"];
+",
+    "
+    CREATE TABLE sessions (
+        token_hash BLOB PRIMARY KEY,             -- SHA-256 of the cookie's token
+        user_id    TEXT NOT NULL REFERENCES users(id),
+        expires_at INTEGER NOT NULL              -- ms since the Unix epoch
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+",
+];
 
 /// The app's database. Cheap to clone.
 #[derive(Clone)]

@@ -99,7 +99,7 @@ impl Marketplace {
             .build()
             .await?;
         let db = db::Db::open(data_dir.join("marketplace.db")).await?;
-        let auth = CookieAuth::default();
+        let auth = CookieAuth::new(db.clone());
         let chat = Routes::builder(messenger.clone(), auth.clone())
             .store_label("sqlite synchronous=FULL")
             .build()?;

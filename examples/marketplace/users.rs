@@ -65,6 +65,24 @@ pub(crate) async fn get(db: &Db, id: UserId) -> Result<Option<User>, AppError> {
     .await
 }
 
+/// The most users one [`names`] call looks up.
+pub(crate) const MAX_LOOKUP: usize = 100;
+
+/// The users among `ids` that exist, in no particular order.
+pub(crate) async fn names(db: &Db, ids: Vec<UserId>) -> Result<Vec<User>, AppError> {
+    db.call(move |conn| {
+        let mut statement = conn.prepare_cached("SELECT name FROM users WHERE id = ?1")?;
+        let mut users = Vec::with_capacity(ids.len());
+        for id in ids {
+            let name: Option<String> =
+                statement.query_row(params![id.to_string()], |row| row.get(0)).optional()?;
+            users.extend(name.map(|name| User { id, name }));
+        }
+        Ok(users)
+    })
+    .await
+}
+
 /// A user id as stored.
 pub(crate) fn parse_id(text: &str) -> Result<UserId, AppError> {
     text.parse().map_err(|_| AppError::internal("a stored user id is not a UUID"))

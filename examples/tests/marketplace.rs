@@ -376,6 +376,26 @@ async fn buyers_contact_a_seller_who_answers_and_sells() {
     let (_, page) = market.get("/listings?status=open", None).await;
     assert_eq!(page["listings"], json!([]));
 
+    // Names behind user ids (what the pages show for the other side of a conversation).
+    let (sam_id, ben_id) = (me_of(&market, &sam).await, me_of(&market, &ben).await);
+    let unknown = messaging_core::UserId::new();
+    let (status, body) =
+        market.get(&format!("/users?ids={sam_id},{ben_id},{unknown}"), Some(&ben)).await;
+    assert_eq!(status, 200);
+    let mut names: Vec<&str> =
+        body["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ben", "sam"], "unknown ids are left out");
+    let (status, _) = market.get(&format!("/users?ids={sam_id}"), None).await;
+    assert_eq!(status, 401);
+    for bad in ["/users", "/users?ids=", "/users?ids=nope", "/users?ids=1,2"] {
+        let (status, body) = market.get(bad, Some(&ben)).await;
+        assert_eq!((status, code(&body)), (400, "bad_request"), "{bad}");
+    }
+    let many = vec![sam_id.to_string(); 101].join(",");
+    let (status, body) = market.get(&format!("/users?ids={many}"), Some(&ben)).await;
+    assert_eq!((status, code(&body)), (400, "bad_request"));
+
     // Logging out ends the session for the app and the chat alike.
     let (status, _) = market.post("/logout", &ben, json!({})).await;
     assert_eq!(status, 200);
@@ -391,4 +411,29 @@ async fn buyers_contact_a_seller_who_answers_and_sells() {
     while let Some(event) = sams_stream.next().await {
         assert!(event.id.is_empty(), "no durable event after the test's: {event:?}");
     }
+}
+
+/// The user id of a session.
+async fn me_of(market: &Market, cookie: &str) -> String {
+    let (status, me) = market.get("/me", Some(cookie)).await;
+    assert_eq!(status, 200);
+    me["user"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_its_pages_and_the_chat_client() {
+    let market = Market::start().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<script type=\"module\" src=\"/static/app.js\">"),
+        ("/static/app.js", "text/javascript; charset=utf-8", "from \"/static/chat-client.js\""),
+        ("/static/chat-client.js", "text/javascript; charset=utf-8", "export class ChatClient"),
+    ] {
+        let response = market.http.get(format!("{}{path}", market.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()[http::header::CONTENT_TYPE], content_type, "{path}");
+        assert!(response.text().await.unwrap().contains(needle), "{path}");
+    }
+    let response = market.http.get(format!("{}/static/nope.js", market.base)).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    market.stop().await;
 }
