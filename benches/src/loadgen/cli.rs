@@ -12,6 +12,7 @@ use super::client::Target;
 use super::handshakes::{self, Handshakes};
 use super::idle::{self, Idle};
 use super::report::Report;
+use super::soak::{self, Soak};
 use super::sustained::{self, Load, ReceiveOver, SendOver};
 use super::{Error, Run, romeo, smoke, summary};
 
@@ -107,6 +108,52 @@ enum Mode {
         /// (`GET /v1/events`).
         #[arg(long, value_enum, default_value_t = ReceiveOver::Ws)]
         receive: ReceiveOver,
+    },
+    /// A long open-loop load with reconnects (resumed by `sync`), `sync` and `search`
+    /// requests and event streams that drop and resume mixed in, sampled every
+    /// --sample-s: the server's memory, open files and WAL, and the send→deliver tail, to
+    /// show they stay flat.
+    Soak {
+        /// Pairs of users (two users each).
+        #[arg(long, default_value_t = 500)]
+        pairs: usize,
+        /// Messages per second each user sends.
+        #[arg(long, default_value_t = 9.0)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 1800.0)]
+        duration_s: f64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10.0)]
+        sample_s: f64,
+        /// Reconnects per second over the fleet (each resumes with `sync`).
+        #[arg(long, default_value_t = 5.0)]
+        reconnects_per_s: f64,
+        /// `sync` requests per second over the fleet.
+        #[arg(long, default_value_t = 20.0)]
+        syncs_per_s: f64,
+        /// `search` requests per second over the fleet.
+        #[arg(long, default_value_t = 20.0)]
+        searches_per_s: f64,
+        /// Users that also hold an event stream (`GET /v1/events`).
+        #[arg(long, default_value_t = 100)]
+        sse_users: usize,
+        /// Event-stream drops per second over those users (each resumes with
+        /// `Last-Event-ID`).
+        #[arg(long, default_value_t = 2.0)]
+        sse_resumes_per_s: f64,
+        /// Bytes of each message body.
+        #[arg(long, default_value_t = 100)]
+        body_bytes: usize,
+        /// Handshakes in flight while connecting.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// The server's SQLite file, to sample its WAL.
+        #[arg(long)]
+        database: Option<PathBuf>,
+        /// Where each sample is written as a JSON line.
+        #[arg(long)]
+        series: Option<PathBuf>,
     },
     /// Lines of dialogue sent one at a time, alternating between two users.
     Romeo {
@@ -228,6 +275,38 @@ async fn execute(args: &Args) -> Result<Vec<Report>, Error> {
                 receive: *receive,
             };
             sustained::run(&target, &run, load).await?
+        }
+        Mode::Soak {
+            pairs,
+            rate,
+            duration_s,
+            sample_s,
+            reconnects_per_s,
+            syncs_per_s,
+            searches_per_s,
+            sse_users,
+            sse_resumes_per_s,
+            body_bytes,
+            concurrency,
+            database,
+            series,
+        } => {
+            let soak = Soak {
+                pairs: *pairs,
+                rate_per_user: *rate,
+                duration: Duration::try_from_secs_f64(*duration_s)?,
+                sample_every: Duration::try_from_secs_f64(sample_s.max(0.1))?,
+                reconnects_per_s: *reconnects_per_s,
+                syncs_per_s: *syncs_per_s,
+                searches_per_s: *searches_per_s,
+                sse_users: *sse_users,
+                sse_resumes_per_s: *sse_resumes_per_s,
+                body_bytes: *body_bytes,
+                concurrency: *concurrency,
+                database: database.clone(),
+                series: series.clone(),
+            };
+            soak::run(&target, &run, soak).await?
         }
         Mode::Romeo { lines } => romeo::run(&target, &run, *lines).await?,
         Mode::Smoke { .. } | Mode::Median { .. } => return Err("handled above".into()),

@@ -20,6 +20,7 @@ pub mod report;
 pub mod romeo;
 pub mod server_info;
 pub mod smoke;
+pub mod soak;
 pub mod sse;
 pub mod summary;
 pub mod sustained;

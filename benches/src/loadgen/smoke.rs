@@ -14,6 +14,7 @@ use super::client::Target;
 use super::handshakes::{self, Handshakes};
 use super::idle::{self, Idle};
 use super::report::Report;
+use super::soak::{self, Soak};
 use super::sustained::{self, Load, ReceiveOver, SendOver};
 use super::{Error, Run, romeo};
 
@@ -119,6 +120,27 @@ pub async fn run(database: Option<&str>) -> Result<Vec<Report>, Error> {
     reports.push(sustained::run(&target, &run, http_ws).await?);
     reports.push(sustained::run(&target, &run, Load { receive: ReceiveOver::Sse, ..brief }).await?);
     reports.push(romeo::run(&target, &run, 300).await?);
+    // The soak, for seconds: every chore often, so each path runs and is checked.
+    let wal = match &database {
+        Database::Sqlite(path) => Some(path.clone()),
+        Database::Postgres(_) => None,
+    };
+    let soak = Soak {
+        pairs: 10,
+        rate_per_user: 20.0,
+        duration: Duration::from_secs(3),
+        sample_every: Duration::from_secs(1),
+        reconnects_per_s: 10.0,
+        syncs_per_s: 10.0,
+        searches_per_s: 10.0,
+        sse_users: 6,
+        sse_resumes_per_s: 4.0,
+        body_bytes: 100,
+        concurrency: 16,
+        database: wal,
+        series: None,
+    };
+    reports.push(soak::run(&target, &run, soak).await?);
     server.stop().await?;
     Ok(reports)
 }

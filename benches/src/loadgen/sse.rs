@@ -24,9 +24,24 @@ pub type Events = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
 /// # Errors
 /// When the request fails or is refused, or the stream does not start with `hello`.
 pub async fn open(client: &Client, base: &str) -> Result<(Events, Hello), Error> {
-    let response = client
-        .get(format!("{base}/v1/events"))
-        .header(ACCEPT, "text/event-stream")
+    open_after(client, base, None).await
+}
+
+/// Opens the event stream of `client`'s user resuming after `last_event_id` (sent as
+/// `Last-Event-ID`, as `EventSource` does on a reconnect), and reads its `hello`.
+///
+/// # Errors
+/// When the request fails or is refused, or the stream does not start with `hello`.
+pub async fn open_after(
+    client: &Client,
+    base: &str,
+    last_event_id: Option<&str>,
+) -> Result<(Events, Hello), Error> {
+    let mut request = client.get(format!("{base}/v1/events")).header(ACCEPT, "text/event-stream");
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request
         .send()
         .await
         .map_err(|error| format!("GET /v1/events failed: {}", chain(&error)))?;

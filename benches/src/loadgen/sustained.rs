@@ -391,7 +391,7 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
 
 /// Message bodies of about `bytes` each, made of dialogue lines, so the search index sees
 /// a realistic vocabulary rather than one new word per message.
-fn bodies(bytes: usize) -> Arc<[String]> {
+pub(super) fn bodies(bytes: usize) -> Arc<[String]> {
     let lines = super::romeo::lines(512);
     let mut lines = lines.iter().cycle();
     (0..64)
