@@ -278,3 +278,19 @@ pub(super) async fn resume(socket: &mut Socket, seen: &mut Seen) -> Result<Vec<V
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn seqs_must_run_on_once_each() {
+        let mut seen = Seen::default();
+        assert_eq!(seen.take(1, false), Ok(true));
+        assert_eq!(seen.take(2, false), Ok(true));
+        assert!(seen.take(2, false).is_err(), "a repeat outside a resume");
+        assert_eq!(seen.take(2, true), Ok(false), "the overlap of a resume");
+        assert!(seen.take(5, true).is_err(), "a gap, even in a resume");
+        assert_eq!(seen.take(6, false), Ok(true), "on from the gap");
+    }
+}
