@@ -44,7 +44,14 @@ impl Messenger {
         };
         let conversation = self.member_conversation(actor, home).await?;
         let peer = conversation.peer_of(actor).ok_or_else(not_found)?;
-        self.check_not_blocked(actor, peer).await?;
+        if let Err(refusal) = self.check_not_blocked(actor, peer).await {
+            // A tombstone answers `Conflict` before a block's `Forbidden`, whether or not
+            // the message's conversation came from the cache (which skipped that check).
+            if self.inner.store.message(id).await?.is_some_and(|m| m.deleted) {
+                return Err(Error::conflict("the message was deleted"));
+            }
+            return Err(refusal);
+        }
         let reacted = self
             .inner
             .store

@@ -187,3 +187,51 @@ macro_rules! interleaving_tests {
         );
     };
 }
+
+/// Stamps out the model-based property test ([`testkit::model`](crate::testkit::model)):
+/// one `#[test]` named `model_based` running `cases` random op sequences (or
+/// `MESSAGING_MODEL_CASES`), each on a fresh fixture from the factory, on a runtime of its
+/// own; and one `#[tokio::test]` per regression sequence of
+/// [`testkit::model::regressions`](crate::testkit::model::regressions), named after it.
+///
+/// ```ignore
+/// async fn fresh() -> messaging_core::testkit::Fixture {
+///     // a new, empty store
+/// #   unimplemented!()
+/// }
+/// mod model {
+///     messaging_core::model_tests!(super::fresh, 32);
+/// }
+/// ```
+#[macro_export]
+macro_rules! model_tests {
+    ($factory:path, $cases:expr) => {
+        #[test]
+        fn model_based() {
+            $crate::testkit::model::check($factory, $cases);
+        }
+
+        $crate::__messaging_model_regressions!($factory;
+            react_on_a_tombstone_while_blocked_is_conflict,
+        );
+    };
+}
+
+/// Stamps one `#[tokio::test]` per sequence of `testkit::model::regressions`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __messaging_model_regressions {
+    ($factory:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let Some(fixture) = $crate::testkit::IntoFixture::into_fixture($factory().await)
+                else {
+                    return;
+                };
+                let ops = $crate::testkit::model::regressions::$case();
+                ::std::boxed::Box::pin($crate::testkit::model::replay(&fixture, &ops)).await;
+            }
+        )+
+    };
+}

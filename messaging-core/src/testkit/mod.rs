@@ -65,6 +65,11 @@
 //! - [`interleaving`] (`interleaving_tests!`): out-of-order commits, through
 //!   [`CommitHold`].
 //!
+//! Beside them, [`model`] (`model_tests!`): model-based property tests, random sequences
+//! of every operation by four users compared after each step with a reference model of
+//! docs/protocol.md (proptest, a fixed seed; `MESSAGING_MODEL_CASES` for longer runs),
+//! and the regression sequences they found.
+//!
 //! # docs/protocol.md rules and the cases that check them
 //!
 //! Operations, "Rules":
@@ -206,6 +211,7 @@ pub mod conformance;
 mod hold;
 pub mod interleaving;
 mod macros;
+pub mod model;
 pub mod scenarios;
 pub(crate) mod support;
 
