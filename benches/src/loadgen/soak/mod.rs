@@ -227,6 +227,21 @@ pub async fn run(target: &Target, run: &Run, params: Soak) -> Result<Report, Err
             "/s",
         ),
         figure("samples", samples.len() as f64, ""),
+        figure(
+            "sessions the server ended (slow readers; each reconnected)",
+            shared.counters.ended_by_server.load(Ordering::Relaxed) as f64,
+            "",
+        ),
+        figure(
+            "sends unanswered when their connection was dropped",
+            shared.counters.unanswered.load(Ordering::Relaxed) as f64,
+            "",
+        ),
+        figure(
+            "connection attempts retried",
+            shared.counters.reconnect_retries.load(Ordering::Relaxed) as f64,
+            "",
+        ),
     ];
     figures.extend(flatness(&samples));
     Ok(Report {

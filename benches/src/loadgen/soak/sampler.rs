@@ -23,6 +23,12 @@ pub struct Sample {
     pub t_s: f64,
     /// The server's resident memory, KiB.
     pub rss_kib: Option<u64>,
+    /// Cores the server used in the interval (its CPU seconds per second).
+    pub server_cores: Option<f64>,
+    /// Cores the load generator used in the interval.
+    pub loadgen_cores: Option<f64>,
+    /// Bytes of the SQLite database file (it grows with every message).
+    pub db_bytes: Option<u64>,
     /// The server's open files (sockets included).
     pub open_files: Option<u64>,
     /// Bytes of the SQLite WAL.
@@ -66,10 +72,15 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
     let started = Instant::now();
     let mut next = started + params.sample_every;
     let mut last = (0_u64, 0_u64);
+    let loadgen = Process(None);
+    let mut last_cpu = (server.cpu_time().ok(), loadgen.cpu_time().ok());
     eprintln!(
-        "{:>7} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>4} {:>5} {:>5} {:>4} {:>5}",
+        "{:>7} {:>9} {:>5} {:>5} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>4} {:>5} {:>5} {:>4} {:>5}",
         "t_s",
         "rss_kib",
+        "srv",
+        "gen",
+        "db_mb",
         "fds",
         "wal_bytes",
         "stored",
@@ -96,9 +107,20 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
         let acked = shared.counters.acked.load(Ordering::Relaxed);
         let delivered = shared.counters.delivered.load(Ordering::Relaxed);
         let q = |h: &Histogram<u64>, q: f64| micros_to_ms(h.value_at_quantile(q));
+        let cpu = (server.cpu_time().ok(), loadgen.cpu_time().ok());
+        let cores = |now: Option<Duration>, before: Option<Duration>| {
+            Some(((now?.saturating_sub(before?)).as_secs_f64() / elapsed * 100.0).round() / 100.0)
+        };
         let sample = Sample {
             t_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             rss_kib: server.rss_kib().ok(),
+            server_cores: cores(cpu.0, last_cpu.0),
+            loadgen_cores: cores(cpu.1, last_cpu.1),
+            db_bytes: params
+                .database
+                .as_ref()
+                .and_then(|db| std::fs::metadata(db).ok())
+                .map(|m| m.len()),
             open_files: open_files(run.server_pid),
             wal_bytes: wal.as_ref().and_then(|path| std::fs::metadata(path).ok()).map(|m| m.len()),
             stored_per_s: ((acked - last.0) as f64 / elapsed).round(),
@@ -115,11 +137,15 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
             errors: shared.counters.errors.load(Ordering::Relaxed),
         };
         last = (acked, delivered);
+        last_cpu = cpu;
         let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         eprintln!(
-            "{:>7.1} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>4} {:>5} {:>5} {:>4} {:>5}",
+            "{:>7.1} {:>9} {:>5} {:>5} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>4} {:>5} {:>5} {:>4} {:>5}",
             sample.t_s,
             show(sample.rss_kib),
+            sample.server_cores.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+            sample.loadgen_cores.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}")),
+            sample.db_bytes.map_or_else(|| "-".to_owned(), |b| (b >> 20).to_string()),
             show(sample.open_files),
             show(sample.wal_bytes),
             sample.stored_per_s,
@@ -166,8 +192,9 @@ pub(super) fn flatness(samples: &[Sample]) -> Vec<Figure> {
     };
     let max = |f: &dyn Fn(&Sample) -> Option<f64>| samples.iter().filter_map(f).fold(0.0, f64::max);
     let mut figures = Vec::new();
-    let measures: [Measure<'_>; 5] = [
+    let measures: [Measure<'_>; 6] = [
         ("server RSS", "KiB", &|s| s.rss_kib.map(|v| v as f64)),
+        ("server CPU", "cores", &|s| s.server_cores),
         ("server open files", "", &|s| s.open_files.map(|v| v as f64)),
         ("WAL", "bytes", &|s| s.wal_bytes.map(|v| v as f64)),
         ("send→deliver p99", "ms", &|s| Some(s.deliver_p99_ms)),

@@ -20,6 +20,12 @@ pub(super) struct Counters {
     pub(super) syncs: AtomicU64,
     pub(super) searches: AtomicU64,
     pub(super) sse_resumes: AtomicU64,
+    /// Sessions the server ended (slow readers), each followed by a reconnect.
+    pub(super) ended_by_server: AtomicU64,
+    /// Sends whose answer had not come when their connection was dropped.
+    pub(super) unanswered: AtomicU64,
+    /// Connection attempts that failed and were retried.
+    pub(super) reconnect_retries: AtomicU64,
     pub(super) errors: AtomicU64,
     pub(super) first_error: Mutex<Option<String>>,
 }

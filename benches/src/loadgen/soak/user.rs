@@ -95,7 +95,7 @@ impl User {
                     let chore = self.pick();
                     match chore {
                         Chore::Reconnect => {
-                            match self.reconnect(socket, &mut seen, &mut waiting).await {
+                            match self.reconnect(Some(socket), &mut seen, &mut waiting).await {
                                 Ok(fresh) => socket = fresh,
                                 Err(error) => {
                                     shared.counters.error(format!("reconnect: {error}"));
@@ -124,9 +124,18 @@ impl User {
                 frame = next_json(&mut socket) => {
                     match frame {
                         Ok(frame) => self.take(&frame, &mut seen, &mut waiting, false),
-                        Err(error) => {
-                            shared.counters.error(format!("the connection failed: {error}"));
-                            return (seen, None);
+                        Err(_) => {
+                            // The server ended the session (a reader too slow for its
+                            // queue, as the protocol allows): a client reconnects and
+                            // resumes, and so does this one.
+                            shared.counters.ended_by_server.fetch_add(1, Ordering::Relaxed);
+                            match self.reconnect(None, &mut seen, &mut waiting).await {
+                                Ok(fresh) => socket = fresh,
+                                Err(error) => {
+                                    shared.counters.error(format!("reconnect after the server ended the session: {error}"));
+                                    return (seen, None);
+                                }
+                            }
                         }
                     }
                 }
@@ -224,19 +233,40 @@ impl User {
     /// resume brings) and opens a new one that resumes with `sync`.
     pub(super) async fn reconnect(
         &mut self,
-        mut socket: Socket,
+        socket: Option<Socket>,
         seen: &mut Seen,
         waiting: &mut VecDeque<(String, Instant)>,
     ) -> Result<Socket, Error> {
         let shared = self.shared.clone();
-        // Replies still due are read first, so every send is settled before the drop.
-        let until = Instant::now() + Duration::from_secs(10);
-        while !waiting.is_empty() && Instant::now() < until {
-            let frame = tokio::time::timeout_at(until.into(), next_json(&mut socket)).await??;
-            self.take(&frame, seen, waiting, false);
+        if let Some(mut socket) = socket {
+            // Replies still due are read first (for up to 10 s), so sends are settled
+            // before the drop; what does not come in time is counted and let go.
+            let until = Instant::now() + Duration::from_secs(10);
+            while !waiting.is_empty() && Instant::now() < until {
+                match tokio::time::timeout_at(until.into(), next_json(&mut socket)).await {
+                    Ok(Ok(frame)) => self.take(&frame, seen, waiting, false),
+                    _ => break,
+                }
+            }
+            let _ = socket.close(None).await;
         }
-        let _ = socket.close(None).await;
-        let (mut fresh, _) = shared.target.connect(self.me, self.n).await?;
+        let unanswered = waiting.iter().filter(|(id, _)| id.starts_with('m')).count();
+        shared.counters.unanswered.fetch_add(unanswered as u64, Ordering::Relaxed);
+        waiting.clear();
+        // Backoff from 0.5 s to 5 s, for as long as the run lasts and 30 s more.
+        let give_up = shared.stop + Duration::from_secs(30);
+        let mut backoff = Duration::from_millis(500);
+        let mut fresh = loop {
+            match shared.target.connect(self.me, self.n).await {
+                Ok((fresh, _)) => break fresh,
+                Err(error) if Instant::now() >= give_up => return Err(error),
+                Err(_) => {
+                    shared.counters.reconnect_retries.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(backoff.mul_f64(self.dice.unit() + 0.5)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
         shared.counters.reconnects.fetch_add(1, Ordering::Relaxed);
         let pushed = resume(&mut fresh, seen).await?;
         for frame in &pushed {
