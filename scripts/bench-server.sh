@@ -19,8 +19,8 @@
 #
 # `soak` is the long run (not in the default MODES): 1,000 users at 9 messages/s each (half
 # of the measured capacity), with reconnects, syncs, searches and event streams mixed in,
-# sampled every 10 s, for SOAK_S seconds (default 1800). Its samples go to
-# soak-<run>.jsonl beside the report:
+# sampled every 10 s, for SOAK_S seconds (default 1800); SOAK_RATE sets the messages per
+# second of each user (default 9). Its samples go to soak-<run>.jsonl beside the report:
 #
 #   RUNS=1 MODES=soak scripts/bench-server.sh sqlite-full
 set -euo pipefail
@@ -130,7 +130,8 @@ for store in "${stores[@]}"; do
         soak)
           wal=()
           [[ $store == postgres ]] || wal=(--database "$dir/messaging.db")
-          loadgen "$report" soak --duration-s "${SOAK_S:-1800}" --series "$dir/soak-$run.jsonl" "${wal[@]}" ;;
+          loadgen "$report" soak --duration-s "${SOAK_S:-1800}" --rate "${SOAK_RATE:-9}" \
+            --series "$dir/soak-$run.jsonl" "${wal[@]}" ;;
       esac
     done
     stop_server
