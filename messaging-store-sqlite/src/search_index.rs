@@ -78,9 +78,14 @@ pub(crate) fn rowid_sql(num: &str, seq: &str) -> String {
     format!("(({num} << 32) | ({seq} & 4294967295))")
 }
 
-/// The SQL of the first and last index rowid of the conversation numbered `num`.
-pub(crate) fn rowid_range_sql(num: &str) -> (String, String) {
-    (format!("({num} << 32)"), format!("(({num} << 32) | 4294967295)"))
+/// The first and last index rowid of the conversation numbered `num`.
+pub(crate) fn rowid_range(num: i64) -> (i64, i64) {
+    (num << 32, (num << 32) | 0xFFFF_FFFF)
+}
+
+/// The seq of the message at index rowid `rowid`.
+pub(crate) fn seq_of_rowid(rowid: i64) -> i64 {
+    rowid & 0xFFFF_FFFF
 }
 
 const CREATE: &str = "

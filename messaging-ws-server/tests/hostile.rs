@@ -474,12 +474,7 @@ async fn websocket_barrage(addr: SocketAddr, random: usize, closing: usize) -> T
     // The attacker's own connection still answers.
     client.ok(json!({"op":"ping"})).await;
     bystanders.finish().await;
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_none_failed(seed, &failures);
     tally
 }
 
@@ -698,12 +693,7 @@ async fn http_barrage(addr: SocketAddr, random: usize, service_keys: bool) -> Ta
     let (status, _) = support::http_get(addr, "/healthz").await;
     assert_eq!(status, 200, "healthz after the barrage");
     bystanders.finish().await;
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_none_failed(seed, &failures);
     tally
 }
 
@@ -865,4 +855,14 @@ async fn nesting_is_read_to_127_levels() {
             );
         }
     }
+}
+
+/// Fails the test with every failure of the barrage and the seed that reproduces it.
+fn assert_none_failed(seed: u64, failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "seed {seed}: {} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -192,6 +192,17 @@ impl Model {
         self.blocks.contains(&(a, b)) || self.blocks.contains(&(b, a))
     }
 
+    /// Why `actor` may not change message `name` (edit or react), in the protocol's order:
+    /// a tombstone is `conflict` before a block between the members is `forbidden`.
+    fn refuse_change(&self, name: MsgName, actor: usize) -> Option<Expect> {
+        if self.msg(name).deleted {
+            return Some(Expect::Err("conflict"));
+        }
+        let c = &self.convs[name.0];
+        let peer = c.members[1 - c.slot(actor).unwrap_or(0)];
+        self.blocked_between(actor, peer).then_some(Expect::Err("forbidden"))
+    }
+
     fn find(&self, a: usize, b: usize, context: Option<&str>) -> Option<usize> {
         self.convs
             .iter()
@@ -548,13 +559,8 @@ impl Model {
         if body.trim().is_empty() {
             return Expect::Err("bad_request");
         }
-        if self.msg(name).deleted {
-            return Expect::Err("conflict");
-        }
-        let c = &self.convs[name.0];
-        let peer = c.members[1 - c.slot(actor).unwrap_or(0)];
-        if self.blocked_between(actor, peer) {
-            return Expect::Err("forbidden");
+        if let Some(refusal) = self.refuse_change(name, actor) {
+            return refusal;
         }
         self.msg_mut(name).body = body.to_owned();
         let audience = self.convs[name.0].members.to_vec();
@@ -602,13 +608,8 @@ impl Model {
         let Some(name) = msg.filter(|m| self.convs[m.0].slot(actor).is_some()) else {
             return Expect::Err("not_found");
         };
-        if self.msg(name).deleted {
-            return Expect::Err("conflict");
-        }
-        let c = &self.convs[name.0];
-        let peer = c.members[1 - c.slot(actor).unwrap_or(0)];
-        if self.blocked_between(actor, peer) {
-            return Expect::Err("forbidden");
+        if let Some(refusal) = self.refuse_change(name, actor) {
+            return refusal;
         }
         let m = self.msg_mut(name);
         let has = m.reactions.iter().any(|(e, users)| *e == emoji && users.contains(&actor));
