@@ -147,7 +147,7 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<Vec<
             }
         }
     }
-    found.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    found.sort_unstable_by_key(|(pk, _)| std::cmp::Reverse(*pk));
     found.truncate(limit);
     Ok(found.into_iter().map(|(_, message)| message).collect())
 }
