@@ -1,5 +1,5 @@
 //! Model-based property tests: random sequences of every operation, by four users,
-//! applied to a store through [`Messenger`] and to a reference model of docs/protocol.md,
+//! applied to a store through [`Messenger`](crate::Messenger) and to a reference model of docs/protocol.md,
 //! compared after every step.
 //!
 //! # Why
@@ -8,16 +8,16 @@
 //! (a retry while blocked, a read marker past a deleted message, a reaction on a message a
 //! moderator removed, an archived conversation that gets a system message), and the
 //! interactions are where stores drift apart. Here proptest draws sequences of ops
-//! ([`ops`]), a plain in-memory model written from the protocol ([`reference`], sharing no
+//! ([`ops`]), a plain in-memory model written from the protocol (`reference`, sharing no
 //! code with `Messenger` or the memory store) says what each step must answer and what
-//! everyone must then see, and the comparison ([`check`]) reads it all back through the
+//! everyone must then see, and the comparison (`check`) reads it all back through the
 //! real messenger: the step's outcome (Ok or the error code) and reply; every
 //! conversation's history as each user reads it (`not_found` for non-members); each
 //! user's conversation list, archived and not, page by page (order, last message, unread
 //! count, markers, `peer_*_at`, mute and archive); unread totals; search for words of the
 //! vocabulary; and each user's `sync` from the start (kinds, positions, the objects in
 //! their current state). Ids and times are the store's to choose: the model binds them
-//! from the step that created them ([`view`] maps ids to the model's names), and every
+//! from the step that created them (`view` maps ids to the model's names), and every
 //! later read must show the same values. A failing case is shrunk to a short sequence and
 //! reported with it; keep that as a regression test in [`regressions`], which the macro
 //! stamps into every store crate (replayed through [`replay`]).

@@ -4,7 +4,7 @@
 //! message") rather than by id, so that a sequence stays meaningful while proptest shrinks
 //! it: removing a step shifts what an index points at, never makes the sequence invalid.
 //! The reference model resolves these names against its own state before a step runs
-//! ([`Model::resolve`](super::reference::Model::resolve)); an index past the end wraps
+//! (`Model::resolve` in the reference model); an index past the end wraps
 //! around, and [`Pick::Unknown`] names an id the store has never seen (`not_found`).
 //!
 //! Values come from small sets on purpose: four users, four contexts (one of them the
