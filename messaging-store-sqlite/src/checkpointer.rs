@@ -47,7 +47,7 @@ impl Checkpointer {
         let wal_frames = Arc::new(AtomicI64::new(0));
         let (thread_bell, thread_frames) = (bell.clone(), wal_frames.clone());
         let thread = std::thread::Builder::new()
-            .name("messaging-sqlite-checkpoint".into())
+            .name("sqlite-ckpt".into())
             .spawn(move || run(&conn, &thread_bell, &thread_frames))
             .map_err(Error::backend)?;
         Ok(Self { bell, wal_frames, thread: Some(thread) })

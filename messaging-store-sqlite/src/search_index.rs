@@ -214,7 +214,7 @@ impl SearchIndex {
         });
         let indexer = Indexer { shared: shared.clone(), source, index };
         let thread = std::thread::Builder::new()
-            .name("messaging-sqlite-search".into())
+            .name("sqlite-search".into())
             .spawn(move || indexer.run())
             .map_err(Error::backend)?;
         Ok(Self { shared, thread: Mutex::new(Some(thread)) })

@@ -233,7 +233,7 @@ impl Writer {
             search,
         };
         let thread = std::thread::Builder::new()
-            .name("messaging-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(Error::backend)?;
         Ok(Self {

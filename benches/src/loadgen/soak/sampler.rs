@@ -1,6 +1,7 @@
 //! The soak's samples: the server's memory, open files and WAL, and the interval's
 //! counters and latencies, every interval; and how flat the series came out.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub struct Sample {
     pub server_cores: Option<f64>,
     /// Cores the load generator used in the interval.
     pub loadgen_cores: Option<f64>,
+    /// Cores each of the server's threads used in the interval, by thread name (a pool's
+    /// threads summed; the SQLite store's are `sqlite-writer`, `sqlite-search` and
+    /// `sqlite-ckpt`, tokio's `tokio-rt-worker`).
+    pub thread_cores: BTreeMap<String, f64>,
     /// Bytes of the SQLite database file (it grows with every message).
     pub db_bytes: Option<u64>,
     /// The server's open files (sockets included).
@@ -74,6 +79,7 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
     let mut last = (0_u64, 0_u64);
     let loadgen = Process(None);
     let mut last_cpu = (server.cpu_time().ok(), loadgen.cpu_time().ok());
+    let mut last_threads = server_threads(run.server_pid);
     eprintln!(
         "{:>7} {:>9} {:>5} {:>5} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>4} {:>5} {:>5} {:>4} {:>5}",
         "t_s",
@@ -111,11 +117,20 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
         let cores = |now: Option<Duration>, before: Option<Duration>| {
             Some(((now?.saturating_sub(before?)).as_secs_f64() / elapsed * 100.0).round() / 100.0)
         };
+        let threads = server_threads(run.server_pid);
+        let thread_cores = threads
+            .iter()
+            .map(|(name, now)| {
+                let before = last_threads.get(name).copied().unwrap_or(Duration::ZERO);
+                (name.clone(), cores(Some(*now), Some(before)).unwrap_or(0.0))
+            })
+            .collect();
         let sample = Sample {
             t_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             rss_kib: server.rss_kib().ok(),
             server_cores: cores(cpu.0, last_cpu.0),
             loadgen_cores: cores(cpu.1, last_cpu.1),
+            thread_cores,
             db_bytes: params
                 .database
                 .as_ref()
@@ -138,6 +153,7 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
         };
         last = (acked, delivered);
         last_cpu = cpu;
+        last_threads = threads;
         let show = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
         eprintln!(
             "{:>7.1} {:>9} {:>5} {:>5} {:>6} {:>6} {:>10} {:>8} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>9.2} {:>4} {:>5} {:>5} {:>4} {:>5}",
@@ -168,6 +184,11 @@ pub(super) async fn sampler(shared: Arc<Shared>, run: Run, params: Soak) -> Vec<
         samples.push(sample);
     }
     samples
+}
+
+/// The server's CPU time by thread name; empty without its pid or `/proc`.
+fn server_threads(pid: Option<u32>) -> BTreeMap<String, Duration> {
+    pid.and_then(|pid| Process(Some(pid)).thread_cpu_times().ok()).unwrap_or_default()
 }
 
 /// The server's open files: the entries of `/proc/<pid>/fd`.
