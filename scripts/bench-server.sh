@@ -9,7 +9,9 @@
 # RUNS=n changes the number of runs. The server runs with raised rate limits (a benchmark
 # sends faster than a person); every report states the limits it ran with.
 #
-# MODES picks the runs (default: idle handshakes romeo throughput latency). `http` is the
+# MODES picks the runs (default: idle handshakes romeo throughput latency). `tail` (10,000
+# users at 5,000 messages/s) and `light` (200 users at 1,000 messages/s) are the tails at
+# a steady and at a light load (issue #19's table). `http` is the
 # throughput run with sends over HTTP (keep-alive) and delivery over SSE, at the same
 # settings as `throughput`, for the rows beside the WebSocket ones:
 #
@@ -34,8 +36,8 @@ warmup_s=${WARMUP_S:-5}
 duration_s=${DURATION_S:-20}
 for mode in "${modes[@]}"; do
   case $mode in
-    idle | handshakes | romeo | throughput | latency | http | soak) ;;
-    *) echo "unknown mode $mode (idle, handshakes, romeo, throughput, latency, http, soak)" >&2; exit 2 ;;
+    idle | handshakes | romeo | throughput | latency | tail | light | http | soak) ;;
+    *) echo "unknown mode $mode (idle, handshakes, romeo, throughput, latency, tail, light, http, soak)" >&2; exit 2 ;;
   esac
 done
 port=${BENCH_PORT:-18080}
@@ -121,6 +123,12 @@ for store in "${stores[@]}"; do
         # Latency: 10,000 users, 10,000 messages/s.
         latency)
           loadgen "$report" load --pairs 5000 --rate 1 --warmup-s "$warmup_s" --duration-s "$duration_s" ;;
+        # The tail at a steady load: 10,000 users, 5,000 messages/s.
+        tail)
+          loadgen "$report" load --pairs 5000 --rate 0.5 --warmup-s "$warmup_s" --duration-s "$duration_s" ;;
+        # The tail at a light load: 200 users, 1,000 messages/s.
+        light)
+          loadgen "$report" load --pairs 100 --rate 5 --warmup-s "$warmup_s" --duration-s "$duration_s" ;;
         # The throughput run over HTTP sends (keep-alive, up to 8 connections per user) and
         # SSE delivery.
         http)
