@@ -314,8 +314,8 @@ pub async fn run(target: &Target, run: &Run, params: Load) -> Result<Report, Err
     let offered = if params.window > 0 { f64::INFINITY } else { user_count as f64 * rate };
     let stored = total.acked_in_window as f64 / window;
     let delivered = total.delivered_in_window as f64 / window;
-    let d = &total.deliver_us;
-    let a = &total.ack_us;
+    let d = total.deliver_us.histogram()?;
+    let a = total.ack_us.histogram()?;
     let transports = params.transports();
     let bounded_by = if bounded.clamped {
         bounded.bounded_by
