@@ -92,14 +92,8 @@ impl Timings {
     /// Adds `other`'s samples (a user's added to the fleet's histogram).
     fn add(&mut self, other: &Self) {
         if let Self::Raw(samples) = self {
-            let mut histogram = match super::micros_histogram() {
-                Ok(histogram) => histogram,
-                // The bounds are constants: this cannot fail.
-                Err(_) => return,
-            };
-            for &us in samples.iter() {
-                histogram.saturating_record(u64::from(us));
-            }
+            // The bounds are constants: building the histogram cannot fail.
+            let Ok(histogram) = histogram_of(samples) else { return };
             *self = Self::Merged(Box::new(histogram));
         }
         let Self::Merged(histogram) = self else { return };
@@ -121,17 +115,20 @@ impl Timings {
     /// # Errors
     /// Never in practice: the histogram's bounds are constants.
     pub(super) fn histogram(&self) -> Result<std::borrow::Cow<'_, Histogram<u64>>, Error> {
-        match self {
-            Self::Merged(histogram) => Ok(std::borrow::Cow::Borrowed(&**histogram)),
-            Self::Raw(samples) => {
-                let mut histogram = super::micros_histogram()?;
-                for &us in samples {
-                    histogram.saturating_record(u64::from(us));
-                }
-                Ok(std::borrow::Cow::Owned(histogram))
-            }
-        }
+        Ok(match self {
+            Self::Merged(histogram) => std::borrow::Cow::Borrowed(&**histogram),
+            Self::Raw(samples) => std::borrow::Cow::Owned(histogram_of(samples)?),
+        })
     }
+}
+
+/// A histogram of raw samples.
+fn histogram_of(samples: &[u32]) -> Result<Histogram<u64>, Error> {
+    let mut histogram = super::micros_histogram()?;
+    for &us in samples {
+        histogram.saturating_record(u64::from(us));
+    }
+    Ok(histogram)
 }
 
 impl Stats {
