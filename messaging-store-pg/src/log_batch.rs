@@ -11,7 +11,14 @@
 //!
 //! Order inside the statement matters across processes: `log_head` is locked only after
 //! every other row lock of the batch is held (its `WHERE` counts the other CTEs, which runs
-//! them to completion first), so two writers never wait on each other in a cycle.
+//! them to completion first), so two writers never wait on each other in a cycle. The
+//! conversations are locked in ascending id order by `locked` before `conv` updates them
+//! (its `WHERE` counts `locked`, as `head` does).
+//!
+//! Every read of `conversations` names the batch's ids (`id = ANY($1)`), never only a join:
+//! PostgreSQL keeps a prepared statement's generic plan for the connection's life, and a
+//! plan made while the table was small joins by scanning the whole table, which a writer
+//! then did twice per batch once the table held thousands of conversations.
 //!
 //! Seqs and positions are computed in SQL from the bases the statement returns; this module
 //! builds the matching messages and events on the Rust side from the same ordinals.
@@ -41,8 +48,8 @@ WITH locked AS (
     SELECT id FROM conversations WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
 ), conv AS (
     UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = v.at
-    FROM locked l, UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, n, at)
-    WHERE c.id = l.id AND v.id = l.id
+    FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, n, at)
+    WHERE c.id = ANY($1::uuid[]) AND v.id = c.id AND (SELECT count(*) FROM locked) >= 0
     RETURNING c.id, c.last_seq - v.n AS base, c.user_lo, c.user_hi, v.at
 ), msgs AS (
     INSERT INTO messages (id, conversation_id, seq, sender_id, body, metadata, client_msg_id,
@@ -438,5 +445,77 @@ mod tests {
             assert!(plan.contains("using activity_pkey on activity"), "{name}:\n{plan}");
             assert!(!plan.contains("activity_order"), "{name}:\n{plan}");
         }
+    }
+
+    /// The plan of the append statement made while `conversations` was small (a new
+    /// deployment: the generic plan is kept for the connection's life, until an ANALYZE
+    /// invalidates it) still reads a batch's conversations by key once the table holds
+    /// 5,000: a batch of 60 appends never reads the whole table. (The statement that
+    /// joined `conv` to `locked` alone scanned the table here.)
+    #[tokio::test]
+    async fn a_plan_made_on_a_small_table_still_reads_conversations_by_key() {
+        let Some(url) = fresh_database().await else { return };
+        let pool = sqlx::PgPool::connect(&url).await.expect("pool");
+        let opened = |from: u32, to: u32| {
+            format!(
+                "SET search_path TO messaging; \
+                 INSERT INTO conversations (id, user_lo, user_hi, context, created_at) \
+                   SELECT gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '', g * 1000 \
+                   FROM generate_series({from}, {to}) g; \
+                 INSERT INTO activity (user_id, conversation_id, at) \
+                   SELECT u, c.id, c.created_at FROM conversations c \
+                   CROSS JOIN LATERAL (VALUES (c.user_lo), (c.user_hi)) AS v(u) \
+                   WHERE c.created_at >= {from} * 1000;"
+            )
+        };
+        pool.execute(sqlx::AssertSqlSafe(opened(1, 100))).await.expect("the first conversations");
+        let batch: Vec<(uuid::Uuid, uuid::Uuid, uuid::Uuid)> = sqlx::query_as(
+            "SELECT id, user_lo, user_hi FROM messaging.conversations \
+             ORDER BY created_at, id LIMIT 60",
+        )
+        .fetch_all(&pool)
+        .await
+        .expect("the batch's conversations");
+        let n = batch.len();
+        let uuids = |pick: &dyn Fn(&(uuid::Uuid, uuid::Uuid, uuid::Uuid)) -> String| {
+            let list: Vec<String> = batch.iter().map(|row| format!("'{}'", pick(row))).collect();
+            format!("ARRAY[{}]::uuid[]", list.join(","))
+        };
+        let same = |value: &str| format!("'{{{}}}'", vec![value; n].join(","));
+        let counting =
+            format!("'{{{}}}'", (1..=n).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+        let (c, lo) = (uuids(&|r| r.0.to_string()), uuids(&|r| r.1.to_string()));
+        let audiences: Vec<String> = batch.iter().map(|r| format!("'{},{}'", r.1, r.2)).collect();
+        let message_ids = format!("ARRAY[{}]", vec!["gen_random_uuid()"; n].join(","));
+        let empty_json = format!("ARRAY[{}]", vec!["'[]'::jsonb"; n].join(","));
+        let args = format!(
+            "{c}, {ones}, {at}, {message_ids}, {c}, {ones}, {lo}, {hi}, {nulls}, {nulls}, \
+             {at}, {hi}, {n}, 'log', {counting}, {kinds}, {c}, {nulls}, {nulls}, {nulls}, \
+             ARRAY[{audiences}], {lo}, {counting}, {empty_json}, {nulls}, {nulls}, {nulls}, \
+             {lo}, {nulls}",
+            ones = same("1"),
+            at = same("99999999"),
+            hi = same("hi"),
+            nulls = same("NULL"),
+            kinds = same("2"),
+            audiences = audiences.join(","),
+        );
+        let mut conn = pool.acquire().await.expect("a connection");
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO messaging; PREPARE append({TYPES}) AS {STATEMENT}"
+        )))
+        .await
+        .expect("prepare");
+        // Plans it six times without running it: PostgreSQL's cache then settles on a
+        // generic plan, made for the table as it is now, where it may.
+        for _ in 0..6 {
+            plan_of(&mut conn, "", "append", &args).await;
+        }
+        pool.execute(sqlx::AssertSqlSafe(opened(101, 5000)))
+            .await
+            .expect("a burst of conversations");
+        let plan = plan_of(&mut conn, "(ANALYZE, COSTS OFF, TIMING OFF)", "append", &args).await;
+        assert!(!plan.contains("Seq Scan on conversations"), "{plan}");
+        assert!(plan.contains(&format!("Insert on messages (actual rows={n} ")), "{plan}");
     }
 }

@@ -70,6 +70,15 @@ use crate::write::{WriteCtx, index_audience};
 /// How far the audience index may trail the log before a batch brings it up to date.
 const AUDIENCE_INDEX_LAG: u64 = 8192;
 
+/// How far the audience index may trail the log while the writer has nothing queued: it
+/// then catches up in steps of its own, so that the batch that reaches
+/// [`AUDIENCE_INDEX_LAG`] (16,000 rows over every recipient's pages at once: a stall of
+/// the sends queued behind it) only comes when the writer is never idle.
+const IDLE_INDEX_LAG: u64 = 1024;
+
+/// Most events one idle catch-up step indexes: what a send arriving meanwhile waits for.
+const IDLE_INDEX_STEP: u64 = 1024;
+
 /// How long the write connection waits on locks (set when the store opens).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -425,6 +434,7 @@ impl WriterLoop {
                     return;
                 }
                 self.commit_batch(&mut batch, &mut events);
+                while rx.is_empty() && self.index_step() {}
             }));
             if served.is_err() {
                 self.health.set_broken();
@@ -511,6 +521,34 @@ impl WriterLoop {
         };
         for job in batch.drain(..) {
             job.finish(commit.clone());
+        }
+    }
+
+    /// One idle catch-up step of the audience index (see [`IDLE_INDEX_LAG`]), in a
+    /// transaction of its own; whether it indexed anything. A step that fails is rolled
+    /// back and left to the batches, which index in their own transaction.
+    fn index_step(&mut self) -> bool {
+        let behind = self.head.saturating_sub(self.indexed_upto);
+        if behind < IDLE_INDEX_LAG || self.health.is_broken() {
+            return false;
+        }
+        let up_to = self.indexed_upto + behind.min(IDLE_INDEX_STEP);
+        let step = self
+            .exec("BEGIN IMMEDIATE")
+            .and_then(|()| index_audience(&self.conn, self.indexed_upto, up_to))
+            .and_then(|()| self.exec("COMMIT"));
+        match step {
+            Ok(()) => {
+                self.indexed_upto = up_to;
+                self.indexed.store(up_to, Ordering::Release);
+                self.checkpoint.ring();
+                true
+            }
+            Err(error) => {
+                tracing::debug!(%error, "idle audience index step failed; left to the batches");
+                self.rollback();
+                false
+            }
         }
     }
 

@@ -302,3 +302,31 @@ async fn a_wal_grown_behind_a_long_reader_is_truncated_after_it() {
     let page = store.history(senders[0].1, HistoryWindow::Latest, 1).await.unwrap();
     assert_eq!(page.len(), 1, "the data is all there");
 }
+
+/// A writer with nothing queued brings the audience index up to date by itself, in steps
+/// of its own, long before a batch would have to (at 8,192 events behind): sends that
+/// come one at a time leave it at most 1,024 events behind, and a `sync` then finds the
+/// index ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_writer_keeps_the_audience_index_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("idle-index.db");
+    let (store, c, alice) = with_conversation(&path).await;
+    for i in 0..1_500 {
+        store.append(support::new_message(c, alice, &format!("m{i}"))).await.unwrap();
+    }
+    let head = store.head().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let indexed: i64 = conn
+        .query_row("SELECT value FROM meta WHERE key = 'audience_indexed_upto'", [], |r| r.get(0))
+        .unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM event_audience WHERE position <= ?1", [indexed], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(rows >= indexed, "{rows} audience rows up to {indexed}");
+    let indexed = u64::try_from(indexed).unwrap();
+    assert!(indexed <= head, "indexed {indexed} past the head {head}");
+    assert!(head - indexed < 1_024, "the index trails by {} events", head - indexed);
+}
