@@ -492,8 +492,7 @@ impl WriterLoop {
             Ok(indexed) => {
                 self.health.committed();
                 if let Some(upto) = indexed {
-                    self.indexed_upto = upto;
-                    self.indexed.store(upto, Ordering::Release);
+                    self.mark_indexed(upto);
                 }
                 self.dispatch(events);
                 self.search.committed(self.head);
@@ -524,6 +523,13 @@ impl WriterLoop {
         }
     }
 
+    /// Records that the audience index covers the log up to `upto` (committed), for this
+    /// thread and for the readers that check it before a `sync`.
+    fn mark_indexed(&mut self, upto: u64) {
+        self.indexed_upto = upto;
+        self.indexed.store(upto, Ordering::Release);
+    }
+
     /// One idle catch-up step of the audience index (see [`IDLE_INDEX_LAG`]), in a
     /// transaction of its own; whether it indexed anything. A step that fails is rolled
     /// back and left to the batches, which index in their own transaction.
@@ -539,8 +545,7 @@ impl WriterLoop {
             .and_then(|()| self.exec("COMMIT"));
         match step {
             Ok(()) => {
-                self.indexed_upto = up_to;
-                self.indexed.store(up_to, Ordering::Release);
+                self.mark_indexed(up_to);
                 self.checkpoint.ring();
                 true
             }
