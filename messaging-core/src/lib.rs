@@ -47,6 +47,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod time;
+pub mod transfer;
 mod typing;
 mod validate;
 

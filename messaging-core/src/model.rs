@@ -227,7 +227,7 @@ pub enum ReactionState {
 
 /// A reaction put on or taken off a message: the data of `reaction.added` and
 /// `reaction.removed`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReactionChange {
     /// The message, in its current state.
     pub message: Message,
@@ -250,7 +250,7 @@ pub enum ReceiptKind {
 }
 
 /// A marker position of one member.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -285,7 +285,7 @@ pub struct PresenceStatus {
 }
 
 /// A durable event: written to the log in the transaction of the change it describes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub enum Event {
     /// A conversation was created (only when it was new).
@@ -354,7 +354,7 @@ impl Event {
 }
 
 /// A durable event at its position in the log.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LoggedEvent {
     /// Dense, in commit order, from 1.
     pub position: u64,
@@ -386,7 +386,7 @@ pub struct CommittedEvent {
 ///
 /// Events logged before a store kept actors and removed attachments (SQLite and
 /// PostgreSQL schema version 7) read with `actor: None` and no removed attachments.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LogEntry {
     /// The event at its position, objects in their current state (as
@@ -425,7 +425,7 @@ impl LogEntry {
 }
 
 /// One user an event is for, as a [`LogEntry`] names them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Recipient {
     /// The user.
