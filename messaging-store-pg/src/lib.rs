@@ -50,6 +50,7 @@ mod settings;
 pub mod signals;
 #[cfg(test)]
 mod test_database;
+mod transfer;
 mod write;
 mod writer;
 
@@ -71,6 +72,9 @@ use messaging_core::store::{
 #[cfg(feature = "testkit")]
 use messaging_core::testkit::{CommitHold, HeldCommit};
 use messaging_core::time::Timestamp;
+use messaging_core::transfer::{
+    After, Checkpoint, ImportState, Records, Section, StoreExport, StoreImport,
+};
 use messaging_core::{Error, Limits, Messenger, Result};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
@@ -476,6 +480,37 @@ impl ConsumerLog for PgStore {
 
     async fn release_consumer(&self, name: &str, holder: Uuid) -> Result<()> {
         Ok(consumers::release(&self.inner.live()?.pool, name, holder).await?)
+    }
+}
+
+/// The store read out for a move (see `transfer/export.rs`): each page one statement on
+/// the pool, along a primary key.
+#[async_trait]
+impl StoreExport for PgStore {
+    async fn export(&self, section: Section, after: &After, limit: usize) -> Result<Records> {
+        Ok(transfer::export(&self.inner.live()?.pool, section, after, limit).await?)
+    }
+
+    async fn count(&self, section: Section) -> Result<u64> {
+        Ok(transfer::count(&self.inner.live()?.pool, section).await?)
+    }
+}
+
+/// Another store's contents taken in (see `transfer/import.rs`): on the pool, not through
+/// the writer, each page with its checkpoint in one transaction. For a store nobody serves
+/// from until the import has finished.
+#[async_trait]
+impl StoreImport for PgStore {
+    async fn import_state(&self) -> Result<ImportState> {
+        Ok(transfer::import_state(&self.inner.live()?.pool).await?)
+    }
+
+    async fn import(&self, records: &Records, checkpoint: &Checkpoint) -> Result<()> {
+        Ok(transfer::import(&self.inner.live()?.pool, records, checkpoint).await?)
+    }
+
+    async fn finish_import(&self, head: u64) -> Result<()> {
+        Ok(transfer::finish(&self.inner.live()?.pool, head).await?)
     }
 }
 

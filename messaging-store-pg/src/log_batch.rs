@@ -392,8 +392,9 @@ fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
         .collect()
 }
 
-/// An audience as the text `string_to_array` splits back into `uuid[]`.
-fn joined(audience: &[UserId]) -> String {
+/// An audience as the text `string_to_array` splits back into `uuid[]` (also how an
+/// import binds it, `transfer/import.rs`).
+pub(crate) fn joined(audience: &[UserId]) -> String {
     audience.iter().map(|u| u.as_uuid().to_string()).collect::<Vec<_>>().join(",")
 }
 

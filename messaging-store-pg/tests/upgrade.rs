@@ -600,6 +600,35 @@ async fn version_6_events_read_without_actors_and_consumers_start_empty() {
     again.close().await.expect("close");
 }
 
+/// Version 8 adds the import checkpoint (moves from another store): an upgraded version 7
+/// database without data may take a move; one holding data (here only a consumer's
+/// position, the newest table's) may not, and a move into it is refused before writing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_7_databases_take_a_move_only_when_empty() {
+    use messaging_core::transfer::{ImportState, MoveOptions, StoreImport, move_store};
+
+    let Some(empty) = support::empty_database().await else { return };
+    migrated_to(&empty, 7).await.close().await.expect("close");
+    let Some(holding) = support::empty_database().await else { return };
+    let mut conn = migrated_to(&holding, 7).await;
+    conn.execute("INSERT INTO consumers (name, position) VALUES ('webhooks', 0)")
+        .await
+        .expect("a version 7 consumer");
+    conn.close().await.expect("close");
+
+    let empty = PgStore::connect(&empty, PgOptions::default()).await.expect("upgrade");
+    let holding = PgStore::connect(&holding, PgOptions::default()).await.expect("upgrade");
+    assert_eq!(empty.import_state().await.expect("state"), ImportState::Empty);
+    assert_eq!(holding.import_state().await.expect("state"), ImportState::Holds);
+    let moved = move_store(&empty, &holding, MoveOptions::default(), &mut |_| {}).await;
+    assert!(matches!(moved, Err(messaging_core::Error::Conflict(_))), "{moved:?}");
+    let moved = move_store(&holding, &empty, MoveOptions::default(), &mut |_| {}).await;
+    assert_eq!(moved.expect("a move into the upgraded empty database").sections.len(), 8);
+    assert_eq!(empty.import_state().await.expect("state"), ImportState::Holds);
+    empty.close().await.expect("close");
+    holding.close().await.expect("close");
+}
+
 /// Runs `statements` of an older schema's rows, each bound to `ids` in order ($1, $2, …).
 async fn seed(
     conn: &mut sqlx::PgConnection,

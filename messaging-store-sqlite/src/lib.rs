@@ -107,6 +107,7 @@ use messaging_core::store::{
     Opened, Reacted, ReactionUpdate, SearchQuery, SocialStore, StoreHealth,
 };
 use messaging_core::time::Timestamp;
+use messaging_core::transfer::{After, Records, Section, StoreExport};
 use messaging_core::{Error, Result};
 use rusqlite::Connection;
 use uuid::Uuid;
@@ -612,6 +613,22 @@ impl ConsumerLog for SqliteStore {
     async fn release_consumer(&self, name: &str, holder: Uuid) -> Result<()> {
         let name = name.to_owned();
         self.inner.writer.write(move |ctx| write::release_consumer(ctx, &name, holder)).await
+    }
+}
+
+/// The store read out for a move (to PostgreSQL, with `messaging-ws-server move`). Each
+/// page is one read, on the read pool, so a move of a stopped server's file runs at the
+/// pool's pace; a server still serving the file would keep writing behind it, which the
+/// move detects (its head moves) and refuses.
+#[async_trait]
+impl StoreExport for SqliteStore {
+    async fn export(&self, section: Section, after: &After, limit: usize) -> Result<Records> {
+        let after = after.clone();
+        self.read(move |conn| read::export(conn, section, &after, limit)).await
+    }
+
+    async fn count(&self, section: Section) -> Result<u64> {
+        self.read(move |conn| read::export_count(conn, section)).await
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use messaging_core::transfer::{ImportState, StoreImport};
 use messaging_core::{Error, Limits, Messenger, Result};
 use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
@@ -148,6 +149,16 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
                 .statement_timeout(settings.statement_timeout())
                 .acquire_timeout(settings.wait_timeout());
             let store = PgStore::connect(url, options).await?;
+            // A move that stopped halfway left part of the data and no log head: serving
+            // it would show users half their history and reuse the copied positions.
+            if let ImportState::Unfinished(stopped) = store.import_state().await? {
+                let _ = store.close().await;
+                return Err(Error::conflict(format!(
+                    "the database holds a move from SQLite that stopped halfway (in its {}): \
+                     finish it with `messaging-ws-server move --resume` before serving",
+                    stopped.section.name()
+                )));
+            }
             // Wired with the store's fan-out and presence: typing and presence reach the
             // sessions of every instance on the database.
             let messenger = store.messenger(limits).await?;

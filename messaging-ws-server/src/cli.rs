@@ -1,5 +1,5 @@
-//! The command line: `serve` (the default), `token` and `migrate`. Every flag can also be
-//! given through the environment variable named in `--help`.
+//! The command line: `serve` (the default), `token`, `migrate` and `move`. Every flag can
+//! also be given through the environment variable named in `--help`.
 //!
 //! Secrets are never flag values (every user of the machine sees those in `ps`): the
 //! HS256 secret comes from `--jwt-secret-file` or the environment variable
@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use messaging_core::transfer::{MoveOptions, Progress};
 use messaging_core::{Limits, UserId};
 use messaging_store_sqlite::Synchronous;
 
@@ -22,6 +23,7 @@ use crate::auth::{self, AuthSettings, Verifier};
 use crate::backend::{self, Database, StoreSettings};
 use crate::config::Transport;
 use crate::http::service_keys::ServiceKeys;
+use crate::relocate::{self, MoveRequest};
 use crate::secret;
 use crate::server::{self, Config};
 use crate::webhooks::WebhookSettings;
@@ -44,6 +46,9 @@ enum Command {
     Token(TokenArgs),
     /// Apply the store's migrations and exit.
     Migrate(StoreArgs),
+    /// Move a SQLite database into an empty PostgreSQL database, then check that both
+    /// answer alike (stop the server first; see docs/operations.md).
+    Move(MoveArgs),
 }
 
 /// Where the data is and how tokens are checked (every command).
@@ -78,12 +83,39 @@ struct StoreArgs {
     /// Required `aud` claim.
     #[arg(long, env = "MESSAGING_JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+    #[command(flatten)]
+    logs: LogArgs,
+}
+
+/// How the command logs (every command).
+#[derive(Debug, Clone, Args)]
+struct LogArgs {
     /// Log filter (`info`, `debug`, `messaging_ws_server=trace`, …).
     #[arg(long, env = "MESSAGING_LOG", default_value = "info")]
     log_level: String,
     /// Logs as JSON lines.
     #[arg(long, env = "MESSAGING_LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+struct MoveArgs {
+    /// The SQLite database to move (it must exist, and no server may be writing to it).
+    #[arg(long)]
+    from: PathBuf,
+    /// The PostgreSQL database to move into: `postgres://…`, empty (the command applies
+    /// the migrations), or holding a move that stopped halfway, with `--resume`.
+    #[arg(long, env = "MESSAGING_MOVE_TO", hide_env_values = true)]
+    to: String,
+    /// Go on with a move into `--to` that stopped halfway (killed, or a failure): it
+    /// continues from its last page, and ends as a move never stopped would.
+    #[arg(long)]
+    resume: bool,
+    /// Records per page (one transaction of the target each).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    page: u32,
+    #[command(flatten)]
+    logs: LogArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -227,12 +259,13 @@ struct TokenArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or_else(|| Command::Serve(Box::new(cli.serve)));
-    let store = match &command {
-        Command::Serve(args) => &args.store,
-        Command::Token(args) => &args.store,
-        Command::Migrate(args) => args,
+    let logs = match &command {
+        Command::Serve(args) => &args.store.logs,
+        Command::Token(args) => &args.store.logs,
+        Command::Migrate(args) => &args.logs,
+        Command::Move(args) => &args.logs,
     };
-    init_logs(store);
+    init_logs(logs);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),
@@ -242,6 +275,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(*args).await,
             Command::Token(args) => token(&args),
             Command::Migrate(args) => migrate(&args).await,
+            Command::Move(args) => move_database(&args).await,
         }
     });
     match outcome {
@@ -259,7 +293,7 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logs(args: &StoreArgs) {
+fn init_logs(args: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -387,6 +421,76 @@ async fn migrate(args: &StoreArgs) -> Result<(), String> {
     tracing::info!(store = %database.describe(), "migrations applied");
     Ok(())
 }
+
+/// `move`: copies with progress (once a second, and at the end of each section), then
+/// reports the check; differences fail the command.
+async fn move_database(args: &MoveArgs) -> Result<(), String> {
+    let to = Database::parse(&args.to).map_err(|e| e.to_string())?;
+    let Database::Postgres(url) = &to else {
+        return Err("--to: a move goes into PostgreSQL (postgres://…)".into());
+    };
+    let request = MoveRequest {
+        from: args.from.clone(),
+        to: url.clone(),
+        options: MoveOptions { resume: args.resume, page: args.page as usize },
+    };
+    tracing::info!(from = %args.from.display(), to = %to.describe(), resume = args.resume, "moving");
+    let mut shown: Option<(messaging_core::transfer::Section, std::time::Instant)> = None;
+    let mut progress = |p: &Progress| {
+        let due = shown
+            .is_none_or(|(section, at)| section != p.section || at.elapsed() >= PROGRESS_EVERY);
+        if due || p.copied == p.total {
+            tracing::info!(
+                section = p.section.name(),
+                copied = p.copied,
+                total = p.total,
+                rate = format!("{:.0}/s", p.rate()),
+                "moving"
+            );
+            shown = Some((p.section, std::time::Instant::now()));
+        }
+    };
+    let moved = relocate::move_database(&request, &mut progress)
+        .await
+        .map_err(|e| format!("moving into {}: {e}", to.describe()))?;
+    let report = &moved.report;
+    let counts: Vec<String> =
+        report.sections.iter().map(|(section, n)| format!("{} {n}", section.name())).collect();
+    tracing::info!(
+        head = report.head,
+        copied = report.copied,
+        took = format!("{:.1} s", report.took.as_secs_f64()),
+        resumed = report.resumed_from.is_some(),
+        "moved: {}",
+        counts.join(", ")
+    );
+    let verified = &moved.verified;
+    if !verified.is_identical() {
+        for mismatch in &verified.mismatches {
+            tracing::error!(
+                what = %mismatch.what,
+                source = %mismatch.source,
+                target = %mismatch.target,
+                "the stores differ"
+            );
+        }
+        return Err(format!(
+            "the check found {} differences between the SQLite database and PostgreSQL (the \
+             first ones are logged above); do not serve from PostgreSQL",
+            verified.differences
+        ));
+    }
+    tracing::info!(
+        users = verified.users,
+        took = format!("{:.1} s", moved.verify_took.as_secs_f64()),
+        "verified: every record, and every user's conversations, unread totals and events, \
+         read back alike from both"
+    );
+    Ok(())
+}
+
+/// How often `move` reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Purpose {

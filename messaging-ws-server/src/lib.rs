@@ -43,6 +43,7 @@ mod metrics;
 mod ops;
 mod outbox;
 mod rate;
+pub mod relocate;
 mod request;
 mod revocation;
 mod routes;

@@ -41,8 +41,8 @@ pub use verify::{Mismatch, VerifyReport, verify_move};
 pub enum Section {
     /// Every conversation ([`Conversation`]), by id.
     Conversations,
-    /// Every member's own state of a conversation ([`MemberRecord`]), by conversation
-    /// then user.
+    /// Every member's own state of a conversation ([`MemberRecord`]), by user then
+    /// conversation.
     Members,
     /// Every message ([`Message`]: tombstones, attachments and reactions included), by id.
     Messages,
@@ -96,7 +96,7 @@ pub enum After {
     /// After the record with this id (conversations, messages: their id; last-seen times
     /// and revocations: the user).
     Id(Uuid),
-    /// After this pair (members: conversation, user; blocks: blocker, blocked).
+    /// After this pair (members: user, conversation; blocks: blocker, blocked).
     Pair(Uuid, Uuid),
     /// After this log position.
     Position(u64),
@@ -263,7 +263,7 @@ impl Records {
             Self::Conversations(v) => After::Id(*v.last()?.id.as_uuid()),
             Self::Members(v) => {
                 let last = v.last()?;
-                After::Pair(*last.conversation_id.as_uuid(), *last.user_id.as_uuid())
+                After::Pair(*last.user_id.as_uuid(), *last.conversation_id.as_uuid())
             }
             Self::Messages(v) => After::Id(*v.last()?.id.as_uuid()),
             Self::Log(v) => After::Position(v.last()?.position()),
