@@ -482,9 +482,10 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
     }
     tracing::info!(
         users = verified.users,
+        contexts = verified.contexts,
         took = format!("{:.1} s", moved.verify_took.as_secs_f64()),
-        "verified: every record, and every user's conversations, unread totals and events, \
-         read back alike from both"
+        "verified: every record, every listing's conversations, and every user's \
+         conversations, unread totals and events, read back alike from both"
     );
     Ok(())
 }

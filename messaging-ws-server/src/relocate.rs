@@ -48,7 +48,7 @@ pub struct MoveRequest {
 /// # Errors
 /// The SQLite file does not exist or cannot be opened; PostgreSQL cannot be reached or
 /// migrated; the target is not empty (`Conflict`, see
-/// [`move_store`](messaging_core::transfer::move_store)); a read or write fails midway
+/// [`move_store`]); a read or write fails midway
 /// (the target keeps what it has, and a run with `resume` goes on from there). A check
 /// that finds differences is not an error: see [`VerifyReport::is_identical`].
 pub async fn move_database(

@@ -10,7 +10,7 @@ use super::{After, Records, Section, StoreExport};
 use crate::error::{Error, Result};
 use crate::id::UserId;
 use crate::model::ActivityKey;
-use crate::store::ConversationPage;
+use crate::store::{ContextPage, ConversationPage};
 use crate::time::Timestamp;
 
 /// How many differences a report keeps (the count goes on).
@@ -37,6 +37,8 @@ pub struct VerifyReport {
     /// Users whose conversation lists (unarchived and archived), unread totals and
     /// events (as `sync` reads them, from the start of the log) were compared.
     pub users: u64,
+    /// Contexts whose conversations (the host's listing view) were compared.
+    pub contexts: u64,
     /// Differences found.
     pub differences: u64,
     /// The first differences found.
@@ -63,7 +65,8 @@ impl VerifyReport {
 }
 
 /// Reads `source` and `target` back and compares them: every record of every section (as
-/// [`StoreExport::export`] gives it), then, for every member of a conversation, their
+/// [`StoreExport::export`] gives it), every context's conversations (as the host lists a
+/// listing's inquiries), then, for every member of a conversation, their
 /// conversation lists (unarchived and archived, page by page), their unread totals at
 /// `now`, and the events `sync` would serve them from the start of the log. Objects are
 /// compared as canonical JSON (object keys sorted), so a store that reorders the keys of
@@ -81,14 +84,19 @@ pub async fn verify_move(
     let page = page.max(1);
     let mut report = VerifyReport::default();
     let mut users = BTreeSet::new();
+    let mut contexts = BTreeSet::new();
     for section in Section::ALL {
         let mut after = After::Start;
         let mut compared = 0;
         loop {
             let theirs = source.export(section, &after, page).await?;
             let ours = target.export(section, &after, page).await?;
-            if let Records::Members(members) = &theirs {
-                users.extend(members.iter().map(|m| m.user_id));
+            match &theirs {
+                Records::Members(members) => users.extend(members.iter().map(|m| m.user_id)),
+                Records::Conversations(conversations) => {
+                    contexts.extend(conversations.iter().filter_map(|c| c.context.clone()));
+                }
+                _ => {}
             }
             let (theirs_json, ours_json) = (records_json(&theirs)?, records_json(&ours)?);
             for i in 0..theirs_json.len().max(ours_json.len()) {
@@ -113,6 +121,9 @@ pub async fn verify_move(
     let head = source.head().await?;
     if head != target.head().await? {
         report.differ("log head", &Value::from(head), &Value::from(target.head().await?));
+    }
+    for context in contexts {
+        compare_context(source, target, context, page, &mut report).await?;
     }
     for user in users {
         compare_lists(source, target, user, page, &mut report).await?;
@@ -152,6 +163,34 @@ async fn compare_lists(
             }
         }
     }
+    Ok(())
+}
+
+/// Every conversation with `context` (the host's view of one listing), on both sides.
+async fn compare_context(
+    source: &dyn StoreExport,
+    target: &dyn StoreExport,
+    context: String,
+    page: usize,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let mut before: Option<ActivityKey> = None;
+    loop {
+        let request = ContextPage { context: context.clone(), before, limit: page };
+        let theirs = source.conversations_by_context(request.clone()).await?;
+        let ours = target.conversations_by_context(request).await?;
+        compare(
+            report,
+            format!("conversations about {context:?} before {before:?}"),
+            &theirs,
+            &ours,
+        )?;
+        match theirs.last() {
+            Some(last) if theirs.len() == page => before = Some(ActivityKey::of(last)),
+            _ => break,
+        }
+    }
+    report.contexts += 1;
     Ok(())
 }
 

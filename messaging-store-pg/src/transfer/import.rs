@@ -24,7 +24,8 @@
 //! - `consumers` with no holder and no lease: nobody holds a consumer of a moved store.
 //!
 //! Each section's page is one statement over arrays (`UNNEST`), never a statement per
-//! row: a million messages with their events moved in 31 s (`migrations/NOTES.md`).
+//! row: a million messages with their events move from SQLite in about 30 s
+//! (docs/benchmarks.md, "The move").
 //!
 //! A page must continue the import the store holds (the checkpoint it stored last), and the
 //! first page may only go into a store without data of its own: two moves into one target,
