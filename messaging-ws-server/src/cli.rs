@@ -450,9 +450,15 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
             shown = Some((p.section, std::time::Instant::now()));
         }
     };
-    let moved = relocate::move_database(&request, &mut progress)
-        .await
-        .map_err(|e| format!("moving into {}: {e}", to.describe()))?;
+    let moved = relocate::move_database(&request, &mut progress).await.map_err(|e| {
+        // A failure midway leaves every page written so far, with its checkpoint.
+        let hint = if e.code() == "unavailable" || e.is_backend() {
+            " (what was copied stays: run the same command with --resume to go on)"
+        } else {
+            ""
+        };
+        format!("moving into {}: {e}{hint}", to.describe())
+    })?;
     let report = &moved.report;
     let counts: Vec<String> =
         report.sections.iter().map(|(section, n)| format!("{} {n}", section.name())).collect();

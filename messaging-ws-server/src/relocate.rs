@@ -56,7 +56,7 @@ pub async fn move_database(
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<Moved> {
     let source = open_source(&request.from).await?;
-    let target = match PgStore::connect(&request.to, PgOptions::default()).await {
+    let target = match PgStore::connect(&request.to, target_options()).await {
         Ok(target) => target,
         Err(error) => {
             close_sqlite(&source).await;
@@ -82,6 +82,15 @@ async fn run(
     let verified = verify_move(source, target, options.page, Timestamp::now()).await?;
     Ok(Moved { report, verified, verify_took: began.elapsed() })
 }
+
+/// The target's settings: a page of the move, or of the check, is one statement over
+/// thousands of rows, which the default bound for a request (3 s) is not made for.
+fn target_options() -> PgOptions {
+    PgOptions::default().statement_timeout(PAGE_STATEMENT_TIMEOUT)
+}
+
+/// The longest one page's statement may run on the target.
+const PAGE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The SQLite store of an existing file (opening a missing path would create an empty
 /// database, and move nothing).

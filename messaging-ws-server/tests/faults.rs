@@ -183,3 +183,92 @@ async fn requests_are_answered_within_the_bound_while_the_cluster_is_down() {
         assert_eq!(stored(client, conversation, &key).await, 1, "{key}");
     }
 }
+
+/// A SQLite database of `conversations × per` messages, through the library.
+async fn sqlite_source(path: &std::path::Path, conversations: usize, per: usize) {
+    use messaging_core::{Messenger, SendMessage};
+    let store = messaging_store_sqlite::SqliteStore::open(path).await.unwrap();
+    let messenger = Messenger::new(std::sync::Arc::new(store.clone())).await.unwrap();
+    for _ in 0..conversations {
+        let (a, b) = (UserId::new(), UserId::new());
+        let id = messenger.open(a, b, Some("listing:1")).await.unwrap().conversation.id;
+        for n in 0..per {
+            let sender = if n % 2 == 0 { a } else { b };
+            let body = format!("message {n}: still for sale?");
+            messenger.send(sender, SendMessage::to_conversation(id, body)).await.unwrap();
+        }
+    }
+    store.close().await.unwrap();
+}
+
+/// Runs `move` in a child process. With `stop_at`, the cluster is stopped once the move
+/// reports a page of that section; the child's exit and log, and the stopped cluster.
+async fn move_child(
+    dir: &std::path::Path,
+    from: &std::path::Path,
+    to: &str,
+    resume: bool,
+    stop_at: Option<(&str, PathBuf)>,
+) -> (bool, String, Option<Stopped>) {
+    use std::io::{BufRead, BufReader};
+    let mut command = support::process::binary(dir);
+    command.args(["move", "--from", from.to_str().unwrap(), "--to", to, "--page", "25"]);
+    if resume {
+        command.arg("--resume");
+    }
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = String::new();
+    let mut stopped = None;
+    while let Some(Ok(line)) = tokio::task::block_in_place(|| lines.next()) {
+        log.push_str(&line);
+        log.push('\n');
+        if let Some((section, control)) = &stop_at
+            && stopped.is_none()
+            && line.contains(&format!("section=\"{section}\""))
+        {
+            stopped = Some(Stopped::stop(control.clone()).await);
+        }
+    }
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    (status.success(), log, stopped)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_cut_off_by_the_database_resumes_once_it_is_back() {
+    let _cluster = CLUSTER.lock().await;
+    let Some(control) = control() else { return };
+    let url = support::pg_database().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("chat.db");
+    sqlite_source(&source, 40, 60).await;
+
+    // The cluster goes away under the move (as in a crash): the command fails, says how
+    // to go on, and leaves no half-page behind.
+    settle().await;
+    let (finished, log, stopped) =
+        move_child(dir.path(), &source, &url, false, Some(("messages", control))).await;
+    assert!(!finished, "{log}");
+    assert!(log.contains("--resume"), "the failure says how to go on: {log}");
+    stopped.expect("the cluster was stopped").start().await;
+
+    // Back up: the resumed move finishes and its check finds both stores alike.
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        let (finished, log, _) = move_child(dir.path(), &source, &url, true, None).await;
+        if finished {
+            assert!(log.contains("verified"), "{log}");
+            assert!(log.contains("messages 2400"), "{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed move finishes once the cluster is back: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
