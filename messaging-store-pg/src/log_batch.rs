@@ -298,17 +298,8 @@ pub(crate) async fn append_and_log(
         removed.push(None);
     }
     let ordinals: Vec<i64> = (1..=int(events as u64)).collect();
-    let (mut audience_users, mut audience_at) = (Vec::new(), Vec::new());
-    for (audience, ordinal) in audiences.iter().zip(&ordinals) {
-        // Distinct per event, so the insert needs no conflict check (a speculative
-        // insertion costs an index probe per row).
-        for (i, user) in audience.iter().enumerate() {
-            if !audience[..i].contains(user) {
-                audience_users.push(*user.as_uuid());
-                audience_at.push(*ordinal);
-            }
-        }
-    }
+    let (audience_users, audience_at) =
+        audience_rows(audiences.iter().copied().zip(ordinals.iter().copied()));
 
     let result = sqlx::query(STATEMENT)
         .bind(&conv.0)
@@ -392,6 +383,24 @@ fn finish(mut appends: Appends<'_>) -> Vec<Result<Appended>> {
         .collect()
 }
 
+/// The `event_audience` rows of events given as (audience, position): one per distinct
+/// user of each audience, so the insert needs no conflict check (a speculative insertion
+/// costs an index probe per row). The writer's batches and an import both log with it.
+pub(crate) fn audience_rows<'a>(
+    events: impl Iterator<Item = (&'a [UserId], i64)>,
+) -> (Vec<Uuid>, Vec<i64>) {
+    let (mut users, mut positions) = (Vec::new(), Vec::new());
+    for (audience, position) in events {
+        for (i, user) in audience.iter().enumerate() {
+            if !audience[..i].contains(user) {
+                users.push(*user.as_uuid());
+                positions.push(position);
+            }
+        }
+    }
+    (users, positions)
+}
+
 /// An audience as the text `string_to_array` splits back into `uuid[]` (also how an
 /// import binds it, `transfer/import.rs`).
 pub(crate) fn joined(audience: &[UserId]) -> String {
@@ -401,6 +410,18 @@ pub(crate) fn joined(audience: &[UserId]) -> String {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::expect_used, clippy::panic, reason = "tests: failing loudly is the point")]
+
+    #[test]
+    fn the_audience_index_gets_each_user_of_an_event_once_in_order() {
+        use messaging_core::id::UserId;
+        let (a, b) = (UserId::new(), UserId::new());
+        let (first, second) = (vec![b, a, b], vec![a]);
+        let (users, positions) =
+            super::audience_rows([(&first[..], 7), (&second[..], 8)].into_iter());
+        assert_eq!(users, [*b.as_uuid(), *a.as_uuid(), *a.as_uuid()]);
+        assert_eq!(positions, [7, 7, 8]);
+        assert_eq!(super::joined(&first), format!("{b},{a},{b}"));
+    }
 
     use sqlx::{Connection, Executor, PgConnection};
 

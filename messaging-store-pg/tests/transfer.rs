@@ -24,7 +24,7 @@ use messaging_core::store::{
 use messaging_core::time::Timestamp;
 use messaging_core::transfer::{
     After, Checkpoint, ImportState, MoveOptions, MoveReport, Progress, Records, Section,
-    StoreExport, StoreImport, VerifyReport, move_store, verify_move,
+    StoreExport, StoreImport, VerifyReport, move_store, source_digest, verify_move,
 };
 use messaging_core::{ConsumerOptions, ConsumerStart, Error, Messenger, SendMessage};
 use messaging_store_pg::{PgOptions, PgStore};
@@ -340,14 +340,16 @@ async fn an_interrupted_move_resumes_and_ends_identical() {
 async fn imports_are_refused_where_they_would_mix_data() {
     let Some(source) = source().await else { return };
     let head = source.store.head().await.expect("head");
+    let digest = source_digest(&*source.store).await.expect("digest");
+    let start = || Checkpoint::start(head).with_digest(&digest);
 
     // A store with data of its own.
     let busy = target().await;
     let messenger = Messenger::new(busy.clone()).await.expect("messenger");
     messenger.open(UserId::new(), UserId::new(), None).await.expect("open");
     assert_eq!(busy.import_state().await.expect("state"), ImportState::Holds);
-    let (start, empty) = (Checkpoint::start(head), Records::empty(Section::Conversations));
-    let refused = busy.import(&empty, &start).await;
+    let empty = Records::empty(Section::Conversations);
+    let refused = busy.import(&empty, &start()).await;
     assert!(is_conflict(&refused), "a first page into a store with data: {refused:?}");
     let moved = move_store(&*source.store, &*busy, MoveOptions::default(), &mut |_| {}).await;
     assert!(is_conflict(&moved), "{moved:?}");
@@ -356,26 +358,27 @@ async fn imports_are_refused_where_they_would_mix_data() {
     // An unfinished import takes the pages that continue it, and nothing else.
     let target = target().await;
     assert!(is_conflict(&target.finish_import(head).await), "no import to finish");
-    target
-        .import(&Records::empty(Section::Conversations), &Checkpoint::start(head))
-        .await
-        .expect("start");
+    target.import(&Records::empty(Section::Conversations), &start()).await.expect("start");
     let page = source.store.export(Section::Conversations, &After::Start, 2).await.expect("export");
     let last = page.last_key().expect("a page");
-    let at = |copied| Checkpoint::at(head, Section::Conversations, last.clone(), copied);
+    let at = |copied| {
+        Checkpoint::at(head, Section::Conversations, last.clone(), copied).with_digest(&digest)
+    };
     assert!(is_conflict(&target.import(&page, &at(3)).await), "a count that skips");
     target.import(&page, &at(2)).await.expect("the first page");
     assert!(is_conflict(&target.import(&page, &at(4)).await), "the same page again");
-    let other = Checkpoint::at(head + 1, Section::Conversations, last.clone(), 4);
+    let other =
+        Checkpoint::at(head + 1, Section::Conversations, last.clone(), 4).with_digest(&digest);
     assert!(is_conflict(&target.import(&page, &other).await), "another source");
-    assert!(is_conflict(
-        &target.import(&Records::empty(Section::Conversations), &Checkpoint::start(head)).await
-    ));
+    assert!(is_conflict(&target.import(&Records::empty(Section::Conversations), &start()).await));
+    let changed = Checkpoint::at(head, Section::Conversations, last.clone(), 4).with_digest("x");
+    assert!(is_conflict(&target.import(&page, &changed).await), "a source changed since");
 
     // Members of conversations the store does not hold: invalid, and nothing stays.
     let members = source.store.export(Section::Members, &After::Start, 100).await.expect("export");
     let last_member = members.last_key().expect("members");
-    let checkpoint = Checkpoint::at(head, Section::Members, last_member, members.len() as u64);
+    let checkpoint = Checkpoint::at(head, Section::Members, last_member, members.len() as u64)
+        .with_digest(&digest);
     let orphans = target.import(&members, &checkpoint).await;
     assert!(matches!(orphans, Err(Error::Invalid(_))), "{orphans:?}");
     assert_eq!(target.import_state().await.expect("state"), ImportState::Unfinished(at(2)));

@@ -114,6 +114,10 @@ struct MoveArgs {
     /// Records per page (one transaction of the target each).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     page: u32,
+    /// Only check a finished move (the check after a move that was cut short): read both
+    /// databases back and compare them.
+    #[arg(long, conflicts_with = "resume")]
+    check: bool,
     #[command(flatten)]
     logs: LogArgs,
 }
@@ -423,15 +427,58 @@ async fn migrate(args: &StoreArgs) -> Result<(), String> {
 }
 
 /// `move`: copies with progress (once a second, and at the end of each section), then
-/// reports the check; differences fail the command.
+/// checks; differences fail the command. `--check` runs the check alone.
 async fn move_database(args: &MoveArgs) -> Result<(), String> {
     let to = Database::parse(&args.to).map_err(|e| e.to_string())?;
     let Database::Postgres(url) = &to else {
         return Err("--to: a move goes into PostgreSQL (postgres://…)".into());
     };
+    let page = args.page as usize;
+    if !args.check {
+        copy(args, url, &to).await?;
+    }
+    tracing::info!(from = %args.from.display(), to = %to.describe(), "checking");
+    let checked = relocate::check_database(&args.from, url, page).await.map_err(|e| {
+        format!(
+            "checking {}: {e} (the move itself finished: run the same command with --check \
+             instead of --resume to check it again)",
+            to.describe()
+        )
+    })?;
+    let verified = &checked.verified;
+    if !verified.is_identical() {
+        for mismatch in &verified.mismatches {
+            tracing::error!(
+                what = %mismatch.what,
+                source = %mismatch.source,
+                target = %mismatch.target,
+                "the stores differ"
+            );
+        }
+        return Err(format!(
+            "the check found {} differences between the SQLite database and PostgreSQL (the \
+             first ones are logged above); do not serve from PostgreSQL",
+            verified.differences
+        ));
+    }
+    let counts: Vec<String> =
+        verified.sections.iter().map(|(section, n)| format!("{} {n}", section.name())).collect();
+    tracing::info!(
+        users = verified.users,
+        contexts = verified.contexts,
+        took = format!("{:.1} s", checked.took.as_secs_f64()),
+        "verified: {}; every listing's conversations, and every user's conversations, unread \
+         totals and events, read back alike from both",
+        counts.join(", ")
+    );
+    Ok(())
+}
+
+/// The copy of `move`, with its progress.
+async fn copy(args: &MoveArgs, url: &str, to: &Database) -> Result<(), String> {
     let request = MoveRequest {
         from: args.from.clone(),
-        to: url.clone(),
+        to: url.to_owned(),
         options: MoveOptions { resume: args.resume, page: args.page as usize },
     };
     tracing::info!(from = %args.from.display(), to = %to.describe(), resume = args.resume, "moving");
@@ -450,7 +497,7 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
             shown = Some((p.section, std::time::Instant::now()));
         }
     };
-    let moved = relocate::move_database(&request, &mut progress).await.map_err(|e| {
+    let report = relocate::move_database(&request, &mut progress).await.map_err(|e| {
         // A failure midway leaves every page written so far, with its checkpoint.
         let hint = if e.code() == "unavailable" || e.is_backend() {
             " (what was copied stays: run the same command with --resume to go on)"
@@ -459,7 +506,6 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
         };
         format!("moving into {}: {e}{hint}", to.describe())
     })?;
-    let report = &moved.report;
     let counts: Vec<String> =
         report.sections.iter().map(|(section, n)| format!("{} {n}", section.name())).collect();
     tracing::info!(
@@ -469,29 +515,6 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
         resumed = report.resumed_from.is_some(),
         "moved: {}",
         counts.join(", ")
-    );
-    let verified = &moved.verified;
-    if !verified.is_identical() {
-        for mismatch in &verified.mismatches {
-            tracing::error!(
-                what = %mismatch.what,
-                source = %mismatch.source,
-                target = %mismatch.target,
-                "the stores differ"
-            );
-        }
-        return Err(format!(
-            "the check found {} differences between the SQLite database and PostgreSQL (the \
-             first ones are logged above); do not serve from PostgreSQL",
-            verified.differences
-        ));
-    }
-    tracing::info!(
-        users = verified.users,
-        contexts = verified.contexts,
-        took = format!("{:.1} s", moved.verify_took.as_secs_f64()),
-        "verified: every record, every listing's conversations, and every user's \
-         conversations, unread totals and events, read back alike from both"
     );
     Ok(())
 }

@@ -1,14 +1,21 @@
-//! Growing from one SQLite file to PostgreSQL: the `move` command, and the same as a
-//! library function ([`move_database`]).
+//! Growing from one SQLite file to PostgreSQL: the `move` command, and the same as library
+//! functions ([`move_database`], then [`check_database`]).
 //!
-//! The copy and its check are `messaging_core::transfer`'s (`move_store`, `verify_move`);
-//! this module opens the two stores the way the server would (the SQLite file must exist,
-//! PostgreSQL is migrated to the current schema first), runs them, and closes both. The
-//! cut-over around it (stop the server, move, start the servers on PostgreSQL) is
-//! docs/operations.md's.
+//! The copy and its check are `messaging_core::transfer`'s (`move_store`, `verify_move`).
+//! This module opens the two stores the way the server does:
+//! - the SQLite file must exist. Opening it applies this version's migrations and, during
+//!   the check, brings its audience index up to date, as starting this version's server
+//!   would;
+//! - PostgreSQL is migrated to the current schema first.
+//!
+//! It runs the copy or the check, then closes both stores. The copy and the check are two
+//! steps, so that a check cut short (the check outlasts the copy) can run again on its own
+//! once the copy has finished: a finished move cannot be resumed, only checked. The
+//! cut-over around them (stop the server, move, start the servers on PostgreSQL) is in
+//! docs/operations.md.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use messaging_core::time::Timestamp;
 use messaging_core::transfer::{
@@ -18,17 +25,8 @@ use messaging_core::{Error, Result};
 use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::SqliteStore;
 
-/// What a move did and what its check found.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Moved {
-    /// The copy.
-    pub report: MoveReport,
-    /// The check after it.
-    pub verified: VerifyReport,
-    /// How long the check took.
-    pub verify_took: Duration,
-}
+/// The longest one page's statement may run on the target.
+const PAGE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A move from a SQLite file into a PostgreSQL database.
 #[derive(Clone, Debug)]
@@ -42,66 +40,76 @@ pub struct MoveRequest {
     pub options: MoveOptions,
 }
 
+/// What a check of a finished move found.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Checked {
+    /// The comparison.
+    pub verified: VerifyReport,
+    /// How long it took.
+    pub took: Duration,
+}
+
 /// Copies the SQLite database `request.from` into the PostgreSQL database `request.to`,
-/// calling `progress` after every page, then reads both back and compares them.
+/// calling `progress` after every page. Check the result with [`check_database`].
 ///
 /// # Errors
-/// The SQLite file does not exist or cannot be opened; PostgreSQL cannot be reached or
-/// migrated; the target is not empty (`Conflict`, see
-/// [`move_store`]); a read or write fails midway
-/// (the target keeps what it has, and a run with `resume` goes on from there). A check
-/// that finds differences is not an error: see [`VerifyReport::is_identical`].
+/// - The SQLite file does not exist or cannot be opened.
+/// - PostgreSQL cannot be reached or migrated.
+/// - The target is not empty (`Conflict`, see [`move_store`]).
+/// - A read or write fails midway: the target keeps what it has, and a run with
+///   `options.resume` goes on from there.
 pub async fn move_database(
     request: &MoveRequest,
     progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<Moved> {
-    let source = open_source(&request.from).await?;
-    let target = match PgStore::connect(&request.to, target_options()).await {
-        Ok(target) => target,
+) -> Result<MoveReport> {
+    let (source, target) = open(&request.from, &request.to).await?;
+    let outcome = move_store(&source, &target, request.options, progress).await;
+    close(source, target).await;
+    outcome
+}
+
+/// Reads the SQLite database `from` and the PostgreSQL database `to` (a finished move of
+/// it) back and compares them (see [`verify_move`]), `page` records at a time.
+///
+/// # Errors
+/// When either store cannot be opened or a read fails. Differences are not errors: see
+/// [`VerifyReport::is_identical`].
+pub async fn check_database(from: &Path, to: &str, page: usize) -> Result<Checked> {
+    let (source, target) = open(from, to).await?;
+    let began = Instant::now();
+    let outcome = verify_move(&source, &target, page, Timestamp::now()).await;
+    close(source, target).await;
+    Ok(Checked { verified: outcome?, took: began.elapsed() })
+}
+
+/// The two stores of a move. On the target, a page of the move or of the check is one
+/// statement over thousands of rows, which the default bound of a request (3 s) is not
+/// made for.
+async fn open(from: &Path, to: &str) -> Result<(SqliteStore, PgStore)> {
+    if !from.is_file() {
+        // Opening a missing path would create an empty database, and move nothing.
+        return Err(Error::invalid(format!(
+            "no SQLite database at {} to move from",
+            from.display()
+        )));
+    }
+    let source = SqliteStore::open(from).await?;
+    let options = PgOptions::default().statement_timeout(PAGE_STATEMENT_TIMEOUT);
+    match PgStore::connect(to, options).await {
+        Ok(target) => Ok((source, target)),
         Err(error) => {
             close_sqlite(&source).await;
-            return Err(error);
+            Err(error)
         }
-    };
-    let outcome = run(&source, &target, request.options, progress).await;
+    }
+}
+
+async fn close(source: SqliteStore, target: PgStore) {
     close_sqlite(&source).await;
     if let Err(error) = target.close().await {
         tracing::warn!(%error, "closing PostgreSQL after the move failed");
     }
-    outcome
-}
-
-async fn run(
-    source: &SqliteStore,
-    target: &PgStore,
-    options: MoveOptions,
-    progress: &mut (dyn FnMut(&Progress) + Send),
-) -> Result<Moved> {
-    let report = move_store(source, target, options, progress).await?;
-    let began = std::time::Instant::now();
-    let verified = verify_move(source, target, options.page, Timestamp::now()).await?;
-    Ok(Moved { report, verified, verify_took: began.elapsed() })
-}
-
-/// The target's settings: a page of the move, or of the check, is one statement over
-/// thousands of rows, which the default bound for a request (3 s) is not made for.
-fn target_options() -> PgOptions {
-    PgOptions::default().statement_timeout(PAGE_STATEMENT_TIMEOUT)
-}
-
-/// The longest one page's statement may run on the target.
-const PAGE_STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The SQLite store of an existing file (opening a missing path would create an empty
-/// database, and move nothing).
-async fn open_source(path: &Path) -> Result<SqliteStore> {
-    if !path.is_file() {
-        return Err(Error::invalid(format!(
-            "no SQLite database at {} to move from",
-            path.display()
-        )));
-    }
-    SqliteStore::open(path).await
 }
 
 async fn close_sqlite(store: &SqliteStore) {

@@ -23,7 +23,7 @@ use messaging_core::{
 use messaging_store_pg::{PgOptions, PgStore};
 use messaging_store_sqlite::SqliteStore;
 use messaging_ws_server::backend::{self, Database, StoreSettings};
-use messaging_ws_server::relocate::{MoveRequest, move_database};
+use messaging_ws_server::relocate::{MoveRequest, check_database, move_database};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -241,17 +241,18 @@ async fn every_user_sees_the_same_before_and_after_the_move() {
     let request =
         MoveRequest { from: path.clone(), to: url.clone(), options: MoveOptions::default() };
     let mut pages = 0;
-    let moved = move_database(&request, &mut |_| pages += 1).await.unwrap();
-    assert!(moved.verified.is_identical(), "{:#?}", moved.verified.mismatches);
+    let report = move_database(&request, &mut |_| pages += 1).await.unwrap();
+    let checked = check_database(&path, &url, 500).await.unwrap();
+    assert!(checked.verified.is_identical(), "{:#?}", checked.verified.mismatches);
     assert!(pages > 3, "progress after every page");
-    let sections = &moved.report.sections;
+    let sections = &report.sections;
     assert_eq!(sections[&Section::Messages], 3_000 + 12, "every message, the first ones too");
-    assert_eq!(sections[&Section::Log], moved.report.head);
+    assert_eq!(sections[&Section::Log], report.head);
     assert!(sections[&Section::Blocks] == 3 && sections[&Section::Revocations] == 1);
     assert_eq!(sections[&Section::LastSeen], 6);
     assert_eq!(sections[&Section::Consumers], 1);
-    assert_eq!(moved.verified.users, built.users.len() as u64);
-    assert_eq!(moved.verified.contexts, 4, "three listings and the orders");
+    assert_eq!(checked.verified.users, built.users.len() as u64);
+    assert_eq!(checked.verified.contexts, 4, "three listings and the orders");
 
     let after = pg_views(&url, &built).await;
     assert_eq!(before.len(), after.len());
@@ -272,7 +273,7 @@ async fn every_user_sees_the_same_before_and_after_the_move() {
     let page = messenger.sync(member, Some(cursor), messenger.cursor_now(), None).await;
     let page = page.unwrap();
     assert_eq!(page.events.len(), 1);
-    assert_eq!(page.events[0].position, moved.report.head + 1);
+    assert_eq!(page.events[0].position, report.head + 1);
     store.close().await.unwrap();
 
     // A second move into it is refused, resumed or not.
@@ -334,15 +335,23 @@ async fn a_move_killed_halfway_and_resumed_ends_as_one_never_stopped() {
     // Without --resume the half-moved target is refused, and says how to go on.
     let (finished, log) = run_move(dir.path(), &path, &interrupted, &[], None);
     assert!(!finished && log.contains("resume"), "{log}");
+    // Resumed, and killed again in the log; then resumed to the end.
+    let (finished, log) = run_move(dir.path(), &path, &interrupted, &["--resume"], Some("log"));
+    assert!(!finished, "killed in the log: {log}");
     let (finished, log) = run_move(dir.path(), &path, &interrupted, &["--resume"], None);
     assert!(finished, "{log}");
     assert!(log.contains("verified"), "{log}");
     assert!(log.contains("rate="), "progress shows a rate: {log}");
+    // A finished move is checked again on its own, and not resumed.
+    let (finished, log) = run_move(dir.path(), &path, &interrupted, &["--check"], None);
+    assert!(finished && log.contains("verified") && !log.contains("moved:"), "{log}");
+    let (finished, log) = run_move(dir.path(), &path, &interrupted, &["--resume"], None);
+    assert!(!finished && log.contains("already holds"), "{log}");
 
     let request =
         MoveRequest { from: path.clone(), to: whole.clone(), options: MoveOptions::default() };
-    let moved = move_database(&request, &mut |_| {}).await.unwrap();
-    assert!(moved.verified.is_identical());
+    move_database(&request, &mut |_| {}).await.unwrap();
+    assert!(check_database(&path, &whole, 500).await.unwrap().verified.is_identical());
 
     let a = PgStore::connect(&interrupted, PgOptions::default()).await.unwrap();
     let b = PgStore::connect(&whole, PgOptions::default()).await.unwrap();
@@ -362,4 +371,45 @@ async fn a_missing_source_or_a_sqlite_target_is_refused() {
     assert!(!missing.exists(), "no empty database is created");
     let (finished, log) = run_move(dir.path(), &missing, "other.db", &[], None);
     assert!(!finished && log.contains("PostgreSQL"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_written_to_between_a_stop_and_the_resume_is_refused() {
+    let Some(url) = pg_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let built = build(&path, 600).await;
+    let (finished, log) = run_move(dir.path(), &path, &url, &[], Some("messages"));
+    assert!(!finished, "{log}");
+
+    // The SQLite server ran meanwhile and took a block: a write that logs no event.
+    let store = SqliteStore::open(&path).await.unwrap();
+    let messenger = Messenger::new(Arc::new(store.clone())).await.unwrap();
+    messenger.block(built.users[11], built.users[12]).await.unwrap();
+    store.close().await.unwrap();
+
+    let (finished, log) = run_move(dir.path(), &path, &url, &["--resume"], None);
+    assert!(!finished && log.contains("the source changed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_a_server_runs_on_is_refused() {
+    let Some(url) = pg_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    build(&path, 50).await;
+
+    // A server on the (empty) target: its presence keeps a heartbeat.
+    let live = PgStore::connect(&url, PgOptions::default()).await.unwrap();
+    let messenger = live.messenger(Limits::default()).await.unwrap();
+    let request =
+        MoveRequest { from: path.clone(), to: url.clone(), options: MoveOptions::default() };
+    let error = move_database(&request, &mut |_| {}).await.unwrap_err();
+    assert!(error.to_string().contains("a server is running"), "{error}");
+
+    // Stopped, it says goodbye (nobody connected: it left no data): the move goes in.
+    live.close().await.unwrap();
+    drop(messenger);
+    move_database(&request, &mut |_| {}).await.unwrap();
+    assert!(check_database(&path, &url, 200).await.unwrap().verified.is_identical());
 }

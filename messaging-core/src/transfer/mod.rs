@@ -25,13 +25,13 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{ConversationId, UserId};
 use crate::model::{Conversation, LogEntry, Message};
 use crate::store::Store;
 use crate::time::Timestamp;
 
-pub use mover::{MoveOptions, MoveReport, Progress, move_store};
+pub use mover::{MoveOptions, MoveReport, Progress, move_store, source_digest};
 pub use verify::{Mismatch, VerifyReport, verify_move};
 
 /// A part of a store's contents, copied in this order (later sections name the objects
@@ -102,6 +102,52 @@ pub enum After {
     Position(u64),
     /// After this name (consumers).
     Name(String),
+}
+
+impl After {
+    /// The id a page of `section` starts after (`None` from the start); `Invalid` for a
+    /// key of another shape.
+    pub fn id(&self, section: Section) -> Result<Option<Uuid>> {
+        match self {
+            Self::Start => Ok(None),
+            Self::Id(id) => Ok(Some(*id)),
+            other => Err(other.wrong(section)),
+        }
+    }
+
+    /// The pair a page of `section` starts after (`None` from the start); `Invalid` for a
+    /// key of another shape.
+    pub fn pair(&self, section: Section) -> Result<Option<(Uuid, Uuid)>> {
+        match self {
+            Self::Start => Ok(None),
+            Self::Pair(a, b) => Ok(Some((*a, *b))),
+            other => Err(other.wrong(section)),
+        }
+    }
+
+    /// The log position a page starts after (0 from the start); `Invalid` for a key of
+    /// another shape.
+    pub fn position(&self, section: Section) -> Result<u64> {
+        match self {
+            Self::Start => Ok(0),
+            Self::Position(position) => Ok(*position),
+            other => Err(other.wrong(section)),
+        }
+    }
+
+    /// The name a page of `section` starts after (`None` from the start); `Invalid` for a
+    /// key of another shape.
+    pub fn name(&self, section: Section) -> Result<Option<&str>> {
+        match self {
+            Self::Start => Ok(None),
+            Self::Name(name) => Ok(Some(name)),
+            other => Err(other.wrong(section)),
+        }
+    }
+
+    fn wrong(&self, section: Section) -> Error {
+        Error::invalid(format!("a page of {} cannot start after {self:?}", section.name()))
+    }
 }
 
 /// One member's own state of one conversation: the markers with their times and the
@@ -284,6 +330,10 @@ pub struct Checkpoint {
     /// The source's log head when the move began: a resumed move checks the source still
     /// has it (a source written to meanwhile cannot be resumed from).
     pub source_head: u64,
+    /// A digest of what the source holds that no event records (blocks, last-seen times,
+    /// revocations, consumers' positions) when the move began, checked with the head.
+    #[serde(default)]
+    pub source_digest: String,
     /// The section being copied.
     pub section: Section,
     /// The last record of `section` written.
@@ -296,14 +346,33 @@ impl Checkpoint {
     /// The checkpoint of a move that has written nothing yet.
     #[must_use]
     pub fn start(source_head: u64) -> Self {
-        Self { source_head, section: Section::Conversations, after: After::Start, copied: 0 }
+        Self {
+            source_head,
+            source_digest: String::new(),
+            section: Section::Conversations,
+            after: After::Start,
+            copied: 0,
+        }
     }
 
     /// The checkpoint after a page of `section` that ends at `after`, `copied` records
     /// of the section in all.
     #[must_use]
     pub fn at(source_head: u64, section: Section, after: After, copied: u64) -> Self {
-        Self { source_head, section, after, copied }
+        Self { source_head, source_digest: String::new(), section, after, copied }
+    }
+
+    /// The checkpoint with the source's digest (see [`Checkpoint::source_digest`]).
+    #[must_use]
+    pub fn with_digest(mut self, digest: impl Into<String>) -> Self {
+        self.source_digest = digest.into();
+        self
+    }
+
+    /// Whether `other` is of the same move's source (head and digest alike).
+    #[must_use]
+    pub fn same_source(&self, other: &Self) -> bool {
+        self.source_head == other.source_head && self.source_digest == other.source_digest
     }
 }
 
@@ -371,4 +440,49 @@ pub trait StoreImport: Store {
     /// Ends the import: the log goes on after `head`, the checkpoint is dropped, and the
     /// store serves as if it had written everything itself.
     async fn finish_import(&self, head: u64) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_of_another_sections_shape_is_invalid() {
+        let nil = Uuid::nil();
+        let refused = [
+            After::Position(3).id(Section::Messages).err(),
+            After::Pair(nil, nil).id(Section::Conversations).err(),
+            After::Id(nil).pair(Section::Blocks).err(),
+            After::Name("x".into()).pair(Section::Members).err(),
+            After::Id(nil).position(Section::Log).err(),
+            After::Position(1).name(Section::Consumers).err(),
+        ];
+        for error in refused {
+            assert!(matches!(error, Some(Error::Invalid(_))), "{error:?}");
+        }
+        let error = After::Start
+            .id(Section::Messages)
+            .map(|_| ())
+            .and(After::Name("x".into()).id(Section::Members).map(|_| ()));
+        assert!(error.is_err_and(|e| e.to_string().contains("members")));
+        assert_eq!(After::Start.position(Section::Log).ok(), Some(0));
+        assert_eq!(After::Pair(nil, nil).pair(Section::Blocks).ok(), Some(Some((nil, nil))));
+        assert_eq!(After::Name("a".into()).name(Section::Consumers).ok(), Some(Some("a")));
+    }
+
+    #[test]
+    fn a_checkpoint_knows_its_source() {
+        let a = Checkpoint::start(9).with_digest("d1");
+        assert!(a.same_source(
+            &Checkpoint::at(9, Section::Log, After::Position(3), 3).with_digest("d1")
+        ));
+        assert!(!a.same_source(&Checkpoint::start(9).with_digest("d2")));
+        assert!(!a.same_source(&Checkpoint::start(10).with_digest("d1")));
+        // A checkpoint stored before digests existed reads with an empty one.
+        let old: Checkpoint = serde_json::from_str(
+            r#"{"source_head":9,"section":"log","after":{"position":3},"copied":3}"#,
+        )
+        .unwrap_or_else(|_| Checkpoint::start(0));
+        assert_eq!((old.source_head, old.source_digest.as_str()), (9, ""));
+    }
 }

@@ -1,6 +1,7 @@
 //! The copy: section by section, page by page, each page written with its checkpoint.
 
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use super::{After, Checkpoint, ImportState, Records, Section, StoreExport, StoreImport};
@@ -82,19 +83,21 @@ pub async fn move_store(
     progress: &mut (dyn FnMut(&Progress) + Send),
 ) -> Result<MoveReport> {
     let began = Instant::now();
-    let head = source.head().await?;
     let page = options.page.max(1);
+    let head = source.head().await?;
+    let digest = source_digest(source).await?;
+    let mark = Checkpoint::start(head).with_digest(digest.clone());
     let (mut checkpoint, resumed_from) = match target.import_state().await? {
         ImportState::Empty => {
-            let start = Checkpoint::start(head);
-            target.import(&Records::empty(Section::Conversations), &start).await?;
-            (start, None)
+            target.import(&Records::empty(Section::Conversations), &mark).await?;
+            (mark.clone(), None)
         }
         ImportState::Unfinished(stopped) if options.resume => {
-            if stopped.source_head != head {
+            if !stopped.same_source(&mark) {
                 return Err(Error::conflict(format!(
                     "the source changed since the move began (its log was at {}, it is at \
-                     {head}): move again into an empty target",
+                     {head}; or its blocks, last-seen times, revocations or consumers \
+                     changed): move again into an empty target",
                     stopped.source_head
                 )));
             }
@@ -121,7 +124,7 @@ pub async fn move_store(
             continue;
         }
         if section > checkpoint.section {
-            checkpoint = Checkpoint::at(head, section, After::Start, 0);
+            checkpoint = Checkpoint::at(head, section, After::Start, 0).with_digest(&digest);
         }
         loop {
             let records = source.export(section, &checkpoint.after, page).await?;
@@ -133,7 +136,8 @@ pub async fn move_store(
                 )?;
             }
             let count = records.len() as u64;
-            let next = Checkpoint::at(head, section, last, checkpoint.copied + count);
+            let next =
+                Checkpoint::at(head, section, last, checkpoint.copied + count).with_digest(&digest);
             target.import(&records, &next).await?;
             checkpoint = next;
             run_copied += count;
@@ -145,6 +149,16 @@ pub async fn move_store(
                 elapsed: began.elapsed(),
             });
         }
+        if section == Section::Log && checkpoint.after != After::Position(head) && head > 0 {
+            let read = match checkpoint.after {
+                After::Position(last) => last,
+                _ => 0,
+            };
+            return Err(Error::invalid(format!(
+                "the source's log goes on to {head} but this version reads it only to {read} \
+                 (events of a kind it does not know?): move with the version that wrote them"
+            )));
+        }
         if checkpoint.copied != total {
             return Err(Error::conflict(format!(
                 "the source's {} changed during the move ({} copied, {total} counted): move \
@@ -154,19 +168,51 @@ pub async fn move_store(
             )));
         }
     }
-    if sections.get(&Section::Log).copied() != Some(head) {
-        return Err(Error::invalid(format!(
-            "the source's log ends at {head} but holds {} events",
-            sections.get(&Section::Log).copied().unwrap_or(0)
-        )));
-    }
-    if source.head().await? != head {
+    if source.head().await? != head || source_digest(source).await? != digest {
         return Err(Error::conflict(
             "the source was written to during the move: move again into an empty target",
         ));
     }
     target.finish_import(head).await?;
     Ok(MoveReport { head, sections, resumed_from, copied: run_copied, took: began.elapsed() })
+}
+
+/// A digest of what a source holds that no event records a change of (blocks, last-seen
+/// times, revocations, consumers' positions), with every section's count: with the log's
+/// head, what tells a source written to since a move began ([`Checkpoint::source_digest`]).
+/// The same for the same contents whatever the page size; stable within one build (the
+/// standard library's hasher), so a move resumed by another build may see a change that is
+/// not one, and says so.
+///
+/// # Errors
+/// What the source answers when a read fails.
+pub async fn source_digest(source: &dyn StoreExport) -> Result<String> {
+    const PAGE: usize = 1_000;
+    let mut hasher = DefaultHasher::new();
+    for section in Section::ALL {
+        source.count(section).await?.hash(&mut hasher);
+    }
+    for section in [Section::Blocks, Section::LastSeen, Section::Revocations, Section::Consumers] {
+        let mut after = After::Start;
+        loop {
+            let records = source.export(section, &after, PAGE).await?;
+            let Some(last) = records.last_key() else { break };
+            match &records {
+                Records::Blocks(v) => {
+                    v.iter().for_each(|r| (r.blocker, r.blocked).hash(&mut hasher));
+                }
+                Records::LastSeen(v) | Records::Revocations(v) => {
+                    v.iter().for_each(|r| (r.user_id, r.at.as_millis()).hash(&mut hasher));
+                }
+                Records::Consumers(v) => {
+                    v.iter().for_each(|r| (&r.name, r.position).hash(&mut hasher));
+                }
+                _ => {}
+            }
+            after = last;
+        }
+    }
+    Ok(format!("{:016x}", hasher.finish()))
 }
 
 /// Positions must follow `after` without a gap: a missing one is an event the source could

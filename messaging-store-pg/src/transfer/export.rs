@@ -10,7 +10,6 @@
 //! Each section's first page is its own statement (`$1 IS NULL` in place of the key), as
 //! the keyset variants of `read.rs` are, so that each keeps its own plan.
 
-use messaging_core::Error;
 use messaging_core::id::{ConversationId, UserId};
 use messaging_core::time::Timestamp;
 use messaging_core::transfer::{
@@ -36,7 +35,7 @@ pub(crate) async fn export(
     let limit_sql = int(limit as u64);
     Ok(match section {
         Section::Conversations => {
-            let after = id_after(section, after)?;
+            let after = after.id(section)?;
             let sql = format!(
                 "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE {} \
                  ORDER BY c.id LIMIT $2",
@@ -47,7 +46,7 @@ pub(crate) async fn export(
             Records::Conversations(decode(&rows, |row| codec::conversation(row, 0))?)
         }
         Section::Members => {
-            let after = pair_after(section, after)?;
+            let after = after.pair(section)?;
             // By user, then conversation: the order `Records::last_key` keys a members page
             // by, and the members' primary key. A member's `archived` is on their
             // `activity` row (migration 0005).
@@ -70,7 +69,7 @@ pub(crate) async fn export(
             Records::Members(decode(&rows, member)?)
         }
         Section::Messages => {
-            let after = id_after(section, after)?;
+            let after = after.id(section)?;
             let sql = format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE {} ORDER BY m.id LIMIT $2",
                 after_id("m.id", after)
@@ -80,16 +79,12 @@ pub(crate) async fn export(
             Records::Messages(decode(&rows, |row| codec::message(row, 0))?)
         }
         Section::Log => {
-            let after = match after {
-                After::Start => 0,
-                After::Position(position) => *position,
-                other => return Err(wrong_key(section, other)),
-            };
+            let after = after.position(section)?;
             let head = read::head(pool).await?;
             Records::Log(read::read_log(pool, after, head, limit).await?)
         }
         Section::Blocks => {
-            let after = pair_after(section, after)?;
+            let after = after.pair(section)?;
             let sql = format!(
                 "SELECT blocker, blocked FROM blocks WHERE {} ORDER BY blocker, blocked LIMIT $3",
                 after_pair("blocker", "blocked", after)
@@ -108,18 +103,14 @@ pub(crate) async fn export(
                 })
             })?)
         }
-        Section::LastSeen => Records::LastSeen(
-            user_times(pool, "last_seen", id_after(section, after)?, limit).await?,
-        ),
-        Section::Revocations => Records::Revocations(
-            user_times(pool, "revocations", id_after(section, after)?, limit).await?,
-        ),
+        Section::LastSeen => {
+            Records::LastSeen(user_times(pool, "last_seen", after.id(section)?, limit).await?)
+        }
+        Section::Revocations => {
+            Records::Revocations(user_times(pool, "revocations", after.id(section)?, limit).await?)
+        }
         Section::Consumers => {
-            let after = match after {
-                After::Start => None,
-                After::Name(name) => Some(name.as_str()),
-                other => return Err(wrong_key(section, other)),
-            };
+            let after = after.name(section)?;
             let keyset =
                 if after.is_some() { "name COLLATE \"C\" > $1" } else { "$1::text IS NULL" };
             let sql = format!(
@@ -227,55 +218,9 @@ fn after_pair(first: &str, second: &str, after: Option<(Uuid, Uuid)>) -> String 
     }
 }
 
-/// The id a page of `section` starts after (`None`: at the start).
-fn id_after(section: Section, after: &After) -> Result<Option<Uuid>, PgError> {
-    match after {
-        After::Start => Ok(None),
-        After::Id(id) => Ok(Some(*id)),
-        other => Err(wrong_key(section, other)),
-    }
-}
-
-/// The pair a page of `section` starts after (`None`: at the start).
-fn pair_after(section: Section, after: &After) -> Result<Option<(Uuid, Uuid)>, PgError> {
-    match after {
-        After::Start => Ok(None),
-        After::Pair(a, b) => Ok(Some((*a, *b))),
-        other => Err(wrong_key(section, other)),
-    }
-}
-
-/// A key of the wrong shape for `section`: the caller's mistake, answered `Invalid`.
-fn wrong_key(section: Section, after: &After) -> PgError {
-    PgError::Core(Error::invalid(format!(
-        "a page of {} cannot start after {after:?}",
-        section.name()
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_key_of_another_sections_shape_is_invalid() {
-        let refused = [
-            id_after(Section::Messages, &After::Position(3)).err(),
-            id_after(Section::Conversations, &After::Pair(Uuid::nil(), Uuid::nil())).err(),
-            pair_after(Section::Blocks, &After::Id(Uuid::nil())).err(),
-            pair_after(Section::Members, &After::Name("x".to_owned())).err(),
-        ];
-        for error in refused {
-            let error = error.map(Error::from);
-            assert!(matches!(error, Some(Error::Invalid(_))), "{error:?}");
-        }
-        let error = Error::from(wrong_key(Section::Members, &After::Start));
-        assert!(error.to_string().contains("members"), "{error}");
-        assert!(matches!(id_after(Section::Messages, &After::Start), Ok(None)));
-        let pair = (Uuid::now_v7(), Uuid::now_v7());
-        let after = pair_after(Section::Blocks, &After::Pair(pair.0, pair.1));
-        assert!(matches!(after, Ok(Some(p)) if p == pair));
-    }
 
     #[test]
     fn a_first_page_binds_its_key_to_null() {

@@ -31,10 +31,13 @@
 //! first page may only go into a store without data of its own: two moves into one target,
 //! or a move into a store in use, are refused (`Conflict`) instead of mixing their rows.
 
+use std::time::Duration;
+
 use messaging_core::Error;
 use messaging_core::id::UserId;
 use messaging_core::model::{Attachment, Conversation, LogEntry, Message};
 use messaging_core::search::index_text;
+use messaging_core::time::Timestamp;
 use messaging_core::transfer::{
     BlockRecord, Checkpoint, ConsumerRecord, ImportState, MemberRecord, Records, UserTime,
 };
@@ -63,9 +66,28 @@ const UNIQUE_VIOLATION: &str = "23505";
 const ANALYZE: &str = "ANALYZE conversations, members, activity, messages, events, \
      event_audience, blocks, last_seen, revocations, consumers";
 
-/// Empty, an unfinished import (its checkpoint), or holding data.
+/// How recent an instance's heartbeat must be for a server to count as running on the
+/// store: the presence sweeper's timeout (`presence.rs`).
+const LIVE_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Empty, an unfinished import (its checkpoint), or holding data. A store a server is
+/// running on (an instance's heartbeat is recent) is `Conflict`: it may write at any
+/// moment, beside the import.
 pub(crate) async fn import_state(pool: &PgPool) -> Result<ImportState> {
     let mut conn = pool.acquire().await?;
+    let since = Timestamp::now().as_millis().saturating_sub(millis(LIVE_HEARTBEAT));
+    let live: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE heartbeat_at >= $1)")
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await?;
+    if live {
+        return Err(Error::conflict(
+            "a server is running on this database (an instance's heartbeat is recent): stop \
+             every server before moving into it",
+        )
+        .into());
+    }
     if let Some(checkpoint) = stored_checkpoint(&mut conn, false).await? {
         return Ok(ImportState::Unfinished(checkpoint));
     }
@@ -196,7 +218,7 @@ fn continues(stored: &Checkpoint, records: &Records, next: &Checkpoint) -> Resul
     };
     let same_page = records.is_empty()
         || (records.section() == next.section && records.last_key().as_ref() == Some(&next.after));
-    if next.source_head == stored.source_head && counted && same_page {
+    if next.same_source(stored) && counted && same_page {
         return Ok(());
     }
     Err(Error::conflict(format!(
@@ -289,7 +311,8 @@ async fn write_members(conn: &mut PgConnection, members: &[MemberRecord]) -> Res
          INSERT INTO members (user_id, conversation_id, peer_id, read_seq, read_at, \
            delivered_seq, delivered_at, muted_until) \
          SELECT user_id, conversation_id, \
-           CASE WHEN user_id = user_lo THEN user_hi ELSE user_lo END, read_seq, read_at, delivered_seq, delivered_at, muted_until \
+           CASE WHEN user_id = user_lo THEN user_hi ELSE user_lo END, read_seq, read_at, \
+           delivered_seq, delivered_at, muted_until \
          FROM page",
     )
     .bind(members.iter().map(|m| *m.conversation_id.as_uuid()).collect::<Vec<_>>())
@@ -365,16 +388,12 @@ async fn write_log(conn: &mut PgConnection, entries: &[LogEntry]) -> Result<()> 
         rows.push(row);
     }
     let positions: Vec<i64> = entries.iter().map(|e| int(e.position())).collect();
-    let (mut audience_users, mut audience_at) = (Vec::new(), Vec::new());
-    for (entry, position) in entries.iter().zip(&positions) {
-        // One index row per distinct recipient, as the writer keeps them.
-        for (i, recipient) in entry.recipients.iter().enumerate() {
-            if !entry.recipients[..i].iter().any(|r| r.user_id == recipient.user_id) {
-                audience_users.push(*recipient.user_id.as_uuid());
-                audience_at.push(*position);
-            }
-        }
-    }
+    let audiences: Vec<Vec<UserId>> =
+        entries.iter().map(|e| e.recipients.iter().map(|r| r.user_id).collect()).collect();
+    // One index row per distinct recipient, as the writer keeps them.
+    let (audience_users, audience_at) = log_batch::audience_rows(
+        audiences.iter().map(Vec::as_slice).zip(positions.iter().copied()),
+    );
     // NULL when nothing was removed, as the writer stores it.
     let removed: Vec<Option<Json<&[Attachment]>>> = entries
         .iter()
@@ -399,7 +418,7 @@ async fn write_log(conn: &mut PgConnection, entries: &[LogEntry]) -> Result<()> 
     .bind(rows.iter().map(|r| r.message_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.user_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.seq).collect::<Vec<_>>())
-    .bind(entries.iter().map(audience).collect::<Vec<_>>())
+    .bind(audiences.iter().map(|a| log_batch::joined(a)).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.emoji.as_deref()).collect::<Vec<_>>())
     .bind(entries.iter().map(|e| e.actor.map(|u| *u.as_uuid())).collect::<Vec<_>>())
@@ -451,16 +470,14 @@ async fn write_consumers(conn: &mut PgConnection, consumers: &[ConsumerRecord]) 
     Ok(())
 }
 
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// A JSON value as the text the statements cast to `jsonb` (NULL for none), as the append
 /// statement binds metadata.
 fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
     value.map(serde_json::Value::to_string)
-}
-
-/// An event's audience (its recipients, in order) as the writer binds it.
-fn audience(entry: &LogEntry) -> String {
-    let users: Vec<UserId> = entry.recipients.iter().map(|r| r.user_id).collect();
-    log_batch::joined(&users)
 }
 
 #[cfg(test)]
@@ -471,7 +488,7 @@ mod tests {
     use super::*;
 
     fn times(n: usize) -> Records {
-        let at = messaging_core::time::Timestamp::from_millis(1_000);
+        let at = Timestamp::from_millis(1_000);
         Records::LastSeen((0..n).map(|_| UserTime { user_id: UserId::new(), at }).collect())
     }
 
@@ -510,29 +527,5 @@ mod tests {
             let error = continues(&stored, &page, &checkpoint).err().map(Error::from);
             assert_eq!(error.map(|e| e.code()), Some("conflict"), "{checkpoint:?}");
         }
-    }
-
-    #[test]
-    fn an_audience_is_the_recipients_in_order() {
-        let (a, b) = (UserId::new(), UserId::new());
-        let entry = LogEntry::new(
-            messaging_core::model::LoggedEvent {
-                position: 1,
-                event: messaging_core::model::Event::Receipt(messaging_core::model::Receipt {
-                    conversation_id: messaging_core::id::ConversationId::new(),
-                    user_id: a,
-                    kind: messaging_core::model::ReceiptKind::Read,
-                    seq: 1,
-                    at: messaging_core::time::Timestamp::from_millis(5),
-                }),
-            },
-            Some(a),
-            vec![
-                messaging_core::model::Recipient::new(b, None),
-                messaging_core::model::Recipient::new(a, None),
-            ],
-            Vec::new(),
-        );
-        assert_eq!(audience(&entry), format!("{},{}", b.as_uuid(), a.as_uuid()));
     }
 }

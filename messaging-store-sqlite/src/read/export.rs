@@ -5,7 +5,6 @@
 //! Ids are compared as blobs, which is `Uuid`'s order; consumer names as text in
 //! SQLite's `BINARY` collation, which is the order of their UTF-8 bytes.
 
-use messaging_core::Error;
 use messaging_core::model::Message;
 use messaging_core::time::Timestamp;
 use messaging_core::transfer::{
@@ -14,7 +13,7 @@ use messaging_core::transfer::{
 use rusqlite::{Connection, params};
 
 use crate::codec::{self, CONVERSATION_COLUMNS, CONVERSATION_METADATA_JOIN, MESSAGE_COLUMNS, int};
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::read::events;
 
 /// The records of `section` after `after`, at most `limit`.
@@ -57,11 +56,7 @@ pub(crate) fn export(
             Records::Messages(rows.collect::<rusqlite::Result<Vec<Message>>>()?)
         }
         Section::Log => {
-            let after = match after {
-                After::Start => 0,
-                After::Position(position) => *position,
-                other => return Err(wrong_key(section, other)),
-            };
+            let after = after.position(section)?;
             let head = events::head(conn)?;
             Records::Log(events::read_log(conn, after, head, limit)?)
         }
@@ -80,11 +75,7 @@ pub(crate) fn export(
             Records::Revocations(user_times(conn, "revocations", section, after, limit)?)
         }
         Section::Consumers => {
-            let after = match after {
-                After::Start => None,
-                After::Name(name) => Some(name.as_str()),
-                other => return Err(wrong_key(section, other)),
-            };
+            let after = after.name(section)?;
             let mut stmt = conn.prepare_cached(CONSUMERS_SQL)?;
             let rows = stmt.query_map(params![after, limit_sql], |row| {
                 Ok(ConsumerRecord { name: row.get(0)?, position: codec::uint(row.get(1)?) })
@@ -156,27 +147,14 @@ fn user_times(
 
 /// The id a page starts after, as a blob (the empty blob sorts before every id).
 fn id_after(section: Section, after: &After) -> StoreResult<Vec<u8>> {
-    match after {
-        After::Start => Ok(Vec::new()),
-        After::Id(id) => Ok(id.as_bytes().to_vec()),
-        other => Err(wrong_key(section, other)),
-    }
+    Ok(after.id(section)?.map_or_else(Vec::new, |id| id.as_bytes().to_vec()))
 }
 
 /// The pair a page starts after, as blobs (the empty blob sorts before every id).
 fn pair_after(section: Section, after: &After) -> StoreResult<(Vec<u8>, Vec<u8>)> {
-    match after {
-        After::Start => Ok((Vec::new(), Vec::new())),
-        After::Pair(a, b) => Ok((a.as_bytes().to_vec(), b.as_bytes().to_vec())),
-        other => Err(wrong_key(section, other)),
-    }
-}
-
-fn wrong_key(section: Section, after: &After) -> StoreError {
-    StoreError::Core(Error::invalid(format!(
-        "a page of {} cannot start after {after:?}",
-        section.name()
-    )))
+    Ok(after
+        .pair(section)?
+        .map_or_else(Default::default, |(a, b)| (a.as_bytes().to_vec(), b.as_bytes().to_vec())))
 }
 
 #[cfg(test)]
