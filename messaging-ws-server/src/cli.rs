@@ -466,9 +466,10 @@ async fn move_database(args: &MoveArgs) -> Result<(), String> {
     tracing::info!(
         users = verified.users,
         contexts = verified.contexts,
+        searches = verified.searches,
         took = format!("{:.1} s", checked.took.as_secs_f64()),
-        "verified: {}; every listing's conversations, and every user's conversations, unread \
-         totals and events, read back alike from both",
+        "verified: {}; every listing's conversations, a search in every conversation, and \
+         every user's conversations, unread totals and events, read back alike from both",
         counts.join(", ")
     );
     Ok(())

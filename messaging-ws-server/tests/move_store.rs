@@ -253,6 +253,7 @@ async fn every_user_sees_the_same_before_and_after_the_move() {
     assert_eq!(sections[&Section::Consumers], 1);
     assert_eq!(checked.verified.users, built.users.len() as u64);
     assert_eq!(checked.verified.contexts, 4, "three listings and the orders");
+    assert_eq!(checked.verified.searches, 36, "a search in every conversation");
 
     let after = pg_views(&url, &built).await;
     assert_eq!(before.len(), after.len());

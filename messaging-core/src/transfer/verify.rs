@@ -1,16 +1,17 @@
 //! The check after a move: both stores read back through the storage traits and compared
 //! as canonical JSON, record by record, and user by user as users see them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::{After, Records, Section, StoreExport};
 use crate::error::{Error, Result};
-use crate::id::UserId;
+use crate::id::{ConversationId, UserId};
 use crate::model::ActivityKey;
-use crate::store::{ContextPage, ConversationPage};
+use crate::search;
+use crate::store::{ContextPage, ConversationPage, SearchQuery};
 use crate::time::Timestamp;
 
 /// How many differences a report keeps (the count goes on).
@@ -39,6 +40,9 @@ pub struct VerifyReport {
     pub users: u64,
     /// Contexts whose conversations (the host's listing view) were compared.
     pub contexts: u64,
+    /// Searches compared: in each conversation, a word of its latest message, as one of
+    /// its members.
+    pub searches: u64,
     /// Differences found.
     pub differences: u64,
     /// The first differences found.
@@ -66,7 +70,8 @@ impl VerifyReport {
 
 /// Reads `source` and `target` back and compares them: every record of every section (as
 /// [`StoreExport::export`] gives it), every context's conversations (as the host lists a
-/// listing's inquiries), then, for every member of a conversation, their
+/// listing's inquiries), in every conversation a search for a word of its latest message
+/// (what tells a search index built wrong), then, for every member of a conversation, their
 /// conversation lists (unarchived and archived, page by page), their unread totals at
 /// `now`, and the events `sync` would serve them from the start of the log. Objects are
 /// compared as canonical JSON (object keys sorted), so a store that reorders the keys of
@@ -85,6 +90,9 @@ pub async fn verify_move(
     let mut report = VerifyReport::default();
     let mut users = BTreeSet::new();
     let mut contexts = BTreeSet::new();
+    // A member of each conversation, and a word of its latest message: one search each.
+    let mut members: HashMap<ConversationId, UserId> = HashMap::new();
+    let mut probes: BTreeMap<ConversationId, String> = BTreeMap::new();
     for section in Section::ALL {
         let mut after = After::Start;
         let mut compared = 0;
@@ -95,6 +103,14 @@ pub async fn verify_move(
                 Records::Members(members) => users.extend(members.iter().map(|m| m.user_id)),
                 Records::Conversations(conversations) => {
                     contexts.extend(conversations.iter().filter_map(|c| c.context.clone()));
+                    members.extend(conversations.iter().map(|c| (c.id, c.members[0])));
+                }
+                Records::Messages(messages) => {
+                    for message in messages.iter().filter(|m| !m.deleted) {
+                        if let Some(word) = search::words(&message.body).next() {
+                            probes.insert(message.conversation_id, word);
+                        }
+                    }
                 }
                 _ => {}
             }
@@ -124,6 +140,24 @@ pub async fn verify_move(
     }
     for context in contexts {
         compare_context(source, target, context, page, &mut report).await?;
+    }
+    for (conversation, word) in probes {
+        let Some(&user) = members.get(&conversation) else { continue };
+        let query = SearchQuery {
+            user,
+            terms: vec![word],
+            conversation_id: Some(conversation),
+            limit: page,
+        };
+        let (theirs, ours) =
+            (source.search(query.clone()).await?, target.search(query.clone()).await?);
+        compare(
+            &mut report,
+            format!("search of {:?} in {conversation}", query.terms),
+            &theirs,
+            &ours,
+        )?;
+        report.searches += 1;
     }
     for user in users {
         compare_lists(source, target, user, page, &mut report).await?;

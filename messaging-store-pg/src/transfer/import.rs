@@ -70,24 +70,9 @@ const ANALYZE: &str = "ANALYZE conversations, members, activity, messages, event
 /// store: the presence sweeper's timeout (`presence.rs`).
 const LIVE_HEARTBEAT: Duration = Duration::from_secs(15);
 
-/// Empty, an unfinished import (its checkpoint), or holding data. A store a server is
-/// running on (an instance's heartbeat is recent) is `Conflict`: it may write at any
-/// moment, beside the import.
+/// Empty, an unfinished import (its checkpoint), or holding data.
 pub(crate) async fn import_state(pool: &PgPool) -> Result<ImportState> {
     let mut conn = pool.acquire().await?;
-    let since = Timestamp::now().as_millis().saturating_sub(millis(LIVE_HEARTBEAT));
-    let live: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE heartbeat_at >= $1)")
-            .bind(since)
-            .fetch_one(&mut *conn)
-            .await?;
-    if live {
-        return Err(Error::conflict(
-            "a server is running on this database (an instance's heartbeat is recent): stop \
-             every server before moving into it",
-        )
-        .into());
-    }
     if let Some(checkpoint) = stored_checkpoint(&mut conn, false).await? {
         return Ok(ImportState::Unfinished(checkpoint));
     }
@@ -102,6 +87,7 @@ pub(crate) async fn import(
     checkpoint: &Checkpoint,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
+    refuse_a_live_server(&mut tx).await?;
     // The stored checkpoint is locked until commit: another move's page waits here, then
     // reads this one's checkpoint and is refused. Two first pages have no row to lock: the
     // second one's insert of the checkpoint waits on the first's, then fails (below).
@@ -145,6 +131,25 @@ pub(crate) async fn import(
         });
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// A store a server is running on (an instance's heartbeat is recent) takes no page: the
+/// server may write at any moment, beside the import.
+async fn refuse_a_live_server(conn: &mut PgConnection) -> Result<()> {
+    let since = Timestamp::now().as_millis().saturating_sub(millis(LIVE_HEARTBEAT));
+    let live: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM instances WHERE heartbeat_at >= $1)")
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await?;
+    if live {
+        return Err(Error::conflict(
+            "a server is running on this database (an instance's heartbeat is recent): stop \
+             every server before moving into it",
+        )
+        .into());
+    }
     Ok(())
 }
 
