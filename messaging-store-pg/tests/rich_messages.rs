@@ -39,18 +39,6 @@ async fn case(options: PgOptions) -> Option<Case> {
     Some(Case { store, messenger, alice, bob, conversation })
 }
 
-fn photo() -> Attachment {
-    Attachment {
-        url: "https://files.example/p/1.jpg".to_owned(),
-        mime: "image/jpeg".to_owned(),
-        name: Some("beach.jpg".to_owned()),
-        size: Some(48_213),
-        width: Some(1024),
-        height: Some(768),
-        duration_ms: None,
-    }
-}
-
 fn voice() -> Attachment {
     Attachment {
         url: "https://files.example/v/2.ogg".to_owned(),
@@ -87,14 +75,14 @@ async fn attachments_and_replies_round_trip() {
         .send(
             bob,
             SendMessage::to_conversation(conversation, "at the beach, attached")
-                .attachment(photo())
+                .attachment(support::photo())
                 .attachment(voice())
                 .reply_to(first.seq),
         )
         .await
         .expect("send with attachments and a reply")
         .message;
-    assert_eq!(sent.attachments, vec![photo(), voice()], "in the sender's order");
+    assert_eq!(sent.attachments, vec![support::photo(), voice()], "in the sender's order");
     assert_eq!(sent.reply_to_seq, Some(1));
     assert_eq!((sent.seq, sent.kind, sent.sender_id), (2, MessageKind::User, Some(bob)));
     assert!(sent.reactions.is_empty());
@@ -267,7 +255,10 @@ async fn a_tombstone_has_no_attachments_or_reactions() {
         return;
     };
     let sent = messenger
-        .send(alice, SendMessage::to_conversation(conversation, "look").attachment(photo()))
+        .send(
+            alice,
+            SendMessage::to_conversation(conversation, "look").attachment(support::photo()),
+        )
         .await
         .expect("send")
         .message;

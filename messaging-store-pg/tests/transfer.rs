@@ -56,18 +56,6 @@ async fn store(url: &str) -> Arc<PgStore> {
     Arc::new(PgStore::connect(url, PgOptions::default().migrate(false)).await.expect("connect"))
 }
 
-fn photo() -> Attachment {
-    Attachment {
-        url: "https://files.example/p/1.jpg".to_owned(),
-        mime: "image/jpeg".to_owned(),
-        name: Some("beach.jpg".to_owned()),
-        size: Some(48_213),
-        width: Some(1024),
-        height: Some(768),
-        duration_ms: None,
-    }
-}
-
 fn voice() -> Attachment {
     Attachment::new("https://files.example/v/2.ogg", "audio/ogg")
 }
@@ -98,7 +86,7 @@ async fn source() -> Option<Source> {
     let to_direct = |body: &str| SendMessage::to_conversation(direct, body);
     let keyed = to_direct("Hello, World! 42").client_msg_id("k-1").metadata(json!({"lang": "en"}));
     let first = messenger.send(alice, keyed.clone()).await.expect("send").message;
-    let reply = to_direct("the beach").attachment(photo()).reply_to(1);
+    let reply = to_direct("the beach").attachment(support::photo()).reply_to(1);
     let second = messenger.send(bob, reply).await.expect("reply").message;
     let note = messenger.send(bob, to_direct("").attachment(voice())).await.expect("voice");
     messenger.delete(bob, note.message.id).await.expect("delete");

@@ -206,3 +206,14 @@ pub(crate) async fn terminate_listeners(admin: &sqlx::PgPool) -> Vec<bool> {
     .await
     .expect("terminate the listeners")
 }
+
+/// A photo attachment with every optional field set (the richer-messages and move tests).
+pub(crate) fn photo() -> messaging_core::model::Attachment {
+    let mut photo =
+        messaging_core::model::Attachment::new("https://files.example/p/1.jpg", "image/jpeg");
+    photo.name = Some("beach.jpg".to_owned());
+    photo.size = Some(48_213);
+    photo.width = Some(1024);
+    photo.height = Some(768);
+    photo
+}
