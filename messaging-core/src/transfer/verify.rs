@@ -56,6 +56,14 @@ impl VerifyReport {
         self.differences == 0
     }
 
+    /// Adds what a share of the users found.
+    fn absorb(&mut self, part: Self) {
+        self.users += part.users;
+        self.differences += part.differences;
+        let room = KEPT.saturating_sub(self.mismatches.len());
+        self.mismatches.extend(part.mismatches.into_iter().take(room));
+    }
+
     fn differ(&mut self, what: impl Into<String>, source: &Value, target: &Value) {
         self.differences += 1;
         if self.mismatches.len() < KEPT {
@@ -73,7 +81,8 @@ impl VerifyReport {
 /// listing's inquiries), in every conversation a search for a word of its latest message
 /// (what tells a search index built wrong), then, for every member of a conversation, their
 /// conversation lists (unarchived and archived, page by page), their unread totals at
-/// `now`, and the events `sync` would serve them from the start of the log. Objects are
+/// `now`, and the events `sync` would serve them from the start of the log (four users at
+/// a time: both stores serve reads on several connections). Objects are
 /// compared as canonical JSON (object keys sorted), so a store that reorders the keys of
 /// `metadata` still compares equal.
 ///
@@ -159,6 +168,35 @@ pub async fn verify_move(
         )?;
         report.searches += 1;
     }
+    // The users in four interleaved shares, checked at once (each store serves reads on
+    // several connections): the check is most of a move's downtime.
+    let users: Vec<UserId> = users.into_iter().collect();
+    let share = |n: usize| users.iter().skip(n).step_by(USER_SHARES).copied();
+    let shares = tokio::join!(
+        compare_users(source, target, share(0), head, page, now),
+        compare_users(source, target, share(1), head, page, now),
+        compare_users(source, target, share(2), head, page, now),
+        compare_users(source, target, share(3), head, page, now),
+    );
+    for part in [shares.0?, shares.1?, shares.2?, shares.3?] {
+        report.absorb(part);
+    }
+    Ok(report)
+}
+
+/// How many shares of the users [`verify_move`] checks at once.
+const USER_SHARES: usize = 4;
+
+/// Every user's conversation lists, unread totals and `sync` events, on both sides.
+async fn compare_users(
+    source: &dyn StoreExport,
+    target: &dyn StoreExport,
+    users: impl Iterator<Item = UserId>,
+    head: u64,
+    page: usize,
+    now: Timestamp,
+) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
     for user in users {
         compare_lists(source, target, user, page, &mut report).await?;
         let (a, b) = (source.unread(user, now).await?, target.unread(user, now).await?);
@@ -304,6 +342,21 @@ fn canonical(value: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_add_up_and_keep_the_first_differences() {
+        let mut whole = VerifyReport { users: 2, ..VerifyReport::default() };
+        for n in 0..KEPT - 1 {
+            whole.differ(format!("a{n}"), &Value::Null, &Value::Bool(true));
+        }
+        let mut part = VerifyReport { users: 3, ..VerifyReport::default() };
+        part.differ("b0", &Value::Null, &Value::Null);
+        part.differ("b1", &Value::Null, &Value::Null);
+        whole.absorb(part);
+        assert_eq!((whole.users, whole.differences), (5, KEPT as u64 + 1));
+        assert_eq!(whole.mismatches.len(), KEPT);
+        assert_eq!(whole.mismatches.last().map(|m| m.what.as_str()), Some("b0"));
+    }
 
     #[test]
     fn canonical_json_sorts_keys_at_every_depth() {
