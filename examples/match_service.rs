@@ -58,6 +58,8 @@ async fn main() -> Result<()> {
         )
         .await?
         .message;
+    check(reply.reply_to_seq == Some(posted.message.seq) && reply.attachments.len() == 1)?;
+    check(reply.attachments[0].name.as_deref() == Some("summit.jpg"))?;
     report(&format!(
         "ana replied to #{} with {} attachment(s)",
         posted.message.seq,
@@ -77,7 +79,8 @@ async fn main() -> Result<()> {
 
     // Neither user can edit or delete the app's message.
     check(messenger.delete(ana, posted.message.id).await.is_err())?;
-    report("users cannot delete the system message");
+    check(messenger.edit(ben, posted.message.id, "mine now").await.is_err())?;
+    report("users cannot edit or delete the system message");
     bens_phone.close().await?;
     report("match flow: ok");
     Ok(())

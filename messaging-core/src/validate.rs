@@ -94,10 +94,19 @@ pub(crate) fn attachments(list: &[Attachment], max: usize) -> Result<()> {
 }
 
 fn attachment(attachment: &Attachment) -> Result<()> {
+    // The URL is stored and served as sent, so it must already be in the form a browser
+    // would produce: the WHATWG parser also accepts `https:host`, and strips or encodes
+    // spaces, tabs and newlines that would then reach every client verbatim.
+    if !has_web_scheme(&attachment.url) {
+        return Err(Error::invalid("attachment url must be https:// or http:// with a host"));
+    }
+    if attachment.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::invalid("attachment url contains whitespace or a control character"));
+    }
     text("attachment url", &attachment.url, MAX_URL_BYTES)?;
     let url = url::Url::parse(&attachment.url)
         .map_err(|_| Error::invalid("attachment url is not a URL"))?;
-    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::invalid("attachment url must be https:// or http:// with a host"));
     }
     text("attachment mime", &attachment.mime, MAX_MIME_BYTES)?;
@@ -108,6 +117,13 @@ fn attachment(attachment: &Attachment) -> Result<()> {
         text("attachment name", name, MAX_NAME_BYTES)?;
     }
     Ok(())
+}
+
+/// Starts with `https://` or `http://` (the scheme in any case, as URLs allow).
+fn has_web_scheme(url: &str) -> bool {
+    ["https://", "http://"].iter().any(|scheme| {
+        url.get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+    })
 }
 
 /// `type/subtype`: two non-empty runs of RFC 6838 name characters around one `/`.
@@ -130,7 +146,7 @@ pub(crate) fn emoji(value: &str) -> Result<()> {
         return Err(Error::invalid("emoji contains whitespace or a control character"));
     }
     if value.len() > MAX_EMOJI_BYTES {
-        return Err(Error::invalid(format!("emoji is over {MAX_EMOJI_BYTES} bytes")));
+        return Err(Error::too_large(format!("emoji is over {MAX_EMOJI_BYTES} bytes")));
     }
     Ok(())
 }
@@ -194,6 +210,10 @@ mod tests {
         assert!(
             attachments(&[file("http://10.0.0.1:8080/f", "application/vnd.ms-excel")], 1).is_ok()
         );
+        for url in ["HTTPS://h/f", "https://[::1]:8443/f", "https://h/caf%C3%A9", "https://h/café"]
+        {
+            assert!(attachments(&[file(url, "image/png")], 1).is_ok(), "{url}");
+        }
         assert_eq!(attachments(&vec![ok.clone(); 11], 10).unwrap_err().code(), "bad_request");
         for url in [
             "ftp://h/f",
@@ -202,6 +222,15 @@ mod tests {
             "javascript:alert(1)",
             "/relative",
             "data:image/png;base64,AA",
+            "https:example.com/f",
+            "https:/example.com/f",
+            " https://h/f",
+            "https://h/f ",
+            "https://h/a b",
+            "https://h/a\tb",
+            "https://h/a\nb",
+            "https://h/\u{7f}",
+            "https://h/\u{a0}",
         ] {
             assert_eq!(
                 attachments(&[file(url, "image/png")], 10).unwrap_err().code(),
@@ -232,9 +261,10 @@ mod tests {
             assert!(emoji(good).is_ok(), "{good}");
         }
         for bad in ["", " ", "👍 ", "a\tb", "\u{7}", "\u{85}", "\u{2003}"] {
-            assert!(emoji(bad).is_err(), "{bad:?}");
+            assert_eq!(emoji(bad).unwrap_err().code(), "bad_request", "{bad:?}");
         }
-        assert!(emoji(&"👍".repeat(9)).is_err(), "36 bytes");
+        assert_eq!(emoji(&"👍".repeat(9)).unwrap_err().code(), "too_large", "36 bytes");
+        assert_eq!(emoji(&format!("{} ", "👍".repeat(9))).unwrap_err().code(), "bad_request");
         assert!(emoji(&"👍".repeat(8)).is_ok(), "32 bytes");
     }
 

@@ -46,6 +46,19 @@ impl PgError {
         matches!(self.sqlstate().as_deref(), Some("40001" | "40P01" | "23505"))
     }
 
+    /// The closing statement found a reaction summary changed since the batch read it
+    /// (`log_batch::STALE_REACTIONS`): the writer runs the batch again with its rows
+    /// locked.
+    pub(crate) fn is_stale_reactions(&self) -> bool {
+        match self {
+            Self::Database(error) => error.as_database_error().is_some_and(|e| {
+                e.code().as_deref() == Some("22P02")
+                    && e.message().contains(crate::log_batch::STALE_REACTIONS)
+            }),
+            Self::Migrate(_) | Self::Core(_) => false,
+        }
+    }
+
     /// Whether the database cannot serve now rather than the request being wrong (see
     /// [`is_unavailable`]). The writer fails a whole batch at once on these.
     pub(crate) fn is_unavailable(&self) -> bool {

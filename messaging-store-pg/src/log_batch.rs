@@ -7,7 +7,8 @@
 //! activity (a HOT update, see migration 0003), then takes positions from `log_head`,
 //! writes the event and audience rows and queues the NOTIFY. When the batch holds nothing
 //! else, that statement runs on its own (its implicit transaction is the batch's): one
-//! round trip per batch.
+//! round trip per batch. The batch's reactions write their summaries in it too, each
+//! guarded by the row version it was computed from (`reactions.rs`).
 //!
 //! Order inside the statement matters across processes: `log_head` is locked only after
 //! every other row lock of the batch is held (its `WHERE` counts the other CTEs, which runs
@@ -37,7 +38,13 @@ use uuid::Uuid;
 use crate::codec::{self, MESSAGE_COLUMNS, int, trusted, uint};
 use crate::error::PgError;
 use crate::event_rows::{self, EventRow};
+use crate::reactions::Changed;
 use crate::write::PendingEvent;
+
+/// What the closing statement's error says when a reaction summary it was to write had
+/// changed since the batch read it (see `reactions.rs`): the writer then runs the batch
+/// again with the rows locked.
+pub(crate) const STALE_REACTIONS: &str = "stale reaction summaries";
 
 /// SQLSTATE of a NOT NULL violation: an append's conversation was not found (its `seq`
 /// comes out NULL), which the writer turns into `not_found` for those appends.
@@ -66,10 +73,17 @@ WITH locked AS (
     FROM conv c CROSS JOIN LATERAL (VALUES (c.user_lo), (c.user_hi)) AS u(id)
     WHERE a.user_id = u.id AND a.conversation_id = c.id
     RETURNING 1
+), reacted AS (
+    UPDATE messages m SET reactions = v.r
+    FROM UNNEST($30::uuid[], $31::bigint[], $32::jsonb[]) AS v(id, version, r)
+    WHERE m.id = ANY($30::uuid[]) AND m.id = v.id AND m.xmin::text::bigint = v.version
+    RETURNING 1
 ), head AS (
     UPDATE log_head SET position = position + $13
     WHERE (SELECT count(*) FROM conv) >= 0 AND (SELECT count(*) FROM msgs) >= 0
         AND (SELECT count(*) FROM moved) >= 0
+        AND (SELECT CASE WHEN count(*) = cardinality($30::uuid[]) THEN true
+            ELSE ('stale reaction summaries: ' || count(*))::bool END FROM reacted)
     RETURNING position - $13 AS base, pg_notify($14, position::text)
 ), ev AS (
     INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience,
@@ -245,13 +259,17 @@ impl<'a> Appends<'a> {
     }
 }
 
-/// Runs the batch's closing statement: `appends` stored, then `prior` (the events of the
-/// batch's other changes) and the appends' `message.created` events logged in that order.
+/// Runs the batch's closing statement: `appends` stored and the `reacted` summaries
+/// written (each only where its row is still the version it was computed from, else the
+/// statement fails: [`STALE_REACTIONS`]), then `prior` (the events of the batch's other
+/// changes, the reactions' among them) and the appends' `message.created` events logged
+/// in that order.
 /// Returns the appends' outcomes, every event with its position, and the first position
 /// (`None` when nothing was logged, in which case nothing was run).
 pub(crate) async fn append_and_log(
     conn: &mut PgConnection,
     mut appends: Appends<'_>,
+    reacted: &Changed,
     prior: Vec<PendingEvent>,
     channel: &str,
 ) -> Result<(Vec<Result<Appended>>, Vec<PendingEvent>, Option<u64>), PgError> {
@@ -335,6 +353,9 @@ pub(crate) async fn append_and_log(
         .bind(rows.iter().map(|r| r.emoji.as_deref()).collect::<Vec<_>>())
         .bind(&actors)
         .bind(&removed)
+        .bind(reacted.ids())
+        .bind(reacted.versions())
+        .bind(reacted.summaries())
         .fetch_all(&mut *conn)
         .await?;
 

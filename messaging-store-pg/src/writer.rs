@@ -1,10 +1,10 @@
 //! The batching writer: one queue per store object (per process).
 //!
 //! Callers queue jobs; a writer task takes everything queued (up to `max_batch`) and
-//! commits it as one transaction: the single-row changes first, then the reactions
-//! together (two statements, see `reactions.rs`), then the appends and the log in one
+//! commits it as one transaction: the single-row changes first, then the reactions' read
+//! (see `reactions.rs`), then the appends, the reactions' summaries and the log in one
 //! statement (see `log_batch.rs`). A batch of appends alone is that statement and nothing
-//! else: one round trip. Replies go out after the commit, so a reply means
+//! else: one round trip; with reactions, two. Replies go out after the commit, so a reply means
 //! durable. Two writer tasks (`PgOptions::writers`) share the queue, each on its own
 //! connection, so one batch runs its statement while the other waits for its fsync; the
 //! `log_head` row lock keeps positions in commit order across them (and across processes).
@@ -282,8 +282,15 @@ impl WriterLoop {
         let mut attempt = 0;
         let mut missing = HashSet::new();
         let mut lookup_keys = false;
+        let mut lock_reactions = false;
         loop {
-            match self.commit(changes, &missing, lookup_keys).await {
+            match self.commit(changes, &missing, lookup_keys, lock_reactions).await {
+                Err(error) if error.is_stale_reactions() && !lock_reactions => {
+                    // Another writer changed a message this batch reacted to after it was
+                    // read: again at once, with the rows locked, which cannot race.
+                    tracing::debug!("reaction summaries changed under a batch; locking them");
+                    lock_reactions = true;
+                }
                 Err(error) if is_missing_conversation(&error) && missing.is_empty() => {
                     missing = self.missing_conversations(changes).await?;
                     if missing.is_empty() {
@@ -323,14 +330,17 @@ impl WriterLoop {
     }
 
     /// One attempt: sets the answer of every change when it commits (and of none when it
-    /// fails). A batch of appends alone is one statement in its own implicit transaction;
-    /// other changes (or an armed hold) make it an explicit transaction with that
-    /// statement last.
+    /// fails). A batch of appends and reactions alone runs without an explicit transaction:
+    /// the reactions' read, then one statement in its own implicit transaction (just that
+    /// statement when there are no reactions). Other changes, reactions to be locked
+    /// (`lock_reactions`, after a race) or an armed hold make it an explicit transaction
+    /// with that statement last.
     async fn commit(
         &mut self,
         changes: &mut [Change],
         missing: &HashSet<Uuid>,
         lookup_keys: bool,
+        lock_reactions: bool,
     ) -> Result<(), PgError> {
         let mut conn = match self.conn.take() {
             Some(mut conn) if self.planned.elapsed() >= REPLAN_EVERY => {
@@ -354,21 +364,25 @@ impl WriterLoop {
         let held = hold.is_some();
         #[cfg(not(feature = "testkit"))]
         let held = false;
-        let alone = !held && changes.iter().all(|c| matches!(c, Change::Append(_)));
+        let alone = !held
+            && !lock_reactions
+            && changes.iter().all(|c| matches!(c, Change::Append(_) | Change::React(_)));
         let done = if alone {
-            self.run_batch(&mut conn, changes, missing, lookup_keys).await
+            self.run_batch(&mut conn, changes, missing, lookup_keys, false).await
         } else {
             match conn.begin().await {
-                Ok(mut tx) => match self.run_batch(&mut tx, changes, missing, lookup_keys).await {
-                    Ok(done) => {
-                        #[cfg(feature = "testkit")]
-                        if let (Some(first), Some(point)) = (done.1, hold.take()) {
-                            point.hold(first).await;
+                Ok(mut tx) => {
+                    match self.run_batch(&mut tx, changes, missing, lookup_keys, true).await {
+                        Ok(done) => {
+                            #[cfg(feature = "testkit")]
+                            if let (Some(first), Some(point)) = (done.1, hold.take()) {
+                                point.hold(first).await;
+                            }
+                            tx.commit().await.map(|()| done).map_err(PgError::from)
                         }
-                        tx.commit().await.map(|()| done).map_err(PgError::from)
+                        Err(error) => Err(error),
                     }
-                    Err(error) => Err(error),
-                },
+                }
                 Err(error) => Err(error.into()),
             }
         };
@@ -408,14 +422,16 @@ impl WriterLoop {
     }
 
     /// The batch's statements on `conn`: the single-row changes one by one, then the
-    /// reactions together, then the appends and the log in one statement. Sets each change's answer; returns the events logged
-    /// and the first position (`None` when nothing was logged).
+    /// reactions' read (`FOR UPDATE` when `in_transaction`), then the appends, the
+    /// reactions' summaries and the log in one statement. Sets each change's answer;
+    /// returns the events logged and the first position (`None` when nothing was logged).
     async fn run_batch(
         &self,
         conn: &mut PgConnection,
         changes: &mut [Change],
         missing: &HashSet<Uuid>,
         lookup_keys: bool,
+        in_transaction: bool,
     ) -> Result<(Vec<PendingEvent>, Option<u64>), PgError> {
         let mut events: Vec<PendingEvent> = Vec::new();
         let mut appends: Vec<&mut Pending<NewMessage, Appended>> = Vec::new();
@@ -471,7 +487,8 @@ impl WriterLoop {
                 Change::Probe(probe) => probe.set(write::probe(conn).await?),
             }
         }
-        reactions::react_all(&mut *conn, &mut reacting, &mut events).await?;
+        let reacted =
+            reactions::react_all(&mut *conn, &mut reacting, &mut events, in_transaction).await?;
         let news: Vec<&NewMessage> = appends.iter().map(|append| &append.request).collect();
         let mut plan = Appends::new(&news, missing);
         if lookup_keys || plan.keyed_replies() {
@@ -479,7 +496,7 @@ impl WriterLoop {
         }
         plan.check_replies(&mut *conn).await?;
         let (appended, logged, first) =
-            log_batch::append_and_log(conn, plan, events, &self.channels.log).await?;
+            log_batch::append_and_log(conn, plan, &reacted, events, &self.channels.log).await?;
         for (append, outcome) in appends.iter_mut().zip(appended) {
             append.set(outcome);
         }

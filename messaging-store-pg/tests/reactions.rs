@@ -1,11 +1,13 @@
-//! Reactions in PostgreSQL: the summary kept on the message row under its row lock.
+//! Reactions in PostgreSQL: the summary kept on the message row, never written from a read
+//! another writer's change overtook.
 //!
 //! Beyond the conformance case (two store objects, two users): many users reacting through
 //! three store objects (three processes' writers) at once lose nothing, and the stored
 //! summary is exactly the log's reaction events replayed in position order, so the order
 //! of the summary is the commit order. The reactions of one batch run in queue order, each
 //! answered on its own (a no-op, a refusal past the bound, an unknown message, a tombstone),
-//! and only the changes are logged.
+//! and only the changes are logged. A reaction whose message another writer changes
+//! between the batch's read and its write is run again on the new row.
 //!
 //! Each case runs on a fresh database cloned from the migrated template (see `support`).
 
@@ -227,4 +229,44 @@ async fn the_reactions_of_one_batch_run_in_queue_order() {
         ["message.deleted", "reaction.added"],
         "alice sees the delete and her own reaction: the batch's single-row change first"
     );
+}
+
+/// Another writer changes the message after a reaction's batch read it and before its
+/// statement writes the summary (an update holding the row uncommitted until then): the
+/// statement finds the row at another version and writes nothing, and the batch runs again
+/// with the row locked. The answer carries the message as the other writer left it, with
+/// the reaction, and so does the stored row: nothing of either writer is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaction_overtaken_by_another_writer_runs_again_on_the_new_row() {
+    use sqlx::Connection;
+    let Some(url) = support::fresh_database().await else { return };
+    let store = connect(&url, PgOptions::default()).await;
+    let (alice, bob) = (UserId::new(), UserId::new());
+    let message = message_of(&store, alice, bob).await;
+
+    let mut other = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let mut tx = other.begin().await.expect("begin");
+    sqlx::query("UPDATE messaging.messages SET body = 'changed elsewhere' WHERE id = $1")
+        .bind(message.id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .expect("the other writer's update");
+    let reacting = tokio::spawn({
+        let store = store.clone();
+        async move { store.react(update(message.id, bob, "a", Added)).await }
+    });
+    // The batch's read does not wait for the other writer; its write waits for the row.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!reacting.is_finished(), "the write waits for the other writer's row lock");
+    tx.commit().await.expect("the other writer commits");
+    let reacted = reacting.await.expect("join").expect("the reaction");
+
+    let expected = vec![Reaction { emoji: "a".into(), user_ids: vec![bob] }];
+    assert!(reacted.changed);
+    assert_eq!(reacted.message.body, "changed elsewhere", "the answer is the row as it is now");
+    assert_eq!(reacted.message.reactions, expected);
+    let stored = store.message(message.id).await.expect("read").expect("the message");
+    assert_eq!((stored.body.as_str(), stored.reactions), ("changed elsewhere", expected));
+    let logged = logged_reactions(&store, bob).await;
+    assert_eq!(logged.len(), 1, "one event, logged once");
 }

@@ -267,8 +267,8 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
 
 /// Version 5 also adds member settings, receipt times, conversation metadata and the
 /// listing by context: the conversations of a version 4 database read back not muted, not
-/// archived, without metadata or receipt times; a receipt logged then reads back with the
-/// send time of the message it marks; conversations with a context are listed by it; and
+/// archived, without metadata; a receipt logged then, and the marker it moved, read back
+/// with the send time of the message it marks (versions 5 and 9); conversations with a context are listed by it; and
 /// the upgraded rows take the new settings like new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_context() {
@@ -331,7 +331,14 @@ async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_cont
         "not muted, not archived, no metadata"
     );
     assert_eq!(summary.peer_read_seq, 1, "bob's marker is kept");
-    assert_eq!((summary.peer_read_at, summary.peer_delivered_at), (None, None), "no times");
+    assert_eq!(
+        (summary.peer_read_at, summary.peer_delivered_at),
+        (Some(Timestamp::from_millis(2000)), None),
+        "the read marker has the time of the message it marks (version 9), as its receipt \
+         event does; the delivered marker never moved"
+    );
+    let bobs = store.summary(bob, x).await.expect("summary").expect("bob is a member");
+    assert_eq!(bobs.peer_read_at, None, "alice's marker never moved");
     let page = |user, archived, context: Option<&str>| ConversationPage {
         user,
         before: None,

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_richer_messages.sql"),
     include_str!("../migrations/0006_revocations.sql"),
     include_str!("../migrations/0007_consumers.sql"),
+    include_str!("../migrations/0008_receipt_times.sql"),
 ];
 
 /// The schema version this build writes.

@@ -318,11 +318,20 @@ fn back_to_version_5(conn: &rusqlite::Connection) {
     conn.execute_batch("DROP TABLE revocations; PRAGMA user_version = 5;").unwrap();
 }
 
+/// Undoes version 8 on a database the current build wrote, as a version 7 build leaves
+/// it: version 8 only filled in receipt times of markers that moved before version 5, so
+/// the schema is the same and only the version goes back.
+#[allow(clippy::unwrap_used, reason = "test helper")]
+fn back_to_version_7(conn: &rusqlite::Connection) {
+    conn.execute_batch("PRAGMA user_version = 7;").unwrap();
+}
+
 /// Undoes version 7 on a database the current build wrote, as a version 6 build leaves
 /// it: the log rows without actors or removed attachments, no consumers table. The data
 /// must be what a version 6 build could write (no consumers).
 #[allow(clippy::unwrap_used, reason = "test helper")]
 fn back_to_version_6(conn: &rusqlite::Connection) {
+    back_to_version_7(conn);
     conn.execute_batch(
         "DROP TABLE consumers; \
          ALTER TABLE events DROP COLUMN actor; \
@@ -503,9 +512,9 @@ fn columns(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
 /// under the current schema: every message reads back as it was sent, with no
 /// attachments, no reply, no reactions and kind `user`, in history, `sync`, search and the
 /// conversation list; the unread count is unchanged; every member reads not muted, not
-/// archived, with no receipt time, every conversation without metadata, the old receipt
-/// event with the send time of the message it marks (the earliest it could have moved,
-/// as on PostgreSQL); the context conversation is listed by its context
+/// archived, every conversation without metadata, the old receipt event and the marker
+/// it moved with the send time of the message it marks (the earliest it could have moved,
+/// as on PostgreSQL), a marker that never moved with no time; the context conversation is listed by its context
 /// (its index was filled by the migration); and the new features work on the upgraded
 /// file: attachments and replies to the old messages, settings, metadata, receipt times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -602,15 +611,20 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
         "alice's live messages above bob's marker"
     );
 
-    // The new member columns read as defaults: not muted, not archived, no receipt time
-    // (the marker itself kept), no metadata; the old receipt event reads with the time of
-    // the message it marks.
+    // The new member columns read as defaults: not muted, not archived, no metadata; a
+    // marker that moved before version 5 and its receipt event both read with the time of
+    // the message it marks (version 8), a marker that never moved with none.
     let mine = messenger.conversation(bob, conversation_id).await.unwrap();
     assert_eq!((mine.read_seq, mine.muted_until, mine.archived), (1, None, false));
     assert_eq!(mine.conversation.metadata, None);
     let alices = messenger.conversation(alice, conversation_id).await.unwrap();
-    assert_eq!((alices.peer_read_seq, alices.peer_read_at), (1, None), "no time before v5");
-    assert_eq!(alices.peer_delivered_at, None);
+    let marked = before.iter().find(|m| m.seq == 1).unwrap();
+    assert_eq!(
+        (alices.peer_read_seq, alices.peer_read_at),
+        (1, Some(marked.created_at)),
+        "the time of the marked message, as the receipt event's"
+    );
+    assert_eq!(alices.peer_delivered_at, None, "bob's delivered marker never moved");
     let receipts: Vec<Receipt> = page
         .events
         .iter()
@@ -620,14 +634,17 @@ async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
         })
         .collect();
     assert_eq!(receipts.len(), 1);
-    let marked = before.iter().find(|m| m.seq == 1).unwrap();
     assert_eq!((receipts[0].seq, receipts[0].at), (1, marked.created_at));
     let (muted, archived, read_at): (Option<i64>, i64, Option<i64>) = conn
         .query_row("SELECT max(muted_until), max(archived), max(read_at) FROM members", [], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })
         .unwrap();
-    assert_eq!((muted, archived, read_at), (None, 0, None), "the defaults on disk");
+    assert_eq!(
+        (muted, archived, read_at),
+        (None, 0, Some(marked.created_at.as_millis())),
+        "the defaults on disk, and the one marker's time"
+    );
     let metadata: i64 =
         conn.query_row("SELECT count(*) FROM conversation_metadata", [], |r| r.get(0)).unwrap();
     assert_eq!(metadata, 0);

@@ -243,6 +243,29 @@ async fn settings_lists_and_receipts(backend: Backend) {
     assert_eq!(seen_by_carol["conversation"]["peer_delivered_at"], Value::Null);
     assert_eq!(seen_by_carol["conversation"]["metadata"], Value::Null);
 
+    // sync: member.updated with the member's settings as they are now, to that member
+    // only; a receipt with its time as of the event.
+    let mut late = server.connect(bob).await;
+    let synced = late.ok(json!({"op":"sync","cursor":"v10"})).await;
+    let events = synced["events"].as_array().unwrap();
+    let updates: Vec<&Value> = events.iter().filter(|e| e["event"] == "member.updated").collect();
+    assert_eq!(updates.len(), 3, "mute, unmute, archive");
+    for update in updates {
+        assert_eq!(
+            update["data"],
+            json!({"conversation_id":c1,"user_id":bob.to_string(),"muted_until":null,
+                   "archived":true}),
+            "the settings as they are now"
+        );
+    }
+    let receipt = events.iter().find(|e| e["event"] == "receipt.read").unwrap();
+    assert_eq!(receipt["data"]["at"], at.as_str());
+    let carols = c.ok(json!({"op":"sync","cursor":"v10"})).await;
+    assert!(
+        !carols["events"].as_array().unwrap().iter().any(|e| e["event"] == "member.updated"),
+        "bob's settings are his own"
+    );
+
     // blocks.
     b.ok(json!({"op":"block","user_id":carol.to_string()})).await;
     b.ok(json!({"op":"block","user_id":alice.to_string()})).await;
@@ -265,7 +288,8 @@ async fn settings_lists_and_receipts(backend: Backend) {
 
 /// What the host does through the library's service handle reaches the users' sessions
 /// with the v1.1 shapes: a system message (`sender_id` null, `kind` system), unread for
-/// both; `conversation.updated` with the new metadata; a moderation delete.
+/// both; `conversation.updated` with the new metadata; a moderation delete; `sync` serving
+/// the conversation's current metadata.
 async fn the_hosts_service_handle_reaches_sessions(backend: Backend) {
     let Some(server) = Server::start(backend, Transport::default()).await else { return };
     let (ana, ben) = (UserId::new(), UserId::new());
@@ -311,6 +335,19 @@ async fn the_hosts_service_handle_reaches_sessions(backend: Backend) {
     for client in [&mut a, &mut b] {
         let deleted = client.expect_event("message.deleted").await;
         assert_eq!(deleted["data"]["message"]["deleted"], true);
+    }
+    // sync serves the conversation with its metadata as it is now, in both events.
+    let mut late = server.connect(ana).await;
+    let synced = late.ok(json!({"op":"sync","cursor":"v10"})).await;
+    let conversations: Vec<&Value> = synced["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "conversation.created" || e["event"] == "conversation.updated")
+        .collect();
+    assert_eq!(conversations.len(), 2);
+    for event in conversations {
+        assert_eq!(event["data"]["conversation"]["metadata"], json!({"score": 1.0}));
     }
 }
 

@@ -864,9 +864,30 @@ impl Gen {
         let k = self.known.clone();
         let id = self.key();
         let over = |n: usize, unit: &str| unit.repeat(n);
-        let frame = match self.rng.gen_range(0..7) {
+        let attachment = |url: String, mime: String, name: String| {
+            json!({"id": id, "op": "send", "conversation_id": k.conversation, "body": "",
+                   "attachments": [{"url": url, "mime": mime, "name": name}]})
+        };
+        let frame = match self.rng.gen_range(0..11) {
             0 => json!({"id": id, "op": "send", "conversation_id": k.conversation,
                         "body": over(MAX_BODY + 1, "x")}),
+            7 => json!({"id": id, "op": "react", "message_id": k.message,
+                        "emoji": over(self.pick(&[9, 20]), "👍"), "state": "added"}),
+            8 => attachment(
+                format!("https://cdn.example/{}", over(2049 - 20, "u")),
+                "image/png".into(),
+                "n".into(),
+            ),
+            9 => attachment(
+                "https://cdn.example/a".into(),
+                format!("image/{}", over(122, "p")),
+                "n".into(),
+            ),
+            10 => attachment(
+                "https://cdn.example/a".into(),
+                "image/png".into(),
+                over(self.pick(&[128, 1000]), "ñ"),
+            ),
             1 => json!({"id": id, "op": "edit", "message_id": k.message,
                         "body": over(MAX_BODY / 2 + 1, "é")}),
             2 => json!({"id": id, "op": "open", "peer": k.peer, "context": over(129, "c")}),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::UserId;
 use crate::id::MessageId;
-use crate::model::{Cursor, Event, LoggedEvent};
+use crate::model::{Cursor, Event, LoggedEvent, ReactionState};
 use crate::testkit::Fixture;
 use crate::testkit::support::{
     Must, assert_ascending, assert_code, carried, events_until, log_of, open, positions, send,
@@ -197,8 +197,10 @@ pub async fn sync_is_bounded_by_hello_cursor(fx: Fixture) {
 }
 
 /// Events returned by `sync` carry current state: a message deleted since is a tombstone
-/// in every event carrying it (its `message.created` included); an edited one carries its
-/// latest body; a conversation event carries the conversation as it is now.
+/// in every event carrying it (its `message.created` included, and a reaction's); an
+/// edited one carries its latest body and reactions (a reaction logged before the edit
+/// included); a conversation event carries the conversation as it is now (metadata set
+/// after it was created included).
 pub async fn sync_serves_current_state(fx: Fixture) {
     let m = fx.messenger().await;
     let (alice, bob) = two_users();
@@ -218,11 +220,15 @@ pub async fn sync_serves_current_state(fx: Fixture) {
         .must("send")
         .message;
     let plain = send(&m, bob, c.id, "untouched").await;
+    m.react(bob, kept.id, "👍", ReactionState::Added).await.must("react");
+    m.react(bob, gone.id, "👀", ReactionState::Added).await.must("react");
     m.edit(alice, kept.id, "v2").await.must("edit");
     m.edit(alice, gone.id, "secret, edited").await.must("edit");
     let latest = m.edit(alice, kept.id, "v3").await.must("edit");
     let tombstone = m.delete(alice, gone.id).await.must("delete");
     send(&m, bob, c.id, "last").await;
+    m.service().set_metadata(c.id, Some(serde_json::json!({"listing": 7}))).await.must("metadata");
+    assert_eq!(latest.reactions.len(), 1, "the edit kept the reaction");
     let session = settled_session(&fx, &m, bob, &mut watcher).await;
     let current: HashMap<MessageId, _> =
         [(kept.id, latest.clone()), (gone.id, tombstone.clone()), (plain.id, plain.clone())].into();
@@ -231,12 +237,16 @@ pub async fn sync_serves_current_state(fx: Fixture) {
     for limit in [1, 500] {
         let (events, _) = sync_all(&session, Cursor::at(0), limit).await;
         let mut carrying_gone = 0;
+        let mut reactions = 0;
         for event in &events {
             match &event.event {
-                Event::ConversationCreated(conversation) => {
+                Event::ConversationCreated(conversation)
+                | Event::ConversationUpdated(conversation) => {
                     assert_eq!(conversation, &conversation_now, "the conversation as it is now");
+                    assert!(conversation.metadata.is_some());
                 }
                 other => {
+                    reactions += usize::from(matches!(other, Event::Reaction(_)));
                     if let Some(message) = other.message() {
                         if let Some(now) = current.get(&message.id) {
                             assert_eq!(message, now, "{} serves the current state", other.name());
@@ -253,7 +263,11 @@ pub async fn sync_serves_current_state(fx: Fixture) {
                 }
             }
         }
-        assert_eq!(carrying_gone, 3, "created, edited and deleted events all carry the tombstone");
+        assert_eq!(reactions, 2);
+        assert_eq!(
+            carrying_gone, 4,
+            "created, reacted, edited and deleted events all carry the tombstone"
+        );
         let log = log_of(fx.store.as_ref(), alice).await;
         assert!(
             log.iter().filter_map(|e| e.event.message()).all(|m| !m.body.contains("secret")),

@@ -1,0 +1,18 @@
+-- Version 9: when the markers of members from before version 5 last moved.
+--
+-- Version 5 gave receipt events their time (the send time of the message they mark, for
+-- receipts logged before it) but left `members.read_at` and `delivered_at` NULL for
+-- markers that had moved before it, so a summary said `peer_read_at: null` beside a
+-- `receipt.read` event with a time. The same rule now fills both: a marker that stands
+-- at a seq moved there no earlier than that message was sent. Only rows with a marker
+-- and no time change (none written since version 5 match).
+
+UPDATE members mb SET read_at = m.created_at
+FROM messages m
+WHERE mb.read_at IS NULL AND mb.read_seq > 0
+    AND m.conversation_id = mb.conversation_id AND m.seq = mb.read_seq;
+
+UPDATE members mb SET delivered_at = m.created_at
+FROM messages m
+WHERE mb.delivered_at IS NULL AND mb.delivered_seq > 0
+    AND m.conversation_id = mb.conversation_id AND m.seq = mb.delivered_seq;
