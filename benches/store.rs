@@ -21,7 +21,8 @@ use messaging_benches::{
     PgDatabase, PgServer, ids, open_sqlite, sqlite_deep_history, sqlite_many_conversations,
 };
 use messaging_core::{
-    ConversationId, ConversationsQuery, HistoryQuery, Messenger, ReactionState, SendMessage, UserId,
+    ConversationId, ConversationsQuery, HistoryQuery, MessageId, Messenger, ReactionState,
+    SendMessage, UserId,
 };
 use messaging_store_pg::PgOptions;
 use messaging_store_sqlite::Synchronous;
@@ -30,6 +31,8 @@ use tokio::runtime::Runtime;
 const DEPTH: u64 = 1_000_000;
 const CONVERSATIONS: u64 = 1_000;
 const SENDER_COUNTS: [usize; 3] = [64, 256, 1024];
+/// Concurrent reactors, beside the same number of concurrent senders.
+const REACTOR_COUNT: usize = 64;
 
 /// A sender and its conversation.
 type Pair = (UserId, ConversationId);
@@ -115,6 +118,9 @@ fn append(c: &mut Criterion) {
                 (messenger.clone(), all_senders[..count].to_vec())
             });
         }
+        concurrent_reactors(&mut group, &rt, backend.name, REACTOR_COUNT, &|| {
+            (messenger.clone(), all_senders[..REACTOR_COUNT].to_vec())
+        });
     }
     if let Some(server) = PgServer::from_env() {
         pg_append(&mut group, &rt, &server);
@@ -154,6 +160,13 @@ fn pg_append(group: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, server: &Pg
         });
         PgBench::finish(many, rt);
     }
+
+    let reactors = OnceCell::new();
+    concurrent_reactors(group, rt, "pg", REACTOR_COUNT, &|| {
+        let bench = reactors.get_or_init(|| fresh(REACTOR_COUNT));
+        (bench.messenger.clone(), bench.data.clone())
+    });
+    PgBench::finish(reactors, rt);
 }
 
 /// One sender, each message awaiting its durable reply before the next.
@@ -236,6 +249,61 @@ fn concurrent_senders(
                                     )
                                     .await
                                     .unwrap();
+                            }
+                        });
+                    }
+                    while tasks.join_next().await.is_some() {}
+                }
+                start.elapsed()
+            }
+        });
+    });
+}
+
+/// Every reactor puts a reaction on its own message and takes it off again, 50 changes one
+/// after another; all reactors at once: what reactions cost beside sends when batches are
+/// full (`{count}_senders`), where a commit's sync is shared by the whole batch.
+fn concurrent_reactors(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &Runtime,
+    backend: &str,
+    count: usize,
+    setup: &dyn Fn() -> (Messenger, Vec<Pair>),
+) {
+    let per_reactor = 50_u64;
+    group.throughput(Throughput::Elements(per_reactor * count as u64));
+    group.bench_function(BenchmarkId::new(format!("{count}_reactors"), backend), |b| {
+        let (messenger, pairs) = setup();
+        assert_eq!(pairs.len(), count);
+        let targets: Vec<(UserId, MessageId)> = rt.block_on(async {
+            let mut targets = Vec::with_capacity(count);
+            for (user, conversation) in pairs {
+                let sent = messenger
+                    .send(user, SendMessage::to_conversation(conversation, "react"))
+                    .await
+                    .unwrap();
+                targets.push((user, sent.message.id));
+            }
+            targets
+        });
+        b.to_async(rt).iter_custom(|iters| {
+            let messenger = messenger.clone();
+            let targets = targets.clone();
+            async move {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for (user, message) in targets.iter().copied() {
+                        let messenger = messenger.clone();
+                        tasks.spawn(async move {
+                            // An even number of changes: every iteration starts without it.
+                            for change in 0..per_reactor {
+                                let state = if change % 2 == 0 {
+                                    ReactionState::Added
+                                } else {
+                                    ReactionState::Removed
+                                };
+                                messenger.react(user, message, "👍", state).await.unwrap();
                             }
                         });
                     }

@@ -25,6 +25,7 @@
 //! builds the matching messages and events on the Rust side from the same ordinals.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use messaging_core::id::UserId;
 use messaging_core::model::{Attachment, Event, Message};
@@ -73,17 +74,10 @@ WITH locked AS (
     FROM conv c CROSS JOIN LATERAL (VALUES (c.user_lo), (c.user_hi)) AS u(id)
     WHERE a.user_id = u.id AND a.conversation_id = c.id
     RETURNING 1
-), reacted AS (
-    UPDATE messages m SET reactions = v.r
-    FROM UNNEST($30::uuid[], $31::bigint[], $32::jsonb[]) AS v(id, version, r)
-    WHERE m.id = ANY($30::uuid[]) AND m.id = v.id AND m.xmin::text::bigint = v.version
-    RETURNING 1
 ), head AS (
     UPDATE log_head SET position = position + $13
     WHERE (SELECT count(*) FROM conv) >= 0 AND (SELECT count(*) FROM msgs) >= 0
         AND (SELECT count(*) FROM moved) >= 0
-        AND (SELECT CASE WHEN count(*) = cardinality($30::uuid[]) THEN true
-            ELSE ('stale reaction summaries: ' || count(*))::bool END FROM reacted)
     RETURNING position - $13 AS base, pg_notify($14, position::text)
 ), ev AS (
     INSERT INTO events (position, kind, conversation_id, message_id, user_id, seq, audience,
@@ -98,6 +92,41 @@ WITH locked AS (
     SELECT v.u, h.base + v.o FROM head h, UNNEST($22::uuid[], $23::bigint[]) AS v(u, o)
 )
 SELECT h.base, c.id, c.base FROM head h LEFT JOIN conv c ON true";
+
+/// The closing statement of a batch that changed reaction summaries: [`STATEMENT`] and the
+/// `reacted` CTE, which writes each summary (`$30`-`$32`: ids, row versions, summaries)
+/// only where the row is still the version it was computed from. `head` counts the rows
+/// written before it takes `log_head`, and a count short of the ids fails the statement
+/// with [`STALE_REACTIONS`] (a cast error, so nothing of it is kept). Batches without
+/// reactions, the hot path, run [`STATEMENT`] as it is.
+static STATEMENT_WITH_REACTIONS: LazyLock<String> = LazyLock::new(|| {
+    let head = "), head AS (";
+    let counted = "AND (SELECT count(*) FROM moved) >= 0";
+    let statement = STATEMENT
+        .replacen(
+            head,
+            &format!(
+                "), reacted AS (
+    UPDATE messages m SET reactions = v.r
+    FROM UNNEST($30::uuid[], $31::bigint[], $32::jsonb[]) AS v(id, version, r)
+    WHERE m.id = ANY($30::uuid[]) AND m.id = v.id AND m.xmin::text::bigint = v.version
+    RETURNING 1
+{head}"
+            ),
+            1,
+        )
+        .replacen(
+            counted,
+            &format!(
+                "{counted}
+        AND (SELECT CASE WHEN count(*) = cardinality($30::uuid[]) THEN true
+            ELSE ('{STALE_REACTIONS}: ' || count(*))::bool END FROM reacted)"
+            ),
+            1,
+        );
+    debug_assert!(statement.contains("reacted AS") && statement.contains("FROM reacted)"));
+    statement
+});
 
 /// The appends of a batch, resolved against idempotency keys and grouped per conversation.
 pub(crate) struct Appends<'a> {
@@ -319,7 +348,8 @@ pub(crate) async fn append_and_log(
     let (audience_users, audience_at) =
         audience_rows(audiences.iter().copied().zip(ordinals.iter().copied()));
 
-    let result = sqlx::query(STATEMENT)
+    let statement = if reacted.is_empty() { STATEMENT } else { STATEMENT_WITH_REACTIONS.as_str() };
+    let mut query = sqlx::query(statement)
         .bind(&conv.0)
         .bind(&conv.1)
         .bind(&conv.2)
@@ -352,12 +382,11 @@ pub(crate) async fn append_and_log(
         .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.emoji.as_deref()).collect::<Vec<_>>())
         .bind(&actors)
-        .bind(&removed)
-        .bind(reacted.ids())
-        .bind(reacted.versions())
-        .bind(reacted.summaries())
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(&removed);
+    if !reacted.is_empty() {
+        query = query.bind(reacted.ids()).bind(reacted.versions()).bind(reacted.summaries());
+    }
+    let result = query.fetch_all(&mut *conn).await?;
 
     let mut head_base = None;
     let mut bases: HashMap<Uuid, i64> = HashMap::new();
@@ -488,6 +517,40 @@ mod tests {
             assert!(plan.contains("using activity_pkey on activity"), "{name}:\n{plan}");
             assert!(!plan.contains("activity_order"), "{name}:\n{plan}");
         }
+    }
+
+    /// The statement of a batch with reactions writes each summary through the primary
+    /// key, in the generic plan too (the plan a writer keeps), whatever the table holds.
+    #[tokio::test]
+    async fn reaction_summaries_are_written_by_primary_key() {
+        let Some(url) = fresh_database().await else { return };
+        let mut conn = PgConnection::connect(&url).await.expect("connect");
+        conn.execute(BUSY).await.expect("test data");
+        conn.execute(
+            "INSERT INTO messages (id, conversation_id, seq, sender_id, body, created_at, words) \
+             SELECT gen_random_uuid(), c.id, 1, c.user_lo, 'x', 1, to_tsvector('simple', 'x') \
+             FROM conversations c; ANALYZE messages",
+        )
+        .await
+        .expect("a message in every conversation");
+        let statement = super::STATEMENT_WITH_REACTIONS.as_str();
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE react({TYPES}, uuid[], bigint[], jsonb[]) AS {statement}"
+        )))
+        .await
+        .expect("prepare");
+        // Nothing appended ($1-$12, $15-$29 empty; $13 no events, $14 the channel), two
+        // summaries to write.
+        let (before, after) = (["'{}'"; 12].join(", "), ["'{}'"; 15].join(", "));
+        let args = format!(
+            "{before}, 0, 'log', {after}, ARRAY[gen_random_uuid(), gen_random_uuid()], \
+             '{{1,2}}', ARRAY['[]'::jsonb, '[]'::jsonb]"
+        );
+        let plan = plan_of(&mut conn, "(COSTS OFF)", "react", &args).await;
+        assert!(plan.contains("Update on messages"), "{plan}");
+        assert!(plan.contains("messages_pkey"), "{plan}");
+        assert!(!plan.contains("Seq Scan on messages"), "{plan}");
     }
 
     /// The plan of the append statement made while `conversations` was small (a new

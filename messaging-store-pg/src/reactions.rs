@@ -85,6 +85,11 @@ pub(crate) async fn react_all(
 pub(crate) struct Changed(Vec<(Uuid, i64, Message)>);
 
 impl Changed {
+    /// Whether no summary changed (the closing statement then writes none).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// The messages' ids.
     pub(crate) fn ids(&self) -> Vec<Uuid> {
         self.0.iter().map(|(id, _, _)| *id).collect()

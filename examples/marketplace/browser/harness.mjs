@@ -104,12 +104,24 @@ export function launchBrowser() {
 
 /**
  * A browser context (its own cookies and localStorage: one person's browser) with one
- * page. Uncaught errors of the page's scripts are collected in `errors`; every
- * `message.created` the chat client emits is counted by message id in
- * `window.__created` (to prove that each reaches the page once).
+ * page. Uncaught errors of the page's scripts are collected in `errors`. What the tests
+ * check the chat client by, recorded in every page the context loads:
+ *
+ * - every `message.created` it emits, counted by message id in `window.__created` (this
+ *   page load) and in `person.created` (every page load of the context: a reload resumes
+ *   after the stored cursor, so a message reaches a person's pages once, not once each);
+ * - `window.__startCursor`: the cursor stored when the page loaded (what a reload must
+ *   resume from); `window.__syncs`: the cursor of each `sync` its WebSockets sent, and
+ *   `window.__eventSources`: the URL of each event stream it opened (the cursor they
+ *   resumed from). A context.routeWebSocket replaces the page's WebSocket: its frames are
+ *   seen by the route, not here.
  */
 export async function openBrowser(browser, { viewport = { width: 1280, height: 800 } } = {}) {
   const context = await browser.newContext({ viewport });
+  const person = { context, page: null, errors: [], created: new Map() };
+  await context.exposeBinding("__countCreated", (_source, id) => {
+    person.created.set(id, (person.created.get(id) ?? 0) + 1);
+  });
   await context.addInitScript(() => {
     window.__created = {};
     const dispatch = EventTarget.prototype.dispatchEvent;
@@ -117,13 +129,39 @@ export async function openBrowser(browser, { viewport = { width: 1280, height: 8
       if (event.type === "message.created" && event.detail?.message?.id) {
         const id = event.detail.message.id;
         window.__created[id] = (window.__created[id] ?? 0) + 1;
+        window.__countCreated?.(id)?.catch?.(() => {}); // a page closing meanwhile
       }
       return dispatch.call(this, event);
     };
+    window.__startCursor = null;
+    try {
+      const key = Object.keys(localStorage).find((k) => k.startsWith("chat.cursor."));
+      if (key) window.__startCursor = localStorage.getItem(key);
+    } catch { /* about:blank has no storage */ }
+    window.__syncs = [];
+    if (window.WebSocket) {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        try {
+          const frame = JSON.parse(data);
+          if (frame.op === "sync") window.__syncs.push(frame.cursor ?? null);
+        } catch { /* not ours */ }
+        return send.call(this, data);
+      };
+    }
+    window.__eventSources = [];
+    if (window.EventSource) {
+      const Native = window.EventSource;
+      window.EventSource = class extends Native {
+        constructor(url, init) {
+          super(url, init);
+          window.__eventSources.push(String(url));
+        }
+      };
+    }
   });
-  const page = await context.newPage();
-  const person = { context, page, errors: [] };
-  watch(person, page);
+  person.page = await context.newPage();
+  watch(person, person.page);
   return person;
 }
 

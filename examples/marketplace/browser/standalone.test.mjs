@@ -142,9 +142,11 @@ describe("the reference client on the standalone server, cross-origin with token
   });
 
   it("both recover when the server is killed: sends made meanwhile arrive once", STEP, async () => {
+    const streams = await bob.page.evaluate(() => window.__eventSources.length);
     await chat.kill();
     await eventually("alice to notice", async () => (await stateOf(alice)) !== "online");
     await eventually("bob to notice", async () => (await stateOf(bob)) !== "online");
+    const bobCursor = await storedCursor(bob);
     // Sent while the server is down: each waits, and goes once the server is back.
     const fromAlice = send(alice, conversationId, "while you were away");
     const fromBob = send(bob, conversationId, "me too");
@@ -155,6 +157,11 @@ describe("the reference client on the standalone server, cross-origin with token
     assert.equal(await fromBob, true);
     await receivedOnce(bob, "while you were away");
     await receivedOnce(alice, "me too");
+    // Bob's stream came back as a new EventSource of the client's (its backoff, with
+    // jitter), not by EventSource's own fixed retry; resumed after the last event he had.
+    const urls = await bob.page.evaluate(() => window.__eventSources);
+    assert.ok(urls.length > streams, "the client opened a new event stream");
+    assert.equal(new URL(urls.at(-1)).searchParams.get("cursor"), bobCursor, "the new stream resumes from bob's cursor");
     const history = await alice.page.evaluate((id) => window.client.history(id).then((d) => d.messages.map((m) => m.body)), conversationId);
     assert.deepEqual(history.toSorted(), ["hi alice, from plain HTTP", "hi bob", "me too", "while you were away"].toSorted());
   });
@@ -168,7 +175,9 @@ describe("the reference client on the standalone server, cross-origin with token
     await eventually("bob's cursor to move past his own message", async () => (await storedCursor(bob)) !== before);
     await bob.page.evaluate(() => window.client.stop());
     await send(alice, conversationId, "did you get this?");
-    await connect(bob, "ws"); // the same localStorage: resumes after "me too"
+    await connect(bob, "ws"); // the same localStorage: resumes after "back online"
+    const { start, syncs } = await bob.page.evaluate(() => ({ start: window.__startCursor, syncs: window.__syncs }));
+    assert.equal(syncs[0], start, "the first sync starts from the stored cursor");
     await receivedOnce(bob, "did you get this?");
     const bodies = await received(bob);
     assert.deepEqual(bodies, ["did you get this?"], "only what came after the stored cursor");
@@ -216,22 +225,69 @@ describe("the reference client on the standalone server, cross-origin with token
     await dave.context.close();
   });
 
-  it("a message written while the server is down survives a reload of the page", STEP, async () => {
+  it("a message written while the server is down survives a reload of the page, and reaches it once", STEP, async () => {
     await chat.kill();
     await eventually("bob to notice", async () => (await stateOf(bob)) !== "online");
     await bob.page.evaluate((id) => { window.client.send(id, "written, then the page reloaded").catch(() => {}); }, conversationId);
     await eventually("the send kept in storage", () => bob.page.evaluate((id) =>
       Object.keys(localStorage).some((key) => key.startsWith(`chat.pending.${id}.`)), bob.id));
+    // From here on, bob's `message.created` pushes come half a second late: the answer to
+    // the new page's send comes before its event, and nobody awaits that send.
+    const order = [];
+    await bob.browser.context.routeWebSocket(/\/v1\/ws/, (ws) => {
+      const server = ws.connectToServer();
+      const sends = new Set();
+      ws.onMessage((message) => {
+        const frame = JSON.parse(message);
+        if (frame.op === "send") sends.add(frame.id);
+        server.send(message);
+      });
+      server.onMessage((message) => {
+        const frame = JSON.parse(message);
+        if (frame.type === "event" && frame.event === "message.created") {
+          setTimeout(() => {
+            order.push("event");
+            try { ws.send(message); } catch { /* closed meanwhile */ }
+          }, 500);
+          return;
+        }
+        if (frame.type === "reply" && sends.has(frame.id)) order.push("answer");
+        ws.send(message);
+      });
+    });
     await connect(bob, "ws", { waitOnline: false }); // a new page: the server is still down
     assert.equal(await bob.page.evaluate(() => window.client.unacknowledged.length), 1, "taken up by the new page");
     await chat.start();
     await online(bob);
     await online(alice);
     await receivedOnce(alice, "written, then the page reloaded");
+    await eventually("bob's event to have come", async () => order.includes("event"));
+    assert.deepEqual(order, ["answer", "event"], "the answer before the event");
+    await receivedOnce(bob, "written, then the page reloaded"); // from the answer, not again from the event
     await eventually("nothing left unsent", () => bob.page.evaluate((id) =>
       window.client.unacknowledged.length === 0 && !Object.keys(localStorage).some((key) => key.startsWith(`chat.pending.${id}.`)), bob.id));
     const history = await alice.page.evaluate((id) => window.client.history(id).then((d) => d.messages.map((m) => m.body)), conversationId);
     assert.equal(history.filter((b) => b === "written, then the page reloaded").length, 1);
+  });
+
+  it("a browser whose WebSocket constructor throws falls back to REST + SSE at once", STEP, async () => {
+    const erin = await openBrowser(browser);
+    erin.id = randomUUID();
+    // What a blocked port or a policy does: the constructor throws, nothing is connected.
+    await erin.context.addInitScript(() => {
+      window.WebSocket = class {
+        constructor() { throw new DOMException("refused by policy", "SecurityError"); }
+      };
+    });
+    await connect(erin, "auto");
+    assert.equal(await erin.page.evaluate(() => window.client.transport), "sse");
+    const id = await erin.page.evaluate((peer) => window.client.open(peer).then((d) => d.conversation.id), alice.id);
+    assert.equal(await send(erin, id, "no WebSocket here"), true);
+    await receivedOnce(alice, "no WebSocket here");
+    await send(alice, id, "fine over SSE");
+    await receivedOnce(erin, "fine over SSE");
+    assert.deepEqual(erin.errors, []);
+    await erin.context.close();
   });
 
   it("every message reached each page once", STEP, async () => {

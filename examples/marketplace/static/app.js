@@ -161,8 +161,9 @@ function listingItem(listing) {
   if (sold) return item;
   if (listing.seller_id === me.id) {
     item.append(" ", el("button", {
+      // The visible words first (what speech input users say), then which listing.
       textContent: "Mark sold",
-      ariaLabel: `Mark ${listing.title} sold`,
+      ariaLabel: `Mark sold: ${listing.title}`,
       onclick: () => api("POST", `/listings/${listing.id}/sold`).then(loadListings, showError),
     }));
     return item;
@@ -196,7 +197,7 @@ function listingItem(listing) {
   });
   item.append(" ", el("button", {
     textContent: "Contact seller",
-    ariaLabel: `Contact the seller of ${listing.title}`,
+    ariaLabel: `Contact seller: ${listing.title}`,
     ariaExpanded: "false",
     onclick: (e) => {
       form.hidden = !form.hidden;
@@ -318,6 +319,32 @@ async function openConversation(id) {
   }
 }
 
+/**
+ * Fetches the open conversation's newest page again (after a `reset`: messages, edits
+ * and deletions may have come as no event) and merges it in by seq: what is shown stays
+ * (older pages loaded, a live message that came meanwhile, an edit being typed), what
+ * changed is redrawn, what was missed is added.
+ */
+async function reloadConversation() {
+  const id = current?.loaded ? current.id : null;
+  if (!id) return; // not open, or its first page is still coming (and will be current)
+  try {
+    const page = await chat.history(id, { limit: PAGE });
+    if (current?.id !== id) return;
+    const stick = atBottom();
+    // Older pages loaded before keep their "Load older" state; else this page's says.
+    const oldestShown = Math.min(...current.messages.keys());
+    if (oldestShown >= Math.min(...page.messages.map((m) => m.seq))) current.hasMore = page.has_more;
+    for (const m of page.messages) place(m);
+    $("older").hidden = !current.hasMore;
+    renderPending();
+    if (stick) scrollToBottom();
+    markRead();
+  } catch (error) {
+    showError(error);
+  }
+}
+
 /** Empties the pane (a logout: the next person must not see it). */
 function closeConversation() {
   current = null;
@@ -388,12 +415,14 @@ function render(m) {
   const old = current.nodes.get(m.seq);
   current.nodes.set(m.seq, node);
   if (old) {
-    // A keyboard user on one of its buttons stays there (or on the message).
+    // A keyboard user on one of its buttons stays there (or on the message). Found by
+    // what it does: its name changes with the message's text or the reaction's count.
+    const which = (b) => b.dataset.action ?? b.ariaLabel ?? b.textContent;
     const focused = old.contains(document.activeElement) ? document.activeElement : null;
-    const label = focused?.ariaLabel ?? focused?.textContent;
+    const key = focused && which(focused);
     old.replaceWith(node);
     if (focused) {
-      const same = [...node.querySelectorAll("button")].find((b) => (b.ariaLabel ?? b.textContent) === label);
+      const same = [...node.querySelectorAll("button")].find((b) => which(b) === key);
       (same ?? node).focus();
     }
     return;
@@ -419,6 +448,25 @@ function renderPending() {
     .map((p) => el("div", { className: "msg own pending" },
       el("div", { className: "body", textContent: p.body }),
       el("div", { className: "meta", textContent: "sending…" }))));
+}
+
+/** A message in a few words, for the names of its buttons: "Edit: See you at the…". */
+function gist(m) {
+  const text = (m.body || m.attachments[0]?.name || "an attachment").trim().split(/\s+/);
+  const words = text.slice(0, 6).join(" ");
+  const chars = [...words]; // whole characters: an emoji is not cut in two
+  return chars.length > 40 ? `${chars.slice(0, 40).join("")}…` : text.length > 6 ? `${words}…` : words;
+}
+
+/**
+ * One of a message's buttons. Its name starts with its visible text (what a speech input
+ * user says) and says which message (a screen reader's list of buttons is not twenty
+ * "Edit"s); `action` is what it does, for focus to follow it when the message is redrawn.
+ */
+function messageButton(action, props) {
+  const button = el("button", props);
+  button.dataset.action = action;
+  return button;
 }
 
 function tickOf(m) {
@@ -466,26 +514,29 @@ function messageNode(m) {
   const reactions = el("div", { className: "reactions" });
   for (const r of m.reactions) {
     const mine = r.user_ids.includes(me.id);
-    reactions.append(el("button", {
-      textContent: `${r.emoji} ${r.user_ids.length}`,
+    const shown = `${r.emoji} ${r.user_ids.length}`;
+    reactions.append(messageButton(`reaction ${r.emoji}`, {
+      textContent: shown,
       ariaPressed: String(mine),
-      ariaLabel: `${r.emoji} from ${r.user_ids.map(nameOf).join(", ")}${mine ? " (remove yours)" : " (add yours)"}`,
+      ariaLabel: `${shown}, from ${r.user_ids.map(nameOf).join(", ")}, ${mine ? "remove yours" : "add yours"}`,
       onclick: () => chat.react(m.id, r.emoji, mine ? "removed" : "added").then(({ message }) => upsert(message), showError),
     }));
   }
+  // The tick is a picture of a state: role img, for its label to be read.
   const meta = el("div", { className: "meta" }, el("time", { dateTime: m.created_at, textContent: time(m.created_at) }),
     m.edited_at ? el("span", { textContent: "(edited)" }) : null,
-    own ? el("span", { className: "tick", ...tickOf(m) }) : null);
+    own ? el("span", { className: "tick", role: "img", ...tickOf(m) }) : null);
   // The actions show on hover or keyboard focus (always on touch screens).
   const actions = el("span", { className: "actions" });
+  const about = gist(m);
   if (!m.reactions.some((r) => r.emoji === "👍" && r.user_ids.includes(me.id))) {
-    actions.append(el("button", { textContent: "👍", ariaLabel: "React with thumbs up",
+    actions.append(messageButton("react", { textContent: "👍", ariaLabel: `React with thumbs up: ${about}`,
       onclick: () => chat.react(m.id, "👍").then(({ message }) => upsert(message), showError) }));
   }
-  actions.append(el("button", { textContent: "Reply", onclick: () => setReply(m) }));
+  actions.append(messageButton("reply", { textContent: "Reply", ariaLabel: `Reply: ${about}`, onclick: () => setReply(m) }));
   if (own) {
-    actions.append(el("button", { textContent: "Edit", onclick: () => startEditing(m, "edit") }),
-      el("button", { textContent: "Delete", onclick: () => startEditing(m, "delete") }));
+    actions.append(messageButton("edit", { textContent: "Edit", ariaLabel: `Edit: ${about}`, onclick: () => startEditing(m, "edit") }),
+      messageButton("delete", { textContent: "Delete", ariaLabel: `Delete: ${about}`, onclick: () => startEditing(m, "delete") }));
   }
   meta.append(actions);
   node.append(reactions, meta);
@@ -676,7 +727,12 @@ function wire(client) {
   });
   client.addEventListener("unauthorized", showLogin);
   client.addEventListener("pending", () => renderPending());
-  client.addEventListener("reset", () => loadInbox().catch(() => {}));
+  // No cursor to resume from: whatever happened meanwhile came as no event. The inbox and
+  // the open conversation are fetched again.
+  client.addEventListener("reset", () => {
+    loadInbox().catch(() => {});
+    reloadConversation();
+  });
   client.addEventListener("conversation.created", ({ detail }) => refreshSummary(detail.conversation.id));
   client.addEventListener("conversation.updated", ({ detail }) => refreshSummary(detail.conversation.id));
   client.addEventListener("message.created", ({ detail: { message } }) => {

@@ -1,7 +1,8 @@
 // chat-client.js: the reference browser client of the messaging server (docs/protocol.md,
 // "Writing a client"). One plain ES module, no build step. It talks to the chat routes at
-// `base`: a WebSocket on `${base}/v1/ws`, or, when that is refused, the HTTP routes plus
-// the event stream `${base}/v1/events`. Two ways to authenticate:
+// `base`: a WebSocket on `${base}/v1/ws`, or, when that is refused (or the browser has no
+// usable `WebSocket`), the HTTP routes plus the event stream `${base}/v1/events`. Two ways
+// to authenticate:
 //
 // - the host app's cookie, when the routes are mounted in it (same origin):
 //     const chat = new ChatClient({ base: "/chat", userId: me.id });
@@ -17,8 +18,14 @@
 // (`message.created`, `receipt.read`, `typing`, `presence`, …), once each (deduplicated
 // by cursor, and `message.created` by message id); `status` ({state: "connecting" |
 // "online" | "offline" | "stopped", transport: "ws" | "sse"}); `reset` when there was no
-// usable cursor to resume from (reload the conversations); `unauthorized` (log in again);
-// `pending` when the list of unacknowledged sends changes.
+// usable cursor to resume from (reload the conversations, and the open one's messages);
+// `unauthorized` (log in again); `pending` when the list of unacknowledged sends changes.
+//
+// A message this client sent comes as `message.created` too, once, whichever of the
+// server's answer and the event arrives first: from the answer when that is first (the
+// event is then dropped). So a send taken over from a previous page, which nobody awaits,
+// still reaches the page. (Once per page load: an answer carries no cursor, so a page
+// reloaded between the answer and the event is given the event again.)
 //
 // What it keeps in `storage` (localStorage), per user: the cursor of the last event the
 // page was given (a reload resumes after it) and the sends not yet acknowledged (a reload
@@ -311,7 +318,21 @@ export class ChatClient extends EventTarget {
   // ---- WebSocket ----------------------------------------------------------------------
 
   connectWs(generation) {
-    const ws = new WebSocket(this.url("/ws", { stream: true, scheme: "ws" }));
+    let ws;
+    try {
+      // `WebSocket` missing, or a constructor that throws (a blocked port, a policy):
+      // not an outage, and no refusal to diagnose. Straight to SSE, unless the app
+      // asked for WebSockets only (then it is retried like one that failed).
+      ws = new WebSocket(this.url("/ws", { stream: true, scheme: "ws" }));
+    } catch {
+      if (this.fixedTransport) {
+        this.scheduleReconnect();
+      } else {
+        this.transport = "sse";
+        this.connectSse(generation);
+      }
+      return;
+    }
     this.ws = ws;
     let hello = false;
     let buffered = null; // pushes that arrive while the gap is synced
@@ -458,15 +479,14 @@ export class ChatClient extends EventTarget {
     }
     es.onerror = () => {
       if (this.es !== es) return;
-      // EventSource retries by itself (with Last-Event-ID) unless the server answered
-      // an error status; then it is closed and we decide.
-      if (es.readyState === EventSource.CLOSED || !hello) {
-        this.teardown();
-        if (!hello) this.diagnose(generation);
-        else this.scheduleReconnect();
-      } else {
-        this.setState("connecting");
-      }
+      // EventSource would retry by itself, at a fixed interval (every page at once after a
+      // server restart). Instead it is closed, and we reconnect with the backoff and jitter
+      // of the WebSocket; the new stream starts after `cursor` (what Last-Event-ID would
+      // have said: the last durable event the page was given), so nothing is lost or
+      // repeated.
+      this.teardown();
+      if (!hello) this.diagnose(generation);
+      else this.scheduleReconnect();
     };
   }
 
@@ -515,7 +535,7 @@ export class ChatClient extends EventTarget {
     if (event === "message.created") {
       const key = `m:${data.message.id}`;
       if (this.seen.has(key)) {
-        // Seen in a send's reply: not shown again, but the stream has moved past it.
+        // Given to the page from a send's answer: not again, but the stream has moved past it.
         if (cursor) this.cursor = cursor;
         return;
       }
@@ -566,8 +586,15 @@ export class ChatClient extends EventTarget {
     this.request("send", pending.params).then((data) => {
       this.sending = null;
       this.pendingSends.delete(key);
+      // The answer before the event: the page learns of the message now (a restored send
+      // has nobody awaiting it, and the event, when it comes, is dropped as seen). Before
+      // `pending`, so the "sending…" a page draws is replaced, not just removed.
+      const seenKey = data.message && `m:${data.message.id}`;
+      if (seenKey && !this.seen.has(seenKey)) {
+        this.remember(seenKey);
+        this.emit("message.created", { message: data.message });
+      }
       this.pendingChanged();
-      if (data.message) this.remember(`m:${data.message.id}`);
       pending.resolve(data);
       this.pump();
     }, (error) => {
@@ -612,7 +639,8 @@ export class ChatClient extends EventTarget {
       } catch { /* unreadable: nothing to restore */ }
       for (const params of Array.isArray(stored) ? stored : []) {
         if (!params?.client_msg_id || this.pendingSends.has(params.client_msg_id)) continue;
-        // Nobody awaits these: the page sees them arrive as `message.created`.
+        // Nobody awaits these: the page sees them as `message.created` (from the event or
+        // from the answer, whichever comes first).
         this.pendingSends.set(params.client_msg_id, { params, resolve: () => {}, reject: () => {} });
       }
       storage.removeItem(key);
