@@ -68,16 +68,21 @@ pub struct StoreSettings {
     /// statement time, the wait for a database connection) are cut from it, so a slow
     /// statement fails on its own before the answer bound answers for it.
     pub answer_timeout: Duration,
+    /// PostgreSQL: the most connections the store's pool opens (its listener takes one
+    /// more); `PgOptions`' default (16) unless told otherwise.
+    pub pg_pool_size: u32,
 }
 
 impl StoreSettings {
-    /// Settings with the protocol's defaults (FULL, default limits, a 5 s answer bound).
+    /// Settings with the protocol's defaults (FULL, default limits, a 5 s answer bound,
+    /// PostgreSQL's default pool).
     #[must_use]
     pub fn new(limits: Limits) -> Self {
         Self {
             sqlite_synchronous: Synchronous::Full,
             limits,
             answer_timeout: Duration::from_millis(5_000),
+            pg_pool_size: PgOptions::default().max_connections,
         }
     }
 
@@ -146,6 +151,7 @@ pub async fn open(database: &Database, settings: &StoreSettings) -> Result<Opene
         }
         Database::Postgres(url) => {
             let options = PgOptions::default()
+                .max_connections(settings.pg_pool_size)
                 .statement_timeout(settings.statement_timeout())
                 .acquire_timeout(settings.wait_timeout());
             let store = PgStore::connect(url, options).await?;

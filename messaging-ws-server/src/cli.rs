@@ -159,6 +159,17 @@ struct ServeArgs {
     /// SQLite fsync policy: `full` (durable against power loss) or `normal`.
     #[arg(long, env = "MESSAGING_SQLITE_SYNCHRONOUS", value_enum, default_value_t = SyncMode::Full)]
     sqlite_synchronous: SyncMode,
+    /// PostgreSQL: the most connections this instance opens to the database for requests
+    /// and writes (5 or more: the two writers and three for reads); its
+    /// listener takes one more. Keep `instances × (this + 1)` under the database's
+    /// `max_connections`.
+    #[arg(
+        long,
+        env = "MESSAGING_PG_POOL_SIZE",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(5..=10_000)
+    )]
+    pg_pool_size: u32,
     /// The most a request waits for its answer (ms); past it: `unavailable`.
     #[arg(long, env = "MESSAGING_ANSWER_TIMEOUT_MS", default_value_t = 5_000)]
     answer_timeout_ms: u64,
@@ -357,6 +368,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         },
         limits,
         answer_timeout: Duration::from_millis(args.answer_timeout_ms.max(1)),
+        pg_pool_size: args.pg_pool_size,
     };
     let opened = backend::open(&database, &settings)
         .await
@@ -692,6 +704,10 @@ mod tests {
             matches!(cli.command, Some(Command::Token(TokenArgs { ttl, .. })) if ttl == Duration::from_secs(1800))
         );
         assert!(Cli::try_parse_from(["messaging-ws-server", "token", "--user", "nope"]).is_err());
+        let pool =
+            |size: &str| Cli::try_parse_from(["messaging-ws-server", "--pg-pool-size", size]);
+        assert_eq!(pool("40").unwrap().serve.pg_pool_size, 40);
+        assert!(pool("4").is_err(), "below the writers, the feed and two for requests");
     }
 
     #[test]

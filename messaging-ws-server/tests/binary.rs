@@ -1,8 +1,9 @@
 //! The binary as users run it: zero-config start on SQLite with `token` minting a usable
 //! token, exit 0 on SIGTERM; two server processes on one PostgreSQL database with a user on
 //! each; secrets only from files or the environment (never echoed by `--help`); settings
-//! checked at start; and a process out of file descriptors that still answers every
-//! connection (closed at once rather than left waiting in the backlog).
+//! checked at start; a process out of file descriptors that still answers every
+//! connection (closed at once rather than left waiting in the backlog); and
+//! `--pg-pool-size` bounding what a process opens to PostgreSQL.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests")]
 
@@ -264,4 +265,70 @@ async fn two_processes_on_one_postgres_database() {
         (json!(bob.to_string()), json!(false))
     );
     drop(first);
+}
+
+/// `--pg-pool-size` bounds the connections a process opens to PostgreSQL: 64 clients with
+/// their requests in flight at once never take the database past the pool and the feed's
+/// listener (the default pool of 16 lets the same burst open 17).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_size_bounds_the_connections_to_postgres() {
+    use sqlx::Connection;
+    let Some(url) = support::pg_database().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let secret = std::str::from_utf8(support::SECRET).unwrap();
+    let secret = secret_file(dir.path(), secret, 0o600);
+    let args = [
+        "--database-url",
+        url.as_str(),
+        "--jwt-secret-file",
+        secret.to_str().unwrap(),
+        "--pg-pool-size",
+        "5",
+    ];
+    let server = Process::start(dir.path(), &args);
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        clients.push(Client::connect(&server.url(), &support::token(UserId::new())).await);
+    }
+
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = tokio::spawn({
+        let (url, done) = (url.clone(), done.clone());
+        async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut peak = 0_i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                )
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                peak = peak.max(open);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            peak
+        }
+    });
+    let burst: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                for round in 0..20 {
+                    let words = format!("hello {round}");
+                    client.ok(json!({"op":"search","query":words})).await;
+                    client.ok(json!({"op":"conversations"})).await;
+                }
+            })
+        })
+        .collect();
+    for task in burst {
+        task.await.unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    assert!(peak <= 6, "{peak} connections: more than the pool of 5 and the listener");
+    assert!(peak >= 3, "{peak} connections: the burst did not reach the database");
+    drop(server);
 }
