@@ -171,6 +171,27 @@ export function watch(person, page) {
 }
 
 /**
+ * Stands between `context`'s pages and the server's WebSocket at `url`, as a network
+ * would: every frame passes, except those `fromServer(frame, message, link)` takes
+ * (it returns true, and may send `message` on later or close `link.page`). `link.sends`
+ * holds the ids of the page's `send` requests, to tell their replies apart.
+ */
+export async function interceptWebSocket(context, url, fromServer) {
+  await context.routeWebSocket(url, (ws) => {
+    const server = ws.connectToServer();
+    const link = { page: ws, sends: new Set() };
+    ws.onMessage((message) => {
+      const frame = JSON.parse(message);
+      if (frame.op === "send") link.sends.add(frame.id);
+      server.send(message);
+    });
+    server.onMessage((message) => {
+      if (!fromServer(JSON.parse(message), message, link)) ws.send(message);
+    });
+  });
+}
+
+/**
  * Waits until `check()` returns a truthy value (returned), or fails with `what` and the
  * last value seen. `check` may be async and may throw (treated as not yet).
  */

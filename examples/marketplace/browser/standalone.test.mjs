@@ -10,7 +10,7 @@ import { createServer } from "node:http";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { ServerProcess, eventually, launchBrowser, openBrowser, repo } from "./harness.mjs";
+import { ServerProcess, eventually, interceptWebSocket, launchBrowser, openBrowser, repo } from "./harness.mjs";
 
 const STEP = { timeout: 120_000 };
 // How long a client may take to come back: its backoff grows to 30 s (with jitter).
@@ -189,23 +189,11 @@ describe("the reference client on the standalone server, cross-origin with token
     // Between dave's page and the server: everything passes, except that the first reply
     // to a `send` is swallowed and the connection cut, as a network drop would.
     let dropped = false;
-    await dave.context.routeWebSocket(/\/v1\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      const sends = new Set();
-      ws.onMessage((message) => {
-        const frame = JSON.parse(message);
-        if (frame.op === "send") sends.add(frame.id);
-        server.send(message);
-      });
-      server.onMessage((message) => {
-        const frame = JSON.parse(message);
-        if (!dropped && frame.type === "reply" && sends.has(frame.id)) {
-          dropped = true;
-          ws.close({ code: 1001, reason: "the network dropped" });
-          return;
-        }
-        ws.send(message);
-      });
+    await interceptWebSocket(dave.context, /\/v1\/ws/, (frame, _message, link) => {
+      if (dropped || frame.type !== "reply" || !link.sends.has(frame.id)) return false;
+      dropped = true;
+      link.page.close({ code: 1001, reason: "the network dropped" });
+      return true;
     });
     await connect(dave, "ws");
     const created = await dave.page.evaluate(async (peer) => {
@@ -234,26 +222,16 @@ describe("the reference client on the standalone server, cross-origin with token
     // From here on, bob's `message.created` pushes come half a second late: the answer to
     // the new page's send comes before its event, and nobody awaits that send.
     const order = [];
-    await bob.browser.context.routeWebSocket(/\/v1\/ws/, (ws) => {
-      const server = ws.connectToServer();
-      const sends = new Set();
-      ws.onMessage((message) => {
-        const frame = JSON.parse(message);
-        if (frame.op === "send") sends.add(frame.id);
-        server.send(message);
-      });
-      server.onMessage((message) => {
-        const frame = JSON.parse(message);
-        if (frame.type === "event" && frame.event === "message.created") {
-          setTimeout(() => {
-            order.push("event");
-            try { ws.send(message); } catch { /* closed meanwhile */ }
-          }, 500);
-          return;
-        }
-        if (frame.type === "reply" && sends.has(frame.id)) order.push("answer");
-        ws.send(message);
-      });
+    await interceptWebSocket(bob.browser.context, /\/v1\/ws/, (frame, message, link) => {
+      if (frame.type === "event" && frame.event === "message.created") {
+        setTimeout(() => {
+          order.push("event");
+          try { link.page.send(message); } catch { /* closed meanwhile */ }
+        }, 500);
+        return true;
+      }
+      if (frame.type === "reply" && link.sends.has(frame.id)) order.push("answer");
+      return false;
     });
     await connect(bob, "ws", { waitOnline: false }); // a new page: the server is still down
     assert.equal(await bob.page.evaluate(() => window.client.unacknowledged.length), 1, "taken up by the new page");
