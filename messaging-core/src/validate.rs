@@ -94,14 +94,16 @@ pub(crate) fn attachments(list: &[Attachment], max: usize) -> Result<()> {
 }
 
 fn attachment(attachment: &Attachment) -> Result<()> {
-    // The URL is stored and served as sent, so it must already be in the form a browser
-    // would produce: the WHATWG parser also accepts `https:host`, and strips or encodes
-    // spaces, tabs and newlines that would then reach every client verbatim.
+    // The URL is stored and served as sent, and the URL parser is lenient where a client
+    // may not be: it also reads `https:host`, `https:///host` and `\` as `/`, and strips or
+    // encodes spaces, tabs and newlines, none of which would be fixed in what clients get.
     if !has_web_scheme(&attachment.url) {
         return Err(Error::invalid("attachment url must be https:// or http:// with a host"));
     }
-    if attachment.url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::invalid("attachment url contains whitespace or a control character"));
+    if attachment.url.chars().any(|c| is_blank_or_control(c) || c == '\\') {
+        return Err(Error::invalid(
+            "attachment url contains whitespace, a control character or a backslash",
+        ));
     }
     text("attachment url", &attachment.url, MAX_URL_BYTES)?;
     let url = url::Url::parse(&attachment.url)
@@ -119,11 +121,18 @@ fn attachment(attachment: &Attachment) -> Result<()> {
     Ok(())
 }
 
-/// Starts with `https://` or `http://` (the scheme in any case, as URLs allow).
+/// Starts with `https://` or `http://` (the scheme in any case, as URLs allow) and then
+/// the host, not another `/`.
 fn has_web_scheme(url: &str) -> bool {
     ["https://", "http://"].iter().any(|scheme| {
         url.get(..scheme.len()).is_some_and(|start| start.eq_ignore_ascii_case(scheme))
+            && !url[scheme.len()..].starts_with('/')
     })
+}
+
+/// Whitespace (`char::is_whitespace`) or a control character: refused in emoji and URLs.
+fn is_blank_or_control(c: char) -> bool {
+    c.is_whitespace() || c.is_control()
 }
 
 /// `type/subtype`: two non-empty runs of RFC 6838 name characters around one `/`.
@@ -142,7 +151,7 @@ pub(crate) fn emoji(value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid("emoji is empty"));
     }
-    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if value.chars().any(is_blank_or_control) {
         return Err(Error::invalid("emoji contains whitespace or a control character"));
     }
     if value.len() > MAX_EMOJI_BYTES {
@@ -231,6 +240,8 @@ mod tests {
             "https://h/a\nb",
             "https://h/\u{7f}",
             "https://h/\u{a0}",
+            "https:///h/f",
+            "https://h\\f",
         ] {
             assert_eq!(
                 attachments(&[file(url, "image/png")], 10).unwrap_err().code(),

@@ -50,13 +50,9 @@ impl PgError {
     /// (`log_batch::STALE_REACTIONS`): the writer runs the batch again with its rows
     /// locked.
     pub(crate) fn is_stale_reactions(&self) -> bool {
-        match self {
-            Self::Database(error) => error.as_database_error().is_some_and(|e| {
-                e.code().as_deref() == Some("22P02")
-                    && e.message().contains(crate::log_batch::STALE_REACTIONS)
-            }),
-            Self::Migrate(_) | Self::Core(_) => false,
-        }
+        self.sqlstate().as_deref() == Some("22P02")
+            && matches!(self, Self::Database(error) if error.as_database_error()
+                .is_some_and(|e| e.message().contains(crate::log_batch::STALE_REACTIONS)))
     }
 
     /// Whether the database cannot serve now rather than the request being wrong (see

@@ -93,38 +93,45 @@ WITH locked AS (
 )
 SELECT h.base, c.id, c.base FROM head h LEFT JOIN conv c ON true";
 
-/// The closing statement of a batch that changed reaction summaries: [`STATEMENT`] and the
-/// `reacted` CTE, which writes each summary (`$30`-`$32`: ids, row versions, summaries)
-/// only where the row is still the version it was computed from. `head` counts the rows
-/// written before it takes `log_head`, and a count short of the ids fails the statement
-/// with [`STALE_REACTIONS`] (a cast error, so nothing of it is kept). Batches without
-/// reactions, the hot path, run [`STATEMENT`] as it is.
+/// The closing statement of a batch that changed reaction summaries: [`STATEMENT`] after
+/// the `reacted` CTE, which writes each summary (`$30`-`$32`: ids, row versions, summaries)
+/// only where the row is still the version it was computed from. Both `locked` and `head`
+/// check before they lock anything that every summary was written, and a count short of
+/// the ids fails the statement with [`STALE_REACTIONS`] (a cast error, so nothing of it is
+/// kept). So the messages are locked first, then the conversations, then `log_head`: the
+/// order of the batches that lock the messages with `FOR UPDATE` before this statement,
+/// so no two batches wait on each other in a cycle. Batches without reactions, the hot
+/// path, run [`STATEMENT`] as it is.
 static STATEMENT_WITH_REACTIONS: LazyLock<String> = LazyLock::new(|| {
-    let head = "), head AS (";
-    let counted = "AND (SELECT count(*) FROM moved) >= 0";
-    let statement = STATEMENT
-        .replacen(
-            head,
-            &format!(
-                "), reacted AS (
+    let check = format!(
+        "(SELECT CASE WHEN count(*) = cardinality($30::uuid[]) THEN true \
+         ELSE ('{STALE_REACTIONS}: ' || count(*))::bool END FROM reacted)"
+    );
+    let edits = [
+        (
+            "WITH locked AS (",
+            "WITH reacted AS (
     UPDATE messages m SET reactions = v.r
     FROM UNNEST($30::uuid[], $31::bigint[], $32::jsonb[]) AS v(id, version, r)
     WHERE m.id = ANY($30::uuid[]) AND m.id = v.id AND m.xmin::text::bigint = v.version
     RETURNING 1
-{head}"
-            ),
-            1,
-        )
-        .replacen(
-            counted,
-            &format!(
-                "{counted}
-        AND (SELECT CASE WHEN count(*) = cardinality($30::uuid[]) THEN true
-            ELSE ('{STALE_REACTIONS}: ' || count(*))::bool END FROM reacted)"
-            ),
-            1,
-        );
-    debug_assert!(statement.contains("reacted AS") && statement.contains("FROM reacted)"));
+), locked AS (",
+        ),
+        (
+            "WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+            "WHERE id = ANY($1::uuid[]) AND {check} ORDER BY id FOR UPDATE",
+        ),
+        (
+            "AND (SELECT count(*) FROM moved) >= 0",
+            "AND (SELECT count(*) FROM moved) >= 0 AND {check}",
+        ),
+    ];
+    let mut statement = STATEMENT.to_owned();
+    for (anchor, replacement) in edits {
+        // A statement that lost an anchor would write summaries unchecked: never run it.
+        assert_eq!(statement.matches(anchor).count(), 1, "the anchor {anchor:?}");
+        statement = statement.replacen(anchor, &replacement.replace("{check}", &check), 1);
+    }
     statement
 });
 
@@ -471,6 +478,20 @@ mod tests {
         assert_eq!(users, [*b.as_uuid(), *a.as_uuid(), *a.as_uuid()]);
         assert_eq!(positions, [7, 7, 8]);
         assert_eq!(super::joined(&first), format!("{b},{a},{b}"));
+    }
+
+    /// The statement of a batch with reactions is the append statement with the summaries
+    /// written first and checked in both places that lock: built whole, or never.
+    #[test]
+    fn the_reaction_statement_writes_summaries_first_and_checks_them_twice() {
+        let statement = super::STATEMENT_WITH_REACTIONS.as_str();
+        assert!(statement.starts_with("WITH reacted AS ("), "{statement}");
+        assert_eq!(statement.matches(super::STALE_REACTIONS).count(), 2, "{statement}");
+        let locked = statement.find("), locked AS (").expect("locked");
+        let check = statement.find(super::STALE_REACTIONS).expect("the check");
+        let conv = statement.find("), conv AS (").expect("conv");
+        assert!(locked < check && check < conv, "the check comes before any lock is taken");
+        assert_eq!(statement.matches("$32").count(), 1);
     }
 
     use sqlx::{Connection, Executor, PgConnection};

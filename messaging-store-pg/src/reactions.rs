@@ -14,8 +14,9 @@
 //! in an explicit transaction that reads the rows `FOR UPDATE` (in id order, so two such
 //! batches never wait on each other in a cycle), where no other writer can change them
 //! before the commit. So the common case costs two round trips (the read and the closing
-//! statement, one commit) instead of five, and a race costs one more attempt, which
-//! always succeeds. A batch that runs in a transaction anyway (an edit, a delete, a
+//! statement, one commit) instead of five, and a race costs one more attempt on the same
+//! connection, which cannot race again (a deadlock or a timeout there is retried or
+//! answered as for any batch). A batch that runs in a transaction anyway (an edit, a delete, a
 //! receipt beside the reactions) locks from the start.
 //!
 //! Reactions of one batch run in queue order against the summaries as they stand after

@@ -4,7 +4,9 @@
 //! commits it as one transaction: the single-row changes first, then the reactions' read
 //! (see `reactions.rs`), then the appends, the reactions' summaries and the log in one
 //! statement (see `log_batch.rs`). A batch of appends alone is that statement and nothing
-//! else: one round trip; with reactions, two. Replies go out after the commit, so a reply means
+//! else: one round trip. A batch of appends and reactions is the read, outside any
+//! transaction, and that statement, which commits only if no summary it writes changed
+//! since the read. Replies go out after the commit, so a reply means
 //! durable. Two writer tasks (`PgOptions::writers`) share the queue, each on its own
 //! connection, so one batch runs its statement while the other waits for its fsync; the
 //! `log_head` row lock keeps positions in commit order across them (and across processes).
@@ -397,6 +399,11 @@ impl WriterLoop {
                 // Answers only ever come from an attempt that committed.
                 for change in changes {
                     change.forget_outcome();
+                }
+                if error.is_stale_reactions() {
+                    // Its implicit transaction ended with the statement: the connection is
+                    // clean, and the rerun needs no new one (nor a wait for a pool slot).
+                    self.conn = Some(conn);
                 }
                 return Err(error);
             }

@@ -232,9 +232,9 @@ async fn the_reactions_of_one_batch_run_in_queue_order() {
 }
 
 /// Another writer changes the message after a reaction's batch read it and before its
-/// statement writes the summary (an update holding the row uncommitted until then): the
-/// statement finds the row at another version and writes nothing, and the batch runs again
-/// with the row locked. The answer carries the message as the other writer left it, with
+/// statement writes the summary (an update holding the row uncommitted until the statement
+/// waits for it): the statement finds the row at another version and writes nothing, and
+/// the batch runs again with the row locked. The answer carries the message as the other writer left it, with
 /// the reaction, and so does the stored row: nothing of either writer is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reaction_overtaken_by_another_writer_runs_again_on_the_new_row() {
@@ -255,8 +255,25 @@ async fn a_reaction_overtaken_by_another_writer_runs_again_on_the_new_row() {
         let store = store.clone();
         async move { store.react(update(message.id, bob, "a", Added)).await }
     });
-    // The batch's read does not wait for the other writer; its write waits for the row.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The batch's read does not wait for the other writer (it reads the row as it was);
+    // its statement then waits for the row's lock. Only once it does, the other writer
+    // commits: the statement finds a newer row than the one the batch read.
+    let mut watcher = sqlx::PgConnection::connect(&url).await.expect("connect");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the reaction never waited for the row");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert!(!reacting.is_finished(), "the write waits for the other writer's row lock");
     tx.commit().await.expect("the other writer commits");
     let reacted = reacting.await.expect("join").expect("the reaction");

@@ -268,8 +268,8 @@ async fn version_4_messages_read_back_without_attachments_replies_or_reactions()
 /// Version 5 also adds member settings, receipt times, conversation metadata and the
 /// listing by context: the conversations of a version 4 database read back not muted, not
 /// archived, without metadata; a receipt logged then, and the marker it moved, read back
-/// with the send time of the message it marks (versions 5 and 9); conversations with a context are listed by it; and
-/// the upgraded rows take the new settings like new ones.
+/// with the send time of the message it marks (versions 5 and 9); conversations with a
+/// context are listed by it; and the upgraded rows take the new settings like new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_4_conversations_read_back_unmuted_unarchived_and_listed_by_context() {
     let Some(url) = support::empty_database().await else { return };

@@ -514,9 +514,10 @@ fn columns(conn: &rusqlite::Connection, table: &str) -> Vec<String> {
 /// conversation list; the unread count is unchanged; every member reads not muted, not
 /// archived, every conversation without metadata, the old receipt event and the marker
 /// it moved with the send time of the message it marks (the earliest it could have moved,
-/// as on PostgreSQL), a marker that never moved with no time; the context conversation is listed by its context
-/// (its index was filled by the migration); and the new features work on the upgraded
-/// file: attachments and replies to the old messages, settings, metadata, receipt times.
+/// as on PostgreSQL), a marker that never moved with no time; the context conversation is
+/// listed by its context (its index was filled by the migration); and the new features
+/// work on the upgraded file: attachments and replies to the old messages, settings,
+/// metadata, receipt times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_4_database_reads_its_messages_as_plain_user_messages() {
     let dir = tempfile::tempdir().unwrap();

@@ -613,9 +613,15 @@ describe("the marketplace in a browser", () => {
       const { page } = kim;
       // kim hears nothing while sam writes; then the reconnect's sync is refused: nothing
       // of it comes as an event, so only fetching the conversation again shows it.
+      // More than a page of history (30) comes meanwhile: merged into what the pane
+      // showed, the page fetched again would leave a hole above it.
       net.deaf = true;
-      const response = await seller.context.request.post(`${server.url}/chat/v1/conversations/${kimConversation}/messages`,
-        { data: { body: "written while kim heard nothing" } });
+      const messages = `${server.url}/chat/v1/conversations/${kimConversation}/messages`;
+      for (let i = 1; i <= 34; i += 1) {
+        const written = await seller.context.request.post(messages, { data: { body: `while away ${i}` } });
+        assert.equal(written.status(), 201);
+      }
+      const response = await seller.context.request.post(messages, { data: { body: "written while kim heard nothing" } });
       assert.equal(response.status(), 201);
       await new Promise((resolve) => setTimeout(resolve, 300)); // its push, dropped
       net.refuseSync = true;
@@ -623,6 +629,13 @@ describe("the marketplace in a browser", () => {
       await net.socket.close({ code: 1001, reason: "the network dropped" });
       await eventually("the reconnect's sync, refused", async () => net.refused > 0);
       await showsOnce(page, "written while kim heard nothing");
+      const seqs = await page.locator("#messages .msg[data-seq]").evaluateAll((nodes) => nodes.map((n) => Number(n.dataset.seq)));
+      assert.ok(seqs.every((seq, i) => i === 0 || seq === seqs[i - 1] + 1), `a hole in the pane: ${seqs}`);
+      const older = page.getByRole("button", { name: "Load older messages" });
+      while (await older.isVisible()) {
+        await older.click();
+        await page.waitForTimeout(200);
+      }
       await assertPaneMatchesServer(kim, kimConversation);
       net.refuseSync = false;
       // Live again from the new cursor.

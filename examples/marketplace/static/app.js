@@ -323,7 +323,8 @@ async function openConversation(id) {
  * Fetches the open conversation's newest page again (after a `reset`: messages, edits
  * and deletions may have come as no event) and merges it in by seq: what is shown stays
  * (older pages loaded, a live message that came meanwhile, an edit being typed), what
- * changed is redrawn, what was missed is added.
+ * changed is redrawn, what was missed is added. When more was missed than the page holds,
+ * the pane is drawn again from that page.
  */
 async function reloadConversation() {
   const id = current?.loaded ? current.id : null;
@@ -332,9 +333,20 @@ async function reloadConversation() {
     const page = await chat.history(id, { limit: PAGE });
     if (current?.id !== id) return;
     const stick = atBottom();
-    // Older pages loaded before keep their "Load older" state; else this page's says.
-    const oldestShown = Math.min(...current.messages.keys());
-    if (oldestShown >= Math.min(...page.messages.map((m) => m.seq))) current.hasMore = page.has_more;
+    const newestShown = Math.max(0, ...current.messages.keys());
+    const oldestFetched = Math.min(...page.messages.map((m) => m.seq));
+    if (oldestFetched > newestShown + 1) {
+      // More came while away than one page holds: merged, the pane would have a hole that
+      // "Load older" (which pages down from the oldest shown) never fills. Start over
+      // from this page, as opening the conversation does.
+      current.messages.clear();
+      current.nodes.clear();
+      $("messages").replaceChildren($("older"), $("pending"));
+      current.hasMore = page.has_more;
+    } else if (Math.min(...current.messages.keys()) >= oldestFetched) {
+      // Older pages loaded before keep their "Load older" state; else this page's says.
+      current.hasMore = page.has_more;
+    }
     for (const m of page.messages) place(m);
     $("older").hidden = !current.hasMore;
     renderPending();
@@ -610,7 +622,11 @@ function showError(error) {
 /** Reads up to the newest shown message when the page is visible and it is unread. */
 function markRead() {
   if (!current || document.hidden || current.messages.size === 0) return;
-  const last = Math.max(...current.messages.keys());
+  // Up to the last message shown with none missing before it: one's own message, shown
+  // from the send's answer, can come before a peer's message still on its way, and that
+  // one must not be marked read unseen.
+  let last = Math.min(...current.messages.keys());
+  while (current.messages.has(last + 1)) last += 1;
   const c = conversations.get(current.id);
   if (c && c.read_seq >= last && c.unread_count === 0) return;
   const id = current.id;

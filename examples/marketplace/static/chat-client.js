@@ -25,7 +25,8 @@
 // server's answer and the event arrives first: from the answer when that is first (the
 // event is then dropped). So a send taken over from a previous page, which nobody awaits,
 // still reaches the page. (Once per page load: an answer carries no cursor, so a page
-// reloaded between the answer and the event is given the event again.)
+// reloaded between the answer and the event is given the event again. A send answered
+// `created: false`, stored by an earlier attempt, is left to its event.)
 //
 // What it keeps in `storage` (localStorage), per user: the cursor of the last event the
 // page was given (a reload resumes after it) and the sends not yet acknowledged (a reload
@@ -586,13 +587,13 @@ export class ChatClient extends EventTarget {
     this.request("send", pending.params).then((data) => {
       this.sending = null;
       this.pendingSends.delete(key);
-      // The answer before the event: the page learns of the message now (a restored send
-      // has nobody awaiting it, and the event, when it comes, is dropped as seen). Before
-      // `pending`, so the "sending…" a page draws is replaced, not just removed.
-      const seenKey = data.message && `m:${data.message.id}`;
-      if (seenKey && !this.seen.has(seenKey)) {
-        this.remember(seenKey);
-        this.emit("message.created", { message: data.message });
+      // A new message whose answer came before its event: the page learns of it now (a
+      // restored send has nobody awaiting it, and the event, when it comes, is dropped as
+      // seen). Before `pending`, so the "sending…" a page draws is replaced, not just
+      // removed. A repeat (`created: false`) was stored by an earlier attempt, whose event
+      // this page either had before its cursor or will have in its stream.
+      if (data.created && data.message) {
+        this.deliver({ event: "message.created", data: { message: data.message } });
       }
       this.pendingChanged();
       pending.resolve(data);
